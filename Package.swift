@@ -1,0 +1,58 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Settings every target shares (see ../shared/design/STYLE.md).
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "SecureNode",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "securenode", targets: ["SecureNode"]),
+        .library(name: "ModelFormat", targets: ["ModelFormat"]),
+        .library(name: "ModelSigning", targets: ["ModelSigning"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+    ],
+    targets: [
+        // GGUF reader: validates every field of untrusted model files before it allocates or slices.
+        .target(name: "ModelFormat", swiftSettings: strict),
+        // OpenSSF model-signing bundles (sigstore bundle v0.3 + DSSE + in-toto), key and X.509 methods.
+        .target(
+            name: "ModelSigning",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "SecureNode",
+            dependencies: [
+                "ModelFormat", "ModelSigning",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat"], swiftSettings: strict),
+        .testTarget(
+            name: "ModelSigningTests",
+            dependencies: [
+                "ModelSigning",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

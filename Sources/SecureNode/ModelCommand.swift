@@ -7,7 +7,7 @@ struct ModelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Sign and verify models with OpenSSF model-signing bundles.",
-        subcommands: [ModelSignCommand.self, ModelVerifyCommand.self]
+        subcommands: [ModelSignCommand.self, ModelVerifyCommand.self, ModelInspectCommand.self]
     )
 }
 

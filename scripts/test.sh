@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up everything (scripts/setup.sh) and runs every test: the Swift test suites (with the real
+# model and the real model-signing tool required, not optional), the CLI end-to-end checks, and a
+# short libFuzzer run of the GGUF reader.
+#
+#   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzer; default 30)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+"$REPO/scripts/setup.sh" --no-build
+
+export PATH="$SECURENODE_VENV/bin:$PATH"
+export SECURENODE_REQUIRE_TOOLS=1
+export SECURENODE_TEST_MODEL="$DEFAULT_MODEL_FILE"
+cd "$REPO"
+
+log "building"
+swift build --build-tests
+log "Swift test suites"
+swift test --skip-build
+
+if [[ "${FUZZ_SECONDS:-30}" != 0 ]]; then
+  log "libFuzzer: GGUF reader for ${FUZZ_SECONDS:-30} s"
+  fuzz_log="$REPO/.build/fuzz/last-run.log"
+  mkdir -p "$(dirname "$fuzz_log")"
+  if "$REPO/fuzz/run-gguf-fuzzer.sh" "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
+  else
+    tail -60 "$fuzz_log"; die "the GGUF fuzzer found a crash (artifacts in .build/fuzz/artifacts/)"
+  fi
+fi
+
+log "CLI end-to-end"
+"$REPO/scripts/e2e-cli.sh"

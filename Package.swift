@@ -34,6 +34,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // tpm2-tss: ESAPI, TCTI loader, marshaling and return-code decoding (libtss2-dev).
+        .systemLibrary(name: "CTSS2", pkgConfig: "tss2-esys", providers: [.apt(["libtss2-dev"])]),
+        // The only importer of CTSS2: context, PCRs, keys, quotes.
+        .target(name: "TPM", dependencies: ["CTSS2"], swiftSettings: strict),
+        // A real swtpm for development and tests: provision (EK certificate from a local CA), start, stop.
+        .target(name: "SoftwareTPM", swiftSettings: strict),
         .executableTarget(
             name: "SecureNode",
             dependencies: [
@@ -54,5 +60,6 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "TPMTests", dependencies: ["TPM", "SoftwareTPM"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,133 @@
+import CTSS2
+import Dispatch
+
+/// The node's TPM. Every ESAPI call runs on this object's own serial dispatch queue (never on
+/// Swift's cooperative pool, since ESAPI blocks on I/O). The connection is opened lazily and
+/// reopened after the TPM was unreachable, so the node recovers when a TPM comes back.
+public final class TPM: @unchecked Sendable {
+    public let tcti: String
+    private let queue: DispatchQueue
+    /// Touched only on `queue`.
+    private var context: TPMContext?
+
+    public init(tcti: String) {
+        self.tcti = tcti
+        self.queue = DispatchQueue(label: "securenode.tpm")
+    }
+
+    /// Runs `body` with a live context on the TPM queue. An unavailable TPM drops the context so
+    /// that the next call reconnects.
+    func perform<T: Sendable>(_ body: @escaping @Sendable (TPMContext) throws(TPMError) -> T) async throws(TPMError) -> T {
+        let result: Result<T, TPMError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(TPMError) {
+                    if self.context == nil { self.context = try TPMContext(tcti: self.tcti) }
+                    continuation.resume(returning: .success(try body(self.context!)))
+                } catch {
+                    if error.kind == .unavailable { self.context = nil }
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Current values of `indices` in the SHA-256 bank.
+    public func pcrValues(_ indices: [Int]) async throws(TPMError) -> [Int: [UInt8]] {
+        try await perform { ctx throws(TPMError) in try ctx.pcrRead(bank: SN_ALG_SHA256, indices: indices) }
+    }
+
+    /// Extends a SHA-256 digest into PCR `index`.
+    public func extend(pcr index: Int, sha256 digest: [UInt8]) async throws(TPMError) {
+        guard digest.count == 32 else {
+            throw TPMError(.state, command: "TPM2_PCR_Extend", detail: "a SHA-256 digest is 32 bytes, got \(digest.count)")
+        }
+        try await perform { ctx throws(TPMError) in try ctx.pcrExtend(index: index, sha256: digest) }
+    }
+
+    /// The RSA-2048 endorsement key (template L-1) and its certificate from NV 0x01c00002.
+    public func endorsementKey() async throws(TPMError) -> EndorsementKey {
+        try await perform { ctx throws(TPMError) in
+            let (handle, pub) = try ctx.createPrimary(hierarchy: SN_ESYS_TR_RH_ENDORSEMENT, template: KeyTemplates.endorsementRSA2048())
+            ctx.flush(handle)
+            let area = try TPM2B.marshal(pub, Tss2_MU_TPM2B_PUBLIC_Marshal, "TPM2B_PUBLIC")
+            let cert = try ctx.nvRead(index: 0x01c0_0002)
+            return EndorsementKey(publicArea: area, certificateDER: cert)
+        }
+    }
+
+    /// The attestation key at `persistentHandle`, created (deterministically, as a primary key in
+    /// the endorsement hierarchy) and made persistent when absent. Nothing transient is left loaded.
+    public func attestationKey(_ type: AttestationKeyType, persistentHandle: UInt32) async throws(TPMError) -> AttestationKey {
+        try await perform { ctx throws(TPMError) in
+            let template = KeyTemplates.attestation(type)
+            if let existing = try ctx.fromTPMHandle(persistentHandle) {
+                defer { ctx.close(existing) }
+                let pub = try ctx.readPublic(existing)
+                guard pub.publicArea.type == template.publicArea.type,
+                      pub.publicArea.objectAttributes == template.publicArea.objectAttributes else {
+                    throw TPMError(.state, command: "load attestation key",
+                                   detail: "persistent handle 0x\(String(persistentHandle, radix: 16)) holds another kind of key")
+                }
+                return AttestationKey(type: type, persistentHandle: persistentHandle,
+                                      publicArea: try TPM2B.marshal(pub, Tss2_MU_TPM2B_PUBLIC_Marshal, "TPM2B_PUBLIC"))
+            }
+            let (handle, pub) = try ctx.createPrimary(hierarchy: SN_ESYS_TR_RH_ENDORSEMENT, template: template)
+            defer { ctx.flush(handle) }
+            let persistent = try ctx.evictControl(handle, persistentHandle: persistentHandle)
+            ctx.close(persistent)
+            return AttestationKey(type: type, persistentHandle: persistentHandle,
+                                  publicArea: try TPM2B.marshal(pub, Tss2_MU_TPM2B_PUBLIC_Marshal, "TPM2B_PUBLIC"))
+        }
+    }
+
+    /// Removes a persistent key (tests and re-provisioning).
+    public func evict(persistentHandle: UInt32) async throws(TPMError) {
+        try await perform { ctx throws(TPMError) in
+            guard let h = try ctx.fromTPMHandle(persistentHandle) else { return }
+            try ctx.evict(h, persistentHandle: persistentHandle)
+        }
+    }
+
+    /// TPM2_Quote with the attestation key over the SHA-256 PCRs `indices`, qualified by `nonce`.
+    public func quote(attestationKeyHandle: UInt32, nonce: [UInt8], pcrs indices: [Int]) async throws(TPMError) -> Quote {
+        guard nonce.count <= 64 else {
+            throw TPMError(.state, command: "TPM2_Quote", detail: "qualifying data is at most 64 bytes, got \(nonce.count)")
+        }
+        return try await perform { ctx throws(TPMError) in
+            guard let ak = try ctx.fromTPMHandle(attestationKeyHandle) else {
+                throw TPMError(.state, command: "TPM2_Quote",
+                               detail: "no attestation key at 0x\(String(attestationKeyHandle, radix: 16))")
+            }
+            defer { ctx.close(ak) }
+            let (attest, signature) = try ctx.quote(signer: ak, nonce: nonce, bank: SN_ALG_SHA256, indices: indices)
+            return Quote(attest: attest, signature: signature)
+        }
+    }
+
+    /// Flushes every transient object and session (see ``TPMContext/flushAllTransients()``).
+    public func flushTransients() async throws(TPMError) {
+        try await perform { ctx throws(TPMError) in try ctx.flushAllTransients() }
+    }
+}
+
+public struct EndorsementKey: Sendable, Equatable {
+    /// Marshaled TPM2B_PUBLIC.
+    public let publicArea: [UInt8]
+    /// DER X.509 EK certificate from NV, when the manufacturer provisioned one.
+    public let certificateDER: [UInt8]?
+}
+
+public struct AttestationKey: Sendable, Equatable {
+    public let type: AttestationKeyType
+    public let persistentHandle: UInt32
+    /// Marshaled TPM2B_PUBLIC.
+    public let publicArea: [UInt8]
+}
+
+public struct Quote: Sendable, Equatable {
+    /// Marshaled TPMS_ATTEST: the bytes the attestation key signed.
+    public let attest: [UInt8]
+    /// Marshaled TPMT_SIGNATURE.
+    public let signature: [UInt8]
+}

@@ -1,0 +1,90 @@
+import Foundation
+import SoftwareTPM
+import TPM
+
+/// Tools the TPM tests need. Missing tools skip the suites visibly, unless SECURENODE_REQUIRE_TOOLS=1
+/// (set by scripts/test.sh), which turns them into failures.
+enum TPMTools {
+    static func installed(_ tool: String) -> Bool {
+        ["/usr/bin", "/usr/local/bin"].contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
+    }
+    static let required = ProcessInfo.processInfo.environment["SECURENODE_REQUIRE_TOOLS"] == "1"
+    static var swtpm: Bool { required || (installed("swtpm") && installed("swtpm_setup")) }
+    static var tpm2Tools: Bool { required || installed("tpm2_checkquote") }
+
+    static func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: "/usr/bin/\(tool)")
+        proc.arguments = arguments
+        proc.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let pipe = Pipe()
+        proc.standardOutput = pipe
+        proc.standardError = pipe
+        try proc.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        proc.waitUntilExit()
+        return (proc.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// One manufactured TPM state (EK + EK certificate from a local CA), made once per test process;
+/// every test copies it and runs its own swtpm, which it stops (by pid) when it ends.
+enum ProvisionedTPMState {
+    static let template: Result<URL, any Error> = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("securenode-swtpm-template-\(getpid())")
+        do {
+            try? FileManager.default.removeItem(at: dir)
+            try SoftwareTPM(stateDirectory: dir).provision()
+            return .success(dir)
+        } catch {
+            return .failure(error)
+        }
+    }()
+}
+
+final class RunningTPM {
+    let directory: URL
+    let swtpm: SoftwareTPM
+    let tpm: TPM
+
+    init() throws {
+        let template = try ProvisionedTPMState.template.get()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("securenode-swtpm-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: template, to: directory)
+        swtpm = SoftwareTPM(stateDirectory: directory)
+        try swtpm.start()
+        tpm = TPM(tcti: swtpm.tcti)
+    }
+
+    deinit {
+        swtpm.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func file(_ name: String) -> String { directory.appendingPathComponent(name).path }
+}
+
+/// tpm2-tools' serialized PCR file (`tpm2_quote -o`, `tpm2_checkquote -f`, Keylime's PCR blob): a
+/// little-endian dump of TPML_PCR_SELECTION then TPML_DIGEST lists of at most eight PCRs.
+func tpm2ToolsPCRFile(values: [Int: [UInt8]]) -> [UInt8] {
+    let indices = values.keys.sorted()
+    var out: [UInt8] = []
+    func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+    func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+    u32(1)
+    var select: [UInt8] = [0, 0, 0]
+    for i in indices { select[i / 8] |= 1 << (i % 8) }
+    u16(0x000B); out.append(3); out += select; out += [0, 0]  // TPMS_PCR_SELECTION (6 bytes + 2 padding)
+    out += [UInt8](repeating: 0, count: 15 * 8)
+    let chunks = stride(from: 0, to: indices.count, by: 8).map { Array(indices[$0..<min($0 + 8, indices.count)]) }
+    u32(UInt32(chunks.count))
+    for chunk in chunks {
+        u32(UInt32(chunk.count))
+        for slot in 0..<8 {
+            let value = slot < chunk.count ? values[chunk[slot]]! : []
+            u16(UInt16(value.count))
+            out += value + [UInt8](repeating: 0, count: 64 - value.count)
+        }
+    }
+    return out
+}

@@ -1,0 +1,79 @@
+import Foundation
+import SoftwareTPM
+import Testing
+import TPM
+
+@Suite(.enabled(if: TPMTools.swtpm, "swtpm is not installed; run scripts/setup.sh"))
+struct TPMQuoteTests {
+    @Test func readsAndExtendsPCRs() async throws {
+        let t = try RunningTPM()
+        let before = try await t.tpm.pcrValues([0, 14, 15])
+        #expect(before[15] == [UInt8](repeating: 0, count: 32))
+        let digest = [UInt8](repeating: 0xAB, count: 32)
+        try await t.tpm.extend(pcr: 15, sha256: digest)
+        let after = try await t.tpm.pcrValues([15])
+        // PCR_new = SHA-256(PCR_old || digest), checked against tpm2_pcrread, an independent reader.
+        let read = try TPMTools.run("tpm2_pcrread", ["sha256:15", "-T", t.swtpm.tcti])
+        #expect(read.status == 0, "\(read.output)")
+        let hex = after[15]!.map { String(format: "%02X", $0) }.joined()
+        #expect(read.output.contains("0x" + hex), "\(read.output)")
+        #expect(after[15] != before[15])
+    }
+
+    @Test func readsEndorsementKeyAndCertificate() async throws {
+        let t = try RunningTPM()
+        let ek = try await t.tpm.endorsementKey()
+        #expect(ek.publicArea.count > 256)
+        let cert = try #require(ek.certificateDER)
+        #expect(cert.first == 0x30)  // DER SEQUENCE
+    }
+
+    @Test func attestationKeyPersistsAcrossConnections() async throws {
+        let t = try RunningTPM()
+        let first = try await t.tpm.attestationKey(.rsa2048, persistentHandle: 0x8101_0002)
+        // A new connection (as after a node restart) finds the same key, not a new one.
+        let again = try await TPM(tcti: t.swtpm.tcti).attestationKey(.rsa2048, persistentHandle: 0x8101_0002)
+        #expect(first == again)
+    }
+
+    @Test(arguments: [AttestationKeyType.rsa2048, .eccP256])
+    func quotePassesTpm2Checkquote(type: AttestationKeyType) async throws {
+        try #require(TPMTools.tpm2Tools, "tpm2-tools is not installed")
+        let t = try RunningTPM()
+        let ak = try await t.tpm.attestationKey(type, persistentHandle: 0x8101_0010)
+        try await t.tpm.extend(pcr: 15, sha256: [UInt8](repeating: 7, count: 32))
+        let nonce: [UInt8] = Array("0123456789abcdef".utf8)
+        let pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 15]
+        let quote = try await t.tpm.quote(attestationKeyHandle: ak.persistentHandle, nonce: nonce, pcrs: pcrs)
+        let values = try await t.tpm.pcrValues(pcrs)
+        try Data(quote.attest).write(to: URL(fileURLWithPath: t.file("quote.msg")))
+        try Data(quote.signature).write(to: URL(fileURLWithPath: t.file("quote.sig")))
+        try Data(ak.publicArea).write(to: URL(fileURLWithPath: t.file("ak.pub")))
+        try Data(tpm2ToolsPCRFile(values: values)).write(to: URL(fileURLWithPath: t.file("quote.pcrs")))
+        let nonceHex = nonce.map { String(format: "%02x", $0) }.joined()
+        let args = ["-u", t.file("ak.pub"), "-m", t.file("quote.msg"), "-s", t.file("quote.sig"),
+                    "-f", t.file("quote.pcrs"), "-g", "sha256"]
+        let ok = try TPMTools.run("tpm2_checkquote", args + ["-q", nonceHex])
+        #expect(ok.status == 0, "\(ok.output)")
+        // The same quote with another nonce must be refused by the independent checker.
+        let bad = try TPMTools.run("tpm2_checkquote", args + ["-q", "00" + nonceHex.dropFirst(2)])
+        #expect(bad.status != 0)
+    }
+
+    @Test func stoppedTPMIsReportedAndRecoveredFrom() async throws {
+        let t = try RunningTPM()
+        _ = try await t.tpm.pcrValues([0])
+        t.swtpm.stop()
+        do {
+            _ = try await t.tpm.pcrValues([0])
+            Issue.record("a stopped TPM answered")
+        } catch {
+            #expect(error.kind == .unavailable, "\(error)")
+            #expect(error.description.contains("TPM2_PCR_Read") || error.description.contains("connect"), "\(error)")
+        }
+        // The simulator comes back on the same port; the same TPM object reconnects by itself.
+        try t.swtpm.start()
+        let again = try await t.tpm.pcrValues([0])
+        #expect(again[0]?.count == 32)
+    }
+}

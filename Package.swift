@@ -17,7 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
     ],
@@ -40,10 +40,29 @@ let package = Package(
         .target(name: "TPM", dependencies: ["CTSS2"], swiftSettings: strict),
         // A real swtpm for development and tests: provision (EK certificate from a local CA), start, stop.
         .target(name: "SoftwareTPM", swiftSettings: strict),
+        // Pure-Swift verification of TPM evidence: structures, quotes, event log, profiles, appraisal.
+        // Never imports TPM: orchestrators verify without one.
+        .target(
+            name: "Attestation",
+            dependencies: [
+                "ModelSigning",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strict
+        ),
+        // The node's composition of TPM, attestation and signed models: measure, event log, evidence.
+        .target(
+            name: "NodeCore",
+            dependencies: ["TPM", "Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "TPM", "SoftwareTPM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -60,6 +79,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "TPMTests", dependencies: ["TPM", "SoftwareTPM"], swiftSettings: strict),
+        .testTarget(
+            name: "TPMTests",
+            dependencies: ["TPM", "SoftwareTPM", "Attestation", "NodeCore", "ModelSigning",
+                           .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
     ]
 )

@@ -104,17 +104,38 @@ public final class SoftwareTPM: @unchecked Sendable {
         throw Failure(description: "swtpm did not start: \(lastError)")
     }
 
-    /// Stops the swtpm process this object started (SIGTERM, then SIGKILL after 5 s).
+    /// Stops the swtpm process this object started: CMD_SHUTDOWN on its control channel (swtpm
+    /// does not act on SIGTERM while a client holds a connection), then SIGTERM, then SIGKILL.
     public func stop() {
         guard let proc = process else { return }
         process = nil
-        if proc.isRunning {
-            kill(proc.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(5)
-            while proc.isRunning && Date() < deadline { usleep(20_000) }
-            if proc.isRunning { kill(proc.processIdentifier, SIGKILL) }
+        let pid = proc.processIdentifier
+        if proc.isRunning { Self.sendShutdown(controlPort: port + 1) }
+        for (signal, grace) in [(Int32(0), 2.0), (SIGTERM, 1.0), (SIGKILL, 5.0)] where proc.isRunning {
+            if signal != 0 { kill(pid, signal) }
+            let deadline = Date().addingTimeInterval(grace)
+            while proc.isRunning && Date() < deadline { usleep(10_000) }
         }
         proc.waitUntilExit()
+    }
+
+    /// swtpm control channel command CMD_SHUTDOWN (3): 4-byte big-endian code, 4-byte result.
+    static func sendShutdown(controlPort: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(controlPort).bigEndian
+        let connected = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { return }
+        var command: [UInt8] = [0, 0, 0, 3]
+        _ = write(fd, &command, 4)
+        var response = [UInt8](repeating: 0, count: 4)
+        _ = read(fd, &response, 4)
     }
 
     deinit { stop() }

@@ -9,6 +9,9 @@ public final class TPM: @unchecked Sendable {
     private let queue: DispatchQueue
     /// Touched only on `queue`.
     private var context: TPMContext?
+    /// The EK is fixed for a TPM; deriving it (an RSA primary key) is slow, so it is kept for the
+    /// life of the connection. Touched only on `queue`.
+    private var endorsement: EndorsementKey?
 
     public init(tcti: String) {
         self.tcti = tcti
@@ -24,7 +27,10 @@ public final class TPM: @unchecked Sendable {
                     if self.context == nil { self.context = try TPMContext(tcti: self.tcti) }
                     continuation.resume(returning: .success(try body(self.context!)))
                 } catch {
-                    if error.kind == .unavailable { self.context = nil }
+                    if error.kind == .unavailable {
+                        self.context = nil
+                        self.endorsement = nil
+                    }
                     continuation.resume(returning: .failure(error))
                 }
             }
@@ -48,11 +54,14 @@ public final class TPM: @unchecked Sendable {
     /// The RSA-2048 endorsement key (template L-1) and its certificate from NV 0x01c00002.
     public func endorsementKey() async throws(TPMError) -> EndorsementKey {
         try await perform { ctx throws(TPMError) in
+            if let known = self.endorsement { return known }
             let (handle, pub) = try ctx.createPrimary(hierarchy: SN_ESYS_TR_RH_ENDORSEMENT, template: KeyTemplates.endorsementRSA2048())
             ctx.flush(handle)
             let area = try TPM2B.marshal(pub, Tss2_MU_TPM2B_PUBLIC_Marshal, "TPM2B_PUBLIC")
             let cert = try ctx.nvRead(index: 0x01c0_0002)
-            return EndorsementKey(publicArea: area, certificateDER: cert)
+            let ek = EndorsementKey(publicArea: area, certificateDER: cert)
+            self.endorsement = ek
+            return ek
         }
     }
 

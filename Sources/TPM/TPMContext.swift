@@ -1,4 +1,7 @@
 import CTSS2
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One connection to a TPM through tpm2-tss ESAPI. It owns the TCTI and ESYS contexts.
 ///
@@ -14,6 +17,9 @@ final class TPMContext: @unchecked Sendable {
     /// sends Startup(CLEAR), accepting a TPM that has already started.
     init(tcti configuration: String) throws(TPMError) {
         tctiConfiguration = configuration
+        // tpm2-tss logs expected misses (e.g. probing an absent persistent handle) to stderr; errors
+        // reach the caller as TPMError instead. TSS2_LOG set by the operator still wins.
+        setenv("TSS2_LOG", "all+NONE", 0)
         var t: OpaquePointer?
         let rc = configuration.withCString { Tss2_TctiLdr_Initialize($0, &t) }
         guard rc == SN_RC_SUCCESS, t != nil else {

@@ -6,7 +6,7 @@ import TPM
 @Suite(.enabled(if: TPMTools.swtpm, "swtpm is not installed; run scripts/setup.sh"))
 struct TPMQuoteTests {
     @Test func readsAndExtendsPCRs() async throws {
-        let t = try RunningTPM()
+        let t = try await RunningTPM()
         let before = try await t.tpm.pcrValues([0, 14, 15])
         #expect(before[15] == [UInt8](repeating: 0, count: 32))
         let digest = [UInt8](repeating: 0xAB, count: 32)
@@ -21,7 +21,7 @@ struct TPMQuoteTests {
     }
 
     @Test func readsEndorsementKeyAndCertificate() async throws {
-        let t = try RunningTPM()
+        let t = try await RunningTPM()
         let ek = try await t.tpm.endorsementKey()
         #expect(ek.publicArea.count > 256)
         let cert = try #require(ek.certificateDER)
@@ -29,7 +29,7 @@ struct TPMQuoteTests {
     }
 
     @Test func attestationKeyPersistsAcrossConnections() async throws {
-        let t = try RunningTPM()
+        let t = try await RunningTPM()
         let first = try await t.tpm.attestationKey(.rsa2048, persistentHandle: 0x8101_0002)
         // A new connection (as after a node restart) finds the same key, not a new one.
         let again = try await TPM(tcti: t.swtpm.tcti).attestationKey(.rsa2048, persistentHandle: 0x8101_0002)
@@ -39,7 +39,7 @@ struct TPMQuoteTests {
     @Test(arguments: [AttestationKeyType.rsa2048, .eccP256])
     func quotePassesTpm2Checkquote(type: AttestationKeyType) async throws {
         try #require(TPMTools.tpm2Tools, "tpm2-tools is not installed")
-        let t = try RunningTPM()
+        let t = try await RunningTPM()
         let ak = try await t.tpm.attestationKey(type, persistentHandle: 0x8101_0010)
         try await t.tpm.extend(pcr: 15, sha256: [UInt8](repeating: 7, count: 32))
         let nonce: [UInt8] = Array("0123456789abcdef".utf8)
@@ -61,7 +61,7 @@ struct TPMQuoteTests {
     }
 
     @Test func stoppedTPMIsReportedAndRecoveredFrom() async throws {
-        let t = try RunningTPM()
+        let t = try await RunningTPM()
         _ = try await t.tpm.pcrValues([0])
         t.swtpm.stop()
         do {

@@ -27,19 +27,30 @@ enum TPMTools {
     }
 }
 
-/// One manufactured TPM state (EK + EK certificate from a local CA), made once per test process;
-/// every test copies it and runs its own swtpm, which it stops (by pid) when it ends.
-enum ProvisionedTPMState {
-    static let template: Result<URL, any Error> = {
+/// One manufactured TPM state (EK + EK certificate from a local CA, and the profile's RSA AK),
+/// made once per test process; every test copies it and runs its own swtpm, which it stops (by
+/// pid) when it ends.
+actor ProvisionedTPMState {
+    static let shared = ProvisionedTPMState()
+    private var task: Task<URL, any Error>?
+
+    func template() async throws -> URL {
+        if task == nil { task = Task { try await Self.make() } }
+        return try await task!.value
+    }
+
+    private static func make() async throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("securenode-swtpm-template-\(getpid())")
-        do {
-            try? FileManager.default.removeItem(at: dir)
-            try SoftwareTPM(stateDirectory: dir).provision()
-            return .success(dir)
-        } catch {
-            return .failure(error)
+        try? FileManager.default.removeItem(at: dir)
+        let swtpm = SoftwareTPM(stateDirectory: dir)
+        try await offPool {
+            try swtpm.provision()
+            try swtpm.start()
         }
-    }()
+        defer { swtpm.stop() }
+        _ = try await TPM(tcti: swtpm.tcti).attestationKey(.rsa2048, persistentHandle: 0x8101_0002)
+        return dir
+    }
 }
 
 final class RunningTPM {
@@ -47,12 +58,17 @@ final class RunningTPM {
     let swtpm: SoftwareTPM
     let tpm: TPM
 
-    init() throws {
-        let template = try ProvisionedTPMState.template.get()
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("securenode-swtpm-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: template, to: directory)
-        swtpm = SoftwareTPM(stateDirectory: directory)
-        try swtpm.start()
+    init() async throws {
+        let template = try await ProvisionedTPMState.shared.template()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("securenode-swtpm-\(UUID().uuidString)")
+        let swtpm = SoftwareTPM(stateDirectory: directory)
+        // Copying state and starting a process block: keep them off Swift's cooperative pool.
+        try await offPool {
+            try FileManager.default.copyItem(at: template, to: directory)
+            try swtpm.start()
+        }
+        self.directory = directory
+        self.swtpm = swtpm
         tpm = TPM(tcti: swtpm.tcti)
     }
 
@@ -87,4 +103,18 @@ func tpm2ToolsPCRFile(values: [Int: [UInt8]]) -> [UInt8] {
         }
     }
     return out
+}
+
+/// Runs blocking work (processes, file copies) on a Dispatch thread, not the cooperative pool.
+func offPool(_ body: @escaping @Sendable () throws -> Void) async throws {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        DispatchQueue.global().async {
+            do {
+                try body()
+                continuation.resume()
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
 }

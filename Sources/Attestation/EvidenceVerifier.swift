@@ -1,0 +1,205 @@
+import Crypto
+import Foundation
+import ModelSigning
+
+/// The result of appraising evidence: every check, in order, with its outcome.
+public struct Appraisal: Sendable, Codable, Equatable {
+    public enum Outcome: String, Sendable, Codable { case pass, fail, skipped }
+
+    public struct Check: Sendable, Codable, Equatable {
+        public var check: String
+        public var result: Outcome
+        public var detail: String
+    }
+
+    public var result: Outcome
+    public var profile: String
+    public var nonce: String
+    public var model: Evidence.ModelPart?
+    public var checks: [Check]
+
+    /// The first failed check's name, if any.
+    public var failedCheck: String? { checks.first { $0.result == .fail }?.check }
+}
+
+/// Appraises TPM evidence against a profile. It never touches a TPM.
+///
+/// The checks, in this order (the first failure ends the appraisal; later checks are "skipped"):
+/// 0. `evidence-format`: the evidence is JSON of the documented shape (``appraise(json:nonce:)``).
+/// 1. `ak-trusted`: the evidence's AK is a restricted signing key whose TPM name is enrolled
+///    (``EnrollmentRecord``) or listed in the profile's `trustedAKs`.
+/// 2. `quote-signature`: TPMS_ATTEST is a TPM-generated quote, and the TPMT_SIGNATURE over it verifies
+///    under that AK.
+/// 3. `nonce`: the quote's qualifying data equals the verifier's nonce (freshness: a replayed quote
+///    carries an old nonce).
+/// 4. `pcr-digest`: the quoted selection is the SHA-256 bank and exactly the PCRs in the evidence,
+///    every profile-quoted PCR is present, and the quote's PCR digest equals SHA-256 of their values.
+/// 5. `event-log-replay`: every event's digest is SHA-256 of its bytes, and replaying the log from
+///    zeros gives the quoted value of every PCR it touches (here: the measurement PCR).
+/// 6. `reference-values`: each PCR the profile pins has one of its allowed values.
+/// 7. `model-allowed`: the log's last model event names this profile, a signer the profile allows,
+///    and (when the profile lists models) an allowed manifest root; and it matches the evidence's
+///    `model` field.
+///
+/// The caller must already trust the profile and the enrollment record (their origin is out of band).
+public struct EvidenceVerifier: Sendable {
+    public var profile: FirmwareProfile
+    public var enrolled: [EnrollmentRecord]
+    public var localSigners: [String]
+
+    public init(profile: FirmwareProfile, enrolled: [EnrollmentRecord] = [], localSigners: [String] = []) {
+        self.profile = profile
+        self.enrolled = enrolled
+        self.localSigners = localSigners
+    }
+
+    public static let checkNames = ["ak-trusted", "quote-signature", "nonce", "pcr-digest", "event-log-replay",
+                                    "reference-values", "model-allowed"]
+
+    /// Appraises evidence as received (JSON bytes): unreadable evidence fails `evidence-format`.
+    public func appraise(json data: [UInt8], nonce expectedNonce: [UInt8]) -> Appraisal {
+        do {
+            var appraisal = appraise(try Evidence(json: Data(data)), nonce: expectedNonce)
+            appraisal.checks.insert(.init(check: "evidence-format", result: .pass, detail: "evidence version \(Evidence.currentVersion)"), at: 0)
+            return appraisal
+        } catch {
+            return Appraisal(result: .fail, profile: profile.id, nonce: hexString(expectedNonce), model: nil,
+                             checks: [.init(check: "evidence-format", result: .fail, detail: error.reason)]
+                                 + Self.checkNames.map { .init(check: $0, result: .skipped, detail: "not checked: the evidence is unreadable") })
+        }
+    }
+
+    public func appraise(_ evidence: Evidence, nonce expectedNonce: [UInt8]) -> Appraisal {
+        var checks: [Appraisal.Check] = []
+        var failed = false
+        func run(_ name: String, _ body: () throws(AttestationError) -> String) {
+            guard !failed else {
+                checks.append(.init(check: name, result: .skipped, detail: "not checked: an earlier check failed"))
+                return
+            }
+            do throws(AttestationError) {
+                checks.append(.init(check: name, result: .pass, detail: try body()))
+            } catch {
+                failed = true
+                checks.append(.init(check: name, result: .fail, detail: error.reason))
+            }
+        }
+
+        var ak: TPMPublicKey?
+        var attestation: QuoteAttestation?
+        var quotedValues: [Int: [UInt8]] = [:]
+
+        run("ak-trusted") { () throws(AttestationError) -> String in
+            let key = try TPMPublicKey(marshaled: try Self.base64(evidence.ak.public, "ak.public"))
+            guard key.isRestrictedSigningKey else {
+                throw AttestationError(.malformed, "the AK is not a restricted, fixed-TPM signing key")
+            }
+            let name = hexString(key.name)
+            let trusted = enrolled.map { $0.akName.lowercased() } + profile.trustedAKs.map { $0.lowercased() }
+            guard trusted.contains(where: { constantTimeEquals(Array($0.utf8), Array(name.utf8)) }) else {
+                throw AttestationError(.malformed, "AK \(name) is neither enrolled nor listed in profile \(profile.id)")
+            }
+            ak = key
+            return "AK \(name) is \(enrolled.contains { $0.akName.lowercased() == name } ? "enrolled" : "listed in the profile")"
+        }
+        run("quote-signature") { () throws(AttestationError) -> String in
+            guard let ak else { throw AttestationError(.malformed, "no AK") }
+            let attest = try Self.base64(evidence.quote.attest, "quote.attest")
+            let signature = try TPMSignature(bytes: try Self.base64(evidence.quote.signature, "quote.signature"))
+            let parsed = try QuoteAttestation(bytes: attest)
+            guard ak.isValid(signature, over: attest) else {
+                throw AttestationError(.malformed, "the quote's signature does not verify under the AK")
+            }
+            attestation = parsed
+            return "TPMS_ATTEST signed by the AK"
+        }
+        run("nonce") { () throws(AttestationError) -> String in
+            guard let attestation else { throw AttestationError(.malformed, "no quote") }
+            guard constantTimeEquals(attestation.extraData, expectedNonce) else {
+                throw AttestationError(.malformed, "the quote was made for nonce \(hexString(attestation.extraData)), not \(hexString(expectedNonce)): stale or replayed")
+            }
+            return "qualifying data equals the nonce"
+        }
+        run("pcr-digest") { () throws(AttestationError) -> String in
+            guard let attestation else { throw AttestationError(.malformed, "no quote") }
+            guard evidence.pcrs.bank == "sha256", attestation.pcrBank == TPMAlgorithm.sha256 else {
+                throw AttestationError(.unsupported, "the quote is not over the SHA-256 PCR bank")
+            }
+            var values: [Int: [UInt8]] = [:]
+            for (key, hex) in evidence.pcrs.values {
+                guard let i = Int(key), let v = ModelSigning.bytes(fromHex: hex), v.count == 32 else {
+                    throw AttestationError(.malformed, "pcrs.values[\"\(key)\"] is not a PCR index with a SHA-256 value")
+                }
+                values[i] = v
+            }
+            guard Set(values.keys) == Set(attestation.pcrIndices) else {
+                throw AttestationError(.malformed, "the evidence lists PCRs \(values.keys.sorted()) but the quote covers \(attestation.pcrIndices)")
+            }
+            let missing = profile.quotePCRs.filter { values[$0] == nil }
+            guard missing.isEmpty else { throw AttestationError(.malformed, "the quote omits PCRs \(missing) that profile \(profile.id) requires") }
+            let digest = Array(SHA256.hash(data: attestation.pcrIndices.flatMap { values[$0]! }))
+            guard constantTimeEquals(digest, attestation.pcrDigest) else {
+                throw AttestationError(.malformed, "the PCR values do not hash to the quoted PCR digest: a PCR value was changed")
+            }
+            quotedValues = values
+            return "PCRs \(attestation.pcrIndices) match the quoted digest"
+        }
+        run("event-log-replay") { () throws(AttestationError) -> String in
+            for (i, entry) in evidence.eventLog.enumerated() {
+                guard hexString(Array(SHA256.hash(data: Array(entry.event.utf8)))) == entry.digest.lowercased() else {
+                    throw AttestationError(.malformed, "eventLog[\(i)]: digest is not the SHA-256 of the event: the event was edited")
+                }
+                guard quotedValues[entry.pcr] != nil else {
+                    throw AttestationError(.malformed, "eventLog[\(i)] extends PCR \(entry.pcr), which the quote does not cover")
+                }
+            }
+            let replayed = EventLogReplay.replay(evidence.eventLog)
+            for (pcr, value) in replayed.sorted(by: { $0.key < $1.key }) where !constantTimeEquals(value, quotedValues[pcr]!) {
+                throw AttestationError(.malformed, "replaying the event log gives PCR \(pcr) = \(hexString(value)), but the quote says \(hexString(quotedValues[pcr]!))")
+            }
+            let zero = [UInt8](repeating: 0, count: 32)
+            if replayed[profile.measurementPCR] == nil, let v = quotedValues[profile.measurementPCR], v != zero {
+                throw AttestationError(.malformed, "PCR \(profile.measurementPCR) was extended but the event log has no event for it")
+            }
+            return "\(evidence.eventLog.count) event(s) replay to the quoted PCRs"
+        }
+        run("reference-values") { () throws(AttestationError) -> String in
+            for (key, allowed) in profile.referenceValues.sorted(by: { $0.key < $1.key }) {
+                guard let pcr = Int(key), let value = quotedValues[pcr] else {
+                    throw AttestationError(.malformed, "PCR \(key) is pinned by the profile but not quoted")
+                }
+                guard allowed.contains(where: { ModelSigning.bytes(fromHex: $0) == value }) else {
+                    throw AttestationError(.malformed, "PCR \(pcr) = \(hexString(value)) is not a reference value of profile \(profile.id)")
+                }
+            }
+            return "\(profile.referenceValues.count) pinned PCR(s) hold reference values"
+        }
+        run("model-allowed") { () throws(AttestationError) -> String in
+            guard let last = evidence.eventLog.last(where: { $0.type == ModelMeasurement.eventType && $0.pcr == profile.measurementPCR }) else {
+                throw AttestationError(.malformed, "no model was measured")
+            }
+            let event = try ModelMeasurement(canonical: Array(last.event.utf8))
+            guard event.profile == profile.id else {
+                throw AttestationError(.malformed, "the model was measured under profile \(event.profile), not \(profile.id)")
+            }
+            guard profile.allowsSigner(event.signer, localSigners: localSigners) else {
+                throw AttestationError(.malformed, "model signer \(event.signer) is not allowed by profile \(profile.id)")
+            }
+            if !profile.allowedModels.isEmpty, !profile.allowedModels.contains(where: { $0.lowercased() == event.manifestRoot }) {
+                throw AttestationError(.malformed, "model \(event.manifestRoot) is not in profile \(profile.id)'s allowed models")
+            }
+            if let model = evidence.model, model.manifestRoot != event.manifestRoot || model.signer != event.signer {
+                throw AttestationError(.malformed, "the evidence's model field does not match the measured model")
+            }
+            return "model \(event.modelName) (\(event.manifestRoot)) signed by \(event.signer)"
+        }
+
+        return Appraisal(result: failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
+                         model: evidence.model, checks: checks)
+    }
+
+    static func base64(_ text: String, _ field: String) throws(AttestationError) -> [UInt8] {
+        guard let data = Data(base64Encoded: text) else { throw AttestationError(.malformed, "evidence \(field) is not base64") }
+        return Array(data)
+    }
+}

@@ -1,0 +1,109 @@
+import Attestation
+import Crypto
+import Foundation
+import ModelSigning
+import TPM
+
+/// The node's side of attestation: measures verified models into the profile's PCR (and the event
+/// log), and produces evidence for a nonce.
+public struct Attestor: Sendable {
+    public let tpm: TPM
+    public let profile: FirmwareProfile
+    public let store: EventLogStore
+
+    public init(tpm: TPM, profile: FirmwareProfile, store: EventLogStore) {
+        self.tpm = tpm
+        self.profile = profile
+        self.store = store
+    }
+
+    /// The stored log, checked against the TPM: it must replay to the measurement PCR's current
+    /// value. A PCR back at zero means the TPM was reset (reboot), so the log starts afresh. Any
+    /// other mismatch means something outside the node extended the PCR: refuse (fail closed).
+    public func currentLog() async throws -> [EventLogEntry] {
+        let pcr = profile.measurementPCR
+        let value = try await tpm.pcrValues([pcr])[pcr] ?? []
+        let log = try store.load()
+        let zero = [UInt8](repeating: 0, count: 32)
+        if value == zero { return [] }
+        let replayed = EventLogReplay.replay(log)[pcr] ?? zero
+        guard replayed == value else {
+            throw NodeError("PCR \(pcr) holds \(hexString(value)), which the event log \(store.file.path) does not explain: "
+                            + "something outside SecureNode extended it; refusing to attest")
+        }
+        return log
+    }
+
+    /// Extends the model's canonical measurement into the profile's measurement PCR and records it.
+    /// The model must already be verified, and its signer allowed by the profile.
+    @discardableResult
+    public func measure(_ model: VerifiedModel, localSigners: [String] = []) async throws -> EventLogEntry {
+        guard profile.allowsSigner(model.signer.fingerprint, localSigners: localSigners) else {
+            throw NodeError("model signer \(model.signer.fingerprint) is not allowed by profile \(profile.id)"
+                            + (profile.allowLocalSigners ? "" : " (this profile accepts only the signers it names)"))
+        }
+        if !profile.allowedModels.isEmpty, !profile.allowedModels.contains(where: { $0.lowercased() == model.rootDigestHex }) {
+            throw NodeError("model \(model.rootDigestHex) is not among profile \(profile.id)'s allowed models")
+        }
+        var log = try await currentLog()
+        let measurement = ModelMeasurement(verified: model, profile: profile.id)
+        let entry = EventLogEntry(pcr: profile.measurementPCR, measurement: measurement)
+        // Record first, then extend: a crash in between leaves a log entry the PCR lacks, which
+        // `currentLog` reports instead of silently accepting an unexplained PCR value.
+        log.append(entry)
+        try store.save(log)
+        try await tpm.extend(pcr: profile.measurementPCR, sha256: measurement.digest)
+        return entry
+    }
+
+    /// Evidence for `nonce`: a quote by the profile's AK over the profile's PCRs, the PCR values,
+    /// the event log, the EK certificate and the measured model.
+    public func evidence(nonce: [UInt8]) async throws -> Evidence {
+        guard (8...64).contains(nonce.count) else {
+            throw NodeError("the nonce must be 8 to 64 bytes (16 to 128 hex digits), got \(nonce.count)")
+        }
+        guard let handle = profile.akHandle, let type = AttestationKeyType(rawValue: profile.attestationKey.type) else {
+            throw NodeError("profile \(profile.id) has no usable attestation key")
+        }
+        let ak = try await tpm.attestationKey(type, persistentHandle: handle)
+        let log = try await currentLog()
+        let quote = try await tpm.quote(attestationKeyHandle: handle, nonce: nonce, pcrs: profile.quotePCRs)
+        let values = try await tpm.pcrValues(profile.quotePCRs)
+        // The quote and the read are two commands: make sure nothing moved in between.
+        let attest = try QuoteAttestation(bytes: quote.attest)
+        let digest = Array(SHA256.hash(data: attest.pcrIndices.flatMap { values[$0] ?? [] }))
+        guard digest == attest.pcrDigest else {
+            throw NodeError("a PCR changed while the quote was taken; ask again")
+        }
+        let ek = try await tpm.endorsementKey()
+        let akKey = try TPMPublicKey(marshaled: ak.publicArea)
+        var model: Evidence.ModelPart?
+        if let last = log.last(where: { $0.type == ModelMeasurement.eventType }),
+           let m = try? ModelMeasurement(canonical: Array(last.event.utf8)) {
+            model = Evidence.ModelPart(name: m.modelName, manifestRoot: m.manifestRoot, signer: m.signer,
+                                       signerDescription: profile.modelSigners.first { $0.publicKeyFingerprint.lowercased() == m.signer }?.name ?? "local signer")
+        }
+        return Evidence(
+            nonce: hexString(nonce),
+            quote: .init(attest: Data(quote.attest).base64EncodedString(), signature: Data(quote.signature).base64EncodedString()),
+            ak: .init(public: Data(ak.publicArea).base64EncodedString(), pem: akKey.pem, name: hexString(akKey.name)),
+            pcrs: .init(bank: "sha256", values: Dictionary(uniqueKeysWithValues: values.map { (String($0.key), hexString($0.value)) })),
+            eventLog: log,
+            ekCertificate: ek.certificateDER.map { PEM.encode($0, label: "CERTIFICATE") },
+            model: model,
+            profile: profile.id)
+    }
+}
+
+enum PEM {
+    static func encode(_ der: [UInt8], label: String) -> String {
+        let b64 = Array(Data(der).base64EncodedString().utf8)
+        var lines: [String] = []
+        var i = 0
+        while i < b64.count {
+            lines.append(String(decoding: b64[i..<min(i + 64, b64.count)], as: UTF8.self))
+            i += 64
+        }
+        return "-----BEGIN \(label)-----\n" + lines.joined(separator: "\n") + "\n-----END \(label)-----\n"
+    }
+}

@@ -37,7 +37,7 @@ let package = Package(
         // tpm2-tss: ESAPI, TCTI loader, marshaling and return-code decoding (libtss2-dev).
         .systemLibrary(name: "CTSS2", pkgConfig: "tss2-esys", providers: [.apt(["libtss2-dev"])]),
         // The only importer of CTSS2: context, PCRs, keys, quotes.
-        .target(name: "TPM", dependencies: ["CTSS2"], swiftSettings: strict),
+        .target(name: "TPM", dependencies: ["CTSS2", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         // A real swtpm for development and tests: provision (EK certificate from a local CA), start, stop.
         .target(name: "SoftwareTPM", swiftSettings: strict),
         // Pure-Swift verification of TPM evidence: structures, quotes, event log, profiles, appraisal.

@@ -140,3 +140,62 @@ public struct Quote: Sendable, Equatable {
     /// Marshaled TPMT_SIGNATURE.
     public let signature: [UInt8]
 }
+
+// MARK: sealing
+
+/// A sealed data object: marshaled TPM2B_PUBLIC and TPM2B_PRIVATE (encrypted by the TPM's storage
+/// root key; useless outside that TPM).
+public struct SealedObject: Sendable, Equatable {
+    public let publicArea: [UInt8]
+    public let privateArea: [UInt8]
+    public init(publicArea: [UInt8], privateArea: [UInt8]) {
+        self.publicArea = publicArea
+        self.privateArea = privateArea
+    }
+}
+
+/// A publisher's approval of a PCR policy, for objects sealed with PolicyAuthorize.
+public struct PolicyAuthorization: Sendable, Equatable {
+    /// Marshaled TPM2B_PUBLIC of the publisher's P-256 verification key.
+    public let keyPublic: [UInt8]
+    /// The PolicyPCR digest the publisher approved.
+    public let approvedPolicy: [UInt8]
+    /// ECDSA signature r || s over SHA-256(approvedPolicy).
+    public let signature: [UInt8]
+    public init(keyPublic: [UInt8], approvedPolicy: [UInt8], signature: [UInt8]) {
+        self.keyPublic = keyPublic
+        self.approvedPolicy = approvedPolicy
+        self.signature = signature
+    }
+}
+
+extension TPM {
+    /// Seals `secret` (at most 128 bytes) so that only a session satisfying `authPolicy` can unseal it.
+    public func seal(_ secret: [UInt8], authPolicy: [UInt8]) async throws(TPMError) -> SealedObject {
+        try await perform { ctx throws(TPMError) in
+            let srk = try ctx.createStorageRoot()
+            defer { ctx.flush(srk) }
+            let (pub, priv) = try ctx.createSealed(parent: srk, secret: secret, authPolicy: authPolicy)
+            return SealedObject(publicArea: pub, privateArea: priv)
+        }
+    }
+
+    /// Unseals with a policy session: PolicyPCR over `pcrs` (current values), then, for objects
+    /// sealed to a PolicyAuthorize, the publisher's approval of those values.
+    public func unseal(_ object: SealedObject, pcrs: [Int], authorization: PolicyAuthorization?) async throws(TPMError) -> [UInt8] {
+        try await perform { ctx throws(TPMError) in
+            let srk = try ctx.createStorageRoot()
+            defer { ctx.flush(srk) }
+            let handle = try ctx.load(parent: srk, public: object.publicArea, private: object.privateArea)
+            defer { ctx.flush(handle) }
+            let session = try ctx.startPolicySession()
+            defer { ctx.flush(session) }
+            try ctx.policyPCR(session: session, indices: pcrs)
+            if let authorization {
+                try ctx.policyAuthorize(session: session, approvedPolicy: authorization.approvedPolicy,
+                                        keyPublic: authorization.keyPublic, signatureRS: authorization.signature)
+            }
+            return try ctx.unseal(object: handle, session: session)
+        }
+    }
+}

@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        .package(url: "https://github.com/attaswift/BigInt.git", from: "6.0.0"),
     ],
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
@@ -46,6 +47,7 @@ let package = Package(
             name: "Attestation",
             dependencies: [
                 "ModelSigning",
+                .product(name: "BigInt", package: "BigInt"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),

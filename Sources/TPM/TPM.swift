@@ -199,3 +199,22 @@ extension TPM {
         }
     }
 }
+
+// MARK: enrollment
+
+extension TPM {
+    /// Proves that the AK at `attestationKeyHandle` lives in the TPM that holds the EK: decrypts an
+    /// orchestrator's MakeCredential challenge (TPM2_ActivateCredential).
+    public func activateCredential(attestationKeyHandle: UInt32, credentialBlob: [UInt8], encryptedSecret: [UInt8]) async throws(TPMError) -> [UInt8] {
+        try await perform { ctx throws(TPMError) in
+            guard let ak = try ctx.fromTPMHandle(attestationKeyHandle) else {
+                throw TPMError(.state, command: "TPM2_ActivateCredential",
+                               detail: "no attestation key at 0x\(String(attestationKeyHandle, radix: 16))")
+            }
+            defer { ctx.close(ak) }
+            let (ek, _) = try ctx.createPrimary(hierarchy: SN_ESYS_TR_RH_ENDORSEMENT, template: KeyTemplates.endorsementRSA2048())
+            defer { ctx.flush(ek) }
+            return try ctx.activateCredential(activate: ak, ek: ek, credentialBlob: credentialBlob, encryptedSecret: encryptedSecret)
+        }
+    }
+}

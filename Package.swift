@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
         .package(url: "https://github.com/attaswift/BigInt.git", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
     ],
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
@@ -61,10 +62,17 @@ let package = Package(
             dependencies: ["TPM", "Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // HTTP endpoints (Hummingbird 2): attestation, enrollment, health.
+        .target(
+            name: "NodeHTTP",
+            dependencies: ["NodeCore", "Attestation", "TPM", "ModelSigning", .product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "TPM", "SoftwareTPM",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "TPM", "SoftwareTPM",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -83,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TPMTests",
-            dependencies: ["TPM", "SoftwareTPM", "Attestation", "NodeCore", "ModelSigning",
+            dependencies: ["TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),

@@ -1,0 +1,141 @@
+import Attestation
+import Foundation
+import Hummingbird
+import ModelSigning
+import NodeCore
+import TPM
+
+/// The node's attestation, enrollment and health endpoints (the OpenAI-compatible API joins them
+/// in the service stage). Formats are documented in firmware-profiles/README.md.
+public struct NodeRoutes: Sendable {
+    public let attestor: Attestor
+    public let readiness: Readiness
+
+    public init(attestor: Attestor, readiness: Readiness) {
+        self.attestor = attestor
+        self.readiness = readiness
+    }
+
+    public func register(on router: Router<BasicRequestContext>) {
+        router.get("/healthz") { _, _ in Self.json(["status": "alive"]) }
+        router.get("/readyz") { _, _ in await readinessResponse() }
+        router.get("/v1/attestation") { request, _ in await attestation(request) }
+        router.get("/v1/enrollment") { _, _ in await enrollmentIdentity() }
+        router.post("/v1/enrollment/activate") { request, _ in await activate(request) }
+    }
+
+    func readinessResponse() async -> Response {
+        let state = await readiness.state
+        guard state.ready else { return Self.json(["status": "not ready", "reason": state.reason], status: .serviceUnavailable) }
+        do {
+            _ = try await attestor.tpm.pcrValues([attestor.profile.measurementPCR])
+        } catch {
+            return Self.json(["status": "not ready", "reason": "the TPM does not answer: \(error)"], status: .serviceUnavailable)
+        }
+        return Self.json(["status": "ready", "profile": attestor.profile.id, "model": state.reason])
+    }
+
+    func attestation(_ request: Request) async -> Response {
+        guard let text = request.uri.queryParameters.get("nonce"), let nonce = ModelSigning.bytes(fromHex: text),
+              (8...64).contains(nonce.count) else {
+            return Self.error("nonce must be 16 to 128 hex digits (?nonce=HEX)", status: .badRequest)
+        }
+        do {
+            let evidence = try await attestor.evidence(nonce: nonce)
+            return Self.body(evidence.jsonData())
+        } catch {
+            return Self.error("cannot produce evidence: \(error)", status: .serviceUnavailable)
+        }
+    }
+
+    /// GET /v1/enrollment: the EK (public area and certificate) and the AK an orchestrator enrolls.
+    func enrollmentIdentity() async -> Response {
+        do {
+            guard let handle = attestor.profile.akHandle, let type = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
+                return Self.error("the profile has no attestation key", status: .internalServerError)
+            }
+            let ek = try await attestor.tpm.endorsementKey()
+            let ak = try await attestor.tpm.attestationKey(type, persistentHandle: handle)
+            let identity = EnrollmentIdentity(profile: attestor.profile.id,
+                                              ekPublic: Data(ek.publicArea).base64EncodedString(),
+                                              ekCertificate: ek.certificateDER.map { Data($0).base64EncodedString() },
+                                              akPublic: Data(ak.publicArea).base64EncodedString(),
+                                              akName: hexString(try TPMPublicKey(marshaled: ak.publicArea).name))
+            return Self.body(try JSONEncoder().encode(identity))
+        } catch {
+            return Self.error("cannot read the TPM's identity: \(error)", status: .serviceUnavailable)
+        }
+    }
+
+    /// POST /v1/enrollment/activate: the node proves its AK and EK share a TPM by decrypting the
+    /// orchestrator's MakeCredential challenge.
+    func activate(_ request: Request) async -> Response {
+        do {
+            let body = try await request.body.collect(upTo: 16 << 10)
+            guard let challenge = try? JSONDecoder().decode(EnrollmentChallenge.self, from: Data(body.readableBytesView)),
+                  let blob = Data(base64Encoded: challenge.credentialBlob), let secret = Data(base64Encoded: challenge.encryptedSecret) else {
+                return Self.error("body must be {\"credentialBlob\": base64, \"encryptedSecret\": base64}", status: .badRequest)
+            }
+            guard let handle = attestor.profile.akHandle else { return Self.error("no attestation key", status: .internalServerError) }
+            let recovered = try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob),
+                                                                      encryptedSecret: Array(secret))
+            return Self.body(try JSONEncoder().encode(EnrollmentProof(secret: Data(recovered).base64EncodedString())))
+        } catch let error as TPMError where error.kind == .command {
+            return Self.error("credential activation refused: \(error)", status: .unprocessableContent)
+        } catch {
+            return Self.error("credential activation failed: \(error)", status: .badRequest)
+        }
+    }
+
+    static func body(_ data: Data, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func json(_ object: [String: String], status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return body((try? encoder.encode(object)) ?? Data(), status: status)
+    }
+
+    /// Errors in OpenAI's JSON shape, which the whole API uses.
+    static func error(_ message: String, status: HTTPResponse.Status) -> Response {
+        struct Envelope: Encodable { let error: Detail }
+        struct Detail: Encodable { let message: String; let type: String; let code: Int }
+        let data = (try? JSONEncoder().encode(Envelope(error: Detail(message: message, type: "securenode_error", code: status.code)))) ?? Data()
+        return body(data, status: status)
+    }
+}
+
+/// Whether the node has verified, measured and loaded its model.
+public actor Readiness {
+    public private(set) var state: (ready: Bool, reason: String) = (false, "starting: the model is not verified yet")
+    public init() {}
+    public func set(ready: Bool, reason: String) { state = (ready, reason) }
+}
+
+/// GET /v1/enrollment response.
+public struct EnrollmentIdentity: Codable, Sendable {
+    public var profile: String
+    /// Marshaled TPM2B_PUBLIC of the EK (base64).
+    public var ekPublic: String
+    /// DER EK certificate (base64), when the TPM holds one.
+    public var ekCertificate: String?
+    /// Marshaled TPM2B_PUBLIC of the AK (base64).
+    public var akPublic: String
+    /// TPM name of the AK (hex).
+    public var akName: String
+}
+
+/// POST /v1/enrollment/activate request and response.
+public struct EnrollmentChallenge: Codable, Sendable {
+    public var credentialBlob: String
+    public var encryptedSecret: String
+    public init(credentialBlob: String, encryptedSecret: String) {
+        self.credentialBlob = credentialBlob
+        self.encryptedSecret = encryptedSecret
+    }
+}
+
+public struct EnrollmentProof: Codable, Sendable {
+    public var secret: String
+}

@@ -92,7 +92,9 @@ let package = Package(
         .testTarget(
             name: "TPMTests",
             dependencies: ["TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
-                           .product(name: "Crypto", package: "swift-crypto")],
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "X509", package: "swift-certificates"),
+                           .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: strict
         ),
     ]

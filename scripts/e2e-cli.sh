@@ -8,6 +8,7 @@ bin="$(cd "$REPO" && swift build --show-bin-path)/securenode"
 [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh"
 
 work=$(mktemp -d)
+serve="" dev_tpm=""
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
 
@@ -74,6 +75,42 @@ expect "model_signing verifies our bundle" 0 'Verification succeeded' -- \
   model_signing verify key "$work/bad" --signature "$work/bad.sig" --public_key "$work/other.pub.pem"
 expect "a truncated GGUF is refused with the field named" 1 'GGUF' -- \
   "$bin" model inspect "$work/bad" --signature "$work/bad.sig" --public-key "$work/other.pub.pem"
+
+# The node on a software TPM: dev-tpm, measure and quote from the command line, then serve,
+# enroll over HTTP, and verify evidence with the enrollment record.
+export SECURENODE_STATE_DIR="$work/state"
+profile="$REPO/firmware-profiles/swtpm-dev.json"
+"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
+dev_tpm=$!
+trap 'kill $dev_tpm $serve 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
+tcti=$(head -n1 "$work/tcti")
+expect "profile check" 0 'profile swtpm-dev is valid' -- "$bin" profile check "$profile"
+expect "measure the default model" 0 '"pcr":15' -- \
+  "$bin" measure --tcti "$tcti" --profile "$profile" --model "$DEFAULT_MODEL_DIR" --signature "$sig" --public-key "$pub"
+nonce=$(openssl rand -hex 16)
+expect "quote from the command line" 0 '"quote"' -- "$bin" quote --tcti "$tcti" --profile "$profile" --nonce "$nonce"
+"$bin" serve --tcti "$tcti" --profile "$profile" --model "$DEFAULT_MODEL_DIR" --signature "$sig" --public-key "$pub" \
+  --port 0 2> "$work/serve.log" &
+serve=$!
+port=""
+for _ in $(seq 1 300); do
+  port=$(sed -n 's|.*serving on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log" | head -n1)
+  [[ -n "$port" ]] && break; sleep 0.1
+done
+expect "readyz after verify, measure and load" 0 '"status":"ready"' -- curl -sf "http://127.0.0.1:$port/readyz"
+expect "enroll the node's AK" 0 '^enrolled AK' -- \
+  "$bin" enroll --node "http://127.0.0.1:$port" --profile "$profile" --out "$work/enrolled.json"
+nonce=$(openssl rand -hex 16)
+curl -sf "http://127.0.0.1:$port/v1/attestation?nonce=$nonce" > "$work/evidence.json"
+expect "verify accepts enrolled evidence" 0 '"result" : "pass"' -- \
+  "$bin" verify --evidence "$work/evidence.json" --nonce "$nonce" --profile "$profile" --enrolled "$work/enrolled.json"
+expect "verify refuses it for another nonce" 1 'stale or replayed' -- \
+  "$bin" verify --evidence "$work/evidence.json" --nonce "$(openssl rand -hex 16)" --profile "$profile" --enrolled "$work/enrolled.json"
+expect "verify refuses it without enrollment" 1 'neither enrolled nor listed' -- \
+  "$bin" verify --evidence "$work/evidence.json" --nonce "$nonce" --profile "$profile"
+expect "a bad nonce is a 400 in OpenAI's error shape" 0 '"code":400' -- curl -s "http://127.0.0.1:$port/v1/attestation?nonce=xyz"
+kill "$serve" "$dev_tpm"; wait "$serve" "$dev_tpm" 2>/dev/null
 
 echo "e2e: $passed passed, $failed failed"
 [[ $failed == 0 ]]

@@ -23,19 +23,35 @@ public final class TPM: @unchecked Sendable {
     func perform<T: Sendable>(_ body: @escaping @Sendable (TPMContext) throws(TPMError) -> T) async throws(TPMError) -> T {
         let result: Result<T, TPMError> = await withCheckedContinuation { continuation in
             queue.async {
-                do throws(TPMError) {
-                    if self.context == nil { self.context = try TPMContext(tcti: self.tcti) }
-                    continuation.resume(returning: .success(try body(self.context!)))
-                } catch {
-                    if error.kind == .unavailable {
-                        self.context = nil
-                        self.endorsement = nil
+                var outcome = self.attempt(body)
+                if case .failure(let error) = outcome, error.isOutOfObjectMemory, let context = self.context {
+                    // Without a resource manager (swtpm, or a crashed client on /dev/tpm0) the
+                    // three transient slots can be left full: flush them and try once more.
+                    do throws(TPMError) {
+                        try context.flushAllTransients()
+                        outcome = self.attempt(body)
+                    } catch {
+                        outcome = .failure(error)
                     }
-                    continuation.resume(returning: .failure(error))
                 }
+                if case .failure(let error) = outcome, error.kind == .unavailable {
+                    self.context = nil
+                    self.endorsement = nil
+                }
+                continuation.resume(returning: outcome)
             }
         }
         return try result.get()
+    }
+
+    /// One try of `body`, connecting first if needed. Runs on `queue`.
+    private func attempt<T>(_ body: (TPMContext) throws(TPMError) -> T) -> Result<T, TPMError> {
+        do throws(TPMError) {
+            if context == nil { context = try TPMContext(tcti: tcti) }
+            return .success(try body(context!))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Current values of `indices` in the SHA-256 bank.

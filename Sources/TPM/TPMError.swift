@@ -34,6 +34,9 @@ public struct TPMError: Error, CustomStringConvertible, Sendable, Equatable {
         self.kind = (layer == 0x0A || ioLike.contains(base) && layer != 0) ? .unavailable : .command
     }
 
+    /// TPM_RC_OBJECT_MEMORY (0x902) or TPM_RC_SESSION_MEMORY (0x903): no free slot.
+    public var isOutOfObjectMemory: Bool { kind == .command && (code & 0xFFF == 0x902 || code & 0xFFF == 0x903) }
+
     public var description: String {
         switch kind {
         case .unavailable: "TPM unavailable during \(command): \(decoded) (0x\(String(code, radix: 16)))"

@@ -77,3 +77,21 @@ struct TPMQuoteTests {
         #expect(again[0]?.count == 32)
     }
 }
+
+@Suite(.enabled(if: TPMTools.swtpm && TPMTools.tpm2Tools, "swtpm or tpm2-tools is not installed"))
+struct TPMSlotRecoveryTests {
+    @Test func recoversWhenAnotherClientLeftEveryObjectSlotFull() async throws {
+        let t = try await RunningTPM()
+        // Another client (tpm2-tools, no resource manager) creates primaries and leaves them loaded.
+        for i in 0..<3 {
+            let r = try TPMTools.run("tpm2_createprimary", ["-C", "o", "-G", "ecc256", "-c", t.file("leak\(i).ctx"), "-T", t.swtpm.tcti])
+            try #require(r.status == 0, "\(r.output)")
+        }
+        let full = try TPMTools.run("tpm2_createprimary", ["-C", "o", "-G", "ecc256", "-c", t.file("leak3.ctx"), "-T", t.swtpm.tcti])
+        #expect(full.status != 0 && full.output.contains("0x902"), "\(full.output)")
+        // The node still quotes: it flushes the stale transients and retries.
+        let ak = try await t.tpm.attestationKey(.eccP256, persistentHandle: 0x8101_0011)
+        let quote = try await t.tpm.quote(attestationKeyHandle: ak.persistentHandle, nonce: Array("slots".utf8), pcrs: [0, 15])
+        #expect(!quote.attest.isEmpty)
+    }
+}

@@ -71,9 +71,26 @@ public final class TPM: @unchecked Sendable {
     public func endorsementKey() async throws(TPMError) -> EndorsementKey {
         try await perform { ctx throws(TPMError) in
             if let known = self.endorsement { return known }
-            let (handle, pub) = try ctx.createPrimary(hierarchy: SN_ESYS_TR_RH_ENDORSEMENT, template: KeyTemplates.endorsementRSA2048())
-            ctx.flush(handle)
-            let area = try TPM2B.marshal(pub, Tss2_MU_TPM2B_PUBLIC_Marshal, "TPM2B_PUBLIC")
+            let template = KeyTemplates.endorsementRSA2048()
+            var pub: TPM2B_PUBLIC?
+            // Most TPMs keep the EK persistent at 0x81010001 (TCG EK Credential Profile); use it when
+            // it is the L-1 template's key, else derive it (an RSA primary: slow on some TPMs).
+            if let persistent = try ctx.fromTPMHandle(0x8101_0001) {
+                defer { ctx.close(persistent) }
+                let candidate = try ctx.readPublic(persistent)
+                if candidate.publicArea.type == template.publicArea.type,
+                   candidate.publicArea.objectAttributes == template.publicArea.objectAttributes,
+                   TPM2B.bytes(size: candidate.publicArea.authPolicy.size, buffer: candidate.publicArea.authPolicy.buffer)
+                    == TPM2B.bytes(size: template.publicArea.authPolicy.size, buffer: template.publicArea.authPolicy.buffer) {
+                    pub = candidate
+                }
+            }
+            if pub == nil {
+                let (handle, derived) = try ctx.createPrimary(hierarchy: SN_ESYS_TR_RH_ENDORSEMENT, template: template)
+                ctx.flush(handle)
+                pub = derived
+            }
+            let area = try TPM2B.marshal(pub!, Tss2_MU_TPM2B_PUBLIC_Marshal, "TPM2B_PUBLIC")
             let cert = try ctx.nvRead(index: 0x01c0_0002)
             let ek = EndorsementKey(publicArea: area, certificateDER: cert)
             self.endorsement = ek

@@ -69,16 +69,7 @@ public enum ECDSAPublicKey: Sendable {
     }
 
     /// The key as `openssl pkey -pubout` writes it (64-column base64, trailing newline).
-    public var pemText: String {
-        let b64 = Array(Data(spkiDER).base64EncodedString().utf8)
-        var lines: [String] = []
-        var i = 0
-        while i < b64.count {
-            lines.append(String(decoding: b64[i..<min(i + 64, b64.count)], as: UTF8.self))
-            i += 64
-        }
-        return "-----BEGIN PUBLIC KEY-----\n" + lines.joined(separator: "\n") + "\n-----END PUBLIC KEY-----\n"
-    }
+    public var pemText: String { PEMText.encode(spkiDER, label: "PUBLIC KEY") }
 
     /// model-signing's key hint: lower-case hex SHA-256 of the PEM text.
     public var hint: String { hexString(Array(SHA256.hash(data: Array(pemText.utf8)))) }
@@ -166,5 +157,19 @@ public enum CertificatePEM {
             throw ModelSigningError(.invalidCertificate, "\(source) holds no CERTIFICATE block")
         }
         return out
+    }
+}
+
+/// PEM text as OpenSSL writes it: 64-column base64 between BEGIN/END lines, trailing newline.
+public enum PEMText {
+    public static func encode(_ der: [UInt8], label: String) -> String {
+        let b64 = Array(Data(der).base64EncodedString().utf8)
+        var lines: [String] = []
+        var i = 0
+        while i < b64.count {
+            lines.append(String(decoding: b64[i..<min(i + 64, b64.count)], as: UTF8.self))
+            i += 64
+        }
+        return "-----BEGIN \(label)-----\n" + lines.joined(separator: "\n") + "\n-----END \(label)-----\n"
     }
 }

@@ -89,21 +89,8 @@ public struct Attestor: Sendable {
             ak: .init(public: Data(ak.publicArea).base64EncodedString(), pem: akKey.pem, name: hexString(akKey.name)),
             pcrs: .init(bank: "sha256", values: Dictionary(uniqueKeysWithValues: values.map { (String($0.key), hexString($0.value)) })),
             eventLog: log,
-            ekCertificate: ek.certificateDER.map { PEM.encode($0, label: "CERTIFICATE") },
+            ekCertificate: ek.certificateDER.map { PEMText.encode($0, label: "CERTIFICATE") },
             model: model,
             profile: profile.id)
-    }
-}
-
-enum PEM {
-    static func encode(_ der: [UInt8], label: String) -> String {
-        let b64 = Array(Data(der).base64EncodedString().utf8)
-        var lines: [String] = []
-        var i = 0
-        while i < b64.count {
-            lines.append(String(decoding: b64[i..<min(i + 64, b64.count)], as: UTF8.self))
-            i += 64
-        }
-        return "-----BEGIN \(label)-----\n" + lines.joined(separator: "\n") + "\n-----END \(label)-----\n"
     }
 }

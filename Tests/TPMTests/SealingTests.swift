@@ -1,6 +1,7 @@
 import Attestation
 import Crypto
 import Foundation
+import ModelSigning
 import NodeCore
 import Testing
 import TPM
@@ -64,8 +65,8 @@ struct SealingTests {
                                                 privateArea: Array(Data(base64Encoded: sealed.private)!)),
                                    pcrs: sealed.pcrs,
                                    authorization: PolicyAuthorization(keyPublic: keyPublic,
-                                                                      approvedPolicy: Array(hexBytes(relabelled.approvedPolicy)),
-                                                                      signature: Array(hexBytes(relabelled.signature))))
+                                                                      approvedPolicy: ModelSigning.bytes(fromHex: relabelled.approvedPolicy)!,
+                                                                      signature: ModelSigning.bytes(fromHex: relabelled.signature)!))
         }
     }
 
@@ -87,14 +88,4 @@ struct SealingTests {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: t.directory.path).filter { $0.hasSuffix(".tmp") }
         #expect(leftovers.isEmpty)
     }
-}
-
-func hexBytes(_ text: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var chars = Array(text.utf8)[...]
-    while chars.count >= 2 {
-        out.append(UInt8(String(decoding: chars.prefix(2), as: UTF8.self), radix: 16) ?? 0)
-        chars = chars.dropFirst(2)
-    }
-    return out
 }

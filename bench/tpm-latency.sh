@@ -13,7 +13,7 @@ work=$(mktemp -d)
 export SECURENODE_STATE_DIR="$work/state"
 "$bin" dev-tpm > "$work/tcti" &
 dev_tpm=$!
-trap 'kill $dev_tpm 2>/dev/null; wait $dev_tpm 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $dev_tpm 2>/dev/null || true; wait $dev_tpm 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
 python3 "$REPO/bench/tpm_latency.py" --runs "$runs" --securenode "$bin" --tcti "$(head -n1 "$work/tcti")" \
   --profile "$REPO/firmware-profiles/swtpm-dev.json" --work "$work" \

@@ -82,7 +82,7 @@ export SECURENODE_STATE_DIR="$work/state"
 profile="$REPO/firmware-profiles/swtpm-dev.json"
 "$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
 dev_tpm=$!
-trap 'kill $dev_tpm $serve 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $dev_tpm $serve 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
 tcti=$(head -n1 "$work/tcti")
 expect "profile check" 0 'profile swtpm-dev is valid' -- "$bin" profile check "$profile"
@@ -110,7 +110,7 @@ expect "verify refuses it for another nonce" 1 'stale or replayed' -- \
 expect "verify refuses it without enrollment" 1 'neither enrolled nor listed' -- \
   "$bin" verify --evidence "$work/evidence.json" --nonce "$nonce" --profile "$profile"
 expect "a bad nonce is a 400 in OpenAI's error shape" 0 '"code":400' -- curl -s "http://127.0.0.1:$port/v1/attestation?nonce=xyz"
-kill "$serve" "$dev_tpm"; wait "$serve" "$dev_tpm" 2>/dev/null
+kill "$serve" "$dev_tpm" || true; wait "$serve" "$dev_tpm" 2>/dev/null || true
 
 echo "e2e: $passed passed, $failed failed"
 [[ $failed == 0 ]]

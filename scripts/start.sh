@@ -16,7 +16,7 @@ tcti_file="$SECURENODE_STATE_DIR/dev-tpm.tcti"
 rm -f "$tcti_file"
 "$bin" dev-tpm > "$tcti_file" &
 dev_tpm=$!
-trap 'kill "$dev_tpm" 2>/dev/null; wait "$dev_tpm" 2>/dev/null' EXIT
+trap 'kill "$dev_tpm" 2>/dev/null || true; wait "$dev_tpm" 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do
   [[ -s "$tcti_file" ]] && break
   kill -0 "$dev_tpm" 2>/dev/null || die "the software TPM did not start"

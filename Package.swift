@@ -7,6 +7,14 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Numeric targets (Kernels, Inference) are optimized even in debug builds, so that `swift test` can
+// run the real model; on x86-64 they are compiled for AVX2/FMA/F16C CPUs (Haswell, 2013, and later).
+#if arch(x86_64)
+let numeric: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]
+#else
+let numeric: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+#endif
+
 let package = Package(
     name: "SecureNode",
     platforms: [.macOS(.v14)],
@@ -56,6 +64,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Numeric kernels: block formats (F32/F16/BF16/Q4_0/Q4_1/Q8_0/Q4_K/Q6_K), reference dequantizers and
+        // dot products, activation quantizers, vector ops, matrix products. Optimized even in debug builds
+        // so that the test suite can run the real model.
+        .target(name: "Kernels", swiftSettings: strict + numeric),
+        // Llama-family transformer on the CPU: config, weights, KV cache, tokenizer, chat template, sampler, generation.
+        .target(
+            name: "Inference",
+            dependencies: ["Kernels", "ModelFormat"],
+            swiftSettings: strict + numeric
+        ),
         // The node's composition of TPM, attestation and signed models: measure, event log, evidence.
         .target(
             name: "NodeCore",
@@ -72,13 +90,20 @@ let package = Package(
             name: "SecureNode",
             dependencies: [
                 "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "TPM", "SoftwareTPM",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"), "Inference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat"], swiftSettings: strict),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
+        .testTarget(
+            name: "InferenceTests",
+            dependencies: ["Inference", "Kernels", "ModelFormat"],
+            exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ModelSigningTests",
             dependencies: [

@@ -1,0 +1,58 @@
+import Kernels
+
+/// The attention keys and values of every position seen so far, for every layer, stored as F16
+/// (llama.cpp's default cache type, so attention reads the same rounded values it does).
+///
+/// Shapes: `keys` and `values` are `[layers][capacity][kvWidth]` F16 bit patterns, position-major
+/// within a layer; keys are stored after RoPE.
+public final class KVCache: @unchecked Sendable {
+    public let layers: Int
+    /// Positions it can hold.
+    public let capacity: Int
+    /// `kvHeads * headDim` values per position per layer.
+    public let kvWidth: Int
+    /// `[layers][capacity][kvWidth]` F16 bits.
+    let keys: UnsafeMutablePointer<UInt16>
+    /// `[layers][capacity][kvWidth]` F16 bits.
+    let values: UnsafeMutablePointer<UInt16>
+
+    public init(layers: Int, capacity: Int, kvWidth: Int) {
+        self.layers = layers
+        self.capacity = capacity
+        self.kvWidth = kvWidth
+        let count = layers * capacity * kvWidth
+        keys = .allocate(capacity: count)
+        keys.initialize(repeating: 0, count: count)
+        values = .allocate(capacity: count)
+        values.initialize(repeating: 0, count: count)
+    }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+
+    /// Bytes held.
+    public var byteCount: Int { 2 * 2 * layers * capacity * kvWidth }
+
+    /// The keys of `layer` at `position` (`kvWidth` F16 values).
+    @inline(__always)
+    func key(_ layer: Int, _ position: Int) -> UnsafeMutablePointer<UInt16> {
+        keys + (layer * capacity + position) * kvWidth
+    }
+
+    /// The values of `layer` at `position` (`kvWidth` F16 values).
+    @inline(__always)
+    func value(_ layer: Int, _ position: Int) -> UnsafeMutablePointer<UInt16> {
+        values + (layer * capacity + position) * kvWidth
+    }
+
+    /// Stores `kvWidth` floats as F16 keys and values of `layer` at `position`.
+    func store(layer: Int, position: Int, key k: UnsafePointer<Float>, value v: UnsafePointer<Float>) {
+        let kd = key(layer, position), vd = value(layer, position)
+        for i in 0 ..< kvWidth {
+            kd[i] = Half.bits(k[i])
+            vd[i] = Half.bits(v[i])
+        }
+    }
+}

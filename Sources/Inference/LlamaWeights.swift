@@ -1,0 +1,158 @@
+import Kernels
+import ModelFormat
+
+/// The weights of a Llama model, in place in the (verified) GGUF buffer: matrices stay quantized
+/// and are read row by row; only the small 1-D vectors (norms, RoPE factors) are copied to F32.
+///
+/// Every tensor is looked up by its llama.cpp name and checked before use: present, of a supported
+/// type, with exactly the shape the config implies (ggml order, `ne0` = input width first).
+/// Tensors the graph does not use are refused (a bias or an expert router would otherwise be
+/// silently ignored). `output.weight` may be absent: the output projection is then tied to
+/// `token_embd.weight`, as llama.cpp does.
+public struct LlamaWeights: @unchecked Sendable {
+    /// One transformer block's weights.
+    public struct Layer: Sendable {
+        /// `blk.N.attn_norm.weight`, shape `[dim]`.
+        public let attentionNorm: [Float]
+        /// `blk.N.attn_q.weight`: `[dim] -> [heads * headDim]`.
+        public let query: WeightMatrix
+        /// `blk.N.attn_k.weight`: `[dim] -> [kvHeads * headDim]`.
+        public let key: WeightMatrix
+        /// `blk.N.attn_v.weight`: `[dim] -> [kvHeads * headDim]`.
+        public let value: WeightMatrix
+        /// `blk.N.attn_output.weight`: `[heads * headDim] -> [dim]`.
+        public let output: WeightMatrix
+        /// `blk.N.ffn_norm.weight`, shape `[dim]`.
+        public let feedForwardNorm: [Float]
+        /// `blk.N.ffn_gate.weight`: `[dim] -> [ff]`.
+        public let gate: WeightMatrix
+        /// `blk.N.ffn_up.weight`: `[dim] -> [ff]`.
+        public let up: WeightMatrix
+        /// `blk.N.ffn_down.weight`: `[ff] -> [dim]`.
+        public let down: WeightMatrix
+    }
+
+    /// `token_embd.weight`: `vocab` rows of `dim` (read one row per token).
+    public let tokenEmbedding: WeightMatrix
+    public let layers: [Layer]
+    /// `output_norm.weight`, shape `[dim]`.
+    public let outputNorm: [Float]
+    /// `output.weight` (`[dim] -> [vocab]`), or `tokenEmbedding` when the model ties them.
+    public let output: WeightMatrix
+    /// True when `output.weight` is absent and the embedding is reused.
+    public let isOutputTied: Bool
+    /// `rope_freqs.weight` (`[ropeDims / 2]`), divisors of the RoPE angles (Llama 3.1 style), if present.
+    public let ropeFactors: [Float]?
+
+    /// Keeps the bytes that the matrices point into alive.
+    private let file: GGUFFile
+
+    /// Finds, checks and maps every tensor of `file` for `config`.
+    public init(file: GGUFFile, config c: LlamaConfig) throws(InferenceError) {
+        self.file = file
+        var used: Set<String> = []
+        func matrix(_ name: String, input: Int, output: Int) throws(InferenceError) -> WeightMatrix {
+            used.insert(name)
+            return try Self.matrix(file, name, input: input, output: output)
+        }
+        func vector(_ name: String, _ count: Int) throws(InferenceError) -> [Float] {
+            used.insert(name)
+            return try Self.vector(file, name, count)
+        }
+        let dim = c.embeddingLength
+        tokenEmbedding = try matrix("token_embd.weight", input: dim, output: c.vocabularySize)
+        var layers: [Layer] = []
+        layers.reserveCapacity(c.layerCount)
+        for i in 0 ..< c.layerCount {
+            let p = "blk.\(i)."
+            layers.append(Layer(
+                attentionNorm: try vector(p + "attn_norm.weight", dim),
+                query: try matrix(p + "attn_q.weight", input: dim, output: c.queryWidth),
+                key: try matrix(p + "attn_k.weight", input: dim, output: c.keyValueWidth),
+                value: try matrix(p + "attn_v.weight", input: dim, output: c.keyValueWidth),
+                output: try matrix(p + "attn_output.weight", input: c.queryWidth, output: dim),
+                feedForwardNorm: try vector(p + "ffn_norm.weight", dim),
+                gate: try matrix(p + "ffn_gate.weight", input: dim, output: c.feedForwardLength),
+                up: try matrix(p + "ffn_up.weight", input: dim, output: c.feedForwardLength),
+                down: try matrix(p + "ffn_down.weight", input: c.feedForwardLength, output: dim)))
+        }
+        self.layers = layers
+        outputNorm = try vector("output_norm.weight", dim)
+        if file.tensor(named: "output.weight") != nil {
+            output = try matrix("output.weight", input: dim, output: c.vocabularySize)
+            isOutputTied = false
+        } else {
+            output = tokenEmbedding
+            isOutputTied = true
+        }
+        ropeFactors = file.tensor(named: "rope_freqs.weight") != nil
+            ? try vector("rope_freqs.weight", c.ropeDimensions / 2) : nil
+        if let extra = file.tensors.first(where: { !used.contains($0.name) }) {
+            throw InferenceError(.invalidTensor,
+                                 "tensor \"\(extra.name)\" is not part of the \(c.architecture) graph this engine runs (\(file.tensors.count) tensors, \(used.count) expected)")
+        }
+    }
+
+    /// Maps ggml types to kernel formats; nil for the types no kernel handles.
+    static func blockType(_ type: GGMLType) -> BlockType? {
+        switch type {
+        case .f32: .f32
+        case .f16: .f16
+        case .bf16: .bf16
+        case .q4_0: .q4_0
+        case .q4_1: .q4_1
+        case .q8_0: .q8_0
+        case .q4_k: .q4_K
+        case .q6_k: .q6_K
+        default: nil
+        }
+    }
+
+    static func find(_ file: GGUFFile, _ name: String) throws(InferenceError) -> GGUFTensorInfo {
+        guard let info = file.tensor(named: name) else {
+            throw InferenceError(.missingTensor, "the model has no tensor \"\(name)\"")
+        }
+        return info
+    }
+
+    /// A matrix `[input, output]` (ggml order) of a supported type.
+    static func matrix(_ file: GGUFFile, _ name: String, input: Int, output: Int) throws(InferenceError) -> WeightMatrix {
+        let info = try find(file, name)
+        guard info.dims == [input, output] else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has shape \(info.dims), expected [\(input), \(output)]")
+        }
+        guard let type = blockType(info.type),
+              let rowBytes = type.rowBytes(input), rowBytes * output == info.byteCount,
+              let view = file.view(of: info) else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has type \(info.type), which this engine does not compute with (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)")
+        }
+        // The buffer is a fixed allocation owned by `file`, which `LlamaWeights` keeps: the
+        // address stays valid (and the bytes unchanged) for the life of the weights.
+        let base = view.withUnsafeBytes { $0.baseAddress }
+        guard let base, let matrix = WeightMatrix(type: type, rows: output, columns: input, base: base) else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" could not be mapped")
+        }
+        return matrix
+    }
+
+    /// A 1-D vector of `count` elements, converted to F32.
+    static func vector(_ file: GGUFFile, _ name: String, _ count: Int) throws(InferenceError) -> [Float] {
+        let info = try find(file, name)
+        guard info.dims == [count] else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has shape \(info.dims), expected [\(count)]")
+        }
+        guard let type = blockType(info.type), type == .f32 || type == .f16 || type == .bf16,
+              let view = file.view(of: info) else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has type \(info.type); a norm vector must be F32, F16 or BF16")
+        }
+        var values = [Float](repeating: 0, count: count)
+        view.withUnsafeBytes { bytes in
+            values.withUnsafeMutableBufferPointer { out in
+                if let base = bytes.baseAddress, let out = out.baseAddress {
+                    RowKernels.dequantize(type, base, count: count, into: out)
+                }
+            }
+        }
+        return values
+    }
+}

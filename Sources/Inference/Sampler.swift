@@ -1,0 +1,151 @@
+import Foundation
+
+/// How the next token is chosen from the logits. `temperature == 0` is greedy (argmax, lowest id
+/// among equal logits). Otherwise, in llama.cpp's order: repetition penalty on the last
+/// `repeatWindow` tokens, then top-k, top-p, min-p, then temperature, then a draw from the
+/// softmax with the sampler's own seeded PRNG, so that equal seeds give equal outputs.
+public struct SamplingParameters: Sendable, Equatable {
+    /// 0 for greedy; otherwise logits are divided by it (0 < t <= 100).
+    public var temperature: Float = 0
+    /// Keep the `topK` most likely tokens (0: all).
+    public var topK: Int = 40
+    /// Keep the smallest set of most likely tokens whose probability reaches `topP` (1: all).
+    public var topP: Float = 0.95
+    /// Drop tokens less likely than `minP` times the most likely one (0: none).
+    public var minP: Float = 0.05
+    /// Divide positive (multiply negative) logits of recently seen tokens by this (1: off).
+    public var repetitionPenalty: Float = 1
+    /// How many of the last tokens the penalty looks at.
+    public var repeatWindow: Int = 64
+    /// Seed of the sampler's PRNG.
+    public var seed: UInt64 = 0
+
+    public init(temperature: Float = 0, topK: Int = 40, topP: Float = 0.95, minP: Float = 0.05,
+                repetitionPenalty: Float = 1, repeatWindow: Int = 64, seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.repetitionPenalty = repetitionPenalty
+        self.repeatWindow = repeatWindow
+        self.seed = seed
+    }
+
+    /// Refuses values outside the documented ranges (NaN included).
+    public func validate() throws(InferenceError) {
+        func bad(_ what: String) -> InferenceError { InferenceError(.invalidArgument, what) }
+        guard temperature >= 0, temperature <= 100 else { throw bad("temperature must be in 0...100, not \(temperature)") }
+        guard topK >= 0 else { throw bad("top-k must be >= 0, not \(topK)") }
+        guard topP > 0, topP <= 1 else { throw bad("top-p must be in (0, 1], not \(topP)") }
+        guard minP >= 0, minP <= 1 else { throw bad("min-p must be in [0, 1], not \(minP)") }
+        guard repetitionPenalty > 0, repetitionPenalty <= 100 else {
+            throw bad("repetition penalty must be in (0, 100], not \(repetitionPenalty)")
+        }
+        guard repeatWindow >= 0 else { throw bad("repeat window must be >= 0, not \(repeatWindow)") }
+    }
+}
+
+/// xoshiro256** seeded through SplitMix64: a small, fast, reproducible PRNG that is the same on
+/// every platform (unlike `SystemRandomNumberGenerator`).
+public struct Xoshiro256: RandomNumberGenerator, Sendable {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
+
+    public init(seed: UInt64) {
+        var x = seed
+        func splitmix() -> UInt64 {
+            x &+= 0x9e37_79b9_7f4a_7c15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return z ^ (z >> 31)
+        }
+        s = (splitmix(), splitmix(), splitmix(), splitmix())
+    }
+
+    public mutating func next() -> UInt64 {
+        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
+        s.2 ^= t
+        s.3 = s.3 << 45 | s.3 >> 19
+        return result
+    }
+
+    /// Uniform in [0, 1) with 24 bits.
+    public mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+/// Chooses tokens from logits according to `SamplingParameters`. Holds the PRNG state.
+public struct Sampler: Sendable {
+    public let parameters: SamplingParameters
+    private var random: Xoshiro256
+
+    public init(_ parameters: SamplingParameters) throws(InferenceError) {
+        try parameters.validate()
+        self.parameters = parameters
+        random = Xoshiro256(seed: parameters.seed)
+    }
+
+    /// The index of the largest logit, the lowest index among equals (llama.cpp's greedy choice).
+    public static func argmax(_ logits: [Float]) -> Int {
+        var best = 0
+        for i in logits.indices where logits[i] > logits[best] { best = i }
+        return best
+    }
+
+    /// The next token given the logits and the tokens so far (for the repetition penalty).
+    public mutating func sample(_ logits: [Float], previous: [Int] = []) -> Int {
+        var logits = logits
+        let p = parameters
+        if p.repetitionPenalty != 1, p.repeatWindow > 0 {
+            for id in Set(previous.suffix(p.repeatWindow)) where id >= 0 && id < logits.count {
+                logits[id] = logits[id] > 0 ? logits[id] / p.repetitionPenalty : logits[id] * p.repetitionPenalty
+            }
+        }
+        if p.temperature == 0 { return Self.argmax(logits) }
+
+        // Candidates sorted by logit, descending (ties by id), truncated by top-k.
+        var candidates = logits.indices.filter { !logits[$0].isNaN }
+        candidates.sort { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
+        if p.topK > 0 && candidates.count > p.topK { candidates.removeLast(candidates.count - p.topK) }
+        guard !candidates.isEmpty else { return Self.argmax(logits) }
+
+        // Probabilities at temperature 1 for top-p and min-p (llama.cpp's default chain applies
+        // the temperature last).
+        func probabilities(_ ids: [Int], temperature: Float) -> [Float] {
+            let top = logits[ids[0]] / temperature
+            let exps = ids.map { expf(logits[$0] / temperature - top) }
+            let total = exps.reduce(0, +)
+            return exps.map { $0 / total }
+        }
+        var probs = probabilities(candidates, temperature: 1)
+        if p.topP < 1 {
+            var cumulative: Float = 0
+            var keep = candidates.count
+            for (i, q) in probs.enumerated() {
+                cumulative += q
+                if cumulative >= p.topP {
+                    keep = i + 1
+                    break
+                }
+            }
+            candidates = Array(candidates.prefix(keep))
+            probs = Array(probs.prefix(keep))
+        }
+        if p.minP > 0, let top = probs.first {
+            let keep = probs.prefix { $0 >= p.minP * top }.count
+            candidates = Array(candidates.prefix(max(keep, 1)))
+        }
+        probs = probabilities(candidates, temperature: p.temperature)
+        let r = random.nextUnit()
+        var cumulative: Float = 0
+        for (i, q) in probs.enumerated() {
+            cumulative += q
+            if r < cumulative { return candidates[i] }
+        }
+        return candidates[candidates.count - 1]
+    }
+}

@@ -1,0 +1,306 @@
+import ModelFormat
+
+/// A byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = gpt2`) built from the model's own
+/// vocabulary, merges and token types, encoding and decoding as llama.cpp does (`llama_tokenize`,
+/// `llama_token_to_piece`).
+///
+/// Encoding: (1) special tokens are cut out of the text first, longest text first: user-defined
+/// tokens always, control tokens only with `parseSpecial` (so text written by a user cannot turn
+/// into `<|im_start|>` unless the caller allows it); (2) the rest is split into words by the
+/// model's `PreTokenizer`; (3) each word's UTF-8 bytes are written in the byte-level alphabet and
+/// merged pairwise, lowest merge rank first (leftmost among equals), until no merge applies;
+/// (4) each symbol becomes its token id. `tokenizer.ggml.add_bos_token` decides whether a BOS is
+/// added in front (llama3 pre-tokenizers default to yes, others to no).
+///
+/// Decoding gives bytes, not text: a token may end in the middle of a UTF-8 character. Use
+/// `StreamingDecoder` to print as tokens come.
+public struct Tokenizer: Sendable {
+    /// Token texts, by id (byte-level alphabet for normal tokens).
+    public let tokens: [String]
+    public let attributes: [TokenAttribute]
+    public let preTokenizer: PreTokenizer
+    /// `tokenizer.ggml.bos_token_id`, if any.
+    public let bos: Int?
+    /// `tokenizer.ggml.eos_token_id`, if any.
+    public let eos: Int?
+    /// Whether encoding a prompt adds `bos` in front (`tokenizer.ggml.add_bos_token`).
+    public let addsBOS: Bool
+    /// End-of-generation tokens: EOS, EOT and the control tokens llama.cpp treats as ends of turns
+    /// (`<|endoftext|>`, `<|im_end|>`, `<|eot_id|>`, `<|end|>`, `<end_of_turn>`, `<|eom_id|>`, ...).
+    public let endOfGeneration: Set<Int>
+
+    private let ids: [String: Int]
+    /// "left right" -> rank.
+    private let ranks: [String: Int]
+    /// Special tokens to cut out of raw text, longest first: (id, UTF-8 of the text, attribute).
+    private let specials: [(id: Int, text: [UInt8], attribute: TokenAttribute)]
+
+    /// The token texts llama.cpp treats as end of generation wherever they are in the vocabulary.
+    static let endOfGenerationTexts: Set<String> = [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+        "<｜end▁of▁sentence｜>",
+    ]
+
+    /// Builds the tokenizer from `file`'s metadata. Refuses a tokenizer model other than `gpt2`, an
+    /// unknown pre-tokenizer, token types or merges that are missing, malformed or inconsistent
+    /// with the token list, and special ids outside it.
+    public init(file: GGUFFile) throws(InferenceError) {
+        func fail(_ reason: String) -> InferenceError { InferenceError(.invalidVocabulary, reason) }
+        let model = try file.optionalString("tokenizer.ggml.model")
+        guard model == "gpt2" else {
+            throw fail("tokenizer.ggml.model is \(model.map { "\"\($0)\"" } ?? "absent"); only \"gpt2\" (byte-level BPE) is supported")
+        }
+        let pre = try file.optionalString("tokenizer.ggml.pre")
+        guard let preTokenizer = PreTokenizer(name: pre) else {
+            throw fail("unknown pre-tokenizer tokenizer.ggml.pre = \"\(pre ?? "")\"")
+        }
+        guard let tokenArray = file.array("tokenizer.ggml.tokens") else { throw fail("the model has no tokenizer.ggml.tokens") }
+        let tokens: [String]
+        do { tokens = try tokenArray.strings() } catch { throw fail("tokenizer.ggml.tokens: \(error)") }
+        guard !tokens.isEmpty, tokens.count <= Int(Int32.max) else { throw fail("tokenizer.ggml.tokens is empty") }
+
+        var attributes = [TokenAttribute](repeating: .normal, count: tokens.count)
+        if let typeArray = file.array("tokenizer.ggml.token_type") {
+            let types: [Int32]
+            do { types = try typeArray.int32s() } catch { throw fail("tokenizer.ggml.token_type: \(error)") }
+            guard types.count == tokens.count else {
+                throw fail("tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
+            }
+            for (i, type) in types.enumerated() {
+                guard let attribute = TokenAttribute(rawValue: type) else {
+                    throw fail("tokenizer.ggml.token_type[\(i)] = \(type) is not a token type (0...6)")
+                }
+                attributes[i] = attribute
+            }
+        }
+        guard let mergeArray = file.array("tokenizer.ggml.merges") else { throw fail("the model has no tokenizer.ggml.merges") }
+        let merges: [String]
+        do { merges = try mergeArray.strings() } catch { throw fail("tokenizer.ggml.merges: \(error)") }
+        var ranks: [String: Int] = [:]
+        ranks.reserveCapacity(merges.count)
+        for (rank, merge) in merges.enumerated() {
+            // llama.cpp splits at the first space after the first character.
+            let scalars = Array(merge.unicodeScalars)
+            guard scalars.count >= 3, let space = scalars.dropFirst().firstIndex(of: " "), space < scalars.count - 1 else {
+                throw fail("tokenizer.ggml.merges[\(rank)] = \"\(merge)\" is not two symbols separated by a space")
+            }
+            if ranks[merge] == nil { ranks[merge] = rank }
+        }
+        var ids: [String: Int] = [:]
+        ids.reserveCapacity(tokens.count)
+        for (id, text) in tokens.enumerated() where ids[text] == nil { ids[text] = id }
+
+        func special(_ key: String) throws(InferenceError) -> Int? {
+            guard let id = try file.optionalInt(key, in: Int(Int32.min) ... Int(Int32.max)) else { return nil }
+            if id == -1 { return nil }
+            guard id >= 0, id < tokens.count else { throw fail("\(key) = \(id) is outside the vocabulary (\(tokens.count) tokens)") }
+            return id
+        }
+        let bos = try special("tokenizer.ggml.bos_token_id")
+        let eos = try special("tokenizer.ggml.eos_token_id")
+        let eot = try special("tokenizer.ggml.eot_token_id")
+        let eom = try special("tokenizer.ggml.eom_token_id")
+        let addsBOS = try file.optionalBool("tokenizer.ggml.add_bos_token") ?? (preTokenizer == .llama3)
+        if addsBOS && bos == nil { throw fail("tokenizer.ggml.add_bos_token is true but there is no bos_token_id") }
+
+        var endOfGeneration = Set([eos, eot, eom].compactMap { $0 })
+        for (id, text) in tokens.enumerated() where Self.endOfGenerationTexts.contains(text) {
+            endOfGeneration.insert(id)
+            // llama.cpp forces end-of-turn tokens to be control tokens.
+            if attributes[id] == .normal || attributes[id] == .undefined { attributes[id] = .control }
+        }
+
+        self.tokens = tokens
+        self.attributes = attributes
+        self.preTokenizer = preTokenizer
+        self.bos = bos
+        self.eos = eos
+        self.addsBOS = addsBOS
+        self.endOfGeneration = endOfGeneration
+        self.ids = ids
+        self.ranks = ranks
+        self.specials = tokens.indices
+            .filter { attributes[$0].isSpecial && !tokens[$0].isEmpty }
+            .map { (id: $0, text: Array(tokens[$0].utf8), attribute: attributes[$0]) }
+            .sorted { $0.text.count != $1.text.count ? $0.text.count > $1.text.count : $0.id < $1.id }
+    }
+
+    public var count: Int { tokens.count }
+
+    /// The id of a token text, if it is in the vocabulary.
+    public func id(of text: String) -> Int? { ids[text] }
+
+    // MARK: Encoding
+
+    /// Token ids of `text`. `addSpecial` adds BOS when the model asks for it (`addsBOS`);
+    /// `parseSpecial` lets control tokens written as text (`<|im_start|>`) become those tokens.
+    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) -> [Int] {
+        var output: [Int] = []
+        if addSpecial, addsBOS, let bos { output.append(bos) }
+        for fragment in partition(Array(text.utf8), parseSpecial: parseSpecial) {
+            switch fragment {
+            case let .token(id): output.append(id)
+            case let .text(bytes): encodeText(String(decoding: bytes, as: UTF8.self), into: &output)
+            }
+        }
+        return output
+    }
+
+    enum Fragment {
+        case text([UInt8])
+        case token(Int)
+    }
+
+    /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first, every text
+    /// fragment is split around each occurrence of it.
+    func partition(_ bytes: [UInt8], parseSpecial: Bool) -> [Fragment] {
+        guard !bytes.isEmpty else { return [] }
+        var fragments: [Fragment] = [.text(bytes)]
+        for special in specials {
+            if !parseSpecial && (special.attribute == .control || special.attribute == .unknown) { continue }
+            var next: [Fragment] = []
+            next.reserveCapacity(fragments.count)
+            for fragment in fragments {
+                guard case let .text(text) = fragment else {
+                    next.append(fragment)
+                    continue
+                }
+                var start = 0
+                while let match = Self.find(special.text, in: text, from: start) {
+                    if match > start { next.append(.text(Array(text[start ..< match]))) }
+                    next.append(.token(special.id))
+                    start = match + special.text.count
+                }
+                if start < text.count { next.append(.text(Array(text[start...]))) }
+            }
+            fragments = next
+        }
+        return fragments
+    }
+
+    /// First index of `needle` in `haystack` at or after `from`.
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
+        guard let first = needle.first, haystack.count - from >= needle.count else { return nil }
+        var i = from
+        let last = haystack.count - needle.count
+        while i <= last {
+            if haystack[i] == first {
+                var j = 1
+                while j < needle.count && haystack[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// BPE of ordinary text (no special tokens in it).
+    func encodeText(_ text: String, into output: inout [Int]) {
+        for word in preTokenizer.split(text) {
+            let encoded = ByteLevel.encode(word.utf8)
+            if preTokenizer.ignoresMerges, let id = ids[encoded] {
+                output.append(id)
+                continue
+            }
+            for symbol in merge(encoded) {
+                if let id = ids[symbol] {
+                    output.append(id)
+                } else {
+                    // As llama.cpp: fall back to the symbol's characters one by one, skipping any
+                    // that are not tokens either.
+                    for scalar in symbol.unicodeScalars {
+                        if let id = ids[String(scalar)] { output.append(id) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The BPE merges of one word (already in the byte-level alphabet): repeatedly merge the
+    /// adjacent pair with the lowest rank, the leftmost among equal ranks (llama.cpp's priority
+    /// queue order), until no adjacent pair has a rank.
+    func merge(_ word: String) -> [String] {
+        var symbols = word.unicodeScalars.map { String($0) }
+        guard symbols.count > 1 else { return symbols }
+        // rank of (symbols[i], symbols[i+1]), or Int.max.
+        func rank(_ i: Int) -> Int { ranks[symbols[i] + " " + symbols[i + 1]] ?? .max }
+        var pairRanks = (0 ..< symbols.count - 1).map(rank)
+        while true {
+            var best = Int.max, at = -1
+            for (i, r) in pairRanks.enumerated() where r < best {
+                best = r
+                at = i
+            }
+            guard at >= 0 else { break }
+            symbols[at] += symbols[at + 1]
+            symbols.remove(at: at + 1)
+            pairRanks.remove(at: at)
+            if at < pairRanks.count { pairRanks[at] = rank(at) }
+            if at > 0 { pairRanks[at - 1] = rank(at - 1) }
+        }
+        return symbols
+    }
+
+    // MARK: Decoding
+
+    /// The bytes token `id` stands for. Control and unknown tokens give nothing unless `special`
+    /// (then their text); user-defined tokens their text; normal tokens their bytes (the byte-level
+    /// alphabet undone); `<0xXX>` byte tokens that byte. Ids outside the vocabulary give nothing.
+    public func piece(_ id: Int, special: Bool = false) -> [UInt8] {
+        guard id >= 0, id < tokens.count else { return [] }
+        switch attributes[id] {
+        case .control, .unknown:
+            return special ? Array(tokens[id].utf8) : []
+        case .userDefined:
+            return Array(tokens[id].utf8)
+        case .normal:
+            return ByteLevel.decode(tokens[id])
+        case .byte:
+            let text = tokens[id]
+            if text.count == 6, text.hasPrefix("<0x"), text.hasSuffix(">"),
+               let byte = UInt8(text.dropFirst(3).prefix(2), radix: 16) {
+                return [byte]
+            }
+            return []
+        case .undefined, .unused:
+            return []
+        }
+    }
+
+    /// The text of `ids` (their pieces concatenated, then decoded as UTF-8; invalid sequences
+    /// become U+FFFD).
+    public func decode(_ ids: [Int], special: Bool = false) -> String {
+        String(decoding: ids.flatMap { piece($0, special: special) }, as: UTF8.self)
+    }
+}
+
+extension Tokenizer {
+    /// Token ids of a rendered conversation: `.special` segments become their token (their text
+    /// must be a token of the vocabulary; if it is not, it is encoded as text), adjacent `.text`
+    /// segments are joined and encoded as one text with `parseSpecial: false`, so message contents
+    /// can never produce control tokens. BOS is added when the model asks for it.
+    public func encode(_ segments: [ChatSegment], addSpecial: Bool = true) -> [Int] {
+        var output: [Int] = []
+        if addSpecial, addsBOS, let bos { output.append(bos) }
+        var text = ""
+        func flush() {
+            if !text.isEmpty { output += encode(text, addSpecial: false, parseSpecial: false) }
+            text = ""
+        }
+        for segment in segments {
+            switch segment {
+            case let .text(t):
+                text += t
+            case let .special(s):
+                if let id = id(of: s), attributes[id] != .normal {
+                    flush()
+                    output.append(id)
+                } else {
+                    text += s
+                }
+            }
+        }
+        flush()
+        return output
+    }
+}

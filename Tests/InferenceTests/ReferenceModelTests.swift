@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+@testable import Inference
+
+/// The forward pass against llama.cpp's own outputs on the real model (see `TestPaths`).
+@Suite("SmolLM2-135M against llama.cpp", .enabled(if: TestPaths.runReferenceTests, TestPaths.referenceMissing))
+struct ReferenceModelTests {
+    /// Final-position logits within 0.05 of llama.cpp's for its top 10 (and the same top token).
+    @Test func finalLogitsMatchLlamaCpp() throws {
+        let model = try RealModel.model()
+        let reference: LogitsReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-logits-top10.json"))
+        var worst: Float = 0
+        for result in reference.results {
+            let session = try model.makeSession(contextLength: 64)
+            let logits = try session.evaluate(result.prompt_ids)
+            for entry in result.top10 {
+                worst = max(worst, abs(logits[entry.id] - entry.logit))
+            }
+            let argmax = logits.indices.max { logits[$0] < logits[$1] }
+            #expect(argmax == result.top10[0].id, "prompt \(result.prompt)")
+        }
+        print("final logits: max |ours - llama.cpp| over the top 10 of \(reference.results.count) prompts = \(worst)")
+        #expect(worst < 0.05)
+    }
+
+    /// The tokenizer gives llama.cpp's prompt ids, and greedy decoding gives llama.cpp's output ids
+    /// for at least the first 32 tokens of every reference prompt (reported: how many match).
+    @Test func greedyOutputsMatchLlamaCpp() throws {
+        let model = try RealModel.model()
+        let tokenizer = try RealModel.tokenizer()
+        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
+        #expect(!reference.results.isEmpty)
+        for result in reference.results {
+            let ids = tokenizer.encode(result.prompt, addSpecial: true, parseSpecial: false)
+            #expect(ids == result.prompt_ids, "prompt ids of \(result.prompt)")
+            let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen)
+            var logits = try session.evaluate(result.prompt_ids)
+            var output: [Int] = []
+            for _ in 0 ..< reference.n_gen {
+                let next = Sampler.argmax(logits)
+                output.append(next)
+                logits = try session.evaluate([next])
+            }
+            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
+            print("greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
+            #expect(agreeing >= 32, "prompt \(result.prompt.debugDescription): only \(agreeing) tokens agree")
+        }
+    }
+}

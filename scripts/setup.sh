@@ -16,7 +16,7 @@ for arg in "$@"; do
 done
 
 APT_PACKAGES=(libtss2-dev libssl-dev libopenblas-dev swtpm swtpm-tools tpm2-tools
-              python3 python3-venv python3-pip unzip ca-certificates)
+              python3 python3-venv python3-pip unzip ca-certificates openssl curl)
 PIP_PACKAGES=("model-signing==1.1.1" "pyOpenSSL")
 
 missing=()

@@ -1,5 +1,6 @@
 @testable import Attestation
 import Foundation
+import ModelSigning
 import SoftwareTPM
 import Testing
 import TPM
@@ -54,13 +55,16 @@ struct CredentialActivationTests {
         }
     }
 
-    @Test func kdfaMatchesAKnownVector() {
-        // KDFa is deterministic: same inputs, same bits; different label, different bits; length honoured.
+    /// Expected values computed independently from TPM 2.0 Part 1, 11.4.10.2 with Python's hmac:
+    /// HMAC-SHA256(key, be32(i) || label || 0x00 || contextU || contextV || be32(bits)), concatenated, truncated.
+    @Test func kdfaMatchesIndependentlyComputedValues() {
         let key = [UInt8](repeating: 0x11, count: 32)
-        let a = CredentialChallenge.kdfa(key: key, label: "STORAGE", contextU: [1, 2], contextV: [], bits: 128)
-        #expect(a.count == 16)
-        #expect(a == CredentialChallenge.kdfa(key: key, label: "STORAGE", contextU: [1, 2], contextV: [], bits: 128))
-        #expect(a != CredentialChallenge.kdfa(key: key, label: "INTEGRITY", contextU: [1, 2], contextV: [], bits: 128))
-        #expect(CredentialChallenge.kdfa(key: key, label: "INTEGRITY", contextU: [], contextV: [], bits: 256).count == 32)
+        #expect(hexString(CredentialChallenge.kdfa(key: key, label: "STORAGE", contextU: [1, 2], contextV: [], bits: 128))
+                == "87931c7f74eb3c3d4cbef4c9091c36cc")
+        #expect(hexString(CredentialChallenge.kdfa(key: key, label: "INTEGRITY", contextU: [], contextV: [], bits: 256))
+                == "94789f5bdf2e06996955def207b39ac5450e89e24dd1474bd9efc38901e2fd81")
+        // Two HMAC blocks (counter 1 and 2), truncated to 384 bits.
+        #expect(hexString(CredentialChallenge.kdfa(key: key, label: "STORAGE", contextU: [1, 2], contextV: [], bits: 384))
+                == "38946d6c5f3ba53ffd2dc0dde57ee1b3d4d745b5a31df95095c46714af36c4dd61d898c732439d38eeef5b6965607633")
     }
 }

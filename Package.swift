@@ -96,11 +96,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat"], swiftSettings: strict),
+        // Test-only: writes GGUF files (valid, or broken on purpose) for the ModelFormat and Inference tests.
+        .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
+        .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
         .testTarget(
             name: "InferenceTests",
-            dependencies: ["Inference", "Kernels", "ModelFormat"],
+            dependencies: ["Inference", "Kernels", "ModelFormat", "GGUFTestSupport"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

@@ -1,3 +1,4 @@
+import GGUFTestSupport
 import ModelFormat
 import Testing
 @testable import Inference

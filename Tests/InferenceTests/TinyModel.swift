@@ -1,3 +1,4 @@
+import GGUFTestSupport
 import ModelFormat
 @testable import Inference
 

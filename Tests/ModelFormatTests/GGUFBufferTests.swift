@@ -1,3 +1,4 @@
+import GGUFTestSupport
 import Foundation
 import Testing
 import ModelFormat

@@ -1,3 +1,4 @@
+import GGUFTestSupport
 import Testing
 import ModelFormat
 

@@ -1,80 +1,93 @@
 import ModelFormat
 
-// A copy of Tests/ModelFormatTests/GGUFBuilder.swift (test targets cannot import each other).
-
-
+/// Shared by ModelFormatTests and InferenceTests (test-only code).
+///
 /// Writes GGUF bytes for tests: valid files by default (v2 or v3, any metadata, tensors of any
 /// type with correct sizes and alignment padding), with overrides for every field that the
 /// negative tests need to break.
-struct GGUFBuilder {
+public struct GGUFBuilder {
     /// A metadata value as encoded after its key: a type tag and a payload.
-    struct Value {
-        var type: UInt32
-        var payload: [UInt8]
+    public struct Value {
+        public var type: UInt32
+        public var payload: [UInt8]
+        public init(type: UInt32, payload: [UInt8]) {
+            self.type = type
+            self.payload = payload
+        }
 
-        static func uint8(_ v: UInt8) -> Value { Value(type: 0, payload: le(v)) }
-        static func int8(_ v: Int8) -> Value { Value(type: 1, payload: le(v)) }
-        static func uint16(_ v: UInt16) -> Value { Value(type: 2, payload: le(v)) }
-        static func int16(_ v: Int16) -> Value { Value(type: 3, payload: le(v)) }
-        static func uint32(_ v: UInt32) -> Value { Value(type: 4, payload: le(v)) }
-        static func int32(_ v: Int32) -> Value { Value(type: 5, payload: le(v)) }
-        static func float32(_ v: Float) -> Value { Value(type: 6, payload: le(v.bitPattern)) }
-        static func bool(_ v: Bool) -> Value { Value(type: 7, payload: [v ? 1 : 0]) }
-        static func string(_ v: String) -> Value { Value(type: 8, payload: str(Array(v.utf8))) }
-        static func uint64(_ v: UInt64) -> Value { Value(type: 10, payload: le(v)) }
-        static func int64(_ v: Int64) -> Value { Value(type: 11, payload: le(v)) }
-        static func float64(_ v: Double) -> Value { Value(type: 12, payload: le(v.bitPattern)) }
+        public static func uint8(_ v: UInt8) -> Value { Value(type: 0, payload: le(v)) }
+        public static func int8(_ v: Int8) -> Value { Value(type: 1, payload: le(v)) }
+        public static func uint16(_ v: UInt16) -> Value { Value(type: 2, payload: le(v)) }
+        public static func int16(_ v: Int16) -> Value { Value(type: 3, payload: le(v)) }
+        public static func uint32(_ v: UInt32) -> Value { Value(type: 4, payload: le(v)) }
+        public static func int32(_ v: Int32) -> Value { Value(type: 5, payload: le(v)) }
+        public static func float32(_ v: Float) -> Value { Value(type: 6, payload: le(v.bitPattern)) }
+        public static func bool(_ v: Bool) -> Value { Value(type: 7, payload: [v ? 1 : 0]) }
+        public static func string(_ v: String) -> Value { Value(type: 8, payload: str(Array(v.utf8))) }
+        public static func uint64(_ v: UInt64) -> Value { Value(type: 10, payload: le(v)) }
+        public static func int64(_ v: Int64) -> Value { Value(type: 11, payload: le(v)) }
+        public static func float64(_ v: Double) -> Value { Value(type: 12, payload: le(v.bitPattern)) }
 
         /// An array of scalar or string values (their tags are dropped; all must share `elementType`).
-        static func array(_ elementType: UInt32, _ elements: [Value]) -> Value {
+        public static func array(_ elementType: UInt32, _ elements: [Value]) -> Value {
             rawArray(elementType: elementType, count: UInt64(elements.count), payload: elements.flatMap(\.payload))
         }
-        static func rawArray(elementType: UInt32, count: UInt64, payload: [UInt8]) -> Value {
+        public static func rawArray(elementType: UInt32, count: UInt64, payload: [UInt8]) -> Value {
             Value(type: 9, payload: le(elementType) + le(count) + payload)
         }
-        static func strings(_ v: [String]) -> Value { array(8, v.map(string)) }
-        static func int32s(_ v: [Int32]) -> Value { array(5, v.map(int32)) }
-        static func uint32s(_ v: [UInt32]) -> Value { array(4, v.map(uint32)) }
-        static func float32s(_ v: [Float]) -> Value { array(6, v.map(float32)) }
-        static func bools(_ v: [Bool]) -> Value { array(7, v.map(bool)) }
+        public static func strings(_ v: [String]) -> Value { array(8, v.map(string)) }
+        public static func int32s(_ v: [Int32]) -> Value { array(5, v.map(int32)) }
+        public static func uint32s(_ v: [UInt32]) -> Value { array(4, v.map(uint32)) }
+        public static func float32s(_ v: [Float]) -> Value { array(6, v.map(float32)) }
+        public static func bools(_ v: [Bool]) -> Value { array(7, v.map(bool)) }
     }
 
-    struct Tensor {
-        var name: [UInt8]
-        var dims: [UInt64]
-        var type: UInt32
+    public struct Tensor {
+        public var name: [UInt8]
+        public var dims: [UInt64]
+        public var type: UInt32
         /// Recorded offset; nil lays the tensor out after the previous one, aligned.
-        var offset: UInt64?
+        public var offset: UInt64?
         /// Data bytes; nil writes a deterministic filler of the size the type and dims imply.
-        var data: [UInt8]?
+        public var data: [UInt8]?
         /// Recorded n_dims; nil writes `dims.count`.
-        var dimensionCount: UInt32?
+        public var dimensionCount: UInt32?
+
+        public init(name: [UInt8], dims: [UInt64], type: UInt32, offset: UInt64? = nil, data: [UInt8]? = nil,
+                    dimensionCount: UInt32? = nil) {
+            self.name = name
+            self.dims = dims
+            self.type = type
+            self.offset = offset
+            self.data = data
+            self.dimensionCount = dimensionCount
+        }
     }
 
-    var magic = Array("GGUF".utf8)
-    var version: UInt32 = 3
-    var metadata: [(key: [UInt8], value: Value)] = []
-    var tensors: [Tensor] = []
-    var tensorCountOverride: UInt64?
-    var metadataCountOverride: UInt64?
+    public var magic = Array("GGUF".utf8)
+    public var version: UInt32 = 3
+    public var metadata: [(key: [UInt8], value: Value)] = []
+    public var tensors: [Tensor] = []
+    public var tensorCountOverride: UInt64?
+    public var metadataCountOverride: UInt64?
     /// Alignment used for the layout; nil takes `general.alignment` when it is a uint32, else 32.
-    var layoutAlignment: Int?
+    public var layoutAlignment: Int?
     /// Bytes appended after the padded tensor data.
-    var trailing: [UInt8] = []
+    public var trailing: [UInt8] = []
 
-    init(version: UInt32 = 3) {
+    public init(version: UInt32 = 3) {
         self.version = version
     }
 
-    mutating func add(_ key: String, _ value: Value) {
+    public mutating func add(_ key: String, _ value: Value) {
         metadata.append((Array(key.utf8), value))
     }
 
-    mutating func addTensor(_ name: String, _ type: GGMLType, _ dims: [Int], data: [UInt8]? = nil) {
+    public mutating func addTensor(_ name: String, _ type: GGMLType, _ dims: [Int], data: [UInt8]? = nil) {
         tensors.append(Tensor(name: Array(name.utf8), dims: dims.map { UInt64($0) }, type: type.id, data: data))
     }
 
-    var alignment: Int {
+    public var alignment: Int {
         if let layoutAlignment { return layoutAlignment }
         if let entry = metadata.last(where: { $0.key == Array("general.alignment".utf8) }),
            entry.value.type == 4, entry.value.payload.count == 4 {
@@ -85,7 +98,7 @@ struct GGUFBuilder {
     }
 
     /// Size of a tensor's data: its explicit data, or what its type and dims imply (0 when they are invalid).
-    static func size(of tensor: Tensor) -> Int {
+    public static func size(of tensor: Tensor) -> Int {
         if let data = tensor.data { return data.count }
         guard let type = GGMLType(rawValue: tensor.type) else { return 0 }
         let dims = tensor.dims.map { Int(exactly: $0) ?? -1 }
@@ -94,24 +107,24 @@ struct GGUFBuilder {
     }
 
     /// The deterministic filler written for tensor `index` when it has no explicit data.
-    static func filler(index: Int, count: Int) -> [UInt8] {
+    public static func filler(index: Int, count: Int) -> [UInt8] {
         (0 ..< count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index &* 7 &+ 1) }
     }
 
     /// The encoded file, and where its parts start.
-    struct Output {
-        var bytes: [UInt8]
+    public struct Output {
+        public var bytes: [UInt8]
         /// Absolute offset of the first tensor info.
-        var tensorInfoStart: Int
+        public var tensorInfoStart: Int
         /// Absolute offset of the tensor data section.
-        var dataOffset: Int
+        public var dataOffset: Int
         /// Offsets (relative to the data section) where each tensor's data was written.
-        var dataOffsets: [Int]
+        public var dataOffsets: [Int]
     }
 
-    func build() -> [UInt8] { encode().bytes }
+    public func build() -> [UInt8] { encode().bytes }
 
-    func encode() -> Output {
+    public func encode() -> Output {
         let alignment = alignment
         var out: [UInt8] = magic + le(version)
         out += le(tensorCountOverride ?? UInt64(tensors.count))
@@ -151,22 +164,22 @@ struct GGUFBuilder {
     }
 }
 
-func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+public func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.littleEndian) { Array($0) }
 }
 
 /// A GGUF string: u64 length and the bytes.
-func str(_ bytes: [UInt8]) -> [UInt8] { le(UInt64(bytes.count)) + bytes }
+public func str(_ bytes: [UInt8]) -> [UInt8] { le(UInt64(bytes.count)) + bytes }
 
-func align(_ value: Int, _ alignment: Int) -> Int { (value + alignment - 1) / alignment * alignment }
+public func align(_ value: Int, _ alignment: Int) -> Int { (value + alignment - 1) / alignment * alignment }
 
 /// Parses bytes the way the model loader does: into a `GGUFBuffer`, then `GGUFFile.parse`.
-func parse(_ bytes: [UInt8]) throws(GGUFError) -> GGUFFile {
+public func parse(_ bytes: [UInt8]) throws(GGUFError) -> GGUFFile {
     try GGUFFile.parse(GGUFBuffer(bytes: bytes))
 }
 
 /// The error parsing `bytes` throws, or nil if it parses.
-func parseError(_ bytes: [UInt8]) -> GGUFError? {
+public func parseError(_ bytes: [UInt8]) -> GGUFError? {
     do {
         _ = try parse(bytes)
         return nil
@@ -177,7 +190,7 @@ func parseError(_ bytes: [UInt8]) -> GGUFError? {
 
 extension GGUFBuilder {
     /// A small valid file with a bit of everything: used by many tests as a starting point.
-    static func sample(version: UInt32 = 3) -> GGUFBuilder {
+    public static func sample(version: UInt32 = 3) -> GGUFBuilder {
         var builder = GGUFBuilder(version: version)
         builder.add("general.architecture", .string("llama"))
         builder.add("general.name", .string("tiny"))

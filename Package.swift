@@ -67,7 +67,11 @@ let package = Package(
         // Numeric kernels: block formats (F32/F16/BF16/Q4_0/Q4_1/Q8_0/Q4_K/Q6_K), reference dequantizers and
         // dot products, activation quantizers, vector ops, matrix products. Optimized even in debug builds
         // so that the test suite can run the real model.
-        .target(name: "Kernels", swiftSettings: strict + numeric),
+        .target(name: "Kernels", dependencies: ["CKernels"], swiftSettings: strict + numeric),
+        // The innermost kernels in C with AVX2/FMA/F16C intrinsics (quantized matrix products, attention,
+        // SwiGLU, activation quantization) and the thread pool; each bit-identical to its Swift reference
+        // in Kernels, which the tests compare it with. Optimized in debug builds too.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         // Llama-family transformer on the CPU: config, weights, KV cache, tokenizer, chat template, sampler, generation.
         .target(
             name: "Inference",

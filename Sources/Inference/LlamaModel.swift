@@ -48,31 +48,40 @@ public enum LogitsRequest: Sendable {
     case none
 }
 
-/// One sequence being evaluated: the model, its KV cache, scratch buffers and the position reached.
+/// One sequence being evaluated: its KV cache and the position reached. Its forward passes run on
+/// an engine (its own, or one shared with other sessions by a scheduler that batches them).
 /// Not thread-safe: use one session per conversation.
 public final class LlamaSession {
     public let model: LlamaModel
     /// Positions the KV cache holds.
     public let contextLength: Int
     /// Tokens evaluated so far (the next token's position).
-    public private(set) var position = 0
-    /// Threads for matrix products.
-    public let threads: Int
-    /// Which llama.cpp build's rounding this session reproduces.
-    public let profile: SIMDProfile
+    public internal(set) var position = 0
+    /// The engine this session's forward passes run on.
+    public let engine: LlamaEngine
     let cache: KVCache
-    let state: LlamaRunState
-    /// Tokens per forward pass when a prompt is evaluated.
-    static let batchSize = 32
+
+    /// Threads for matrix products.
+    public var threads: Int { engine.backend.capabilities.parallelism }
+    /// Which llama.cpp build's rounding this session reproduces.
+    public var profile: SIMDProfile { engine.profile }
+    /// Bytes of its KV cache.
+    public var cacheBytes: Int { cache.byteCount }
 
     init(model: LlamaModel, contextLength: Int, threads: Int, profile: SIMDProfile) {
         self.model = model
-        self.profile = profile
         self.contextLength = contextLength
-        self.threads = max(1, threads)
+        engine = LlamaEngine(model: model, backend: CPUBackend(threads: threads), contextCapacity: contextLength, profile: profile)
         let c = model.config
         cache = KVCache(layers: c.layerCount, capacity: contextLength, kvWidth: c.keyValueWidth)
-        state = LlamaRunState(config: c, batchCapacity: Self.batchSize, contextCapacity: contextLength)
+    }
+
+    init(engine: LlamaEngine, contextLength: Int) {
+        model = engine.model
+        self.contextLength = contextLength
+        self.engine = engine
+        let c = model.config
+        cache = KVCache(layers: c.layerCount, capacity: contextLength, kvWidth: c.keyValueWidth)
     }
 
     /// Forgets every position (the cache is overwritten as new tokens come).
@@ -100,106 +109,228 @@ public final class LlamaSession {
         }
         var result: [Float] = []
         if logits == .all { result.reserveCapacity(tokens.count * c.vocabularySize) }
+        // llama.cpp picks its attention kernels by whether the whole call has more than one token.
+        let order: Attention.DotOrder = tokens.count > 1 ? .tinyBLAS : .vecDotF16
         var start = 0
         while start < tokens.count {
-            let batch = Array(tokens[start ..< min(tokens.count, start + Self.batchSize)])
-            let isLast = start + batch.count == tokens.count
-            let wanted: Range<Int>? = switch logits {
-            case .none: nil
-            case .all: 0 ..< batch.count
-            case .last: isLast ? batch.count - 1 ..< batch.count : nil
+            let n = min(tokens.count - start, engine.batchCapacity)
+            let isLast = start + n == tokens.count
+            var rows: [LlamaEngine.Row] = []
+            rows.reserveCapacity(n)
+            for i in 0 ..< n {
+                let wants = switch logits {
+                case .none: false
+                case .all: true
+                case .last: isLast && i == n - 1
+                }
+                rows.append(LlamaEngine.Row(token: tokens[start + i], cache: cache, position: position + i, order: order, wantsLogits: wants))
             }
-            result += forward(batch, logitsFor: wanted, severalTokens: tokens.count > 1)
-            start += batch.count
+            result += engine.forward(rows)
+            position += n
+            start += n
         }
         return result
     }
+}
 
-    /// Quantizes `count` activation vectors for `w` into the shared scratch and multiplies.
-    private func project(_ w: WeightMatrix, _ input: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>,
-                         reuse: Bool = false) {
-        if !reuse { MatMul.quantize(input, count: count, for: w, into: state.quantized) }
-        MatMul.multiply(w, quantized: state.quantized, count: count, into: out, threads: threads)
+/// Runs forward passes for any sessions of one model through one compute backend, with scratch
+/// buffers sized once (nothing is allocated per layer). A batch is a list of rows, each a token of
+/// some session at its position: the tokens of one prompt, or one token from each of several
+/// sessions (continuous batching). Every row's result is independent of the others in its batch:
+/// the matrix products compute each (row, output) dot product in the same order whatever the
+/// batch, and each row attends only to its own cache.
+///
+/// Not thread-safe: one caller at a time (a session, or the scheduler that owns it).
+public final class LlamaEngine {
+    /// One token of a forward pass.
+    public struct Row {
+        public let token: Int
+        let cache: KVCache
+        public let position: Int
+        public let order: Attention.DotOrder
+        public let wantsLogits: Bool
+
+        init(token: Int, cache: KVCache, position: Int, order: Attention.DotOrder, wantsLogits: Bool) {
+            self.token = token
+            self.cache = cache
+            self.position = position
+            self.order = order
+            self.wantsLogits = wantsLogits
+        }
     }
 
-    /// The transformer over one batch at positions `position ..< position + tokens.count`; returns
-    /// the logits of the batch rows in `logitsFor` (token-major). `severalTokens` says whether the
-    /// caller's whole call (which llama.cpp would run as one batch) has more than one token: that
-    /// decides llama.cpp's attention kernels (`Attention.DotOrder`).
-    private func forward(_ tokens: [Int], logitsFor wanted: Range<Int>?, severalTokens: Bool) -> [Float] {
-        let c = model.config, w = model.weights, s = state
-        let n = tokens.count, dim = c.embeddingLength, qw = c.queryWidth, kvw = c.keyValueWidth, ff = c.feedForwardLength
-        let hd = c.headDimension, group = c.headCount / c.headCountKV
-        let start = position
+    public let model: LlamaModel
+    public let backend: any ComputeBackend
+    public let profile: SIMDProfile
+    /// Most rows per forward pass.
+    public let batchCapacity: Int
+    /// Longest context any session of this engine may have.
+    public let contextCapacity: Int
+    let state: LlamaRunState
+    private let layers: [(qkv: Projection, output: Projection, gateUp: Projection, down: Projection)]
+    private let outputProjection: Projection
+    private let attentionBatch: AttentionBatch
+    private let scratchPerMember: Int
+    private let attentionScratch: UnsafeMutablePointer<Float>
 
-        // 1. Embedding: x[t] = token_embd[token t].
-        for (t, token) in tokens.enumerated() {
-            w.tokenEmbedding.dequantizeRow(token, into: s.x + t * dim)
+    /// An engine for `model` on `backend`, for sessions of up to `contextCapacity` positions and
+    /// batches of up to `batchCapacity` rows.
+    public init(model: LlamaModel, backend: any ComputeBackend, contextCapacity: Int, batchCapacity: Int = 64,
+                profile: SIMDProfile = .default) {
+        self.model = model
+        self.backend = backend
+        self.profile = profile
+        self.batchCapacity = max(1, batchCapacity)
+        self.contextCapacity = contextCapacity
+        let c = model.config, w = model.weights
+        let s = LlamaRunState(config: c, batchCapacity: self.batchCapacity, contextCapacity: contextCapacity)
+        state = s
+        func projection(_ matrices: [WeightMatrix], _ outputs: [UnsafeMutablePointer<Float>]) -> Projection {
+            // LlamaWeights checked the shapes: matrices of one group share their input width. Mixed
+            // formats (say Q4_K gate, Q6_K up) are split into one projection per matrix.
+            Projection(matrices, outputs: outputs)!
         }
-        // RoPE angles for each position of the batch.
+        func group(_ matrices: [WeightMatrix], _ outputs: [UnsafeMutablePointer<Float>]) -> [Projection] {
+            if let p = Projection(matrices, outputs: outputs) { return [p] }
+            return zip(matrices, outputs).map { projection([$0], [$1]) }
+        }
+        layers = w.layers.map { layer in
+            let qkv = group([layer.query, layer.key, layer.value], [s.q, s.k, s.v])
+            let gateUp = group([layer.gate, layer.up], [s.hb, s.hb2])
+            return (qkv: qkv.count == 1 ? qkv[0] : qkv[0], output: projection([layer.output], [s.xb2]),
+                    gateUp: gateUp.count == 1 ? gateUp[0] : gateUp[0], down: projection([layer.down], [s.xb2]))
+        }
+        outputProjection = projection([w.output], [s.logits])
+        attentionBatch = AttentionBatch(capacity: self.batchCapacity * c.headCount)
+        scratchPerMember = Attention.scratchCount(positions: contextCapacity, headDim: c.headDimension)
+        let members = max(1, backend.capabilities.parallelism)
+        attentionScratch = .allocate(capacity: scratchPerMember * members)
+        attentionScratch.initialize(repeating: 0, count: scratchPerMember * members)
+        for l in layers { for p in [l.qkv, l.output, l.gateUp, l.down] { backend.prepare(p) } }
+        backend.prepare(outputProjection)
+    }
+
+    deinit { attentionScratch.deallocate() }
+
+    /// A new session on this engine (its forward passes share this engine's backend and buffers).
+    public func makeSession(contextLength: Int) throws(InferenceError) -> LlamaSession {
+        guard contextLength >= 1, contextLength <= contextCapacity else {
+            throw InferenceError(.contextOverflow, "a context of \(contextLength) tokens does not fit this engine (at most \(contextCapacity))")
+        }
+        return LlamaSession(engine: self, contextLength: contextLength)
+    }
+
+    /// One decoding step for several sessions at once: `tokens[i]` at the next position of
+    /// `sessions[i]`, each session advanced by one. Returns each session's logits (`vocab` floats
+    /// each, in order), equal to what `sessions[i].evaluate([tokens[i]])` alone would return.
+    public func decode(_ sessions: [LlamaSession], tokens: [Int]) throws(InferenceError) -> [[Float]] {
+        let c = model.config
+        guard sessions.count == tokens.count, !sessions.isEmpty, sessions.count <= batchCapacity else {
+            throw InferenceError(.invalidArgument, "a decoding step takes 1...\(batchCapacity) sessions with one token each")
+        }
+        guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count else {
+            throw InferenceError(.invalidArgument, "a session may appear only once in a decoding step")
+        }
+        for (session, token) in zip(sessions, tokens) {
+            guard session.engine === self else { throw InferenceError(.invalidArgument, "a session of another engine") }
+            guard token >= 0, token < c.vocabularySize else {
+                throw InferenceError(.invalidToken, "token id \(token) is outside the vocabulary (0..<\(c.vocabularySize))")
+            }
+            guard session.position < session.contextLength else {
+                throw InferenceError(.contextOverflow, "1 more token does not fit: \(session.position) of \(session.contextLength) positions are used")
+            }
+        }
+        let rows = zip(sessions, tokens).map { session, token in
+            Row(token: token, cache: session.cache, position: session.position, order: .vecDotF16, wantsLogits: true)
+        }
+        let logits = forward(rows)
+        for session in sessions { session.position += 1 }
+        let v = c.vocabularySize
+        return (0 ..< sessions.count).map { Array(logits[$0 * v ..< ($0 + 1) * v]) }
+    }
+
+    /// The transformer over `rows` (at most `batchCapacity`); returns the logits of the rows that
+    /// want them, row-major.
+    func forward(_ rows: [Row]) -> [Float] {
+        let c = model.config, w = model.weights, s = state, b = backend
+        let n = rows.count, dim = c.embeddingLength, qw = c.queryWidth, kvw = c.keyValueWidth, ff = c.feedForwardLength
+        let hd = c.headDimension, group = c.headCount / c.headCountKV
+        precondition(n >= 1 && n <= batchCapacity)
+
+        // 1. Embedding: x[t] = token_embd[token t]; RoPE angles for each row's position.
+        for (t, row) in rows.enumerated() {
+            w.tokenEmbedding.dequantizeRow(row.token, into: s.x + t * dim)
+        }
         w.ropeFactors.withUnsafeBufferPointerOrNil { factors in
-            for t in 0 ..< n {
-                VectorOps.ropeTable(position: start + t, dims: c.ropeDimensions, base: c.ropeFreqBase,
+            for (t, row) in rows.enumerated() {
+                VectorOps.ropeTable(position: row.position, dims: c.ropeDimensions, base: c.ropeFreqBase,
                                     freqScale: c.ropeFreqScale, factors: factors, into: s.ropeTables + t * c.ropeDimensions)
             }
         }
         let scale = 1 / Float(hd).squareRoot()
 
         for (l, layer) in w.layers.enumerated() {
-            // 2. Attention block. xb = rmsnorm(x) * attn_norm.
+            let plans = layers[l]
+            // 2. Attention block. xb = rmsnorm(x) * attn_norm; q, k, v = Wq xb, Wk xb, Wv xb.
             for t in 0 ..< n {
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.attentionNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            // q, k, v = Wq xb, Wk xb, Wv xb (one activation quantization when the formats agree).
-            project(layer.query, s.xb, count: n, into: s.q)
-            project(layer.key, s.xb, count: n, into: s.k, reuse: layer.key.type.dotType == layer.query.type.dotType)
-            project(layer.value, s.xb, count: n, into: s.v, reuse: layer.value.type.dotType == layer.key.type.dotType)
-            // RoPE on q and k, then k and v go into the cache at their positions.
-            for t in 0 ..< n {
+            project(plans.qkv, [layer.query, layer.key, layer.value], [s.q, s.k, s.v], input: s.xb, count: n)
+            // RoPE on q and k, then k and v go into each row's cache at its position.
+            for (t, row) in rows.enumerated() {
                 let table = UnsafePointer(s.ropeTables + t * c.ropeDimensions)
                 VectorOps.rope(s.q + t * qw, heads: c.headCount, headDim: hd, dims: c.ropeDimensions, table: table)
                 VectorOps.rope(s.k + t * kvw, heads: c.headCountKV, headDim: hd, dims: c.ropeDimensions, table: table)
-                cache.store(layer: l, position: start + t, key: s.k + t * kvw, value: s.v + t * kvw)
+                b.storeHalf(s.k + t * kvw, row.cache.key(l, row.position), count: kvw)
+                b.storeHalf(s.v + t * kvw, row.cache.value(l, row.position), count: kvw)
             }
-            // Causal attention of each token over positions 0...its own, per head; query head h
-            // reads key/value head h / group. As in llama.cpp's F16 cache path, the query and the
-            // attention weights are rounded to F16 before their dot products with the cache.
-            for t in 0 ..< n {
+            // Causal attention of each row over its own positions 0...its own, per head; query
+            // head h reads key/value head h / group.
+            for (t, row) in rows.enumerated() {
+                let keys = UnsafePointer(row.cache.key(l, 0)), values = UnsafePointer(row.cache.value(l, 0))
                 for h in 0 ..< c.headCount {
                     let kvOffset = (h / group) * hd
-                    Attention.head(query: s.q + t * qw + h * hd, keys: cache.key(l, 0) + kvOffset,
-                                   values: cache.value(l, 0) + kvOffset, stride: kvw, positions: start + t + 1,
-                                   headDim: hd, scale: scale, order: severalTokens ? .tinyBLAS : .vecDotF16,
-                                   profile: profile, scratch: s.scores, out: s.attention + t * qw + h * hd)
+                    attentionBatch.append(query: s.q + t * qw + h * hd, keys: keys + kvOffset, values: values + kvOffset,
+                                          positions: row.position + 1, order: row.order, out: s.attention + t * qw + h * hd)
                 }
             }
+            b.attention(attentionBatch, stride: kvw, headDim: hd, scale: scale, profile: profile,
+                        scratch: attentionScratch, scratchPerMember: scratchPerMember)
             // x += Wo attention.
-            project(layer.output, s.attention, count: n, into: s.xb2)
+            b.project(plans.output, input: s.attention, count: n, scratch: s.quantized)
             VectorOps.add(s.x, s.xb2, count: n * dim)
 
             // 3. Feed-forward block: x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm.
             for t in 0 ..< n {
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.feedForwardNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            project(layer.gate, s.xb, count: n, into: s.hb)
-            project(layer.up, s.xb, count: n, into: s.hb2, reuse: layer.up.type.dotType == layer.gate.type.dotType)
-            for t in 0 ..< n { VectorOps.swiglu(s.hb + t * ff, s.hb2 + t * ff, count: ff, profile: profile) }
-            project(layer.down, s.hb, count: n, into: s.xb2)
+            project(plans.gateUp, [layer.gate, layer.up], [s.hb, s.hb2], input: s.xb, count: n)
+            b.swiglu(s.hb, s.hb2, rows: n, width: ff, profile: profile)
+            b.project(plans.down, input: s.hb, count: n, scratch: s.quantized)
             VectorOps.add(s.x, s.xb2, count: n * dim)
         }
-        position += n
 
-        // 4. Final norm and output projection, only for the rows asked for.
-        guard let wanted, !wanted.isEmpty else { return [] }
-        let rows = wanted.count
+        // 4. Final norm and output projection, only for the rows that want logits.
+        let wanted = rows.indices.filter { rows[$0].wantsLogits }
+        guard !wanted.isEmpty else { return [] }
         for (i, t) in wanted.enumerated() {
             VectorOps.rmsNorm(s.x + t * dim, weight: w.outputNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + i * dim)
         }
-        var logits = [Float](repeating: 0, count: rows * c.vocabularySize)
-        logits.withUnsafeMutableBufferPointer { out in
-            project(w.output, s.xb, count: rows, into: out.baseAddress!)
+        b.project(outputProjection, input: s.xb, count: wanted.count, scratch: s.quantized)
+        b.synchronize()
+        return Array(UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize))
+    }
+
+    /// `plan` when the matrices form one projection; otherwise one projection per matrix.
+    private func project(_ plan: Projection, _ matrices: [WeightMatrix], _ outputs: [UnsafeMutablePointer<Float>],
+                         input: UnsafePointer<Float>, count: Int) {
+        if plan.matrices.count == matrices.count {
+            backend.project(plan, input: input, count: count, scratch: state.quantized)
+        } else {
+            for (m, o) in zip(matrices, outputs) {
+                if let p = Projection([m], outputs: [o]) { backend.project(p, input: input, count: count, scratch: state.quantized) }
+            }
         }
-        return logits
     }
 }
 

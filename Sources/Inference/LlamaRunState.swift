@@ -22,8 +22,8 @@ final class LlamaRunState {
     let hb: UnsafeMutablePointer<Float>
     /// SwiGLU up projection, `[batch][ff]`.
     let hb2: UnsafeMutablePointer<Float>
-    /// Attention scratch of one head (`Attention.scratchCount`): scores, lane sums, the F16 query.
-    let scores: UnsafeMutablePointer<Float>
+    /// Logits of the rows that want them, `[batch][vocab]`.
+    let logits: UnsafeMutablePointer<Float>
     /// RoPE cos/sin pairs per token of the batch, `[batch][ropeDims]`.
     let ropeTables: UnsafeMutablePointer<Float>
     /// Activations converted to a weight's dot-product format, `[batch][bytes per row]`,
@@ -50,7 +50,7 @@ final class LlamaRunState {
         attention = buffer(b * c.queryWidth)
         hb = buffer(b * c.feedForwardLength)
         hb2 = buffer(b * c.feedForwardLength)
-        scores = buffer(Attention.scratchCount(positions: contextCapacity, headDim: c.headDimension))
+        logits = buffer(b * c.vocabularySize)
         ropeTables = buffer(b * c.ropeDimensions)
         allocations = owned
         let widest = max(c.embeddingLength, c.queryWidth, c.feedForwardLength)

@@ -46,14 +46,23 @@ public struct LlamaWeights: @unchecked Sendable {
 
     /// Keeps the bytes that the matrices point into alive.
     private let file: GGUFFile
+    /// Owns the float scale tables of the matrices that have fast kernels.
+    private let scaleTables = ScaleTables()
 
     /// Finds, checks and maps every tensor of `file` for `config`.
     public init(file: GGUFFile, config c: LlamaConfig) throws(InferenceError) {
         self.file = file
         var used: Set<String> = []
+        let tables = scaleTables
         func matrix(_ name: String, input: Int, output: Int) throws(InferenceError) -> WeightMatrix {
             used.insert(name)
-            return try Self.matrix(file, name, input: input, output: output)
+            var m = try Self.matrix(file, name, input: input, output: output)
+            if FastKernels.supports(m.type) {
+                let scales = FastKernels.extractScales(m)
+                tables.pointers.append(scales)
+                m.scales = UnsafePointer(scales)
+            }
+            return m
         }
         func vector(_ name: String, _ count: Int) throws(InferenceError) -> [Float] {
             used.insert(name)
@@ -155,4 +164,10 @@ public struct LlamaWeights: @unchecked Sendable {
         }
         return values
     }
+}
+
+/// The float scale tables made for `LlamaWeights` (freed with it).
+final class ScaleTables: @unchecked Sendable {
+    var pointers: [UnsafeMutablePointer<Float>] = []
+    deinit { for p in pointers { p.deallocate() } }
 }

@@ -12,6 +12,9 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Bytes per row: `columns / blockSize * blockBytes`.
     public let rowBytes: Int
     public let base: UnsafeRawPointer
+    /// The blocks' scales as floats (`FastKernels.extractScales`), when the owner of the weights
+    /// made them once; the fast matrix products use them instead of converting F16 per token.
+    public var scales: UnsafePointer<Float>?
 
     /// Nil when `columns` is not a multiple of the block size or the type is an activation format.
     public init?(type: BlockType, rows: Int, columns: Int, base: UnsafeRawPointer) {

@@ -46,4 +46,40 @@ struct ReferenceModelTests {
             #expect(agreeing >= 32, "prompt \(result.prompt.debugDescription): only \(agreeing) tokens agree")
         }
     }
+
+    /// Continuous batching does not change anyone's answer: three sequences decoded together in
+    /// one engine step after step give bit for bit the logits each gives alone.
+    @Test func batchedDecodingEqualsDecodingAlone() throws {
+        let model = try RealModel.model()
+        let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3], [28, 905, 7, 42, 42, 42, 11]]
+        let steps = 12
+        // Alone: each in its own session and engine.
+        var alone: [[[Float]]] = []
+        for prompt in prompts {
+            let session = try model.makeSession(contextLength: 64)
+            var logits = try session.evaluate(prompt)
+            var trace = [logits]
+            for _ in 0 ..< steps {
+                logits = try session.evaluate([Sampler.argmax(logits)])
+                trace.append(logits)
+            }
+            alone.append(trace)
+        }
+        // Together: one engine, prompts evaluated one by one, then every step batched.
+        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 8)
+        let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
+        var last = try zip(sessions, prompts).map { session, prompt in try session.evaluate(prompt) }
+        for (i, logits) in last.enumerated() { #expect(logits == alone[i][0], "prompt \(i)") }
+        for step in 1 ... steps {
+            last = try engine.decode(sessions, tokens: last.map(Sampler.argmax))
+            for i in sessions.indices {
+                #expect(last[i].map(\.bitPattern) == alone[i][step].map(\.bitPattern), "sequence \(i), step \(step)")
+            }
+        }
+        #expect(zip(sessions, prompts).allSatisfy { $0.position == $1.count + steps })
+        // A session may not appear twice in one step, nor a session of another engine.
+        #expect(throws: InferenceError.self) { try engine.decode([sessions[0], sessions[0]], tokens: [1, 2]) }
+        let foreign = try model.makeSession(contextLength: 8)
+        #expect(throws: InferenceError.self) { try engine.decode([foreign], tokens: [1]) }
+    }
 }

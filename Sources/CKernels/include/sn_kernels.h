@@ -1,0 +1,126 @@
+// SecureNode's innermost CPU kernels, in C with x86 AVX2/FMA/F16C intrinsics where measurement
+// showed Swift could not reach the speed (Swift has no access to vpmaddubsw, vcvtph2ps, ...).
+//
+// Every kernel reproduces, bit for bit, the operation order of the Swift reference it replaces in
+// the Kernels module (which in turn reproduces llama.cpp's x86 kernels); the Swift tests compare
+// each kernel with its reference on random inputs. Nothing here allocates, reads past the sizes
+// it is given, or keeps a pointer after it returns. The callers (Swift) validate shapes once, when
+// a model is loaded.
+//
+// On a CPU without AVX2+FMA+F16C, `sn_kernels_available()` is 0 and the callers stay on the Swift
+// reference paths: these functions must then not be called.
+#ifndef SN_KERNELS_H
+#define SN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the CPU has what the kernels are compiled for (AVX2, FMA, F16C), else 0.
+int sn_kernels_available(void);
+
+// MARK: - Quantized matrix products
+
+/// Weight formats of `sn_matmul_job`.
+enum {
+    SN_Q4_1 = 1, ///< block_q4_1 weights (20 bytes per 32), Q8_1 activations (36 bytes per 32)
+    SN_Q8_0 = 2, ///< block_q8_0 weights (34 bytes per 32), Q8_0 activations (34 bytes per 32)
+};
+
+/// One matrix product: `out[t * out_stride + r] = dot(row r of w, activation t)` for `r < rows`
+/// and every activation of the call. Rows are `row_bytes` apart, each `blocks` blocks long.
+typedef struct {
+    int type;
+    const uint8_t *w;
+    /// The blocks' scales as floats, row-major (`sn_extract_scales`): Q4_1 (d, m) per block, Q8_0 d.
+    const float *scales;
+    size_t row_bytes;
+    int rows;
+    int blocks;
+    float *out;
+    size_t out_stride;
+} sn_matmul_job;
+
+/// Rows `[first, last)` of `job` against `tokens` activations (`a_stride` bytes apart), in
+/// ggml's AVX2 order for each (row, activation) pair: eight float lanes, lane k accumulating
+/// fma(d_w * d_a, sum of the products of elements 4k..4k+3, acc_k) block after block, then
+/// ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), plus (Q4_1) the block minimums' sum m_w * s_a added in
+/// order. Several activations share each unpacked weight block (the prompt path).
+void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
+                    const uint8_t *a, size_t a_stride, int tokens);
+
+/// Floats `sn_extract_scales` writes for a matrix.
+size_t sn_scale_floats(int type, int rows, int blocks);
+/// The F16 scales of every block of a matrix, converted to floats once (the matrix products would
+/// otherwise convert them again for every token): Q4_1 `d, m` per block, Q8_0 `d`, row-major.
+void sn_extract_scales(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, float *out);
+
+/// `blocks` Q8_1 blocks from `32 * blocks` floats, as Kernels' `Q8_1.quantize` (ggml's x86
+/// `quantize_row_q8_1`).
+void sn_quantize_q8_1(const float *x, int blocks, uint8_t *out);
+/// `blocks` Q8_0 blocks from `32 * blocks` floats, as Kernels' `Q8_0.quantize`.
+void sn_quantize_q8_0(const float *x, int blocks, uint8_t *out);
+
+// MARK: - Attention over an F16 cache
+
+/// One query head over `positions` cached positions, exactly as Kernels' `Attention.head` with
+/// the same arguments (`tiny` = `.tinyBLAS` order, else `.vecDotF16`; `width` = 8 for the AVX2
+/// profile, 16 for AVX-512). `scratch` holds `sn_attention_scratch(positions, head_dim)` floats.
+void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values,
+                       size_t stride, int positions, int head_dim, float scale, int tiny, int width,
+                       float *scratch, float *out);
+size_t sn_attention_scratch(int positions, int head_dim);
+
+// MARK: - Vector operations
+
+/// `gate[i] = silu(gate[i]) * up[i]` for `count` floats, as Kernels' `VectorOps.swiglu` with the
+/// profile of `width` (8: AVX2, 16: AVX-512).
+void sn_swiglu(float *gate, const float *up, int count, int width);
+
+/// Floats to F16 bits, ties to even (F16C), and back.
+void sn_f32_to_f16(const float *x, uint16_t *out, int count);
+void sn_f16_to_f32(const uint16_t *x, float *out, int count);
+
+// MARK: - Thread pool
+
+/// A fixed team of threads for data-parallel work. The caller's thread is member 0; the others
+/// spin briefly after each job (so the next one starts without a wake-up) and then sleep on a
+/// condition variable, so an idle pool takes no CPU.
+typedef struct sn_pool sn_pool;
+
+/// A pool of `threads` members (`threads - 1` new threads); NULL if threads could not be made.
+sn_pool *sn_pool_create(int threads);
+/// Stops and joins the threads. The pool must be idle.
+void sn_pool_destroy(sn_pool *pool);
+int sn_pool_size(const sn_pool *pool);
+/// Calls `fn(ctx, i, n)` on every member i of n and returns when all have returned. Not reentrant:
+/// one caller at a time.
+void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+
+/// Runs `count` matrix products that share `tokens` activations on the pool: the rows of all jobs
+/// are split evenly among the members.
+void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
+                    const uint8_t *a, size_t a_stride, int tokens);
+
+/// One attention task of `sn_pool_attention`.
+typedef struct {
+    const float *query;
+    const uint16_t *keys;
+    const uint16_t *values;
+    int positions;
+    int tiny;
+    float *out;
+} sn_attention_task;
+
+/// Runs `count` attention heads (all with `stride`, `head_dim`, `scale`, `width`) on the pool;
+/// `scratch` holds `sn_pool_size(pool) * sn_attention_scratch(max positions, head_dim)` floats.
+void sn_pool_attention(sn_pool *pool, const sn_attention_task *tasks, int count, size_t stride,
+                       int head_dim, float scale, int width, float *scratch, size_t scratch_per_member);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

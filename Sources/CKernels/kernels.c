@@ -1,0 +1,573 @@
+// SecureNode's innermost CPU kernels (see include/sn_kernels.h for the contract of each).
+//
+// Each function is compiled for AVX2+FMA+F16C with a target attribute, so the rest of the
+// program keeps the toolchain's baseline; `sn_kernels_available` says whether they may be called.
+#include "sn_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define SN_TARGET __attribute__((target("avx2,fma,f16c")))
+#define SN_INLINE static inline __attribute__((always_inline)) SN_TARGET
+
+int sn_kernels_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+// MARK: - Helpers
+
+SN_INLINE float f16_to_f32(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+SN_INLINE uint16_t f32_to_f16(float x) {
+    return (uint16_t)_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT);
+}
+
+/// ggml's hsum_float_8: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
+SN_INLINE float hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/// GCC's expansion of _mm512_reduce_add_ps over lanes lo (0..7) and hi (8..15):
+/// a_i = x_{i+8} + x_i, t_i = a_{i+4} + a_i, (t0 + t2) + (t1 + t3).
+SN_INLINE float reduce16(__m256 lo, __m256 hi) {
+    __m256 a = _mm256_add_ps(hi, lo);
+    __m128 t = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
+    __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));   // t0+t2, t1+t3
+    u = _mm_add_ss(u, _mm_movehdup_ps(u));             // (t0+t2) + (t1+t3)
+    return _mm_cvtss_f32(u);
+}
+
+/// The profile's horizontal sum of `width` floats at p.
+SN_INLINE float hsum_width(const float *p, int width) {
+    if (width == 8) return hsum8(_mm256_loadu_ps(p));
+    return reduce16(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
+}
+
+/// ggml's AVX2 ggml_v_expf (see Kernels' GGMLMath.expf).
+SN_INLINE __m256 expf_avx2(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n);
+    const __m256 c = _mm256_cmp_ps(absn, _mm256_set1_ps(126), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(c)) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 d = _mm256_cmp_ps(absn, _mm256_set1_ps(192), _CMP_GT_OQ);
+    return _mm256_or_ps(
+        _mm256_and_ps(d, _mm256_mul_ps(s1, s1)),
+        _mm256_andnot_ps(d, _mm256_or_ps(_mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                         _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)))));
+}
+
+/// ggml's AVX-512 ggml_v_expf, eight lanes at a time (see Kernels' GGMLMath.expf512): the same
+/// polynomial with the 1 folded in, then scalef(j, n) = j * 2^n with one rounding, emulated as
+/// (j * 2^(n -+ 100)) * 2^(+-100) (the first product is exact and normal); |n| > 192 saturates.
+SN_INLINE __m256 expf_avx512(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    const __m256 negative = _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n);
+    const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(192), _CMP_GT_OQ);
+    // Clamp n so the integer conversion is defined for every lane (saturating lanes are replaced below).
+    const __m256 nc = _mm256_min_ps(_mm256_max_ps(n, _mm256_set1_ps(-192)), _mm256_set1_ps(192));
+    __m256i ni = _mm256_cvttps_epi32(nc);
+    const __m256i adjust = _mm256_blendv_epi8(_mm256_set1_epi32(-100), _mm256_set1_epi32(100), _mm256_castps_si256(negative));
+    ni = _mm256_add_epi32(ni, adjust);
+    const __m256 scale1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+    const __m256 scale2 = _mm256_blendv_ps(_mm256_set1_ps(0x1p100f), _mm256_set1_ps(0x1p-100f), negative);
+    __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, scale1), scale2);
+    // NaN input: n is NaN, the compares are false, and j (hence res) is NaN already.
+    const __m256 saturated = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(),
+                                              _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ));
+    return _mm256_blendv_ps(res, saturated, big);
+}
+
+SN_INLINE __m256 expf_profile(__m256 x, int width) {
+    return width == 8 ? expf_avx2(x) : expf_avx512(x);
+}
+
+SN_INLINE __m256 f16_round8(__m256 x) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+SN_INLINE float f16_round1(float x) {
+    return _cvtsh_ss(f32_to_f16(x));
+}
+
+// MARK: - Quantized matrix products
+
+/// Lane sums of u8 x i8 products, four consecutive bytes per i32 lane, as floats.
+SN_INLINE __m256 sum_u8_i8(__m256i ux, __m256i sy) {
+    const __m256i dot = _mm256_maddubs_epi16(ux, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+}
+
+/// A tile of R rows by T activations of Q4_1 x Q8_1.
+SN_INLINE void tile_q4_1(int R, int T, const uint8_t *w, const float *sc, size_t row_bytes, int blocks,
+                         const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    __m256 acc[4][4];
+    float summs[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) { acc[r][t] = _mm256_setzero_ps(); summs[r][t] = 0; }
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < blocks; b++) {
+        float da[4], sa[4];
+        __m256i qy[4];
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ab = a + t * a_stride + (size_t)b * 36;
+            da[t] = f16_to_f32(ab);
+            sa[t] = f16_to_f32(ab + 2);
+            qy[t] = _mm256_loadu_si256((const __m256i *)(ab + 4));
+        }
+        __m256 dav[4];
+        for (int t = 0; t < T; t++) dav[t] = _mm256_set1_ps(da[t]);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * row_bytes + (size_t)b * 20;
+            const float *scale = sc + ((size_t)r * blocks + b) * 2;
+            if (T == 1 && (b & 3) == 0) {
+                _mm_prefetch((const char *)(wb + 640), _MM_HINT_T0);
+                _mm_prefetch((const char *)(scale + 64), _MM_HINT_T0);
+            }
+            const __m256 dw = _mm256_broadcast_ss(scale);
+            const float mw = scale[1];
+            const __m128i packed = _mm_loadu_si128((const __m128i *)(wb + 4));
+            const __m256i qx = _mm256_and_si256(
+                _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low);
+            for (int t = 0; t < T; t++) {
+                const __m256 d = _mm256_mul_ps(dw, dav[t]);
+                acc[r][t] = _mm256_fmadd_ps(d, sum_u8_i8(qx, qy[t]), acc[r][t]);
+                summs[r][t] += mw * sa[t];  // both F16 values: the product is exact
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]) + summs[r][t];
+}
+
+/// A tile of R rows by T activations of Q8_0 x Q8_0.
+SN_INLINE void tile_q8_0(int R, int T, const uint8_t *w, const float *sc, size_t row_bytes, int blocks,
+                         const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    __m256 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++) {
+        float da[4];
+        __m256i qy[4];
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ab = a + t * a_stride + (size_t)b * 34;
+            da[t] = f16_to_f32(ab);
+            qy[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));
+        }
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * row_bytes + (size_t)b * 34;
+            const float dw = sc[(size_t)r * blocks + b];
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)(wb + 2));
+            const __m256i ax = _mm256_sign_epi8(qx, qx);
+            for (int t = 0; t < T; t++) {
+                const __m256 d = _mm256_set1_ps(dw * da[t]);
+                acc[r][t] = _mm256_fmadd_ps(d, sum_u8_i8(ax, _mm256_sign_epi8(qy[t], qx)), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]);
+}
+
+/// Eight activations against one Q4_1 row: each weight block is unpacked once for all eight;
+/// the activation scales arrive as per-block vectors of the eight tokens' `d` and `s` (`da8`,
+/// `sa8`), so the eight `m_w * s_a` sums advance in one vector FMA (lane t is token t's sum, in
+/// block order: the same additions as the scalar kernel, the products being exact).
+SN_INLINE void row_q4_1_x8(const uint8_t *w, const float *sc, int blocks, const float *da8, const float *sa8,
+                           const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    __m256 acc[8];
+    for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+    __m256 summs = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    float d[8] __attribute__((aligned(32)));
+    for (int b = 0; b < blocks; b++) {
+        const __m128i packed = _mm_loadu_si128((const __m128i *)(w + (size_t)b * 20 + 4));
+        const __m256i qx = _mm256_and_si256(
+            _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low);
+        _mm256_store_ps(d, _mm256_mul_ps(_mm256_set1_ps(sc[2 * b]), _mm256_loadu_ps(da8 + 8 * b)));
+        summs = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * b + 1]), _mm256_loadu_ps(sa8 + 8 * b), summs);
+        const uint8_t *ab = a + (size_t)b * 36 + 4;
+        for (int t = 0; t < 8; t++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + t * a_stride));
+            acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + t), sum_u8_i8(qx, qy), acc[t]);
+        }
+    }
+    float s[8];
+    _mm256_storeu_ps(s, summs);
+    for (int t = 0; t < 8; t++) out[t * out_stride] = hsum8(acc[t]) + s[t];
+}
+
+/// Eight activations against one Q8_0 row (see `row_q4_1_x8`).
+SN_INLINE void row_q8_0_x8(const uint8_t *w, const float *sc, int blocks, const float *da8,
+                           const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    __m256 acc[8];
+    for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+    float d[8] __attribute__((aligned(32)));
+    for (int b = 0; b < blocks; b++) {
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * 34 + 2));
+        const __m256i ax = _mm256_sign_epi8(qx, qx);
+        _mm256_store_ps(d, _mm256_mul_ps(_mm256_set1_ps(sc[b]), _mm256_loadu_ps(da8 + 8 * b)));
+        const uint8_t *ab = a + (size_t)b * 34 + 2;
+        for (int t = 0; t < 8; t++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + t * a_stride));
+            acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + t), sum_u8_i8(ax, _mm256_sign_epi8(qy, qx)), acc[t]);
+        }
+    }
+    for (int t = 0; t < 8; t++) out[t * out_stride] = hsum8(acc[t]);
+}
+
+/// Blocks per row up to which the eight-token path keeps the activation scales on the stack.
+#define SN_X8_MAX_BLOCKS 1024
+
+#define SN_TILE_CASES(KERNEL)                                                                        \
+    switch (T) {                                                                                     \
+    case 4: if (R == 2) KERNEL(2, 4, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 4, wr, sr, rb, nb, at, as, ot, os); break; \
+    case 3: if (R == 2) KERNEL(2, 3, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 3, wr, sr, rb, nb, at, as, ot, os); break; \
+    case 2: if (R == 2) KERNEL(2, 2, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 2, wr, sr, rb, nb, at, as, ot, os); break; \
+    default: if (R == 4) KERNEL(4, 1, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 1, wr, sr, rb, nb, at, as, ot, os); break; \
+    }
+
+SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
+                              const uint8_t *a, size_t a_stride, int tokens) {
+    const size_t rb = job->row_bytes, as = a_stride, os = job->out_stride;
+    const int nb = job->blocks;
+    const int q4 = job->type == SN_Q4_1;
+    const size_t per_row = (size_t)nb * (q4 ? 2 : 1);
+    int t0 = 0;
+    if (tokens >= 8 && nb <= SN_X8_MAX_BLOCKS) {
+        float da8[8 * SN_X8_MAX_BLOCKS] __attribute__((aligned(32)));
+        float sa8[8 * SN_X8_MAX_BLOCKS] __attribute__((aligned(32)));
+        const size_t block_bytes = q4 ? 36 : 34;
+        for (; t0 + 8 <= tokens; t0 += 8) {
+            for (int t = 0; t < 8; t++) {
+                const uint8_t *at = a + (size_t)(t0 + t) * a_stride;
+                for (int b = 0; b < nb; b++) {
+                    da8[8 * b + t] = f16_to_f32(at + (size_t)b * block_bytes);
+                    sa8[8 * b + t] = q4 ? f16_to_f32(at + (size_t)b * block_bytes + 2) : 0;
+                }
+            }
+            const uint8_t *at = a + (size_t)t0 * a_stride;
+            for (int r = first; r < last; r++) {
+                const uint8_t *wr = job->w + (size_t)r * rb;
+                const float *sr = job->scales + (size_t)r * per_row;
+                float *ot = job->out + (size_t)t0 * os + r;
+                if (q4) row_q4_1_x8(wr, sr, nb, da8, sa8, at, as, ot, os);
+                else row_q8_0_x8(wr, sr, nb, da8, at, as, ot, os);
+            }
+        }
+    }
+    for (; t0 < tokens; t0 += 4) {
+        const int T = tokens - t0 < 4 ? tokens - t0 : 4;
+        const int step = T == 1 ? 4 : 2;
+        const uint8_t *at = a + (size_t)t0 * a_stride;
+        for (int r = first; r < last;) {
+            const int R = last - r >= step ? step : 1;
+            const uint8_t *wr = job->w + (size_t)r * rb;
+            const float *sr = job->scales + (size_t)r * nb * (job->type == SN_Q4_1 ? 2 : 1);
+            float *ot = job->out + (size_t)t0 * os + r;
+            if (job->type == SN_Q4_1) {
+                SN_TILE_CASES(tile_q4_1)
+            } else {
+                SN_TILE_CASES(tile_q8_0)
+            }
+            r += R;
+        }
+    }
+}
+
+size_t sn_scale_floats(int type, int rows, int blocks) {
+    return (size_t)rows * (size_t)blocks * (type == SN_Q4_1 ? 2 : 1);
+}
+
+SN_TARGET void sn_extract_scales(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, float *out) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        for (int b = 0; b < blocks; b++) {
+            if (type == SN_Q4_1) {
+                *out++ = f16_to_f32(row + (size_t)b * 20);
+                *out++ = f16_to_f32(row + (size_t)b * 20 + 2);
+            } else {
+                *out++ = f16_to_f32(row + (size_t)b * 34);
+            }
+        }
+    }
+}
+
+/// max |x| over 32 floats, the rounded quantized values, and their sum, as Kernels' quantizers:
+/// q = nearest(x * id) clamped to -128...127, NaN -> 0.
+SN_INLINE int quantize32(const float *x, uint8_t *q, float *d_out) {
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m);
+    float amax = 0;
+    for (int i = 0; i < 8; i++) amax = amax > lanes[i] ? amax : lanes[i];
+    const float d = amax / 127;
+    const float id = amax != 0 ? 127 / amax : 0;
+    const __m256 mul = _mm256_set1_ps(id);
+    __m256i sum = _mm256_setzero_si256();
+    __m256i ints[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 y = _mm256_round_ps(_mm256_mul_ps(v[i], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        y = _mm256_and_ps(y, _mm256_cmp_ps(y, y, _CMP_ORD_Q)); // NaN -> 0
+        y = _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(-128)), _mm256_set1_ps(127));
+        ints[i] = _mm256_cvtps_epi32(y);
+        sum = _mm256_add_epi32(sum, ints[i]);
+    }
+    int32_t tmp[8];
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_si256((__m256i *)tmp, ints[i]);
+        for (int k = 0; k < 8; k++) q[8 * i + k] = (uint8_t)(int8_t)tmp[k];
+    }
+    _mm256_storeu_si256((__m256i *)tmp, sum);
+    int total = 0;
+    for (int k = 0; k < 8; k++) total += tmp[k];
+    *d_out = d;
+    return total;
+}
+
+SN_TARGET void sn_quantize_q8_1(const float *x, int blocks, uint8_t *out) {
+    for (int b = 0; b < blocks; b++) {
+        uint8_t *block = out + (size_t)b * 36;
+        float d;
+        const int sum = quantize32(x + 32 * (size_t)b, block + 4, &d);
+        const uint16_t hd = f32_to_f16(d), hs = f32_to_f16(d * (float)sum);
+        memcpy(block, &hd, 2);
+        memcpy(block + 2, &hs, 2);
+    }
+}
+
+SN_TARGET void sn_quantize_q8_0(const float *x, int blocks, uint8_t *out) {
+    for (int b = 0; b < blocks; b++) {
+        uint8_t *block = out + (size_t)b * 34;
+        float d;
+        (void)quantize32(x + 32 * (size_t)b, block + 2, &d);
+        const uint16_t hd = f32_to_f16(d);
+        memcpy(block, &hd, 2);
+    }
+}
+
+// MARK: - Attention
+
+size_t sn_attention_scratch(int positions, int head_dim) {
+    return (size_t)(positions + 63) / 64 * 64 + (size_t)head_dim + 64 * (size_t)head_dim + 64;
+}
+
+/// Loads 8 F16 values as floats.
+SN_INLINE __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values,
+                                 size_t stride, int positions, int head_dim, float scale, int tiny, int width,
+                                 float *scratch, float *out) {
+    const int cache_length = (positions + 31) / 32 * 32;
+    const int w = width;
+    float *scores = scratch;
+    float *q = scratch + (size_t)(positions + 63) / 64 * 64;
+    float *acc = q + head_dim;  // [slots][head_dim]
+    const int vec = head_dim / 8 * 8;
+    for (int i = 0; i < vec; i += 8) _mm256_storeu_ps(q + i, f16_round8(_mm256_loadu_ps(query + i)));
+    for (int i = vec; i < head_dim; i++) q[i] = f16_round1(query[i]);
+
+    // kq[p] * scale. Products of two F16 values are exact in F32: multiply-add equals FMA.
+    const int tiny_kq = tiny && head_dim % w == 0;
+    for (int p = 0; p < positions; p++) {
+        const uint16_t *k = keys + (size_t)p * stride;
+        float dot;
+        if (tiny_kq) {
+            __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+            if (w == 8) {
+                for (int i = 0; i < head_dim; i += 8)
+                    lo = _mm256_fmadd_ps(load_f16x8(k + i), _mm256_loadu_ps(q + i), lo);
+                dot = hsum8(lo);
+            } else {
+                for (int i = 0; i < head_dim; i += 16) {
+                    lo = _mm256_fmadd_ps(load_f16x8(k + i), _mm256_loadu_ps(q + i), lo);
+                    hi = _mm256_fmadd_ps(load_f16x8(k + i + 8), _mm256_loadu_ps(q + i + 8), hi);
+                }
+                dot = reduce16(lo, hi);
+            }
+        } else {
+            // ggml_vec_dot_f16: four accumulators of w lanes (w/8 registers each) over steps of 4w.
+            __m256 s[4][2];
+            for (int j = 0; j < 4; j++) s[j][0] = s[j][1] = _mm256_setzero_ps();
+            const int full = head_dim / (4 * w) * (4 * w);
+            for (int i = 0; i < full; i += 4 * w)
+                for (int j = 0; j < 4; j++)
+                    for (int h = 0; h < w / 8; h++) {
+                        const int o = i + j * w + 8 * h;
+                        s[j][h] = _mm256_fmadd_ps(load_f16x8(k + o), _mm256_loadu_ps(q + o), s[j][h]);
+                    }
+            __m256 c0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
+            float reduced;
+            if (w == 8) {
+                float c[8];
+                _mm256_storeu_ps(c, c0);
+                reduced = ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
+            } else {
+                __m256 c1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
+                reduced = reduce16(c0, c1);
+            }
+            double total = reduced;
+            for (int i = full; i < head_dim; i++) total += (double)(_cvtsh_ss(k[i]) * q[i]);
+            dot = (float)total;
+        }
+        scores[p] = dot * scale;
+    }
+
+    // Softmax over the cache length (masked positions are exactly 0).
+    float maximum = -INFINITY;
+    for (int p = 0; p < positions; p++) maximum = maximum > scores[p] ? maximum : scores[p];
+    const int padded = (positions + w - 1) / w * w;
+    for (int p = positions; p < padded; p++) scores[p] = 0;
+    {
+        const __m256 mv = _mm256_set1_ps(maximum);
+        int p = 0;
+        for (; p + 8 <= positions; p += 8)
+            _mm256_storeu_ps(scores + p, expf_profile(_mm256_sub_ps(_mm256_loadu_ps(scores + p), mv), w));
+        if (p < positions) {
+            float tmp[8] = {0};
+            for (int i = p; i < positions; i++) tmp[i - p] = scores[i] - maximum;
+            _mm256_storeu_ps(tmp, expf_profile(_mm256_loadu_ps(tmp), w));
+            for (int i = p; i < positions; i++) scores[i] = tmp[i - p];
+        }
+    }
+    double sum = 0;
+    for (int chunk = 0; chunk < positions; chunk += w) sum += (double)hsum_width(scores + chunk, w);
+    const float inverse = (float)(1 / sum);
+    {
+        const __m256 iv = _mm256_set1_ps(inverse);
+        int p = 0;
+        for (; p + 8 <= positions; p += 8)
+            _mm256_storeu_ps(scores + p, f16_round8(_mm256_mul_ps(_mm256_loadu_ps(scores + p), iv)));
+        for (; p < positions; p++) scores[p] = f16_round1(scores[p] * inverse);
+    }
+
+    // out[i] = sum_p weight[p] * v[p][i], lane p % slots.
+    const int slots = tiny ? w : 4 * w;
+    const int full = tiny ? cache_length : cache_length / (4 * w) * (4 * w);
+    memset(acc, 0, sizeof(float) * (size_t)slots * head_dim);
+    const int used = positions < full ? positions : full;
+    for (int p = 0; p < used; p++) {
+        const __m256 weight = _mm256_set1_ps(scores[p]);
+        const uint16_t *v = values + (size_t)p * stride;
+        float *lane = acc + (size_t)(p % slots) * head_dim;
+        int i = 0;
+        for (; i < vec; i += 8)
+            _mm256_storeu_ps(lane + i, _mm256_fmadd_ps(weight, load_f16x8(v + i), _mm256_loadu_ps(lane + i)));
+        for (; i < head_dim; i++) lane[i] += scores[p] * _cvtsh_ss(v[i]);
+    }
+    for (int i = 0; i < head_dim; i++) {
+        // The lane values of output i, slot by slot.
+        float l[64];
+        for (int s = 0; s < slots; s++) l[s] = acc[(size_t)s * head_dim + i];
+        if (tiny) {
+            out[i] = hsum_width(l, w);
+        } else {
+            for (int j = 0; j < w; j++) l[j] = (l[j] + l[2 * w + j]) + (l[w + j] + l[3 * w + j]);
+            float reduced = w == 8 ? ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+                                   : reduce16(_mm256_loadu_ps(l), _mm256_loadu_ps(l + 8));
+            double total = reduced;
+            for (int p = full; p < positions; p++)
+                total += (double)(scores[p] * _cvtsh_ss(values[(size_t)p * stride + i]));
+            out[i] = (float)total;
+        }
+    }
+}
+
+// MARK: - Vector operations
+
+SN_TARGET void sn_swiglu(float *gate, const float *up, int count, int width) {
+    const int vectorized = count / width * width;
+    const __m256 one = _mm256_set1_ps(1), zero = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= vectorized; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, expf_profile(_mm256_sub_ps(zero, g), width)));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < count; i++) {
+        const float g = gate[i];
+        gate[i] = (g / (1 + expf(-g))) * up[i];
+    }
+}
+
+SN_TARGET void sn_f32_to_f16(const float *x, uint16_t *out, int count) {
+    int i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < count; i++) out[i] = f32_to_f16(x[i]);
+}
+
+SN_TARGET void sn_f16_to_f32(const uint16_t *x, float *out, int count) {
+    int i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, load_f16x8(x + i));
+    for (; i < count; i++) out[i] = _cvtsh_ss(x[i]);
+}
+
+#else  // not x86-64: the Swift reference paths are used.
+
+int sn_kernels_available(void) { return 0; }
+size_t sn_scale_floats(int type, int rows, int blocks) { (void)type; (void)rows; (void)blocks; return 0; }
+void sn_extract_scales(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, float *out) {
+    (void)type; (void)w; (void)row_bytes; (void)rows; (void)blocks; (void)out;
+}
+void sn_matmul_rows(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
+    (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;
+}
+void sn_quantize_q8_1(const float *x, int blocks, uint8_t *out) { (void)x; (void)blocks; (void)out; }
+void sn_quantize_q8_0(const float *x, int blocks, uint8_t *out) { (void)x; (void)blocks; (void)out; }
+size_t sn_attention_scratch(int positions, int head_dim) {
+    return (size_t)(positions + 63) / 64 * 64 + (size_t)head_dim + 64 * (size_t)head_dim + 64;
+}
+void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values, size_t stride, int positions,
+                       int head_dim, float scale, int tiny, int width, float *scratch, float *out) {
+    (void)query; (void)keys; (void)values; (void)stride; (void)positions; (void)head_dim; (void)scale;
+    (void)tiny; (void)width; (void)scratch; (void)out;
+}
+void sn_swiglu(float *gate, const float *up, int count, int width) { (void)gate; (void)up; (void)count; (void)width; }
+void sn_f32_to_f16(const float *x, uint16_t *out, int count) { (void)x; (void)out; (void)count; }
+void sn_f16_to_f32(const uint16_t *x, float *out, int count) { (void)x; (void)out; (void)count; }
+
+#endif

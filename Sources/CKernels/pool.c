@@ -1,0 +1,222 @@
+// A fixed team of threads for the transformer's data-parallel operations (see sn_kernels.h).
+//
+// One job at a time: the caller publishes (fn, ctx), bumps `generation`, runs member 0 itself and
+// waits for `pending` to reach zero. Members spin on `generation` for a bounded time after each
+// job (decode runs hundreds of jobs per token, microseconds apart: a futex wake-up per job would
+// cost more than the work), then sleep on a condition variable so that an idle node takes no CPU.
+#include "sn_kernels.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SN_PAUSE() _mm_pause()
+#else
+#define SN_PAUSE() ((void)0)
+#endif
+
+/// How long an idle member spins before it sleeps.
+#define SN_SPIN_NANOSECONDS 200000LL
+
+struct sn_pool {
+    int size;
+    pthread_t *threads;
+    struct member { sn_pool *pool; int index; } *members;
+    _Atomic unsigned generation;
+    _Atomic int pending;
+    _Atomic int stopping;
+    _Atomic int sleepers;
+    void (*fn)(void *, int, int);
+    void *ctx;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+};
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void *member_main(void *arg) {
+    struct member *m = arg;
+    sn_pool *pool = m->pool;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        if (g == seen && !atomic_load(&pool->stopping)) {
+            const long long deadline = now_ns() + SN_SPIN_NANOSECONDS;
+            int spins = 0;
+            while ((g = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
+                   !atomic_load_explicit(&pool->stopping, memory_order_relaxed)) {
+                SN_PAUSE();
+                if (++spins % 256 == 0 && now_ns() > deadline) break;
+            }
+            if (g == seen) {
+                pthread_mutex_lock(&pool->mutex);
+                atomic_fetch_add(&pool->sleepers, 1);
+                while ((g = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stopping))
+                    pthread_cond_wait(&pool->wake, &pool->mutex);
+                atomic_fetch_sub(&pool->sleepers, 1);
+                pthread_mutex_unlock(&pool->mutex);
+            }
+        }
+        if (atomic_load(&pool->stopping)) return NULL;
+        seen = g;
+        pool->fn(pool->ctx, m->index, pool->size);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+    }
+}
+
+sn_pool *sn_pool_create(int threads) {
+    if (threads < 1) threads = 1;
+    sn_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return NULL;
+    pool->size = threads;
+    pool->threads = calloc((size_t)threads, sizeof *pool->threads);
+    pool->members = calloc((size_t)threads, sizeof *pool->members);
+    if (!pool->threads || !pool->members) {
+        free(pool->threads); free(pool->members); free(pool);
+        return NULL;
+    }
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    for (int i = 1; i < threads; i++) {
+        pool->members[i] = (struct member){pool, i};
+        if (pthread_create(&pool->threads[i], NULL, member_main, &pool->members[i]) != 0) {
+            pool->size = i;  // join the ones that started
+            sn_pool_destroy(pool);
+            return NULL;
+        }
+    }
+    return pool;
+}
+
+void sn_pool_destroy(sn_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mutex);
+    atomic_store(&pool->stopping, 1);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    for (int i = 1; i < pool->size; i++) pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->mutex);
+    pthread_cond_destroy(&pool->wake);
+    free(pool->threads);
+    free(pool->members);
+    free(pool);
+}
+
+int sn_pool_size(const sn_pool *pool) { return pool ? pool->size : 1; }
+
+void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx) {
+    if (!pool || pool->size == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->ctx = ctx;
+    atomic_store_explicit(&pool->pending, pool->size - 1, memory_order_relaxed);
+    atomic_fetch_add(&pool->generation, 1);  // seq_cst: ordered before the sleepers check
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+    fn(ctx, 0, pool->size);
+    // Members normally finish within microseconds of the caller; if one was descheduled (another
+    // process wants the core), yield rather than spin against it.
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < 4096) SN_PAUSE(); else sched_yield();
+    }
+}
+
+// MARK: - Parallel operations
+
+struct matmul_ctx {
+    const sn_matmul_job *jobs;
+    int count;
+    const uint8_t *a;
+    size_t a_stride;
+    int tokens;
+    int total_rows;
+    int chunk;
+    _Atomic int next;
+};
+
+/// Members take chunks of `chunk` rows (a multiple of 4, so tiles stay whole) of the jobs laid end
+/// to end, from a shared counter: a member that was descheduled for a while does less, not late.
+static void matmul_member(void *arg, int ith, int nth) {
+    (void)ith; (void)nth;
+    struct matmul_ctx *c = arg;
+    for (;;) {
+        const long long begin = (long long)atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->chunk;
+        if (begin >= c->total_rows) return;
+        const long long end = begin + c->chunk < c->total_rows ? begin + c->chunk : c->total_rows;
+        long long offset = 0;
+        for (int j = 0; j < c->count && offset < end; j++) {
+            const sn_matmul_job *job = &c->jobs[j];
+            const long long first = begin > offset ? begin - offset : 0;
+            const long long last = end - offset < job->rows ? end - offset : job->rows;
+            if (first < last) sn_matmul_rows(job, (int)first, (int)last, c->a, c->a_stride, c->tokens);
+            offset += job->rows;
+        }
+    }
+}
+
+void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
+                    const uint8_t *a, size_t a_stride, int tokens) {
+    struct matmul_ctx c = {jobs, count, a, a_stride, tokens, 0, 0, 0};
+    for (int j = 0; j < count; j++) c.total_rows += jobs[j].rows;
+    // About eight chunks per member, at least 16 rows each.
+    const int members = sn_pool_size(pool);
+    int chunk = c.total_rows / (8 * members);
+    chunk = chunk < 16 ? 16 : chunk / 4 * 4;
+    c.chunk = chunk;
+    // Small products are not worth waking anyone for.
+    const long long work = (long long)c.total_rows * (jobs[0].blocks) * tokens;
+    if (work < 2048 || members == 1) {
+        c.chunk = c.total_rows;
+        matmul_member(&c, 0, 1);
+        return;
+    }
+    sn_pool_run(pool, matmul_member, &c);
+}
+
+struct attention_ctx {
+    const sn_attention_task *tasks;
+    int count;
+    size_t stride;
+    int head_dim;
+    float scale;
+    int width;
+    float *scratch;
+    size_t scratch_per_member;
+    _Atomic int next;
+};
+
+static void attention_member(void *arg, int ith, int nth) {
+    (void)nth;
+    struct attention_ctx *c = arg;
+    float *scratch = c->scratch + (size_t)ith * c->scratch_per_member;
+    for (;;) {
+        const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (i >= c->count) return;
+        const sn_attention_task *t = &c->tasks[i];
+        sn_attention_head(t->query, t->keys, t->values, c->stride, t->positions, c->head_dim, c->scale, t->tiny,
+                          c->width, scratch, t->out);
+    }
+}
+
+void sn_pool_attention(sn_pool *pool, const sn_attention_task *tasks, int count, size_t stride,
+                       int head_dim, float scale, int width, float *scratch, size_t scratch_per_member) {
+    struct attention_ctx c = {tasks, count, stride, head_dim, scale, width, scratch, scratch_per_member, 0};
+    if (count == 1) {
+        attention_member(&c, 0, 1);
+        return;
+    }
+    sn_pool_run(pool, attention_member, &c);
+}

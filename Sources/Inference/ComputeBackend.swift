@@ -1,0 +1,163 @@
+import Kernels
+
+/// The operations of the transformer that a compute backend runs. The engine (`LlamaEngine`) runs
+/// every forward pass through one backend; the cheap per-token vector steps (RMSNorm, RoPE,
+/// residual adds, embedding lookup) stay on the host.
+public enum BackendOperation: String, Sendable, CaseIterable, Codable {
+    /// Quantized matrix products (`Projection`).
+    case matmul
+    /// Causal attention over the F16 KV cache.
+    case attention
+    /// SwiGLU gating of the feed-forward block.
+    case swiglu
+    /// Writing keys and values into the F16 cache.
+    case kvStore
+}
+
+/// Where a backend's tensors live.
+public enum TensorLocation: String, Sendable, Codable {
+    /// In host memory, computed by the host's cores.
+    case host
+    /// In the device's own memory, reached over a host link (PCIe, NVLink-C2C).
+    case device
+}
+
+/// What a backend can do: the engine refuses a model whose tensors a backend cannot compute.
+public struct BackendCapabilities: Sendable, Equatable {
+    public var operations: Set<BackendOperation>
+    /// Weight formats its matrix products take natively.
+    public var weightTypes: Set<BlockType>
+    public var tensorLocation: TensorLocation
+    /// Threads (or streams) it computes with.
+    public var parallelism: Int
+
+    public init(operations: Set<BackendOperation>, weightTypes: Set<BlockType>, tensorLocation: TensorLocation, parallelism: Int) {
+        self.operations = operations
+        self.weightTypes = weightTypes
+        self.tensorLocation = tensorLocation
+        self.parallelism = parallelism
+    }
+}
+
+/// A group of matrix products that read the same input (Q, K and V; gate and up), prepared once:
+/// each matrix writes `out[t * rows + r]` into its own output buffer.
+public final class Projection: @unchecked Sendable {
+    public let matrices: [WeightMatrix]
+    public let outputs: [UnsafeMutablePointer<Float>]
+    /// Input width shared by every matrix.
+    public let columns: Int
+    /// The format the input is quantized to before the products (the matrices' `dotType`).
+    public let activationFormat: BlockType
+    /// The C kernels' plan, when every matrix has a fast kernel on this CPU.
+    public let plan: MatMulPlan?
+
+    /// Nil if the matrices do not share their input width and activation format.
+    public init?(_ matrices: [WeightMatrix], outputs: [UnsafeMutablePointer<Float>]) {
+        guard let first = matrices.first, matrices.count == outputs.count,
+              matrices.allSatisfy({ $0.columns == first.columns && $0.type.dotType == first.type.dotType }) else { return nil }
+        self.matrices = matrices
+        self.outputs = outputs
+        columns = first.columns
+        activationFormat = first.type.dotType
+        plan = MatMulPlan(zip(matrices, outputs).map { MatMulJob($0, out: $1) })
+    }
+
+    /// Multiply-accumulates per input vector (`sum rows * columns`).
+    public var multiplyAccumulates: Int { matrices.reduce(0) { $0 + $1.rows * $1.columns } }
+    /// Bytes of weights read per pass.
+    public var weightBytes: Int { matrices.reduce(0) { $0 + $1.rows * $1.rowBytes } }
+}
+
+/// A compute backend: the CPU (`CPUBackend`, real), or a modeled accelerator that computes on
+/// the host and reports the time its target would take.
+///
+/// Buffers are host pointers valid for the duration of a call; a device backend copies what it
+/// needs (and accounts for the link). Calls are made from one thread at a time; `synchronize`
+/// returns once every submitted operation has finished (the CPU backend is synchronous).
+public protocol ComputeBackend: AnyObject {
+    /// Short name (`cpu`, `bluefield-3`, ...).
+    var name: String { get }
+    var capabilities: BackendCapabilities { get }
+
+    /// Called once per projection when an engine is built (a device backend makes the weights resident).
+    func prepare(_ projection: Projection)
+
+    /// `count` input vectors of `projection.columns` floats at `input` (stride `columns`) through
+    /// every matrix of `projection`. `scratch` holds at least
+    /// `projection.activationFormat.rowBytes(columns) * count` bytes.
+    func project(_ projection: Projection, input: UnsafePointer<Float>, count: Int, scratch: UnsafeMutableRawPointer)
+
+    /// Runs (and empties) a batch of attention heads over F16 caches with KV row stride `stride`.
+    /// `scratch` holds `scratchPerMember * capabilities.parallelism` floats.
+    func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
+                   scratch: UnsafeMutablePointer<Float>, scratchPerMember: Int)
+
+    /// `gate[i] = silu(gate[i]) * up[i]` for `rows` rows of `width` floats.
+    func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, rows: Int, width: Int, profile: SIMDProfile)
+
+    /// Stores `count` floats as F16 at `destination`.
+    func storeHalf(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<UInt16>, count: Int)
+
+    /// Waits for every submitted operation.
+    func synchronize()
+}
+
+/// The host CPU: the C kernels (AVX2/FMA/F16C) on a thread pool where the CPU has them, the Swift
+/// reference kernels otherwise. Bit-identical either way.
+public final class CPUBackend: ComputeBackend {
+    public let name = "cpu"
+    public let pool: ThreadPool
+    public let capabilities: BackendCapabilities
+
+    public init(threads: Int) {
+        pool = ThreadPool(threads: threads)
+        capabilities = BackendCapabilities(
+            operations: Set(BackendOperation.allCases),
+            weightTypes: [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K],
+            tensorLocation: .host, parallelism: pool.size)
+    }
+
+    public func prepare(_ projection: Projection) {}
+
+    public func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, scratch: UnsafeMutableRawPointer) {
+        if let plan = p.plan {
+            FastKernels.quantize(input, columns: p.columns, count: count, to: p.activationFormat, into: scratch)
+            pool.multiply(plan, activations: scratch, activationStride: p.activationFormat.rowBytes(p.columns) ?? 0, count: count)
+            return
+        }
+        MatMul.quantize(input, count: count, for: p.matrices[0], into: scratch)
+        for (w, out) in zip(p.matrices, p.outputs) {
+            MatMul.multiply(w, quantized: scratch, count: count, into: out, threads: pool.size)
+        }
+    }
+
+    public func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
+                          scratch: UnsafeMutablePointer<Float>, scratchPerMember: Int) {
+        if FastKernels.available {
+            pool.attention(batch, stride: stride, headDim: headDim, scale: scale, profile: profile,
+                           scratch: scratch, scratchPerMember: scratchPerMember)
+        } else {
+            batch.runReference(stride: stride, headDim: headDim, scale: scale, profile: profile, scratch: scratch)
+        }
+    }
+
+    public func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, rows: Int, width: Int, profile: SIMDProfile) {
+        for t in 0 ..< rows {
+            if FastKernels.available {
+                FastKernels.swiglu(gate + t * width, up + t * width, count: width, profile: profile)
+            } else {
+                VectorOps.swiglu(gate + t * width, up + t * width, count: width, profile: profile)
+            }
+        }
+    }
+
+    public func storeHalf(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<UInt16>, count: Int) {
+        if FastKernels.available {
+            FastKernels.toHalf(source, destination, count: count)
+        } else {
+            for i in 0 ..< count { destination[i] = Half.bits(source[i]) }
+        }
+    }
+
+    public func synchronize() {}
+}

@@ -1,0 +1,194 @@
+import CKernels
+
+/// The C kernels (`CKernels`: AVX2/FMA/F16C intrinsics) and the thread pool, wrapped for Swift.
+///
+/// Each fast kernel computes exactly what its Swift reference in this module computes (same
+/// operation order, same roundings): the Swift code stays as the specification and as the path
+/// on CPUs without AVX2, and the tests compare the two on random inputs.
+public enum FastKernels {
+    /// Whether this CPU can run the C kernels (x86-64 with AVX2, FMA and F16C).
+    public static let available: Bool = sn_kernels_available() != 0
+
+    /// Whether `type` has a fast matrix product.
+    @inlinable
+    public static func supports(_ type: BlockType) -> Bool {
+        available && (type == .q4_1 || type == .q8_0)
+    }
+
+    /// `count` activation vectors of `columns` floats (stride `columns`) into `format` (Q8_1 or Q8_0)
+    /// at `out` (stride `format.rowBytes(columns)`).
+    public static func quantize(_ x: UnsafePointer<Float>, columns: Int, count: Int, to format: BlockType,
+                                into out: UnsafeMutableRawPointer) {
+        let stride = format.rowBytes(columns) ?? 0
+        let blocks = Int32(columns / 32)
+        for t in 0 ..< count {
+            let dest = (out + t * stride).assumingMemoryBound(to: UInt8.self)
+            switch format {
+            case .q8_1: sn_quantize_q8_1(x + t * columns, blocks, dest)
+            case .q8_0: sn_quantize_q8_0(x + t * columns, blocks, dest)
+            default: preconditionFailure("no fast quantizer for \(format)")
+            }
+        }
+    }
+
+    /// The block scales of `matrix` (Q4_1 or Q8_0) as floats, in a new allocation the caller owns
+    /// (`deallocate()`): what the fast matrix products read instead of converting F16 per token.
+    public static func extractScales(_ matrix: WeightMatrix) -> UnsafeMutablePointer<Float> {
+        let type = matrix.type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0)
+        let blocks = Int32(matrix.columns / 32)
+        let count = sn_scale_floats(type, Int32(matrix.rows), blocks)
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
+        sn_extract_scales(type, matrix.base.assumingMemoryBound(to: UInt8.self), matrix.rowBytes, Int32(matrix.rows), blocks, out)
+        return out
+    }
+
+    /// Floats to F16 bits (ties to even) and back.
+    public static func toHalf(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>, count: Int) {
+        sn_f32_to_f16(x, out, Int32(count))
+    }
+
+    public static func fromHalf(_ x: UnsafePointer<UInt16>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        sn_f16_to_f32(x, out, Int32(count))
+    }
+
+    /// `VectorOps.swiglu` with the profile's width.
+    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int,
+                              profile: SIMDProfile) {
+        sn_swiglu(gate, up, Int32(count), Int32(profile.width))
+    }
+
+    /// `Attention.head` with the same arguments; `scratch` holds `Attention.scratchCount` floats.
+    public static func attentionHead(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
+                                     stride: Int, positions: Int, headDim: Int, scale: Float, order: Attention.DotOrder,
+                                     profile: SIMDProfile, scratch: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        sn_attention_head(query, keys, values, stride, Int32(positions), Int32(headDim), scale,
+                          order == .tinyBLAS ? 1 : 0, Int32(profile.width), scratch, out)
+    }
+}
+
+/// One product of `ThreadPool.multiply`: weight `matrix` against the shared activations, results
+/// at `out[t * outStride + r]`.
+public struct MatMulJob {
+    public let matrix: WeightMatrix
+    public let out: UnsafeMutablePointer<Float>
+    public let outStride: Int
+
+    public init(_ matrix: WeightMatrix, out: UnsafeMutablePointer<Float>, outStride: Int? = nil) {
+        self.matrix = matrix
+        self.out = out
+        self.outStride = outStride ?? matrix.rows
+    }
+}
+
+/// A fixed list of matrix products that share their activations (say Q, K and V of one layer),
+/// converted once to the C kernels' form so that running it allocates nothing.
+public final class MatMulPlan: @unchecked Sendable {
+    fileprivate let jobs: UnsafeMutableBufferPointer<sn_matmul_job>
+    /// Scale tables this plan made (for matrices that came without one).
+    private var ownedScales: [UnsafeMutablePointer<Float>] = []
+    /// Blocks per row (all jobs share the activations, hence the column count).
+    public let columns: Int
+
+    /// Nil unless every job's matrix has a fast kernel (`FastKernels.supports`) and all take the
+    /// same activations (same `columns` and dot-product format).
+    public init?(_ list: [MatMulJob]) {
+        guard let first = list.first, list.allSatisfy({
+            FastKernels.supports($0.matrix.type) && $0.matrix.columns == first.matrix.columns
+                && $0.matrix.type.dotType == first.matrix.type.dotType
+        }) else { return nil }
+        columns = first.matrix.columns
+        jobs = .allocate(capacity: list.count)
+        for (i, job) in list.enumerated() {
+            let scales: UnsafePointer<Float>
+            if let given = job.matrix.scales {
+                scales = given
+            } else {
+                let made = FastKernels.extractScales(job.matrix)
+                ownedScales.append(made)
+                scales = UnsafePointer(made)
+            }
+            jobs[i] = sn_matmul_job(type: job.matrix.type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0),
+                                    w: job.matrix.base.assumingMemoryBound(to: UInt8.self), scales: scales,
+                                    row_bytes: job.matrix.rowBytes,
+                                    rows: Int32(job.matrix.rows), blocks: Int32(job.matrix.columns / 32),
+                                    out: job.out, out_stride: job.outStride)
+        }
+    }
+
+    deinit {
+        jobs.deallocate()
+        for p in ownedScales { p.deallocate() }
+    }
+}
+
+/// Attention heads to run together, in a buffer allocated once.
+public final class AttentionBatch: @unchecked Sendable {
+    fileprivate let tasks: UnsafeMutableBufferPointer<sn_attention_task>
+    /// Tasks set for the next run.
+    public var count = 0
+
+    public init(capacity: Int) {
+        tasks = .allocate(capacity: max(1, capacity))
+    }
+
+    deinit { tasks.deallocate() }
+
+    public var capacity: Int { tasks.count }
+
+    /// Runs the tasks with the Swift reference (`Attention.head`), one after another, and empties
+    /// the batch: the path on CPUs without the C kernels.
+    public func runReference(stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
+                             scratch: UnsafeMutablePointer<Float>) {
+        for i in 0 ..< count {
+            let t = tasks[i]
+            Attention.head(query: t.query, keys: t.keys, values: t.values, stride: stride, positions: Int(t.positions),
+                           headDim: headDim, scale: scale, order: t.tiny != 0 ? .tinyBLAS : .vecDotF16,
+                           profile: profile, scratch: scratch, out: t.out)
+        }
+        count = 0
+    }
+
+    /// Appends one head: the attention of `query` over `positions` cached positions into `out`.
+    @inline(__always)
+    public func append(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
+                       positions: Int, order: Attention.DotOrder, out: UnsafeMutablePointer<Float>) {
+        precondition(count < tasks.count, "attention batch overflow")
+        tasks[count] = sn_attention_task(query: query, keys: keys, values: values, positions: Int32(positions),
+                                         tiny: order == .tinyBLAS ? 1 : 0, out: out)
+        count += 1
+    }
+}
+
+/// A fixed team of `size` threads (the caller's included) for the transformer's data-parallel
+/// operations. Idle members spin for at most 0.2 ms, then sleep: an idle pool takes no CPU.
+/// One caller at a time (the engine that owns it).
+public final class ThreadPool: @unchecked Sendable {
+    private let pool: OpaquePointer?
+    /// Members, the caller's thread included.
+    public let size: Int
+
+    /// A pool of `threads` members, or of one (the caller) if threads cannot be made.
+    public init(threads: Int) {
+        pool = FastKernels.available && threads > 1 ? sn_pool_create(Int32(threads)) : nil
+        size = pool.map { Int(sn_pool_size($0)) } ?? 1
+    }
+
+    deinit { sn_pool_destroy(pool) }
+
+    /// Runs `plan` against `count` activations already quantized (by `FastKernels.quantize`) at
+    /// `activations`, `activationStride` bytes apart; rows are split among the members.
+    public func multiply(_ plan: MatMulPlan, activations: UnsafeRawPointer, activationStride: Int, count: Int) {
+        sn_pool_matmul(pool, plan.jobs.baseAddress, Int32(plan.jobs.count),
+                       activations.assumingMemoryBound(to: UInt8.self), activationStride, Int32(count))
+    }
+
+    /// Runs the batch's heads (sharing `stride`, `headDim`, `scale` and the profile) and empties it;
+    /// `scratch` holds `size * scratchPerMember` floats, `scratchPerMember >=
+    /// Attention.scratchCount(positions:headDim:)` for the longest head.
+    public func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
+                          scratch: UnsafeMutablePointer<Float>, scratchPerMember: Int) {
+        sn_pool_attention(pool, batch.tasks.baseAddress, Int32(batch.count), stride, Int32(headDim), scale,
+                          Int32(profile.width), scratch, scratchPerMember)
+        batch.count = 0
+    }
+}

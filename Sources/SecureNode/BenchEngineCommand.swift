@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import Inference
+import ModelFormat
+
+/// `securenode bench-engine`: the engine's side of `bench/inference.sh` (one JSON object on stdout).
+struct BenchEngineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-engine",
+        abstract: "Measure the inference engine on a signed model (used by bench/inference.sh).",
+        discussion: """
+            Verifies and loads the model (cold start), then, in one session with a 2,048-position KV cache: \
+            prompt processing for each --prompt-lengths value from an empty context, time to first token for \
+            a 128-token prompt, and --decode-tokens greedy decoding steps after a 1-token prompt. Prompt \
+            tokens are ids (1 + 7919 i) mod vocabulary, as the llama.cpp side of the benchmark uses. Prints \
+            one JSON object: engine, threads, modelBytes, kvCacheBytes, coldStartSeconds, verifySeconds, \
+            prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds}, peakRSSBytes.
+            """
+    )
+
+    @Option(help: "The model directory (holding one .gguf file), or a single GGUF file.")
+    var model: String
+    @Option(help: "The signature bundle.")
+    var signature: String
+    @OptionGroup var trust: TrustOptions
+    @Option(help: "Threads for the engine.")
+    var threads = 2
+    @Option(name: .customLong("prompt-lengths"), help: "Comma-separated prompt lengths.")
+    var promptLengths = "16,32,64,128,256,512"
+    @Option(name: .customLong("decode-tokens"), help: "Greedy decoding steps to time.")
+    var decodeTokens = 128
+    @Option(name: .customLong("context"), help: "KV cache positions.")
+    var context = 2048
+
+    func run() async throws {
+        try await reportingFailures {
+            let lengths = try promptLengths.split(separator: ",").map { part -> Int in
+                guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 1 else {
+                    throw CLIFailure("--prompt-lengths must be positive integers separated by commas, not \"\(part)\"")
+                }
+                return n
+            }
+            guard threads >= 1, decodeTokens >= 1 else { throw CLIFailure("--threads and --decode-tokens must be at least 1") }
+            guard (lengths + [128, decodeTokens + 1]).allSatisfy({ $0 <= context }) else {
+                throw CLIFailure("every prompt (and 1 + --decode-tokens) must fit in --context \(context)")
+            }
+            let clock = ContinuousClock()
+            let start = clock.now
+            let loaded = try await LoadedModel.open(model: model, signature: signature, trust: try trust.anchor())
+            let verified = clock.now
+            let llama = try LlamaModel(file: loaded.gguf)
+            let session = try llama.makeSession(contextLength: context, threads: threads)
+            let ready = clock.now
+            let vocab = llama.config.vocabularySize
+            func ids(_ n: Int) -> [Int] { (0 ..< n).map { (1 + $0 * 7919) % vocab } }
+
+            var prefill: [[String: Any]] = []
+            for n in lengths {
+                let prompt = ids(n)
+                session.reset()
+                let t0 = clock.now
+                _ = try session.evaluate(prompt)
+                prefill.append(["tokens": n, "seconds": seconds(clock.now - t0)])
+            }
+            session.reset()
+            let prompt128 = ids(128)
+            let t0 = clock.now
+            let first = Self.argmax(try session.evaluate(prompt128))
+            let ttft = seconds(clock.now - t0)
+            _ = first
+
+            session.reset()
+            var logits = try session.evaluate([1])
+            let t1 = clock.now
+            for _ in 0 ..< decodeTokens {
+                logits = try session.evaluate([Self.argmax(logits)])
+            }
+            let decodeSeconds = seconds(clock.now - t1)
+
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            let result: [String: Any] = [
+                "engine": "securenode",
+                "threads": session.threads,
+                "modelBytes": loaded.gguf.buffer.count,
+                "kvCacheBytes": session.cacheBytes,
+                "coldStartSeconds": seconds(ready - start),
+                "verifySeconds": seconds(verified - start),
+                "prefill": prefill,
+                "ttft128Seconds": ttft,
+                "decode": ["tokens": decodeTokens, "seconds": decodeSeconds],
+                "peakRSSBytes": Int(usage.ru_maxrss) * 1024,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    private func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// Greedy choice: the largest logit, lowest id on ties.
+    static func argmax(_ logits: [Float]) -> Int {
+        var best = 0
+        for i in 1 ..< logits.count where logits[i] > logits[best] { best = i }
+        return best
+    }
+}

@@ -30,3 +30,6 @@ fi
 
 log "CLI end-to-end"
 "$REPO/scripts/e2e-cli.sh"
+
+log "deployment files (systemd, install.sh, Kubernetes, Containerfile)"
+"$REPO/scripts/check-deploy.sh"

@@ -30,6 +30,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
         .package(url: "https://github.com/attaswift/BigInt.git", from: "6.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
@@ -90,11 +95,42 @@ let package = Package(
             dependencies: ["NodeCore", "Attestation", "TPM", "ModelSigning", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: strict
         ),
+        // The service: configuration file, OpenAI-compatible API, continuous-batching scheduler,
+        // API keys, limits, Prometheus metrics, receipts.
+        .target(
+            name: "NodeService",
+            dependencies: [
+                "NodeHTTP", "NodeCore", "Attestation", "Inference", "ModelSigning",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // Accelerator backends behind ComputeBackend: device specs (every number sourced), the roofline
+        // model, ModeledBackend (computes on the CPU, charges the target's modeled time), modeled
+        // device attestation (SPDM-style signed measurements).
+        .target(
+            name: "Accelerators",
+            dependencies: [
+                "Inference", "Kernels", "Attestation", "ModelSigning",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "TPM", "SoftwareTPM",
-                .product(name: "Hummingbird", package: "hummingbird"), "Inference",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM",
+                .product(name: "Hummingbird", package: "hummingbird"), "Inference", "Accelerators",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -104,6 +140,14 @@ let package = Package(
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
+        .testTarget(
+            name: "AcceleratorsTests",
+            dependencies: ["Accelerators", "Attestation", "Inference", "Kernels", "ModelFormat", "GGUFTestSupport", "ModelSigning",
+                           "NodeCore", "TPM", "SoftwareTPM",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "X509", package: "swift-certificates")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "InferenceTests",
             dependencies: ["Inference", "Kernels", "ModelFormat", "GGUFTestSupport"],

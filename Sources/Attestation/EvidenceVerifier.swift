@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ModelSigning
+import X509
 
 /// The result of appraising evidence: every check, in order, with its outcome.
 public struct Appraisal: Sendable, Codable, Equatable {
@@ -10,6 +11,11 @@ public struct Appraisal: Sendable, Codable, Equatable {
         public var check: String
         public var result: Outcome
         public var detail: String
+        public init(check: String, result: Outcome, detail: String) {
+            self.check = check
+            self.result = result
+            self.detail = detail
+        }
     }
 
     public var result: Outcome
@@ -41,35 +47,64 @@ public struct Appraisal: Sendable, Codable, Equatable {
 ///    and (when the profile lists models) an allowed manifest root; and it matches the evidence's
 ///    `model` field.
 ///
-/// The caller must already trust the profile and the enrollment record (their origin is out of band).
+/// When the profile selects a device backend (or the evidence carries device evidence), four more
+/// checks follow, for each device (see ``deviceCheckNames`` and DeviceAppraisal.swift):
+/// 8. `device-certificate`, 9. `device-signature`, 10. `device-nonce`, 11. `device-measurements`.
+/// Device certificate chains are validated by swift-certificates, which is asynchronous: use
+/// ``appraiseWithDevices(json:nonce:)``; the synchronous ``appraise(_:nonce:deviceCertificates:)``
+/// fails `device-certificate` unless it is given the chains already validated.
+///
+/// The caller must already trust the profile, the enrollment record and the vendor CAs (their
+/// origin is out of band).
 public struct EvidenceVerifier: Sendable {
     public var profile: FirmwareProfile
     public var enrolled: [EnrollmentRecord]
     public var localSigners: [String]
+    /// Device vendor CAs (from the profile's `backend.vendorCAs`: see ``loadVendorCAs(profile:profilePath:)``).
+    public var vendorCAs: [Certificate]
 
-    public init(profile: FirmwareProfile, enrolled: [EnrollmentRecord] = [], localSigners: [String] = []) {
+    public init(profile: FirmwareProfile, enrolled: [EnrollmentRecord] = [], localSigners: [String] = [],
+                vendorCAs: [Certificate] = []) {
         self.profile = profile
         self.enrolled = enrolled
         self.localSigners = localSigners
+        self.vendorCAs = vendorCAs
     }
 
     public static let checkNames = ["ak-trusted", "quote-signature", "nonce", "pcr-digest", "event-log-replay",
                                     "reference-values", "model-allowed"]
 
+    /// The checks of device evidence, after ``checkNames``, when the profile selects a device backend.
+    public static let deviceCheckNames = ["device-certificate", "device-signature", "device-nonce", "device-measurements"]
+
+    /// Every check an appraisal under this verifier's profile names, in order (after `evidence-format`).
+    public var expectedCheckNames: [String] {
+        Self.checkNames + (profile.backend.selectsDevice ? Self.deviceCheckNames : [])
+    }
+
     /// Appraises evidence as received (JSON bytes): unreadable evidence fails `evidence-format`.
     public func appraise(json data: [UInt8], nonce expectedNonce: [UInt8]) -> Appraisal {
+        appraise(json: data, nonce: expectedNonce) { evidence in self.appraise(evidence, nonce: expectedNonce) }
+    }
+
+    func appraise(json data: [UInt8], nonce expectedNonce: [UInt8], _ body: (Evidence) -> Appraisal) -> Appraisal {
         do {
-            var appraisal = appraise(try Evidence(json: Data(data)), nonce: expectedNonce)
+            var appraisal = body(try Evidence(json: Data(data)))
             appraisal.checks.insert(.init(check: "evidence-format", result: .pass, detail: "evidence version \(Evidence.currentVersion)"), at: 0)
             return appraisal
         } catch {
             return Appraisal(result: .fail, profile: profile.id, nonce: hexString(expectedNonce), model: nil,
                              checks: [.init(check: "evidence-format", result: .fail, detail: error.reason)]
-                                 + Self.checkNames.map { .init(check: $0, result: .skipped, detail: "not checked: the evidence is unreadable") })
+                                 + expectedCheckNames.map { .init(check: $0, result: .skipped, detail: "not checked: the evidence is unreadable") })
         }
     }
 
     public func appraise(_ evidence: Evidence, nonce expectedNonce: [UInt8]) -> Appraisal {
+        appraise(evidence, nonce: expectedNonce, deviceCertificates: nil)
+    }
+
+    /// Every check; the device checks use `deviceCertificates` (from ``validateDeviceCertificates(_:)``).
+    public func appraise(_ evidence: Evidence, nonce expectedNonce: [UInt8], deviceCertificates: DeviceCertificates?) -> Appraisal {
         var checks: [Appraisal.Check] = []
         var failed = false
         func run(_ name: String, _ body: () throws(AttestationError) -> String) {
@@ -192,6 +227,9 @@ public struct EvidenceVerifier: Sendable {
                 throw AttestationError(.malformed, "the evidence's model field does not match the measured model")
             }
             return "model \(event.modelName) (\(event.manifestRoot)) signed by \(event.signer)"
+        }
+        if profile.backend.selectsDevice || !(evidence.devices ?? []).isEmpty {
+            appraiseDevices(evidence, nonce: expectedNonce, certificates: deviceCertificates, run)
         }
 
         return Appraisal(result: failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),

@@ -99,6 +99,13 @@ public final class LlamaSession {
     /// requested logits (raw, before any sampling). Refuses a token outside the vocabulary and
     /// a sequence that would not fit in the context; on refusal nothing is evaluated.
     public func evaluate(_ tokens: [Int], logits: LogitsRequest = .last) throws(InferenceError) -> [Float] {
+        try evaluate(tokens, logits: logits, partOfPrompt: nil)
+    }
+
+    /// `evaluate`, for one chunk of a longer prompt evaluated in several calls (a scheduler that
+    /// interleaves prompts with other sequences' decoding): `promptLength` is the whole prompt's
+    /// token count, which decides the attention kernels as if the prompt were evaluated at once.
+    public func evaluate(_ tokens: [Int], logits: LogitsRequest = .last, partOfPrompt promptLength: Int?) throws(InferenceError) -> [Float] {
         let c = model.config
         if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabularySize }) {
             throw InferenceError(.invalidToken, "token id \(bad) is outside the vocabulary (0..<\(c.vocabularySize))")
@@ -110,7 +117,7 @@ public final class LlamaSession {
         var result: [Float] = []
         if logits == .all { result.reserveCapacity(tokens.count * c.vocabularySize) }
         // llama.cpp picks its attention kernels by whether the whole call has more than one token.
-        let order: Attention.DotOrder = tokens.count > 1 ? .tinyBLAS : .vecDotF16
+        let order: Attention.DotOrder = (promptLength ?? tokens.count) > 1 ? .tinyBLAS : .vecDotF16
         var start = 0
         while start < tokens.count {
             let n = min(tokens.count - start, engine.batchCapacity)
@@ -247,6 +254,73 @@ public final class LlamaEngine {
         for session in sessions { session.position += 1 }
         let v = c.vocabularySize
         return (0 ..< sessions.count).map { Array(logits[$0 * v ..< ($0 + 1) * v]) }
+    }
+
+    /// One part of a continuous-batching step: tokens of one session at its next positions.
+    public struct StepItem {
+        public let session: LlamaSession
+        public let tokens: [Int]
+        /// When `tokens` are a chunk of a longer prompt: the whole prompt's length (it decides the
+        /// attention kernels, as `LlamaSession.evaluate(_:logits:partOfPrompt:)`).
+        public let promptLength: Int?
+        /// Whether to return the logits after the last token.
+        public let wantsLogits: Bool
+
+        public init(session: LlamaSession, tokens: [Int], promptLength: Int? = nil, wantsLogits: Bool = true) {
+            self.session = session
+            self.tokens = tokens
+            self.promptLength = promptLength
+            self.wantsLogits = wantsLogits
+        }
+    }
+
+    /// One forward pass over several sessions' tokens (decoding steps and prompt chunks mixed, at
+    /// most `batchCapacity` tokens in all); each session advances by its tokens. Returns, per item,
+    /// the logits after its last token (nil where not wanted), equal to what the session alone would
+    /// compute. Nothing is evaluated if any item is refused.
+    public func step(_ items: [StepItem]) throws(InferenceError) -> [[Float]?] {
+        let c = model.config
+        let total = items.reduce(0) { $0 + $1.tokens.count }
+        guard total >= 1, total <= batchCapacity else {
+            throw InferenceError(.invalidArgument, "a step takes 1...\(batchCapacity) tokens, not \(total)")
+        }
+        guard Set(items.map { ObjectIdentifier($0.session) }).count == items.count else {
+            throw InferenceError(.invalidArgument, "a session may appear only once in a step")
+        }
+        for item in items {
+            guard item.session.engine === self else { throw InferenceError(.invalidArgument, "a session of another engine") }
+            guard !item.tokens.isEmpty else { throw InferenceError(.invalidArgument, "a step item without tokens") }
+            if let bad = item.tokens.first(where: { $0 < 0 || $0 >= c.vocabularySize }) {
+                throw InferenceError(.invalidToken, "token id \(bad) is outside the vocabulary (0..<\(c.vocabularySize))")
+            }
+            guard item.tokens.count <= item.session.contextLength - item.session.position else {
+                throw InferenceError(.contextOverflow,
+                                     "\(item.tokens.count) more tokens do not fit: \(item.session.position) of \(item.session.contextLength) positions are used")
+            }
+        }
+        var rows: [Row] = []
+        rows.reserveCapacity(total)
+        for item in items {
+            let order: Attention.DotOrder = (item.promptLength ?? item.tokens.count) > 1 ? .tinyBLAS : .vecDotF16
+            for (i, token) in item.tokens.enumerated() {
+                rows.append(Row(token: token, cache: item.session.cache, position: item.session.position + i, order: order,
+                                wantsLogits: item.wantsLogits && i == item.tokens.count - 1))
+            }
+        }
+        let logits = forward(rows)
+        let v = c.vocabularySize
+        var next = 0
+        var result: [[Float]?] = []
+        for item in items {
+            item.session.position += item.tokens.count
+            if item.wantsLogits {
+                result.append(Array(logits[next * v ..< (next + 1) * v]))
+                next += 1
+            } else {
+                result.append(nil)
+            }
+        }
+        return result
     }
 
     /// The transformer over `rows` (at most `batchCapacity`); returns the logits of the rows that

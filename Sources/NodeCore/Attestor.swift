@@ -56,6 +56,20 @@ public struct Attestor: Sendable {
         return entry
     }
 
+    /// Extends the serving process's receipt key (SHA-256 of its DER SubjectPublicKeyInfo) into the
+    /// measurement PCR and records it, after the model: receipts signed by that key are then bound
+    /// to this TPM and this model by any quote over the PCR (see `ReceiptVerifier`).
+    @discardableResult
+    public func measureReceiptKey(sha256 keyDigest: String) async throws -> EventLogEntry {
+        var log = try await currentLog()
+        let measurement = ReceiptKeyMeasurement(keySHA256: keyDigest, profile: profile.id)
+        let entry = EventLogEntry(pcr: profile.measurementPCR, receiptKey: measurement)
+        log.append(entry)
+        try store.save(log)
+        try await tpm.extend(pcr: profile.measurementPCR, sha256: measurement.digest)
+        return entry
+    }
+
     /// Evidence for `nonce`: a quote by the profile's AK over the profile's PCRs, the PCR values,
     /// the event log, the EK certificate and the measured model.
     public func evidence(nonce: [UInt8]) async throws -> Evidence {

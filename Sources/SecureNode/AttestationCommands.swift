@@ -17,7 +17,11 @@ struct TPMOptions: ParsableArguments {
     var stateDirectory: String?
 
     func attestor() throws -> Attestor {
-        let profile = try FirmwareProfile.load(path: self.profile)
+        try Self.attestor(profile: profile, tcti: tcti, stateDirectory: stateDirectory)
+    }
+
+    static func attestor(profile path: String, tcti: String, stateDirectory: String?) throws -> Attestor {
+        let profile = try FirmwareProfile.load(path: path)
         let store = EventLogStore(directory: stateDirectory.map { URL(fileURLWithPath: $0) } ?? EventLogStore.defaultDirectory)
         return Attestor(tpm: TPM(tcti: tcti), profile: profile, store: store)
     }

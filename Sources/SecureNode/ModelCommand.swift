@@ -27,6 +27,10 @@ struct TrustOptions: ParsableArguments {
     }
 
     func anchor() throws -> ModelTrustAnchor {
+        try Self.anchor(publicKey: publicKey, certificateChain: certificateChain)
+    }
+
+    static func anchor(publicKey: String?, certificateChain: [String]) throws -> ModelTrustAnchor {
         if let publicKey {
             return .publicKey(try ECDSAPublicKey(pem: try FileText.read(publicKey, what: "public key")))
         }

@@ -5,41 +5,119 @@ import Hummingbird
 import ModelSigning
 import NodeCore
 import NodeHTTP
+import NodeService
+import Inference
+import Crypto
+import Logging
+import ModelFormat
 import TPM
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the node: verify, measure and load the model, then serve the HTTP API.",
+        abstract: "Run the node: verify, measure and load the model, then serve the OpenAI-compatible and attestation APIs.",
         discussion: """
-            Order: load the profile; verify the model's signature (and that the profile allows its signer: \
-            local signers given here only where the profile allows them); parse the verified bytes as GGUF; \
-            extend the model's measurement into the TPM; then serve. /readyz answers 200 only once all of \
-            that succeeded and while the TPM answers. Endpoints today: /healthz, /readyz, \
-            /v1/attestation?nonce=HEX, /v1/enrollment, /v1/enrollment/activate.
+            Settings come from --config (or $SECURENODE_CONFIG; YAML, see deploy/securenode.yaml.example), \
+            then the environment ($SECURENODE_TCTI, $SECURENODE_STATE_DIR), then these flags, each overriding \
+            the one before. Order at start: load the profile; verify the model's signature (local signers given \
+            here are accepted only where the profile allows local additions); parse the verified bytes as GGUF; \
+            extend the model's measurement, then a fresh per-boot receipt key's digest, into the TPM; start the \
+            scheduler; serve. /readyz answers 200 only once all of that succeeded and while the TPM answers. \
+            SIGTERM (or SIGINT) stops accepting requests, lets running ones finish for limits.drain_seconds, then stops.
             """
     )
 
-    @OptionGroup var tpm: TPMOptions
+    @Option(help: "Configuration file (YAML).")
+    var config: String?
+    @Option(help: "Firmware profile (firmware-profiles/*.json).")
+    var profile: String?
+    @Option(help: "TPM TCTI: device:/dev/tpmrm0 in production, swtpm:host=127.0.0.1,port=N with a software TPM.")
+    var tcti: String?
+    @Option(name: .customLong("state-dir"), help: "Where the node keeps its event log (default /var/lib/securenode).")
+    var stateDirectory: String?
     @Option(help: "The model directory, or a single model file.")
-    var model: String
+    var model: String?
     @Option(help: "The model's signature bundle.")
-    var signature: String
-    @OptionGroup var trust: TrustOptions
+    var signature: String?
+    @Option(name: .customLong("public-key"), help: "PEM public key of the model's signer.")
+    var publicKey: String?
+    @Option(name: .customLong("certificate-chain"), parsing: .upToNextOption, help: "PEM trust anchors of the model's signer.")
+    var certificateChain: [String] = []
+    @Option(name: .customLong("model-id"), help: "The model name API clients send (default: the model directory's name).")
+    var modelID: String?
     @Option(help: "Address to bind (default 127.0.0.1: loopback only).")
-    var host: String = "127.0.0.1"
-    @Option(help: "TCP port.")
-    var port: Int = 8080
+    var host: String?
+    @Option(help: "TCP port (0: any free port; the chosen one is printed).")
+    var port: Int?
+    @Option(help: "Engine threads (default: 2, or limits.threads).")
+    var threads: Int?
 
     func run() async throws {
         try await reportingFailures {
-            let attestor = try tpm.attestor()
-            let loaded = try await LoadedModel.open(model: model, signature: signature, trust: try trust.anchor())
-            try await attestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
+            let environment = ProcessInfo.processInfo.environment
+            let file = try (config ?? environment["SECURENODE_CONFIG"]).map { path throws(ServiceError) in try ServiceConfig.load(path: path) }
+                ?? ServiceConfig()
+            guard let profilePath = profile ?? file.profile else { throw CLIFailure("no profile: give --profile or set profile: in the configuration") }
+            guard let modelPath = model ?? file.model?.path else { throw CLIFailure("no model: give --model or set model.path") }
+            guard let signaturePath = signature ?? file.model?.signature else { throw CLIFailure("no signature: give --signature or set model.signature") }
+            let trustKey = publicKey ?? (certificateChain.isEmpty ? file.model?.publicKey : nil)
+            let trustChain = certificateChain.isEmpty && publicKey == nil ? (file.model?.certificateChain ?? []) : certificateChain
+            guard (trustKey == nil) != trustChain.isEmpty else {
+                throw CLIFailure("give exactly one of a public key or a certificate chain for the model's signer (flags or model.public_key / model.certificate_chain)")
+            }
+            let defaultID = URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent
+            var settings = ServiceSettings(modelID: defaultID)
+            try settings.apply(file)
+            if let modelID { settings.modelID = modelID }
+            if let host { settings.host = host }
+            if let port { settings.port = port }
+            if let threads { settings.threads = threads }
+            try settings.validate()
+
+            let attestor = try TPMOptions.attestor(profile: profilePath,
+                                                   tcti: tcti ?? environment["SECURENODE_TCTI"] ?? file.tcti ?? "device:/dev/tpmrm0",
+                                                   stateDirectory: stateDirectory ?? environment["SECURENODE_STATE_DIR"] ?? file.stateDir)
+            var logger = Logger(label: "securenode")
+            logger.logLevel = .info
+
             let readiness = Readiness()
+            let loaded = try await LoadedModel.open(model: modelPath, signature: signaturePath, trust: try TrustOptions.anchor(publicKey: trustKey, certificateChain: trustChain))
+            try await attestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
+            let llama = try LlamaModel(file: loaded.gguf)
+            let tokenizer = try Tokenizer(file: loaded.gguf)
+            guard settings.contextLength <= llama.config.contextLength else {
+                throw CLIFailure("limits.context_length \(settings.contextLength) is longer than the model's context (\(llama.config.contextLength))")
+            }
+            let template = loaded.gguf.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
+            let metrics = NodeMetrics()
+            let engine = LlamaEngine(model: llama, backend: CPUBackend(threads: settings.threads), contextCapacity: settings.contextLength,
+                                     batchCapacity: max(64, settings.parallel))
+            let scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer, parallel: settings.parallel,
+                                                   contextLength: settings.contextLength, queueDepth: settings.queueDepth, observer: metrics)
+
+            // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
+            let receiptKey = P256.Signing.PrivateKey()
+            let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
+            try await attestor.measureReceiptKey(sha256: keyDigest)
+            guard let akHandle = attestor.profile.akHandle, let akType = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
+                throw CLIFailure("profile \(attestor.profile.id) has no usable attestation key")
+            }
+            let ak = try await attestor.tpm.attestationKey(akType, persistentHandle: akHandle)
+            let akName = hexString(try TPMPublicKey(marshaled: ak.publicArea).name)
+            let scheme = settings.tls == nil ? "http" : "https"
+            let receipts = ReceiptIssuer(key: receiptKey,
+                                         reference: .init(akName: akName, pcr: attestor.profile.measurementPCR, receiptKeySHA256: keyDigest,
+                                                          evidenceURL: "\(scheme)://\(settings.host):\(settings.port)/v1/attestation"),
+                                         modelID: settings.modelID, manifestRoot: loaded.verified.rootDigestHex, profile: attestor.profile.id)
+            let parser = CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template)
+            let openAI = OpenAIRoutes(settings: settings, parser: parser, scheduler: scheduler, metrics: metrics,
+                                      receipts: receipts, readiness: readiness)
             await readiness.set(ready: true, reason: "\(loaded.verified.manifest.subjectName) (\(loaded.verified.rootDigestHex))")
-            let app = NodeServer.application(routes: NodeRoutes(attestor: attestor, readiness: readiness), host: host, port: port) { port in
-                StandardError.write("securenode: serving on http://\(host):\(port) (profile \(attestor.profile.id))\n")
+            metrics.setReady(true)
+            let final = settings
+            let app = try ServiceApplication.make(nodeRoutes: NodeRoutes(attestor: attestor, readiness: readiness), openAI: openAI,
+                                                  settings: settings, logger: logger) { port in
+                StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16)))\n")
             }
             try await app.runService()
         }

@@ -1,0 +1,251 @@
+import Foundation
+import Inference
+
+/// An API error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+public struct APIError: Error, Sendable {
+    public var status: Int
+    public var message: String
+    public var type: String
+    public var param: String?
+    public var code: String?
+
+    public init(_ status: Int, _ message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+    }
+
+    public var json: [UInt8] {
+        struct Envelope: Encodable { let error: Detail }
+        struct Detail: Encodable { let message: String; let type: String; let param: String?; let code: String? }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(Envelope(error: Detail(message: message, type: type, param: param, code: code)))) ?? Data())
+    }
+}
+
+/// A JSON value, decoded strictly (a number is not a bool, a string is not a number), so that a
+/// wrong type is reported with the field's name.
+public enum JSONValue: Decodable, Sendable, Equatable {
+    case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null } else if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let n = try? c.decode(Double.self) { self = .number(n) } else if let s = try? c.decode(String.self) { self = .string(s) } else if let a = try? c.decode([JSONValue].self) { self = .array(a) } else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// What a completions request asks the scheduler for.
+public struct ParsedCompletionRequest: Sendable {
+    public var promptIDs: [Int]
+    public var options: GenerationOptions
+    public var stream: Bool
+    public var includeUsage: Bool
+    public var model: String
+}
+
+/// Parses and checks `/v1/chat/completions` and `/v1/completions` bodies against the node's
+/// limits. Errors name the field and say what was expected.
+public struct CompletionRequestParser: Sendable {
+    public let settings: ServiceSettings
+    public let tokenizer: Tokenizer
+    public let chatTemplate: ChatTemplate?
+
+    public init(settings: ServiceSettings, tokenizer: Tokenizer, chatTemplate: ChatTemplate?) {
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate
+    }
+
+    func object(_ body: [UInt8]) throws(APIError) -> [String: JSONValue] {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+            throw APIError(400, "the request body is not valid JSON")
+        }
+        guard case let .object(fields) = value else { throw APIError(400, "the request body must be a JSON object, not \(value.typeName)") }
+        return fields
+    }
+
+    public func chat(_ body: [UInt8]) throws(APIError) -> ParsedCompletionRequest {
+        let f = try object(body)
+        let model = try checkModel(f)
+        guard let template = chatTemplate else {
+            throw APIError(400, "model \(settings.modelID) has no chat template this node can render; use /v1/completions", param: "messages")
+        }
+        guard case let .array(items)? = f["messages"] else {
+            throw APIError(400, f["messages"] == nil ? "'messages' is required" : "'messages' must be an array", param: "messages")
+        }
+        guard !items.isEmpty else { throw APIError(400, "'messages' must not be empty", param: "messages") }
+        var messages: [ChatMessage] = []
+        for (i, item) in items.enumerated() {
+            guard case let .object(m) = item else { throw APIError(400, "messages[\(i)] must be an object", param: "messages") }
+            guard case let .string(roleName)? = m["role"] else {
+                throw APIError(400, "messages[\(i)].role must be a string", param: "messages")
+            }
+            let role = roleName == "developer" ? "system" : roleName
+            guard ["system", "user", "assistant"].contains(role) else {
+                throw APIError(400, "messages[\(i)].role \"\(roleName)\" is not supported (system, developer, user, assistant)", param: "messages")
+            }
+            let content: String
+            switch m["content"] {
+            case let .string(text)?:
+                content = text
+            case let .array(parts)?:
+                var text = ""
+                for (j, part) in parts.enumerated() {
+                    guard case let .object(p) = part, case .string("text")? = p["type"], case let .string(t)? = p["text"] else {
+                        throw APIError(400, "messages[\(i)].content[\(j)] must be {\"type\": \"text\", \"text\": ...}: only text is supported", param: "messages")
+                    }
+                    text += t
+                }
+                content = text
+            default:
+                throw APIError(400, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
+            }
+            messages.append(ChatMessage(role: role, content: content))
+        }
+        let segments: [ChatSegment]
+        do {
+            segments = try template.render(messages)
+        } catch {
+            throw APIError(400, "cannot render the conversation: \(error.reason)", param: "messages")
+        }
+        let ids = tokenizer.encode(segments)
+        var maxTokens = try int(f, "max_completion_tokens")
+        if maxTokens == nil { maxTokens = try int(f, "max_tokens") }
+        return try finish(f, promptIDs: ids, maxTokens: maxTokens, model: model)
+    }
+
+    public func completion(_ body: [UInt8]) throws(APIError) -> ParsedCompletionRequest {
+        let f = try object(body)
+        let model = try checkModel(f)
+        var ids: [Int]
+        switch f["prompt"] {
+        case let .string(text)?:
+            ids = tokenizer.encode(text, addSpecial: true, parseSpecial: true)
+        case let .array(items)? where items.count == 1:
+            if case let .string(text) = items[0] {
+                ids = tokenizer.encode(text, addSpecial: true, parseSpecial: true)
+            } else {
+                throw APIError(400, "'prompt' must be a string, an array of one string, or an array of token ids", param: "prompt")
+            }
+        case let .array(items)?:
+            ids = []
+            for item in items {
+                guard case let .number(n) = item, n == n.rounded(), n >= 0, n < Double(tokenizer.count) else {
+                    throw APIError(400, "'prompt' must be a string, an array of one string, or an array of token ids below \(tokenizer.count)", param: "prompt")
+                }
+                ids.append(Int(n))
+            }
+        case nil:
+            throw APIError(400, "'prompt' is required", param: "prompt")
+        default:
+            throw APIError(400, "'prompt' must be a string or an array", param: "prompt")
+        }
+        if case .bool(true)? = f["echo"] { throw APIError(400, "'echo' is not supported", param: "echo") }
+        if let suffix = f["suffix"], suffix != .null { throw APIError(400, "'suffix' is not supported", param: "suffix") }
+        return try finish(f, promptIDs: ids, maxTokens: try int(f, "max_tokens"), model: model)
+    }
+
+    func checkModel(_ f: [String: JSONValue]) throws(APIError) -> String {
+        guard case let .string(model)? = f["model"] else {
+            throw APIError(400, f["model"] == nil ? "'model' is required" : "'model' must be a string", param: "model")
+        }
+        guard model == settings.modelID else {
+            throw APIError(404, "the model '\(model)' does not exist on this node (it serves '\(settings.modelID)')", param: "model", code: "model_not_found")
+        }
+        return model
+    }
+
+    func finish(_ f: [String: JSONValue], promptIDs: [Int], maxTokens requested: Int?, model: String) throws(APIError) -> ParsedCompletionRequest {
+        guard !promptIDs.isEmpty else { throw APIError(400, "the prompt is empty") }
+        guard promptIDs.count <= settings.maxPromptTokens else {
+            throw APIError(400, "the prompt has \(promptIDs.count) tokens; this node accepts at most \(settings.maxPromptTokens)",
+                           code: "context_length_exceeded")
+        }
+        let room = settings.contextLength - promptIDs.count
+        guard room >= 1 else {
+            throw APIError(400, "the prompt has \(promptIDs.count) tokens and leaves no room in the \(settings.contextLength)-token context",
+                           code: "context_length_exceeded")
+        }
+        if let requested {
+            guard requested >= 1 else { throw APIError(400, "'max_tokens' must be at least 1", param: "max_tokens") }
+            guard requested <= settings.maxTokens else {
+                throw APIError(400, "'max_tokens' is \(requested); this node allows at most \(settings.maxTokens)", param: "max_tokens")
+            }
+            guard requested <= room else {
+                throw APIError(400, "the prompt (\(promptIDs.count) tokens) plus max_tokens (\(requested)) exceeds the \(settings.contextLength)-token context",
+                               param: "max_tokens", code: "context_length_exceeded")
+            }
+        }
+        let maxTokens = requested ?? min(settings.maxTokens, room)
+        let temperature = try number(f, "temperature") ?? 1
+        guard (0 ... 2).contains(temperature) else { throw APIError(400, "'temperature' must be between 0 and 2", param: "temperature") }
+        let topP = try number(f, "top_p") ?? 1
+        guard topP > 0, topP <= 1 else { throw APIError(400, "'top_p' must be in (0, 1]", param: "top_p") }
+        let seed = try int(f, "seed").map { UInt64(bitPattern: Int64($0)) } ?? UInt64.random(in: .min ... .max)
+        if let n = try int(f, "n"), n != 1 { throw APIError(400, "'n' must be 1: this node generates one choice", param: "n") }
+        for name in ["presence_penalty", "frequency_penalty"] {
+            if let v = try number(f, name), v != 0 { throw APIError(400, "'\(name)' is not supported (only 0)", param: name) }
+        }
+        if case .bool(true)? = f["logprobs"] { throw APIError(400, "'logprobs' is not supported", param: "logprobs") }
+        if case .number? = f["logprobs"] { throw APIError(400, "'logprobs' is not supported", param: "logprobs") }
+        if let tools = f["tools"], tools != .null, tools != .array([]) { throw APIError(400, "'tools' is not supported", param: "tools") }
+        var stops: [String] = []
+        switch f["stop"] {
+        case nil, .null?: break
+        case let .string(s)?: stops = [s]
+        case let .array(items)?:
+            for item in items {
+                guard case let .string(s) = item else { throw APIError(400, "'stop' must be a string or an array of strings", param: "stop") }
+                stops.append(s)
+            }
+        default: throw APIError(400, "'stop' must be a string or an array of strings", param: "stop")
+        }
+        guard stops.count <= 4 else { throw APIError(400, "'stop' takes at most 4 strings", param: "stop") }
+        let stream = try bool(f, "stream") ?? false
+        var includeUsage = false
+        if case let .object(o)? = f["stream_options"], case let .bool(b)? = o["include_usage"] { includeUsage = b }
+        let sampling = SamplingParameters(temperature: Float(temperature), topK: 0, topP: Float(topP), minP: 0,
+                                          repetitionPenalty: 1, seed: seed)
+        return ParsedCompletionRequest(promptIDs: promptIDs,
+                                       options: GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: stops),
+                                       stream: stream, includeUsage: includeUsage, model: model)
+    }
+
+    func number(_ f: [String: JSONValue], _ key: String) throws(APIError) -> Double? {
+        switch f[key] {
+        case nil, .null?: return nil
+        case let .number(n)?:
+            guard n.isFinite else { throw APIError(400, "'\(key)' must be a finite number", param: key) }
+            return n
+        case let other?: throw APIError(400, "'\(key)' must be a number, not \(other.typeName)", param: key)
+        }
+    }
+
+    func int(_ f: [String: JSONValue], _ key: String) throws(APIError) -> Int? {
+        guard let n = try number(f, key) else { return nil }
+        guard n == n.rounded(), abs(n) < 9.0e15 else { throw APIError(400, "'\(key)' must be an integer", param: key) }
+        return Int(n)
+    }
+
+    func bool(_ f: [String: JSONValue], _ key: String) throws(APIError) -> Bool? {
+        switch f[key] {
+        case nil, .null?: return nil
+        case let .bool(b)?: return b
+        case let other?: throw APIError(400, "'\(key)' must be a boolean, not \(other.typeName)", param: key)
+        }
+    }
+}

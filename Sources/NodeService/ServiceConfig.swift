@@ -1,0 +1,198 @@
+import Foundation
+import ModelSigning
+import Yams
+
+/// The node's configuration file (YAML; see deploy/securenode.yaml.example), with every field
+/// optional: command-line flags and environment variables override it, and defaults fill the rest.
+/// Unknown keys are refused (a misspelled `api_key_sha256` must not silently leave the API open).
+public struct ServiceConfig: Sendable, Equatable, Decodable {
+    public struct Model: Sendable, Equatable, Decodable {
+        public var id: String?
+        public var path: String?
+        public var signature: String?
+        public var publicKey: String?
+        public var certificateChain: [String]?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case id, path, signature, publicKey = "public_key", certificateChain = "certificate_chain"
+        }
+    }
+
+    public struct TLS: Sendable, Equatable, Decodable {
+        public var certificate: String
+        public var privateKey: String
+        /// Clients must present a certificate from this CA (mutual TLS) when set.
+        public var clientCA: String?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case certificate, privateKey = "private_key", clientCA = "client_ca"
+        }
+    }
+
+    public struct Server: Sendable, Equatable, Decodable {
+        public var host: String?
+        public var port: Int?
+        public var tls: TLS?
+        enum CodingKeys: String, CodingKey, CaseIterable { case host, port, tls }
+    }
+
+    public struct Auth: Sendable, Equatable, Decodable {
+        /// Hex SHA-256 digests of the accepted bearer keys.
+        public var apiKeySHA256: [String]?
+        public var openHealth: Bool?
+        public var openMetrics: Bool?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case apiKeySHA256 = "api_key_sha256", openHealth = "open_health", openMetrics = "open_metrics"
+        }
+    }
+
+    public struct Limits: Sendable, Equatable, Decodable {
+        public var maxBodyBytes: Int?
+        public var maxPromptTokens: Int?
+        public var maxTokens: Int?
+        public var contextLength: Int?
+        public var parallel: Int?
+        public var queueDepth: Int?
+        public var drainSeconds: Int?
+        public var threads: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
+            case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
+        }
+    }
+
+    public var profile: String?
+    public var tcti: String?
+    public var stateDir: String?
+    public var model: Model?
+    public var server: Server?
+    public var auth: Auth?
+    public var limits: Limits?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case profile, tcti, stateDir = "state_dir", model, server, auth, limits
+    }
+
+    public init() {}
+
+    /// Parses YAML text, refusing unknown keys and wrong types with the path of the field at fault.
+    public init(yaml text: String, source: String = "configuration") throws(ServiceError) {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ServiceError("\(source) is not valid YAML: \(error)")
+        }
+        guard let node else { self.init(); return }
+        try Self.checkKeys(node, allowed: CodingKeys.allCases.map(\.rawValue), path: "", source: source)
+        if let m = node.mapping {
+            try Self.checkKeys(m["model"], allowed: Model.CodingKeys.allCases.map(\.rawValue), path: "model.", source: source)
+            try Self.checkKeys(m["server"], allowed: Server.CodingKeys.allCases.map(\.rawValue), path: "server.", source: source)
+            try Self.checkKeys(m["server"]?.mapping?["tls"], allowed: TLS.CodingKeys.allCases.map(\.rawValue), path: "server.tls.", source: source)
+            try Self.checkKeys(m["auth"], allowed: Auth.CodingKeys.allCases.map(\.rawValue), path: "auth.", source: source)
+            try Self.checkKeys(m["limits"], allowed: Limits.CodingKeys.allCases.map(\.rawValue), path: "limits.", source: source)
+        }
+        do {
+            self = try YAMLDecoder().decode(ServiceConfig.self, from: node)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw ServiceError("\(source): \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type (\(context.debugDescription))")
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ServiceError("\(source): \((context.codingPath + [key]).map(\.stringValue).joined(separator: ".")) is required")
+        } catch {
+            throw ServiceError("\(source): \(error)")
+        }
+    }
+
+    /// Reads `path`. The file may hold API key digests: warn-worthy if others can read it.
+    public static func load(path: String) throws(ServiceError) -> ServiceConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ServiceError("cannot read the configuration file \(path)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw ServiceError("\(path) is not UTF-8 text") }
+        return try ServiceConfig(yaml: text, source: path)
+    }
+
+    private static func checkKeys(_ node: Node?, allowed: [String], path: String, source: String) throws(ServiceError) {
+        guard let node else { return }
+        guard let mapping = node.mapping else {
+            if case .scalar = node, node.null != nil { return }
+            throw ServiceError("\(source): \(path.isEmpty ? "the top level" : String(path.dropLast())) must be a mapping")
+        }
+        for key in mapping.keys {
+            guard let name = key.string, allowed.contains(name) else {
+                throw ServiceError("\(source): unknown key \(path)\(key.string ?? "?") (known: \(allowed.joined(separator: ", ")))")
+            }
+        }
+    }
+}
+
+/// A refused configuration or request, with the reason.
+public struct ServiceError: Error, CustomStringConvertible, Sendable {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// The settings the service runs with, after the file, the environment and flags were merged and
+/// checked.
+public struct ServiceSettings: Sendable {
+    public var modelID: String
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var tls: ServiceConfig.TLS?
+    public var apiKeyDigests: [[UInt8]] = []
+    public var openHealth = true
+    public var openMetrics = true
+    public var maxBodyBytes = 1 << 20
+    public var maxPromptTokens = 2048
+    public var maxTokens = 1024
+    public var contextLength = 4096
+    public var parallel = 4
+    public var queueDepth = 64
+    public var drainSeconds = 30
+    public var threads = 2
+
+    public init(modelID: String) { self.modelID = modelID }
+
+    /// Applies the file's values over the defaults and checks every limit.
+    public mutating func apply(_ config: ServiceConfig) throws(ServiceError) {
+        if let id = config.model?.id { modelID = id }
+        if let s = config.server {
+            if let h = s.host { host = h }
+            if let p = s.port { port = p }
+            tls = s.tls
+        }
+        if let a = config.auth {
+            apiKeyDigests = []
+            for (i, hex) in (a.apiKeySHA256 ?? []).enumerated() {
+                guard hex.count == 64, let bytes = ModelSigning.bytes(fromHex: hex) else {
+                    throw ServiceError("auth.api_key_sha256[\(i)] must be 64 hex digits (the SHA-256 of a key), not a key")
+                }
+                apiKeyDigests.append(bytes)
+            }
+            if let o = a.openHealth { openHealth = o }
+            if let o = a.openMetrics { openMetrics = o }
+        }
+        if let l = config.limits {
+            if let v = l.maxBodyBytes { maxBodyBytes = v }
+            if let v = l.maxPromptTokens { maxPromptTokens = v }
+            if let v = l.maxTokens { maxTokens = v }
+            if let v = l.contextLength { contextLength = v }
+            if let v = l.parallel { parallel = v }
+            if let v = l.queueDepth { queueDepth = v }
+            if let v = l.drainSeconds { drainSeconds = v }
+            if let v = l.threads { threads = v }
+        }
+        try validate()
+    }
+
+    public func validate() throws(ServiceError) {
+        guard (0 ... 65535).contains(port) else { throw ServiceError("server.port must be 0...65535, not \(port)") }
+        guard maxBodyBytes >= 1024 else { throw ServiceError("limits.max_body_bytes must be at least 1024") }
+        guard maxPromptTokens >= 1, maxTokens >= 1, contextLength >= 2 else {
+            throw ServiceError("limits.max_prompt_tokens, max_tokens must be >= 1 and context_length >= 2")
+        }
+        guard (1 ... 64).contains(parallel) else { throw ServiceError("limits.parallel must be 1...64, not \(parallel)") }
+        guard queueDepth >= 0 else { throw ServiceError("limits.queue_depth must be >= 0") }
+        guard drainSeconds >= 0 else { throw ServiceError("limits.drain_seconds must be >= 0") }
+        guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
+    }
+}

@@ -17,7 +17,7 @@ done
 
 APT_PACKAGES=(libtss2-dev libssl-dev libopenblas-dev swtpm swtpm-tools tpm2-tools
               python3 python3-venv python3-pip unzip ca-certificates openssl curl)
-PIP_PACKAGES=("model-signing==1.1.1" "pyOpenSSL")
+PIP_PACKAGES=("model-signing==1.1.1" "pyOpenSSL" "openai==3.54.0")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -31,5 +31,8 @@ fi
 log "CLI end-to-end"
 "$REPO/scripts/e2e-cli.sh"
 
+log "service end-to-end (openai client)"
+"$REPO/scripts/e2e-service.sh"
+
 log "deployment files (systemd, install.sh, Kubernetes, Containerfile)"
 "$REPO/scripts/check-deploy.sh"

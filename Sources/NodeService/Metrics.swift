@@ -11,6 +11,7 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
     private let promptTokens: Counter
     private let completionTokens: Counter
     private let attestationReady: Gauge
+    private let cancellations: Counter
 
     static let latencyBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                                              .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -28,6 +29,8 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
                                                               helpText: "Prompt tokens of finished requests"))
         completionTokens = registry.makeCounter(descriptor: .init(namespace: "securenode", metricName: "completion_tokens", unitName: "total",
                                                                   helpText: "Generated tokens of finished requests"))
+        cancellations = registry.makeCounter(descriptor: .init(namespace: "securenode", metricName: "cancelled_requests", unitName: "total",
+                                                               helpText: "Requests dropped because the client disconnected"))
         attestationReady = registry.makeGauge(descriptor: .init(namespace: "securenode", metricName: "attestation_ready",
                                                                 helpText: "1 while the model is verified, measured and loaded and the TPM answers"))
     }
@@ -43,6 +46,8 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
         self.promptTokens.increment(by: Int64(promptTokens))
         self.completionTokens.increment(by: Int64(completionTokens))
     }
+
+    public func cancelled() { cancellations.increment() }
 
     public func setReady(_ ready: Bool) { attestationReady.set(to: ready ? 1.0 : 0.0) }
 

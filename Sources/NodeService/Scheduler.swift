@@ -126,7 +126,8 @@ public final class InferenceScheduler: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard accepting else { throw .draining }
-        guard pending.count < queueCapacity || active.count + pending.count < parallel else { throw .queueFull }
+        // Room for `parallel` running and `queueCapacity` waiting requests in all.
+        guard pending.count + active.count < parallel + queueCapacity else { throw .queueFull }
         let job = Job(id: nextID, state: state, continuation: continuation)
         nextID += 1
         pending.append(job)
@@ -209,9 +210,16 @@ public final class InferenceScheduler: @unchecked Sendable {
                 return
             }
             // Drop cancelled requests, then admit waiting ones into free sessions.
-            for job in pending where job.cancelled { job.continuation.finish() }
+            for job in pending where job.cancelled {
+                job.continuation.finish()
+                observer?.cancelled()
+            }
             pending.removeAll { $0.cancelled }
-            for job in active where job.cancelled { release(job) }
+            for job in active where job.cancelled {
+                release(job)
+                job.continuation.finish()
+                observer?.cancelled()
+            }
             active.removeAll { $0.cancelled }
             while !pending.isEmpty, let session = freeSessions.popLast() {
                 let job = pending.removeFirst()
@@ -289,6 +297,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         condition.lock()
         active.removeAll { $0 === job }
         release(job)
+        observer?.queue(waiting: pending.count, running: active.count)
         condition.unlock()
     }
 
@@ -306,4 +315,6 @@ public protocol SchedulerObserver: Sendable {
     func queue(waiting: Int, running: Int)
     func firstToken(after: Duration)
     func completed(promptTokens: Int, completionTokens: Int)
+    /// A request was dropped because its client went away.
+    func cancelled()
 }

@@ -1,0 +1,307 @@
+"""End-to-end tests of the node's OpenAI-compatible API with the official `openai` client.
+
+Run by scripts/e2e-service.sh, which starts a software TPM and `securenode serve` (parallel 2,
+queue_depth 2, an API key) and exports NODE_URL, NODE_API_KEY, NODE_PID, NODE_LOG, SECURENODE_BIN,
+NODE_WORK, NODE_PROFILE. Every test asserts a real outcome against the running node; the last one
+sends SIGTERM and checks that a running stream is drained, not cut.
+"""
+import base64
+import concurrent.futures
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import openai
+
+URL = os.environ["NODE_URL"]
+KEY = os.environ["NODE_API_KEY"]
+BIN = os.environ["SECURENODE_BIN"]
+WORK = os.environ["NODE_WORK"]
+MODEL = "smollm2-135m-instruct"
+client = openai.OpenAI(base_url=URL + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def http(method, path, body=None, headers=None, key=True):
+    """Raw HTTP: (status, headers, body bytes)."""
+    h = {"Content-Type": "application/json"}
+    if key:
+        h["Authorization"] = "Bearer " + KEY
+    h.update(headers or {})
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    request = urllib.request.Request(URL + path, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def generate_cli(prompt, max_tokens, chat):
+    """The same greedy generation through `securenode generate` (no server, no batching)."""
+    args = [BIN, "generate", "--model", os.environ.get("DEFAULT_MODEL_DIR"), "--signature", os.environ.get("DEFAULT_MODEL_SIGNATURE"),
+            "--public-key", os.environ.get("DEFAULT_MODEL_PUBLISHER_KEY"), "--prompt", prompt, "--max-tokens", str(max_tokens), "--json"]
+    if chat:
+        args.append("--chat")
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_models_lists_the_served_model():
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL], models
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_chat_greedy_equals_the_engine_alone():
+    prompt = "What is the capital of France? Answer in one sentence."
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=40)
+    expected = generate_cli(prompt, 40, chat=True)
+    assert r.choices[0].message.content == expected["text"], (r.choices[0].message.content, expected["text"])
+    assert r.choices[0].message.role == "assistant"
+    assert r.usage.completion_tokens == len(expected["output_ids"])
+    assert r.usage.prompt_tokens == len(expected["prompt_ids"])
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert "Paris" in r.choices[0].message.content
+
+
+def test_completion_greedy_equals_the_engine_alone():
+    prompt = "The three primary colors are"
+    r = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=24)
+    expected = generate_cli(prompt, 24, chat=False)
+    assert r.choices[0].text == expected["text"]
+    assert r.usage.completion_tokens == 24 and r.choices[0].finish_reason == "length"
+
+
+def test_streaming_equals_non_streaming_and_ends_with_done_and_receipt():
+    messages = [{"role": "user", "content": "List three fruits."}]
+    whole = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=30)
+    stream = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=30, stream=True,
+                                            stream_options={"include_usage": True})
+    text, finish, usage, receipt = "", None, None, None
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+            extra = chunk.model_extra or {}
+            receipt = extra.get("receipt", receipt)
+        if chunk.usage:
+            usage = chunk.usage
+    assert text == whole.choices[0].message.content
+    assert finish == whole.choices[0].finish_reason
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+    assert receipt is not None and receipt["format"] == "securenode.receipt.v1"
+    # The raw stream ends with data: [DONE].
+    status, headers, body = http("POST", "/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 3, "stream": True})
+    assert status == 200 and headers.get("Content-Type", "").startswith("text/event-stream")
+    assert body.decode().rstrip().endswith("data: [DONE]"), body[-200:]
+
+
+def test_stop_strings_and_max_tokens():
+    r = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", temperature=0, max_tokens=40, stop=[" 7"])
+    assert r.choices[0].finish_reason == "stop"
+    assert " 7" not in r.choices[0].text and "6" in r.choices[0].text, r.choices[0].text
+    r = client.completions.create(model=MODEL, prompt="Once upon a time", temperature=0, max_tokens=5)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5
+
+
+def test_seed_makes_sampling_reproducible():
+    args = dict(model=MODEL, prompt="My favourite animal is", temperature=0.9, top_p=0.95, max_tokens=20)
+    a = client.completions.create(seed=1234, **args).choices[0].text
+    b = client.completions.create(seed=1234, **args).choices[0].text
+    assert a == b
+
+
+def test_errors_use_openai_shape_and_status():
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("an unknown model was accepted")
+    except openai.NotFoundError as e:
+        assert e.status_code == 404 and "gpt-4o" in str(e)
+    try:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=100000)
+        raise AssertionError("max_tokens above the limit was accepted")
+    except openai.BadRequestError as e:
+        assert "max_tokens" in str(e)
+    try:
+        openai.OpenAI(base_url=URL + "/v1", api_key="sk-wrong", max_retries=0).models.list()
+        raise AssertionError("a wrong API key was accepted")
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+    status, _, body = http("POST", "/v1/chat/completions", b"{not json")
+    assert status == 400 and json.loads(body)["error"]["message"] == "the request body is not valid JSON"
+    status, _, body = http("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": "ten"})
+    assert status == 400 and json.loads(body)["error"]["param"] == "max_tokens"
+    status, _, body = http("POST", "/v1/completions", {"model": MODEL, "prompt": "x" * 70000})
+    assert status == 413, (status, body[:200])
+    status, _, body = http("POST", "/v1/completions", {"model": MODEL, "prompt": " word" * 600})
+    assert status == 400 and json.loads(body)["error"]["code"] == "context_length_exceeded"
+    status, _, body = http("GET", "/v1/nothing-here")
+    assert status == 404 and "error" in json.loads(body)
+    status, _, _ = http("GET", "/v1/models", key=False)
+    assert status == 401
+    status, _, _ = http("GET", "/healthz", key=False)
+    assert status == 200
+
+
+def test_concurrent_requests_each_get_their_own_answer():
+    prompts = ["The sky is", "Water boils at", "The opposite of hot is", "My name is"]
+    alone = [client.completions.create(model=MODEL, prompt=p, temperature=0, max_tokens=16).choices[0].text for p in prompts]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda p: client.completions.create(model=MODEL, prompt=p, temperature=0, max_tokens=16).choices[0].text, prompts))
+    assert together == alone
+
+
+def test_full_queue_answers_429_with_retry_after():
+    def one(_):
+        return http("POST", "/v1/completions", {"model": MODEL, "prompt": "Count to one hundred: 1, 2,", "max_tokens": 64, "temperature": 0})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    statuses = sorted(r[0] for r in results)
+    refused = [r for r in results if r[0] == 429]
+    assert statuses.count(200) >= 4 and refused, statuses  # 2 running + 2 queued fit; the rest are refused
+    assert all(r[1].get("Retry-After") for r in refused)
+    assert json.loads(refused[0][2])["error"]["code"] == "queue_full"
+
+
+def running_sequences():
+    _, _, body = http("GET", "/metrics", key=False)
+    match = re.search(r"^securenode_running_sequences (\S+)$", body.decode(), re.M)
+    return float(match.group(1)) if match else None
+
+
+def metric(name):
+    _, _, body = http("GET", "/metrics", key=False)
+    match = re.search(r"^" + name + r" (\S+)$", body.decode(), re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_disconnect_cancels_generation():
+    before, cancelled = metric("securenode_completion_tokens_total"), metric("securenode_cancelled_requests_total")
+    stream = client.completions.create(model=MODEL, prompt="Write a long story about a dragon.", max_tokens=250, temperature=0.7, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline = time.time() + 20
+    while time.time() < deadline and running_sequences() != 0:
+        time.sleep(0.2)
+    assert running_sequences() == 0, "the generation is still running"
+    # A cancelled request never finishes: its 250 tokens are not counted, and it is counted as cancelled.
+    assert metric("securenode_completion_tokens_total") == before, "the abandoned generation ran to the end"
+    assert metric("securenode_cancelled_requests_total") == cancelled + 1
+
+
+def test_metrics_expose_requests_latency_tokens_queue_and_attestation():
+    status, headers, body = http("GET", "/metrics", key=False)
+    text = body.decode()
+    assert status == 200 and headers.get("Content-Type", "").startswith("text/plain")
+    for name in ["securenode_http_requests_total{", "securenode_http_request_duration_seconds_bucket{",
+                 "securenode_time_to_first_token_seconds_bucket", "securenode_completion_tokens_total ",
+                 "securenode_prompt_tokens_total ", "securenode_queue_depth ", "securenode_attestation_ready 1"]:
+        assert name in text, name
+    assert 'route="/v1/chat/completions",status="404"' in text
+
+
+def test_receipt_verifies_offline_and_tampering_is_refused():
+    request = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "temperature": 0, "max_tokens": 12}).encode()
+    status, headers, body = http("POST", "/v1/chat/completions", request)
+    assert status == 200
+    header = headers.get("X-SecureNode-Receipt")
+    assert header and json.loads(base64.b64decode(header)) == json.loads(body)["receipt"]
+    enrolled = os.path.join(WORK, "enrolled.json")
+    enroll = subprocess.run([BIN, "enroll", "--node", URL, "--profile", os.environ["NODE_PROFILE"], "--out", enrolled], capture_output=True, text=True)
+    assert enroll.returncode == 0, enroll.stderr
+    nonce = secrets.token_hex(16)
+    _, _, evidence = http("GET", "/v1/attestation?nonce=" + nonce, key=False)
+    paths = {}
+    for name, data in [("request", request), ("response", body), ("evidence", evidence), ("receipt", header.encode())]:
+        paths[name] = os.path.join(WORK, name + ".json")
+        open(paths[name], "wb").write(data)
+
+    def verify(**override):
+        p = dict(paths, **override)
+        return subprocess.run([BIN, "verify-receipt", "--receipt", p["receipt"], "--request", p["request"], "--response", p["response"],
+                               "--evidence", p["evidence"], "--profile", os.environ["NODE_PROFILE"], "--nonce", nonce,
+                               "--enrolled", enrolled],
+                              capture_output=True, text=True)
+    ok = verify()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # Tampered response text.
+    changed = json.loads(body)
+    changed["choices"][0]["message"]["content"] += "!"
+    open(os.path.join(WORK, "response2.json"), "w").write(json.dumps(changed))
+    bad = verify(response=os.path.join(WORK, "response2.json"))
+    assert bad.returncode == 1 and "response-digest" in bad.stderr, bad.stderr
+    # Tampered request.
+    open(os.path.join(WORK, "request2.json"), "wb").write(request.replace(b"colour", b"color"))
+    bad = verify(request=os.path.join(WORK, "request2.json"))
+    assert bad.returncode == 1 and "request-digest" in bad.stderr, bad.stderr
+    # Tampered receipt (its model digest changed: the signature no longer verifies).
+    receipt = json.loads(body)["receipt"]
+    receipt["modelManifestRoot"] = "00" * 32
+    open(os.path.join(WORK, "receipt2.json"), "w").write(json.dumps(receipt))
+    bad = verify(receipt=os.path.join(WORK, "receipt2.json"))
+    assert bad.returncode == 1 and "receipt-signature" in bad.stderr, bad.stderr
+
+
+def test_logs_hold_no_prompt_completion_or_key():
+    marker = "zebra-" + secrets.token_hex(6)
+    r = client.completions.create(model=MODEL, prompt="Repeat this word: " + marker, temperature=0, max_tokens=8)
+    log = open(os.environ["NODE_LOG"]).read()
+    assert marker not in log and KEY not in log
+    assert r.choices[0].text.strip() == "" or r.choices[0].text not in log
+    assert "completion finished" in log  # the log is there, structured, without content
+
+
+def test_sigterm_drains_running_requests():
+    """Last: the node stops accepting, finishes the running stream, then exits."""
+    stream = client.completions.create(model=MODEL, prompt="Tell me about the sea.", max_tokens=60, temperature=0, stream=True)
+    chunks = iter(stream)
+    first = next(chunks)
+    os.kill(int(os.environ["NODE_PID"]), signal.SIGTERM)
+    finish = None
+    for chunk in chunks:
+        finish = chunk.choices[0].finish_reason if chunk.choices else finish
+    assert finish in ("length", "stop"), "the running stream was cut instead of drained"
+    status = None
+    try:
+        status, _, _ = http("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 2})
+    except Exception:
+        status = "refused"  # the listener is closed: also correct
+    assert status in (503, "refused"), status
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(int(os.environ["NODE_PID"]), 0)
+        except ProcessLookupError:
+            return
+        if open(f"/proc/{os.environ['NODE_PID']}/stat").read().split()[2] == "Z":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the node did not exit after draining")
+
+
+if __name__ == "__main__":
+    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    tests.sort(key=lambda t: t[0] == "test_sigterm_drains_running_requests")  # drain last
+    failed = 0
+    for name, fn in tests:
+        started = time.time()
+        try:
+            fn()
+            print(f"ok   {name} ({time.time() - started:.1f} s)")
+        except Exception:
+            failed += 1
+            print(f"FAIL {name}")
+            traceback.print_exc()
+    print(f"service e2e: {len(tests) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# End-to-end tests of `securenode serve` with the official `openai` Python client (PyPI), against a
+# software TPM and the real default model: Tests/service/test_openai_api.py. Starts a swtpm
+# (`securenode dev-tpm`) and the node with a configuration file that sets API key hashes and small
+# limits, runs the suite (which ends by sending SIGTERM and checking the drain), and stops every
+# process it started.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export PATH="$SECURENODE_VENV/bin:$PATH"
+bin="$(cd "$REPO" && swift build --show-bin-path)/securenode"
+[[ -x "$bin" ]] || die "build first: swift build"
+[[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh"
+
+work=$(mktemp -d)
+dev_tpm="" serve=""
+cleanup() {
+  [[ -n "$serve" ]] && kill "$serve" 2>/dev/null || true
+  [[ -n "$dev_tpm" ]] && kill "$dev_tpm" 2>/dev/null || true
+  [[ -n "$serve" ]] && wait "$serve" 2>/dev/null || true
+  [[ -n "$dev_tpm" ]] && wait "$dev_tpm" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export SECURENODE_STATE_DIR="$work/state"
+mkdir -p "$SECURENODE_STATE_DIR" && chmod 700 "$SECURENODE_STATE_DIR"
+"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
+dev_tpm=$!
+for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
+tcti=$(head -n1 "$work/tcti")
+[[ -n "$tcti" ]] || { cat "$work/dev-tpm.log"; die "the software TPM did not start"; }
+
+api_key="sk-test-$(openssl rand -hex 16)"
+key_hash=$(printf '%s' "$api_key" | sha256sum | cut -d' ' -f1)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/securenode.yaml" <<YAML
+profile: $REPO/firmware-profiles/swtpm-dev.json
+model:
+  id: smollm2-135m-instruct
+  path: $DEFAULT_MODEL_DIR
+  signature: $DEFAULT_MODEL_SIGNATURE
+  public_key: $DEFAULT_MODEL_PUBLISHER_KEY
+server:
+  host: 127.0.0.1
+  port: $port
+auth:
+  api_key_sha256: ["$key_hash"]
+  open_health: true
+  open_metrics: true
+limits:
+  max_body_bytes: 65536
+  max_prompt_tokens: 512
+  max_tokens: 256
+  context_length: 1024
+  parallel: 2
+  queue_depth: 2
+  drain_seconds: 20
+  threads: 2
+YAML
+chmod 600 "$work/securenode.yaml"
+
+"$bin" serve --config "$work/securenode.yaml" --tcti "$tcti" > "$work/serve.log" 2>&1 &
+serve=$!
+for _ in $(seq 1 600); do
+  curl -fs "http://127.0.0.1:$port/readyz" > /dev/null 2>&1 && break
+  kill -0 "$serve" 2>/dev/null || { cat "$work/serve.log"; die "serve exited"; }
+  sleep 0.1
+done
+curl -fs "http://127.0.0.1:$port/readyz" > /dev/null || { cat "$work/serve.log"; die "the node did not become ready"; }
+
+export NODE_URL="http://127.0.0.1:$port" NODE_API_KEY="$api_key" NODE_PID="$serve" NODE_LOG="$work/serve.log"
+export SECURENODE_BIN="$bin" NODE_TCTI="$tcti" NODE_WORK="$work" NODE_PROFILE="$REPO/firmware-profiles/swtpm-dev.json"
+if "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_openai_api.py"; then
+  rc=0
+else
+  rc=1
+  echo "---- serve log (tail) ----"; tail -40 "$work/serve.log"
+fi
+exit $rc

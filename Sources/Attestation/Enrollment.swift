@@ -25,7 +25,7 @@ public struct EnrollmentVerifier: Sendable {
     /// relative paths resolve against `base`.
     /// A reference that does not exist is reported in `missing` (the caller decides whether that is
     /// fatal); an unreadable or invalid one is an error.
-    public static func loadCAs(_ references: [String], relativeTo base: URL) throws(AttestationError) -> (certificates: [Certificate], missing: [String]) {
+    public static func loadCAs(_ references: [String], relativeTo base: URL, what: String = "EK CA") throws(AttestationError) -> (certificates: [Certificate], missing: [String]) {
         var certificates: [Certificate] = []
         var missing: [String] = []
         for reference in references {
@@ -41,7 +41,7 @@ public struct EnrollmentVerifier: Sendable {
                 : [url]
             for file in files {
                 guard let text = try? String(contentsOf: file, encoding: .utf8) else {
-                    throw AttestationError(.invalidEnrollment, "cannot read EK CA \(file.path)")
+                    throw AttestationError(.invalidEnrollment, "cannot read \(what) \(file.path)")
                 }
                 do {
                     certificates += try CertificatePEM.certificates(pem: text, source: file.path)

@@ -64,9 +64,13 @@ public struct Evidence: Sendable, Codable, Equatable {
     public var ekCertificate: String?
     public var model: ModelPart?
     public var profile: String
+    /// Signed measurements of the node's compute devices, when its profile selects a device backend
+    /// (absent otherwise: evidence without devices is the format as it was).
+    public var devices: [DeviceEvidence]?
 
     public init(version: Int = Evidence.currentVersion, nonce: String, quote: QuotePart, ak: AKPart, pcrs: PCRPart,
-                eventLog: [EventLogEntry], ekCertificate: String?, model: ModelPart?, profile: String) {
+                eventLog: [EventLogEntry], ekCertificate: String?, model: ModelPart?, profile: String,
+                devices: [DeviceEvidence]? = nil) {
         self.version = version
         self.nonce = nonce
         self.quote = quote
@@ -76,6 +80,7 @@ public struct Evidence: Sendable, Codable, Equatable {
         self.ekCertificate = ekCertificate
         self.model = model
         self.profile = profile
+        self.devices = devices
     }
 
     public static let maximumSize = 4 << 20

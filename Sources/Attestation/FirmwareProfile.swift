@@ -48,8 +48,8 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
     /// Allowed values (hex, any of) per PCR index ("0"..."23"). PCRs not listed are not pinned.
     public var referenceValues: [String: [String]]
     public var seal: SealPolicy
-    /// Compute backend: "cpu" (later: modeled accelerators).
-    public var backend: String
+    /// Compute backend: "cpu", or a (modeled) device with its reference values and vendor CAs.
+    public var backend: BackendSelection
     /// Documentation: what each PCR measures on this platform.
     public var pcrUsage: [String: String]?
 
@@ -110,7 +110,11 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
             }
         }
         guard seal.pcrs.allSatisfy({ (0...23).contains($0) }) else { throw fail("seal.pcrs must be PCR indices 0-23") }
-        guard backend == "cpu" else { throw fail("backend \"\(backend)\" is not available") }
+        do throws(AttestationError) {
+            try backend.validate()
+        } catch {
+            throw fail(error.reason)
+        }
     }
 
     public var akHandle: UInt32? {

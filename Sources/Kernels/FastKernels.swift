@@ -135,6 +135,13 @@ public final class AttentionBatch: @unchecked Sendable {
 
     public var capacity: Int { tasks.count }
 
+    /// The keys and the number of cached positions of head `i` (below `count`): what a modeled
+    /// backend needs to account for the bytes the head reads. Not used by the compute path.
+    public func member(_ i: Int) -> (keys: UnsafePointer<UInt16>, positions: Int) {
+        precondition(i >= 0 && i < count, "attention batch member \(i) of \(count)")
+        return (tasks[i].keys, Int(tasks[i].positions))
+    }
+
     /// Runs the tasks with the Swift reference (`Attention.head`), one after another, and empties
     /// the batch: the path on CPUs without the C kernels.
     public func runReference(stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,

@@ -10,11 +10,15 @@ public struct Attestor: Sendable {
     public let tpm: TPM
     public let profile: FirmwareProfile
     public let store: EventLogStore
+    /// The compute devices whose signed measurements go into the evidence (`Evidence.devices`):
+    /// the profile's device backend, if it selects one.
+    public let devices: [any DeviceAttester]
 
-    public init(tpm: TPM, profile: FirmwareProfile, store: EventLogStore) {
+    public init(tpm: TPM, profile: FirmwareProfile, store: EventLogStore, devices: [any DeviceAttester] = []) {
         self.tpm = tpm
         self.profile = profile
         self.store = store
+        self.devices = devices
     }
 
     /// The stored log, checked against the TPM: it must replay to the measurement PCR's current
@@ -71,7 +75,9 @@ public struct Attestor: Sendable {
     }
 
     /// Evidence for `nonce`: a quote by the profile's AK over the profile's PCRs, the PCR values,
-    /// the event log, the EK certificate and the measured model.
+    /// the event log, the EK certificate, the measured model, and each device's measurements signed
+    /// for the same nonce. A profile that selects a device backend and has no device to answer is
+    /// refused (fail closed).
     public func evidence(nonce: [UInt8]) async throws -> Evidence {
         guard (8...64).contains(nonce.count) else {
             throw NodeError("the nonce must be 8 to 64 bytes (16 to 128 hex digits), got \(nonce.count)")
@@ -89,6 +95,10 @@ public struct Attestor: Sendable {
         guard digest == attest.pcrDigest else {
             throw NodeError("a PCR changed while the quote was taken; ask again")
         }
+        if profile.backend.selectsDevice, !devices.contains(where: { $0.kind == profile.backend.kind }) {
+            throw NodeError("profile \(profile.id) selects a \(profile.backend.kind) device, but the node has none to attest")
+        }
+        let deviceEvidence = try devices.map { try $0.evidence(nonce: nonce) }
         let ek = try await tpm.endorsementKey()
         let akKey = try TPMPublicKey(marshaled: ak.publicArea)
         var model: Evidence.ModelPart?
@@ -105,6 +115,7 @@ public struct Attestor: Sendable {
             eventLog: log,
             ekCertificate: ek.certificateDER.map { PEMText.encode($0, label: "CERTIFICATE") },
             model: model,
-            profile: profile.id)
+            profile: profile.id,
+            devices: deviceEvidence.isEmpty ? nil : deviceEvidence)
     }
 }

@@ -1,3 +1,4 @@
+import Accelerators
 import ArgumentParser
 import Attestation
 import Foundation
@@ -22,8 +23,10 @@ struct TPMOptions: ParsableArguments {
 
     static func attestor(profile path: String, tcti: String, stateDirectory: String?) throws -> Attestor {
         let profile = try FirmwareProfile.load(path: path)
-        let store = EventLogStore(directory: stateDirectory.map { URL(fileURLWithPath: $0) } ?? EventLogStore.defaultDirectory)
-        return Attestor(tpm: TPM(tcti: tcti), profile: profile, store: store)
+        let directory = stateDirectory.map { URL(fileURLWithPath: $0) } ?? EventLogStore.defaultDirectory
+        // A profile that selects a (modeled) device backend: its device answers with signed measurements.
+        let devices = try ModeledDeviceStore.attesters(for: profile, stateDirectory: directory)
+        return Attestor(tpm: TPM(tcti: tcti), profile: profile, store: EventLogStore(directory: directory), devices: devices)
     }
 }
 
@@ -83,7 +86,9 @@ struct VerifyCommand: AsyncParsableCommand {
         abstract: "Appraise attestation evidence against a profile (no TPM needed).",
         discussion: """
             Prints a JSON appraisal naming each check in order (\(EvidenceVerifier.checkNames.joined(separator: ", "))) \
-            and its result. Exit status 0 when every check passes, 1 otherwise.
+            and its result; a profile that selects a device backend adds \(EvidenceVerifier.deviceCheckNames.joined(separator: ", ")), \
+            against the profile's backend.deviceReferenceValues and backend.vendorCAs. \
+            Exit status 0 when every check passes, 1 otherwise.
             """
     )
 
@@ -103,7 +108,9 @@ struct VerifyCommand: AsyncParsableCommand {
             let records = try enrolled.map { path throws(AttestationError) in try EnrollmentRecord.load(path: path) }
             guard let expected = ModelSigning.bytes(fromHex: nonce) else { throw CLIFailure("--nonce must be hex") }
             let data = try FileText.readBytes(evidence, what: "evidence", limit: Evidence.maximumSize)
-            appraisal = EvidenceVerifier(profile: profile, enrolled: records).appraise(json: data, nonce: expected)
+            let vendorCAs = try EvidenceVerifier.loadVendorCAs(profile: profile, profilePath: self.profile)
+            appraisal = await EvidenceVerifier(profile: profile, enrolled: records, vendorCAs: vendorCAs)
+                .appraiseWithDevices(json: data, nonce: expected)
         } catch {
             StandardError.write("error: \(error)\n")
             throw ExitCode(1)
@@ -132,8 +139,9 @@ struct ProfileCheckCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let p = try FirmwareProfile.load(path: file)
+            let backend = try ProfileBackendCheck.check(path: file, profile: p).map { ", \($0)" } ?? ""
             print("\(file): profile \(p.id) is valid (quotes PCRs \(p.quotePCRs), measures into PCR \(p.measurementPCR), "
-                  + "\(p.modelSigners.count) model signer(s), \(p.referenceValues.count) pinned PCR(s))")
+                  + "\(p.modelSigners.count) model signer(s), \(p.referenceValues.count) pinned PCR(s)\(backend))")
         }
     }
 }

@@ -7,6 +7,7 @@ import NodeCore
 import NodeHTTP
 import NodeService
 import Inference
+import Accelerators
 import Crypto
 import Logging
 import ModelFormat
@@ -90,7 +91,9 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let template = loaded.gguf.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
             let metrics = NodeMetrics()
-            let engine = LlamaEngine(model: llama, backend: CPUBackend(threads: settings.threads), contextCapacity: settings.contextLength,
+            // The profile picks the backend: the CPU, or a modeled device (computes on the host, accounts the device's time).
+            let backend = try BackendFactory.backend(for: attestor.profile.backend, threads: settings.threads)
+            let engine = LlamaEngine(model: llama, backend: backend, contextCapacity: settings.contextLength,
                                      batchCapacity: max(64, settings.parallel))
             let scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer, parallel: settings.parallel,
                                                    contextLength: settings.contextLength, queueDepth: settings.queueDepth, observer: metrics)

@@ -1,0 +1,142 @@
+import Attestation
+import Crypto
+import Foundation
+import Testing
+@testable import NodeService
+
+@Suite struct ServiceConfigTests {
+    static let example = """
+        profile: /etc/securenode/profiles/p.json
+        tcti: device:/dev/tpmrm0
+        state_dir: /var/lib/securenode
+        model:
+          id: smollm2
+          path: /models/m
+          signature: /models/m.sig
+          public_key: /etc/securenode/publisher.pub.pem
+        server:
+          host: 0.0.0.0
+          port: 8443
+          tls:
+            certificate: /tls/server.crt
+            private_key: /tls/server.key
+            client_ca: /tls/ca.pem
+        auth:
+          api_key_sha256: ["\(String(repeating: "ab", count: 32))"]
+          open_health: true
+          open_metrics: false
+        limits:
+          max_body_bytes: 4096
+          max_prompt_tokens: 100
+          max_tokens: 50
+          context_length: 512
+          parallel: 3
+          queue_depth: 7
+          drain_seconds: 5
+        """
+
+    @Test func theDeployExampleShapeParsesAndApplies() throws {
+        let config = try ServiceConfig(yaml: Self.example)
+        #expect(config.model?.id == "smollm2" && config.server?.tls?.clientCA == "/tls/ca.pem")
+        var settings = ServiceSettings(modelID: "default")
+        try settings.apply(config)
+        #expect(settings.modelID == "smollm2" && settings.host == "0.0.0.0" && settings.port == 8443)
+        #expect(settings.apiKeyDigests == [[UInt8](repeating: 0xab, count: 32)])
+        #expect(!settings.openMetrics && settings.openHealth)
+        #expect(settings.parallel == 3 && settings.queueDepth == 7 && settings.contextLength == 512 && settings.drainSeconds == 5)
+    }
+
+    @Test func theCommittedExampleFileParses() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/securenode.yaml.example")
+        let config = try ServiceConfig.load(path: url.standardized.path)
+        var settings = ServiceSettings(modelID: "x")
+        try settings.apply(config)
+        #expect(settings.host == "127.0.0.1")
+    }
+
+    @Test func anEmptyFileMeansDefaults() throws {
+        var settings = ServiceSettings(modelID: "m")
+        try settings.apply(try ServiceConfig(yaml: ""))
+        #expect(settings.host == "127.0.0.1" && settings.port == 8080 && settings.apiKeyDigests.isEmpty)
+    }
+
+    @Test func aMisspelledKeyIsRefusedByName() {
+        let text = Self.example.replacingOccurrences(of: "api_key_sha256", with: "api_keys_sha256")
+        #expect { try ServiceConfig(yaml: text) } throws: { ($0 as? ServiceError)?.reason.contains("auth.api_keys_sha256") == true }
+        #expect { try ServiceConfig(yaml: "prot: 1") } throws: { ($0 as? ServiceError)?.reason.contains("unknown key prot") == true }
+    }
+
+    @Test func aWrongTypeIsRefusedWithItsPath() {
+        let text = Self.example.replacingOccurrences(of: "port: 8443", with: "port: eighty")
+        #expect { try ServiceConfig(yaml: text) } throws: { ($0 as? ServiceError)?.reason.contains("server.port") == true }
+    }
+
+    @Test func aKeyInsteadOfItsDigestIsRefused() throws {
+        var settings = ServiceSettings(modelID: "m")
+        let config = try ServiceConfig(yaml: "auth:\n  api_key_sha256: [\"sk-live-123\"]\n")
+        #expect { try settings.apply(config) } throws: { ($0 as? ServiceError)?.reason.contains("not a key") == true }
+    }
+
+    @Test func outOfRangeLimitsAreRefused() throws {
+        for bad in ["limits:\n  parallel: 0", "limits:\n  max_body_bytes: 10", "server:\n  port: 70000", "limits:\n  queue_depth: -1"] {
+            var settings = ServiceSettings(modelID: "m")
+            #expect(throws: ServiceError.self) { try settings.apply(try ServiceConfig(yaml: bad)) }
+        }
+    }
+
+    @Test func invalidYAMLIsRefused() {
+        #expect(throws: ServiceError.self) { try ServiceConfig(yaml: "model: [unclosed") }
+    }
+}
+
+/// Receipts: signed over every field, refused when anything the signature covers or the digests
+/// name is changed (the TPM-bound checks run against real evidence in the service e2e tests).
+@Suite struct ReceiptTests {
+    static let key = P256.Signing.PrivateKey()
+    static let request = Array(#"{"model":"m","prompt":"hi"}"#.utf8)
+
+    func receipt() -> Receipt {
+        let issuer = ReceiptIssuer(key: Self.key,
+                                   reference: .init(akName: "000b" + String(repeating: "1", count: 64), pcr: 15,
+                                                    receiptKeySHA256: Receipt.keyDigest(Self.key.publicKey), evidenceURL: "http://n/v1/attestation"),
+                                   modelID: "m", manifestRoot: String(repeating: "2", count: 64), profile: "swtpm-dev")
+        return issuer.issue(id: "cmpl-1", created: 1_700_000_000, request: Self.request, responseText: "hello")
+    }
+
+    func firstFailure(_ r: Receipt, request: [UInt8] = request, text: String = "hello") -> String? {
+        let evidence = Evidence(nonce: "00", quote: .init(attest: "", signature: ""), ak: .init(public: "", pem: "", name: ""),
+                                pcrs: .init(bank: "sha256", values: [:]), eventLog: [], ekCertificate: nil, model: nil, profile: "swtpm-dev")
+        return ReceiptVerifier.verify(receipt: r, request: request, responseText: text, evidence: evidence).first { $0.result == .fail }?.check
+    }
+
+    @Test func anIntactReceiptPassesTheSignatureAndDigestChecks() {
+        // With placeholder evidence the first failure is the evidence's quote, after the receipt's own checks.
+        #expect(firstFailure(receipt()) == "evidence-quote")
+    }
+
+    @Test func aChangedResponseIsRefused() { #expect(firstFailure(receipt(), text: "hello!") == "response-digest") }
+
+    @Test func aChangedRequestIsRefused() { #expect(firstFailure(receipt(), request: Array(#"{"model":"m","prompt":"ho"}"#.utf8)) == "request-digest") }
+
+    @Test func aChangedFieldBreaksTheSignature() {
+        var r = receipt()
+        r.modelManifestRoot = String(repeating: "3", count: 64)
+        #expect(firstFailure(r) == "receipt-signature")
+        r = receipt()
+        r.responseSHA256 = String(repeating: "0", count: 64)
+        #expect(firstFailure(r) == "receipt-signature")
+    }
+
+    @Test func anotherKeysSignatureIsRefused() throws {
+        var r = receipt()
+        try r.sign(with: P256.Signing.PrivateKey())
+        #expect(firstFailure(r) == "receipt-signature")
+    }
+
+    @Test func theKeyDigestMustNameTheReceiptKey() throws {
+        var r = receipt()
+        r.attestation.receiptKeySHA256 = String(repeating: "f", count: 64)
+        try r.sign(with: Self.key)
+        #expect(firstFailure(r) == "receipt-signature")
+    }
+}

@@ -75,4 +75,48 @@ else
   rc=1
   echo "---- serve log (tail) ----"; tail -40 "$work/serve.log"
 fi
+# The suite ends with SIGTERM; the node must have exited.
+wait "$serve" 2>/dev/null || true
+serve=""
+
+# TLS and mutual TLS: a CA, a server certificate for 127.0.0.1, a client certificate; the node
+# (restarted on the same software TPM, now free) requires a client certificate from that CA.
+tls="$work/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/ca.key" -out "$tls/ca.crt" \
+  -days 1 -subj "/CN=SecureNode test CA" 2>/dev/null
+for who in server client; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/$who.key" -out "$tls/$who.csr" -subj "/CN=$who" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=%s\n' "$([[ $who == server ]] && echo serverAuth || echo clientAuth)" > "$tls/$who.ext"
+  openssl x509 -req -in "$tls/$who.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 1 \
+    -extfile "$tls/$who.ext" -out "$tls/$who.crt" 2>/dev/null
+done
+sed -i "s|^  port: $port|  port: $port\n  tls:\n    certificate: $tls/server.crt\n    private_key: $tls/server.key\n    client_ca: $tls/ca.crt|" "$work/securenode.yaml"
+"$bin" serve --config "$work/securenode.yaml" --tcti "$tcti" > "$work/serve-tls.log" 2>&1 &
+serve=$!
+base="https://127.0.0.1:$port"
+for _ in $(seq 1 600); do
+  curl -fs --cacert "$tls/ca.crt" --cert "$tls/client.crt" --key "$tls/client.key" "$base/readyz" > /dev/null 2>&1 && break
+  kill -0 "$serve" 2>/dev/null || { cat "$work/serve-tls.log"; die "serve (TLS) exited"; }
+  sleep 0.1
+done
+tls_ok=0 tls_failed=0
+check() { if "$@"; then tls_ok=$((tls_ok + 1)); else tls_failed=$((tls_failed + 1)); echo "FAIL tls: $*"; fi; }
+body=$(curl -fs --cacert "$tls/ca.crt" --cert "$tls/client.crt" --key "$tls/client.key" -H "Authorization: Bearer $api_key" \
+  "$base/v1/completions" -d '{"model":"smollm2-135m-instruct","prompt":"Hello","max_tokens":4,"temperature":0}' || true)
+check grep -q '"text_completion"' <<<"$body"
+# No client certificate: the handshake is refused.
+check bash -c "! curl -fs --cacert '$tls/ca.crt' '$base/healthz' > /dev/null 2>&1"
+# Plain HTTP to the TLS port gets no HTTP answer.
+check bash -c "! curl -fs 'http://127.0.0.1:$port/healthz' > /dev/null 2>&1"
+# The openai client over mutual TLS.
+check env SSL_CERT_FILE="$tls/ca.crt" "$SECURENODE_VENV/bin/python" -c "
+import openai, ssl, sys
+context = ssl.create_default_context(cafile='$tls/ca.crt')
+context.load_cert_chain('$tls/client.crt', '$tls/client.key')
+http = openai.DefaultHttpxClient(verify=context)
+c = openai.OpenAI(base_url='$base/v1', api_key='$api_key', http_client=http, max_retries=0)
+sys.exit(0 if c.models.list().data[0].id == 'smollm2-135m-instruct' else 1)"
+echo "tls e2e: $tls_ok passed, $tls_failed failed"
+[[ $tls_failed == 0 ]] || rc=1
 exit $rc

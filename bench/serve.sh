@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Serving throughput (issue 6): `securenode serve` against llama.cpp's own `llama-server` with the same
+# number of parallel slots, the same threads and the same load, in the same run. N = 1, 4 and 16
+# concurrent streaming clients send raw /v1/completions requests (a fixed ~60-token prompt,
+# max_tokens 64, temperature 0) back to back for DURATION seconds per level and engine; aggregate
+# generated tokens/s, time to first token p50/p99, requests completed and errors; RUNS runs per level,
+# engines alternating, a fresh server for every measurement; medians, ratios, issue 6's target
+# (reported PASS/FAIL; a FAIL does not fail the script: this is a measurement).
+#
+#   bench/serve.sh
+#     RUNS=3 DURATION=40 LEVELS=1,4,16 THREADS=2   runs, seconds of load per level and engine,
+#                                                 concurrency levels, engine threads for both
+#     SECURENODE_BIN=path         use this binary instead of building release (scripts/setup.sh --release)
+#     LLAMA_SERVER=path           a llama-server binary; by default bench/.venv-peer/llama-server-0.3.36,
+#                                 built on first use from the llama.cpp sources vendored in the
+#                                 llama-cpp-python 0.3.36 sdist (5-10 min on 2 cores; see bench/peer.sh)
+# Our node runs as scripts/start.sh runs it (a software TPM from `securenode dev-tpm`, the swtpm-dev
+# profile, the default model), on a free port, with a temporary state directory and a configuration
+# file written by the driver (limits.parallel N, limits.threads THREADS, limits.context_length 2048).
+# Writes bench/results/serve.json, serve.md and serve-throughput.svg.
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+# shellcheck source=bench/peer.sh
+source "$REPO/bench/peer.sh"
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-40}"
+LEVELS="${LEVELS:-1,4,16}"
+THREADS="${THREADS:-2}"
+
+if [[ -n "${SECURENODE_BIN:-}" ]]; then
+  bin="$SECURENODE_BIN"
+  [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
+else
+  "$REPO/scripts/setup.sh" --release >&2
+  bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
+fi
+[[ -x "$bin" ]] || die "no securenode binary at $bin"
+
+peer_llama_server
+
+log "serving benchmark: $RUNS runs, ${DURATION} s per level and engine, levels $LEVELS, $THREADS threads"
+PEER_VERSION="$PEER_VERSION" python3 "$REPO/bench/serve_bench.py" --runs "$RUNS" --duration "$DURATION" \
+  --levels "$LEVELS" --threads "$THREADS" --securenode "$bin" --peer-server "$peer_server" \
+  --model-dir "$DEFAULT_MODEL_DIR" --model-file "$DEFAULT_MODEL_FILE" \
+  --signature "$DEFAULT_MODEL_SIGNATURE" --public-key "$DEFAULT_MODEL_PUBLISHER_KEY" \
+  --profile "$REPO/firmware-profiles/swtpm-dev.json" --out "$REPO/bench/results/serve"

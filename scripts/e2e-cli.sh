@@ -95,7 +95,7 @@ expect "quote from the command line" 0 '"quote"' -- "$bin" quote --tcti "$tcti" 
 serve=$!
 port=""
 for _ in $(seq 1 300); do
-  port=$(sed -n 's|.*serving on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log" | head -n1)
+  port=$(sed -n 's|.*serving.* on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log" | head -n1)
   [[ -n "$port" ]] && break; sleep 0.1
 done
 expect "readyz after verify, measure and load" 0 '"status":"ready"' -- curl -sf "http://127.0.0.1:$port/readyz"

@@ -18,10 +18,10 @@ time from the first request sent to the last response finished; time to first to
 to the first SSE event carrying text) p50 and p99; requests completed; errors. Medians over runs.
 The HTTP/1.1 + SSE client is written here on asyncio streams (no third-party package): one connection
 per request, chunked or length-delimited bodies, SSE events split on blank lines.
-Writes OUT.json, OUT.md and OUT-throughput.svg (see serve.sh for the file names); `--render OUT.json`
-only rewrites the three from an earlier OUT.json.
+Writes OUT.json, OUT.md and OUT-throughput.svg (see serve.sh for the file names); `--render OUT.json
+[--note TEXT ...]` only rewrites the three from an earlier OUT.json (adding notes, e.g. about the machine).
 """
-import argparse, asyncio, datetime, json, math, os, platform, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, asyncio, datetime, json, math, os, platform, signal, socket, subprocess, sys, tempfile, time
 import urllib.error, urllib.request
 from xml.sax.saxutils import escape
 
@@ -80,7 +80,7 @@ class SSEParser:
                 value = value[1:]
             if field == b"data":
                 self.data.append(value.decode("utf-8", errors="replace"))
-    # (other fields, event/id/retry, are not used by either server)
+            # other fields (event, id, retry) are not used by either server
         return events
 
 
@@ -627,16 +627,31 @@ def analyze(res):
         notes.append(f"prompt token counts differ: securenode {prompt_tokens[OURS]}, llama.cpp {prompt_tokens[PEER]}")
     if not any(run["errors"] or run["endedEarly"] for n in levels for eng in ENGINES for run in raw[str(n)][eng]):
         notes.append("no failed request and no request that ended before max_tokens, in any run of either engine")
+    notes += res.get("extraNotes") or []
     res.update(metrics=metrics, targets=targets, notes=notes, promptTokens=prompt_tokens,
                promptTokensObserved=(prompt_tokens[OURS] or prompt_tokens[PEER] or [None])[0],
                readySeconds={eng: summarize([run["readySeconds"] for n in levels for run in raw[str(n)][eng]]) for eng in ENGINES})
     return res
 
 
+def dumps(res):
+    """Indented JSON, with each request record on one line (a run has hundreds of them)."""
+    records, clone = {}, json.loads(json.dumps(res))
+    for n in clone["levels"]:
+        for eng in ENGINES:
+            for run in clone["raw"][str(n)][eng]:
+                key = f"@records{len(records)}@"
+                records[key], run["records"] = run["records"], key
+    text = json.dumps(clone, indent=1)
+    for key, recs in records.items():
+        text = text.replace(json.dumps(key), "[" + ",".join("\n  " + json.dumps(r, separators=(",", ":")) for r in recs) + "\n ]", 1)
+    return text + "\n"
+
+
 def write_results(res, out):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     md = markdown(res)
-    write_atomic(out + ".json", json.dumps(res, indent=1) + "\n")
+    write_atomic(out + ".json", dumps(res))
     write_atomic(out + ".md", md)
     write_atomic(out + "-throughput.svg", svg_plot(res))
     print(md)
@@ -645,6 +660,7 @@ def write_results(res, out):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--render", metavar="OUT.json", help="only rewrite OUT.json/.md/-throughput.svg from an earlier OUT.json")
+    p.add_argument("--note", action="append", default=[], help="with --render: add this note to the results (kept in the JSON)")
     for flag in ("--securenode", "--peer-server", "--model-dir", "--model-file", "--signature", "--public-key",
                  "--profile", "--out"):
         p.add_argument(flag)
@@ -666,6 +682,7 @@ def main():
             for eng in ENGINES:
                 for run in res["raw"][str(n)][eng]:
                     run["records"] = [compact(r) for r in run["records"]]
+        res["extraNotes"] = (res.get("extraNotes") or []) + a.note
         write_results(analyze(res), a.render[:-len(".json")] if a.render.endswith(".json") else a.render)
         return
     missing = [f for f in ("securenode", "peer_server", "model_dir", "model_file", "signature", "public_key", "profile", "out")

@@ -137,6 +137,8 @@ let package = Package(
             swiftSettings: strict
         ),
         // Test-only: writes GGUF files (valid, or broken on purpose) for the ModelFormat and Inference tests.
+        // Test-only: a provisioned swtpm per test (copied from one template), tpm2-tools helpers.
+        .target(name: "TPMTestSupport", dependencies: ["TPM", "SoftwareTPM"], path: "Tests/Support/TPMTestSupport", swiftSettings: strict),
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
         .testTarget(name: "NodeServiceTests", dependencies: ["NodeService", "Attestation", .product(name: "Crypto", package: "swift-crypto")],
@@ -145,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "AcceleratorsTests",
             dependencies: ["Accelerators", "Attestation", "Inference", "Kernels", "ModelFormat", "GGUFTestSupport", "ModelSigning",
-                           "NodeCore", "TPM", "SoftwareTPM",
+                           "NodeCore", "TPM", "SoftwareTPM", "TPMTestSupport",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates"),
                            .product(name: "SwiftASN1", package: "swift-asn1")],
@@ -169,7 +171,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TPMTests",
-            dependencies: ["TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
+            dependencies: ["TPMTestSupport", "TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates"),
                            .product(name: "Hummingbird", package: "hummingbird")],

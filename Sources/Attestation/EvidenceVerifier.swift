@@ -105,20 +105,8 @@ public struct EvidenceVerifier: Sendable {
 
     /// Every check; the device checks use `deviceCertificates` (from ``validateDeviceCertificates(_:)``).
     public func appraise(_ evidence: Evidence, nonce expectedNonce: [UInt8], deviceCertificates: DeviceCertificates?) -> Appraisal {
-        var checks: [Appraisal.Check] = []
-        var failed = false
-        func run(_ name: String, _ body: () throws(AttestationError) -> String) {
-            guard !failed else {
-                checks.append(.init(check: name, result: .skipped, detail: "not checked: an earlier check failed"))
-                return
-            }
-            do throws(AttestationError) {
-                checks.append(.init(check: name, result: .pass, detail: try body()))
-            } catch {
-                failed = true
-                checks.append(.init(check: name, result: .fail, detail: error.reason))
-            }
-        }
+        let ordered = OrderedChecks()
+        func run(_ name: String, _ body: () throws(AttestationError) -> String) { ordered.run(name, body) }
 
         var ak: TPMPublicKey?
         var attestation: QuoteAttestation?
@@ -157,25 +145,7 @@ public struct EvidenceVerifier: Sendable {
         }
         run("pcr-digest") { () throws(AttestationError) -> String in
             guard let attestation else { throw AttestationError(.malformed, "no quote") }
-            guard evidence.pcrs.bank == "sha256", attestation.pcrBank == TPMAlgorithm.sha256 else {
-                throw AttestationError(.unsupported, "the quote is not over the SHA-256 PCR bank")
-            }
-            var values: [Int: [UInt8]] = [:]
-            for (key, hex) in evidence.pcrs.values {
-                guard let i = Int(key), let v = ModelSigning.bytes(fromHex: hex), v.count == 32 else {
-                    throw AttestationError(.malformed, "pcrs.values[\"\(key)\"] is not a PCR index with a SHA-256 value")
-                }
-                values[i] = v
-            }
-            guard Set(values.keys) == Set(attestation.pcrIndices) else {
-                throw AttestationError(.malformed, "the evidence lists PCRs \(values.keys.sorted()) but the quote covers \(attestation.pcrIndices)")
-            }
-            let missing = profile.quotePCRs.filter { values[$0] == nil }
-            guard missing.isEmpty else { throw AttestationError(.malformed, "the quote omits PCRs \(missing) that profile \(profile.id) requires") }
-            let digest = Array(SHA256.hash(data: attestation.pcrIndices.flatMap { values[$0]! }))
-            guard constantTimeEquals(digest, attestation.pcrDigest) else {
-                throw AttestationError(.malformed, "the PCR values do not hash to the quoted PCR digest: a PCR value was changed")
-            }
+            let values = try Self.quotedPCRValues(evidence, attestation, required: profile.quotePCRs, profileID: profile.id)
             quotedValues = values
             return "PCRs \(attestation.pcrIndices) match the quoted digest"
         }
@@ -232,12 +202,58 @@ public struct EvidenceVerifier: Sendable {
             appraiseDevices(evidence, nonce: expectedNonce, certificates: deviceCertificates, run)
         }
 
-        return Appraisal(result: failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
-                         model: evidence.model, checks: checks)
+        return Appraisal(result: ordered.failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
+                         model: evidence.model, checks: ordered.checks)
+    }
+
+    /// The evidence's PCR values, checked against the quote: the SHA-256 bank, exactly the quoted PCRs
+    /// (including `required`), hashing to the quoted PCR digest.
+    static func quotedPCRValues(_ evidence: Evidence, _ attestation: QuoteAttestation, required: [Int] = [],
+                                profileID: String = "") throws(AttestationError) -> [Int: [UInt8]] {
+        guard evidence.pcrs.bank == "sha256", attestation.pcrBank == TPMAlgorithm.sha256 else {
+            throw AttestationError(.unsupported, "the quote is not over the SHA-256 PCR bank")
+        }
+        var values: [Int: [UInt8]] = [:]
+        for (key, hex) in evidence.pcrs.values {
+            guard let i = Int(key), let v = ModelSigning.bytes(fromHex: hex), v.count == 32 else {
+                throw AttestationError(.malformed, "pcrs.values[\"\(key)\"] is not a PCR index with a SHA-256 value")
+            }
+            values[i] = v
+        }
+        guard Set(values.keys) == Set(attestation.pcrIndices) else {
+            throw AttestationError(.malformed, "the evidence lists PCRs \(values.keys.sorted()) but the quote covers \(attestation.pcrIndices)")
+        }
+        let missing = required.filter { values[$0] == nil }
+        guard missing.isEmpty else { throw AttestationError(.malformed, "the quote omits PCRs \(missing) that profile \(profileID) requires") }
+        let digest = Array(SHA256.hash(data: attestation.pcrIndices.flatMap { values[$0]! }))
+        guard constantTimeEquals(digest, attestation.pcrDigest) else {
+            throw AttestationError(.malformed, "the PCR values do not hash to the quoted PCR digest: a PCR value was changed")
+        }
+        return values
     }
 
     static func base64(_ text: String, _ field: String) throws(AttestationError) -> [UInt8] {
         guard let data = Data(base64Encoded: text) else { throw AttestationError(.malformed, "evidence \(field) is not base64") }
         return Array(data)
+    }
+}
+
+/// Runs named checks in order and records each: after the first failure, the rest are recorded as
+/// skipped (an appraisal reports every check it knows, and why it did not run).
+final class OrderedChecks {
+    private(set) var checks: [Appraisal.Check] = []
+    private(set) var failed = false
+
+    func run(_ name: String, _ body: () throws(AttestationError) -> String) {
+        guard !failed else {
+            checks.append(.init(check: name, result: .skipped, detail: "not checked: an earlier check failed"))
+            return
+        }
+        do throws(AttestationError) {
+            checks.append(.init(check: name, result: .pass, detail: try body()))
+        } catch {
+            failed = true
+            checks.append(.init(check: name, result: .fail, detail: error.reason))
+        }
     }
 }

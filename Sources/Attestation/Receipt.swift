@@ -151,20 +151,8 @@ public enum ReceiptVerifier {
                                     "key-measured", "model-measured"]
 
     public static func verify(receipt: Receipt, request: [UInt8], responseText: String, evidence: Evidence) -> [Appraisal.Check] {
-        var checks: [Appraisal.Check] = []
-        var failed = false
-        func run(_ name: String, _ body: () throws(AttestationError) -> String) {
-            guard !failed else {
-                checks.append(.init(check: name, result: .skipped, detail: "not checked: an earlier check failed"))
-                return
-            }
-            do throws(AttestationError) {
-                checks.append(.init(check: name, result: .pass, detail: try body()))
-            } catch {
-                failed = true
-                checks.append(.init(check: name, result: .fail, detail: error.reason))
-            }
-        }
+        let ordered = OrderedChecks()
+        func run(_ name: String, _ body: () throws(AttestationError) -> String) { ordered.run(name, body) }
         var keyDigest = ""
         run("receipt-signature") { () throws(AttestationError) -> String in
             guard receipt.format == Receipt.currentFormat else {
@@ -210,19 +198,7 @@ public enum ReceiptVerifier {
             guard ak.isValid(signature, over: attest) else {
                 throw AttestationError(.malformed, "the evidence's quote does not verify under its AK")
             }
-            for (key, hex) in evidence.pcrs.values {
-                guard let i = Int(key), let v = ModelSigning.bytes(fromHex: hex), v.count == 32 else {
-                    throw AttestationError(.malformed, "pcrs.values[\"\(key)\"] is not a PCR index with a SHA-256 value")
-                }
-                quoted[i] = v
-            }
-            guard Set(quoted.keys) == Set(parsed.pcrIndices) else {
-                throw AttestationError(.malformed, "the evidence lists PCRs the quote does not cover")
-            }
-            let digest = Array(SHA256.hash(data: parsed.pcrIndices.flatMap { quoted[$0]! }))
-            guard constantTimeEquals(digest, parsed.pcrDigest) else {
-                throw AttestationError(.malformed, "the PCR values do not hash to the quoted digest")
-            }
+            quoted = try EvidenceVerifier.quotedPCRValues(evidence, parsed)
             return "quote by AK \(hexString(ak.name)) over PCRs \(parsed.pcrIndices)"
         }
         var keyEventIndex = 0
@@ -259,6 +235,6 @@ public enum ReceiptVerifier {
             }
             return "model \(model.modelName) (\(model.manifestRoot))"
         }
-        return checks
+        return ordered.checks
     }
 }

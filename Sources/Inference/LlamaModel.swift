@@ -231,29 +231,10 @@ public final class LlamaEngine {
     /// `sessions[i]`, each session advanced by one. Returns each session's logits (`vocab` floats
     /// each, in order), equal to what `sessions[i].evaluate([tokens[i]])` alone would return.
     public func decode(_ sessions: [LlamaSession], tokens: [Int]) throws(InferenceError) -> [[Float]] {
-        let c = model.config
-        guard sessions.count == tokens.count, !sessions.isEmpty, sessions.count <= batchCapacity else {
-            throw InferenceError(.invalidArgument, "a decoding step takes 1...\(batchCapacity) sessions with one token each")
+        guard sessions.count == tokens.count else {
+            throw InferenceError(.invalidArgument, "a decoding step takes one token per session")
         }
-        guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count else {
-            throw InferenceError(.invalidArgument, "a session may appear only once in a decoding step")
-        }
-        for (session, token) in zip(sessions, tokens) {
-            guard session.engine === self else { throw InferenceError(.invalidArgument, "a session of another engine") }
-            guard token >= 0, token < c.vocabularySize else {
-                throw InferenceError(.invalidToken, "token id \(token) is outside the vocabulary (0..<\(c.vocabularySize))")
-            }
-            guard session.position < session.contextLength else {
-                throw InferenceError(.contextOverflow, "1 more token does not fit: \(session.position) of \(session.contextLength) positions are used")
-            }
-        }
-        let rows = zip(sessions, tokens).map { session, token in
-            Row(token: token, cache: session.cache, position: session.position, order: .vecDotF16, wantsLogits: true)
-        }
-        let logits = forward(rows)
-        for session in sessions { session.position += 1 }
-        let v = c.vocabularySize
-        return (0 ..< sessions.count).map { Array(logits[$0 * v ..< ($0 + 1) * v]) }
+        return try step(zip(sessions, tokens).map { StepItem(session: $0, tokens: [$1]) }).map { $0 ?? [] }
     }
 
     /// One part of a continuous-batching step: tokens of one session at its next positions.
@@ -307,14 +288,14 @@ public final class LlamaEngine {
                                 wantsLogits: item.wantsLogits && i == item.tokens.count - 1))
             }
         }
-        let logits = forward(rows)
+        let logits = forward(rows)  // valid until the next forward pass: copied once, below
         let v = c.vocabularySize
         var next = 0
         var result: [[Float]?] = []
         for item in items {
             item.session.position += item.tokens.count
             if item.wantsLogits {
-                result.append(Array(logits[next * v ..< (next + 1) * v]))
+                result.append(Array(UnsafeBufferPointer(rebasing: logits[next * v ..< (next + 1) * v])))
                 next += 1
             } else {
                 result.append(nil)
@@ -324,8 +305,8 @@ public final class LlamaEngine {
     }
 
     /// The transformer over `rows` (at most `batchCapacity`); returns the logits of the rows that
-    /// want them, row-major.
-    func forward(_ rows: [Row]) -> [Float] {
+    /// want them, row-major, in the engine's own buffer (valid until the next forward pass).
+    func forward(_ rows: [Row]) -> UnsafeBufferPointer<Float> {
         let c = model.config, w = model.weights, s = state, b = backend
         let n = rows.count, dim = c.embeddingLength, qw = c.queryWidth, kvw = c.keyValueWidth, ff = c.feedForwardLength
         let hd = c.headDimension, group = c.headCount / c.headCountKV
@@ -386,13 +367,13 @@ public final class LlamaEngine {
 
         // 4. Final norm and output projection, only for the rows that want logits.
         let wanted = rows.indices.filter { rows[$0].wantsLogits }
-        guard !wanted.isEmpty else { return [] }
+        guard !wanted.isEmpty else { return UnsafeBufferPointer(start: s.logits, count: 0) }
         for (i, t) in wanted.enumerated() {
             VectorOps.rmsNorm(s.x + t * dim, weight: w.outputNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + i * dim)
         }
         b.project(outputProjection, input: s.xb, count: wanted.count, scratch: s.quantized)
         b.synchronize()
-        return Array(UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize))
+        return UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize)
     }
 
     /// `plan` when the matrices form one projection; otherwise one projection per matrix.

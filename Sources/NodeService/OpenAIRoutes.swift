@@ -147,16 +147,10 @@ public struct OpenAIRoutes: Sendable {
                 let finish = Self.finishReason(done.stopReason)
                 context.logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(done.completionTokens),
                                                                       "finish_reason": .string(finish)])
-                var response: Response
-                if chat {
-                    response = Self.json(ChatCompletion(id: id, created: created, model: parsed.model, system_fingerprint: fingerprint,
-                                                        choices: [.init(message: .init(content: done.text), finish_reason: finish)],
+                var response = Self.json(CompletionBody(id: id, object: chat ? "chat.completion" : "text_completion", created: created,
+                                                        model: parsed.model, system_fingerprint: fingerprint,
+                                                        choices: [Choice(chat ? .message(done.text) : .text(done.text), finish: finish)],
                                                         usage: usage, receipt: receipt))
-                } else {
-                    response = Self.json(TextCompletion(id: id, created: created, model: parsed.model, system_fingerprint: fingerprint,
-                                                        choices: [.init(text: done.text, finish_reason: finish)],
-                                                        usage: usage, receipt: receipt))
-                }
                 response.headers[Self.receiptHeader] = receipt.jsonData().base64EncodedString()
                 return response
             }
@@ -168,10 +162,19 @@ public struct OpenAIRoutes: Sendable {
                 parsed: ParsedCompletionRequest, body: [UInt8], logger: Logger) -> Response {
         let model = parsed.model, fingerprint = self.fingerprint, receipts = self.receipts
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        let object = chat ? "chat.completion.chunk" : "text_completion"
+        /// A chunk with `choices`; `piece` is the one choice of a chunk that carries text (a chat delta, or completion text).
+        @Sendable func chunk(_ choices: [Choice], usage: Usage? = nil, receipt: Receipt? = nil) -> CompletionBody {
+            CompletionBody(id: id, object: object, created: created, model: model, system_fingerprint: fingerprint,
+                           choices: choices, usage: usage, receipt: receipt)
+        }
+        @Sendable func piece(_ text: String?, role: String? = nil, finish: String? = nil) -> Choice {
+            Choice(chat ? .delta(role: role, content: text) : .text(text ?? ""), finish: finish)
+        }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes]
             func send<T: Encodable>(_ value: T) async throws {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.withoutEscapingSlashes]
                 var buffer = ByteBuffer(string: "data: ")
                 buffer.writeBytes(try encoder.encode(value))
                 buffer.writeString("\n\n")
@@ -179,20 +182,11 @@ public struct OpenAIRoutes: Sendable {
             }
             var iterator = submission.events.makeAsyncIterator()
             do {
-                if chat {
-                    try await send(ChatChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                             choices: [.init(delta: .init(role: "assistant", content: ""), finish_reason: nil)]))
-                }
+                if chat { try await send(chunk([piece("", role: "assistant")])) }
                 loop: while let event = await iterator.next() {
                     switch event {
-                    case let .text(piece):
-                        if chat {
-                            try await send(ChatChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                                     choices: [.init(delta: .init(role: nil, content: piece), finish_reason: nil)]))
-                        } else {
-                            try await send(TextChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                                     choices: [.init(text: piece, finish_reason: nil)]))
-                        }
+                    case let .text(text):
+                        try await send(chunk([piece(text)]))
                     case let .failed(reason):
                         try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
                         break loop
@@ -201,23 +195,10 @@ public struct OpenAIRoutes: Sendable {
                         let usage = Usage(prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens,
                                           total_tokens: done.promptTokens + done.completionTokens)
                         let finish = Self.finishReason(done.stopReason)
-                        if chat {
-                            try await send(ChatChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                                     choices: [.init(delta: .init(role: nil, content: nil), finish_reason: finish)],
-                                                     usage: parsed.includeUsage ? nil : usage, receipt: receipt))
-                            if parsed.includeUsage {
-                                try await send(ChatChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                                         choices: [], usage: usage))
-                            }
-                        } else {
-                            try await send(TextChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                                     choices: [.init(text: "", finish_reason: finish)],
-                                                     usage: parsed.includeUsage ? nil : usage, receipt: receipt))
-                            if parsed.includeUsage {
-                                try await send(TextChunk(id: id, created: created, model: model, system_fingerprint: fingerprint,
-                                                         choices: [], usage: usage))
-                            }
-                        }
+                        // The last choice chunk carries finish_reason and the receipt (and usage, unless the
+                        // client asked for OpenAI's separate usage chunk with no choices).
+                        try await send(chunk([piece(nil, finish: finish)], usage: parsed.includeUsage ? nil : usage, receipt: receipt))
+                        if parsed.includeUsage { try await send(chunk([], usage: usage)) }
                         logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(done.completionTokens),
                                                                       "finish_reason": .string(finish)])
                         break loop
@@ -263,103 +244,50 @@ struct Usage: Encodable {
     let total_tokens: Int
 }
 
-struct ChatCompletion: Encodable {
-    struct Choice: Encodable {
-        struct Message: Encodable {
-            var role = "assistant"
-            let content: String
-        }
-        var index = 0
-        let message: Message
-        var logprobs: String? = nil
-        let finish_reason: String
-        enum CodingKeys: String, CodingKey { case index, message, logprobs, finish_reason }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(message, forKey: .message)
-            try c.encodeNil(forKey: .logprobs)
-            try c.encode(finish_reason, forKey: .finish_reason)
-        }
+/// One choice of any of the four response shapes: `index`, the payload under its key (`message`,
+/// `delta` or `text`), `logprobs: null`, and `finish_reason` (null until the last chunk).
+struct Choice: Encodable {
+    enum Payload {
+        case message(String)
+        case delta(role: String?, content: String?)
+        case text(String)
     }
-    let id: String
-    var object = "chat.completion"
-    let created: Int
-    let model: String
-    let system_fingerprint: String
-    let choices: [Choice]
-    let usage: Usage
-    let receipt: Receipt
-}
+    let payload: Payload
+    let finish: String?
 
-struct TextCompletion: Encodable {
-    struct Choice: Encodable {
-        var index = 0
-        let text: String
-        let finish_reason: String
-        enum CodingKeys: String, CodingKey { case index, text, logprobs, finish_reason }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
+    init(_ payload: Payload, finish: String?) {
+        self.payload = payload
+        self.finish = finish
+    }
+
+    enum CodingKeys: String, CodingKey { case index, message, delta, text, logprobs, finish_reason }
+    enum MessageKeys: String, CodingKey { case role, content }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(0, forKey: .index)
+        switch payload {
+        case let .message(content):
+            var m = c.nestedContainer(keyedBy: MessageKeys.self, forKey: .message)
+            try m.encode("assistant", forKey: .role)
+            try m.encode(content, forKey: .content)
+        case let .delta(role, content):
+            var m = c.nestedContainer(keyedBy: MessageKeys.self, forKey: .delta)
+            try m.encodeIfPresent(role, forKey: .role)
+            try m.encodeIfPresent(content, forKey: .content)
+        case let .text(text):
             try c.encode(text, forKey: .text)
-            try c.encodeNil(forKey: .logprobs)
-            try c.encode(finish_reason, forKey: .finish_reason)
         }
+        try c.encodeNil(forKey: .logprobs)
+        if let finish { try c.encode(finish, forKey: .finish_reason) } else { try c.encodeNil(forKey: .finish_reason) }
     }
-    let id: String
-    var object = "text_completion"
-    let created: Int
-    let model: String
-    let system_fingerprint: String
-    let choices: [Choice]
-    let usage: Usage
-    let receipt: Receipt
 }
 
-struct ChatChunk: Encodable {
-    struct Choice: Encodable {
-        struct Delta: Encodable {
-            let role: String?
-            let content: String?
-        }
-        var index = 0
-        let delta: Delta
-        let finish_reason: String?
-        enum CodingKeys: String, CodingKey { case index, delta, logprobs, finish_reason }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(delta, forKey: .delta)
-            try c.encodeNil(forKey: .logprobs)
-            if let finish_reason { try c.encode(finish_reason, forKey: .finish_reason) } else { try c.encodeNil(forKey: .finish_reason) }
-        }
-    }
+/// A completion or a streamed chunk: `chat.completion`, `chat.completion.chunk` or `text_completion`,
+/// plus our `receipt`.
+struct CompletionBody: Encodable {
     let id: String
-    var object = "chat.completion.chunk"
-    let created: Int
-    let model: String
-    let system_fingerprint: String
-    let choices: [Choice]
-    var usage: Usage? = nil
-    var receipt: Receipt? = nil
-}
-
-struct TextChunk: Encodable {
-    struct Choice: Encodable {
-        var index = 0
-        let text: String
-        let finish_reason: String?
-        enum CodingKeys: String, CodingKey { case index, text, logprobs, finish_reason }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(text, forKey: .text)
-            try c.encodeNil(forKey: .logprobs)
-            if let finish_reason { try c.encode(finish_reason, forKey: .finish_reason) } else { try c.encodeNil(forKey: .finish_reason) }
-        }
-    }
-    let id: String
-    var object = "text_completion"
+    let object: String
     let created: Int
     let model: String
     let system_fingerprint: String

@@ -1,3 +1,4 @@
+import TPMTestSupport
 import Accelerators
 import Attestation
 import Crypto

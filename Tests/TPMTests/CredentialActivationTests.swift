@@ -1,4 +1,5 @@
 @testable import Attestation
+import TPMTestSupport
 import Foundation
 import ModelSigning
 import SoftwareTPM

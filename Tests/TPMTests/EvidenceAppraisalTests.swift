@@ -1,3 +1,4 @@
+import TPMTestSupport
 import Attestation
 import Crypto
 import Foundation

@@ -1,3 +1,4 @@
+import TPMTestSupport
 import Foundation
 import SoftwareTPM
 import Testing

@@ -4,15 +4,15 @@ import TPM
 
 /// Tools the TPM tests need. Missing tools skip the suites visibly, unless SECURENODE_REQUIRE_TOOLS=1
 /// (set by scripts/test.sh), which turns them into failures.
-enum TPMTools {
-    static func installed(_ tool: String) -> Bool {
+public enum TPMTools {
+    public static func installed(_ tool: String) -> Bool {
         ["/usr/bin", "/usr/local/bin"].contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
     }
-    static let required = ProcessInfo.processInfo.environment["SECURENODE_REQUIRE_TOOLS"] == "1"
-    static var swtpm: Bool { required || (installed("swtpm") && installed("swtpm_setup")) }
-    static var tpm2Tools: Bool { required || installed("tpm2_checkquote") }
+    public static let required = ProcessInfo.processInfo.environment["SECURENODE_REQUIRE_TOOLS"] == "1"
+    public static var swtpm: Bool { required || (installed("swtpm") && installed("swtpm_setup")) }
+    public static var tpm2Tools: Bool { required || installed("tpm2_checkquote") }
 
-    static func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    public static func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let proc = Process()
         proc.executableURL = URL(fileURLWithPath: "/usr/bin/\(tool)")
         proc.arguments = arguments
@@ -27,14 +27,16 @@ enum TPMTools {
     }
 }
 
+/// Test-only support shared by the test targets that run a real swtpm (TPMTests, AcceleratorsTests).
+///
 /// One manufactured TPM state (EK + EK certificate from a local CA, and the profile's RSA AK),
 /// made once per test process; every test copies it and runs its own swtpm, which it stops (by
 /// pid) when it ends.
-actor ProvisionedTPMState {
-    static let shared = ProvisionedTPMState()
+public actor ProvisionedTPMState {
+    public static let shared = ProvisionedTPMState()
     private var task: Task<URL, any Error>?
 
-    func template() async throws -> URL {
+    public func template() async throws -> URL {
         if task == nil { task = Task { try await Self.make() } }
         return try await task!.value
     }
@@ -53,12 +55,12 @@ actor ProvisionedTPMState {
     }
 }
 
-final class RunningTPM {
-    let directory: URL
-    let swtpm: SoftwareTPM
-    let tpm: TPM
+public final class RunningTPM {
+    public let directory: URL
+    public let swtpm: SoftwareTPM
+    public let tpm: TPM
 
-    init() async throws {
+    public init() async throws {
         let template = try await ProvisionedTPMState.shared.template()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("securenode-swtpm-\(UUID().uuidString)")
         let swtpm = SoftwareTPM(stateDirectory: directory)
@@ -77,12 +79,12 @@ final class RunningTPM {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    func file(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    public func file(_ name: String) -> String { directory.appendingPathComponent(name).path }
 }
 
 /// tpm2-tools' serialized PCR file (`tpm2_quote -o`, `tpm2_checkquote -f`, Keylime's PCR blob): a
 /// little-endian dump of TPML_PCR_SELECTION then TPML_DIGEST lists of at most eight PCRs.
-func tpm2ToolsPCRFile(values: [Int: [UInt8]]) -> [UInt8] {
+public func tpm2ToolsPCRFile(values: [Int: [UInt8]]) -> [UInt8] {
     let indices = values.keys.sorted()
     var out: [UInt8] = []
     func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
@@ -106,7 +108,7 @@ func tpm2ToolsPCRFile(values: [Int: [UInt8]]) -> [UInt8] {
 }
 
 /// Runs blocking work (processes, file copies) on a Dispatch thread, not the cooperative pool.
-func offPool(_ body: @escaping @Sendable () throws -> Void) async throws {
+public func offPool(_ body: @escaping @Sendable () throws -> Void) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
         DispatchQueue.global().async {
             do {

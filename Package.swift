@@ -126,13 +126,35 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Keylime agent API (pull mode, 2.x): registration with credential activation, identity and
+        // integrity quotes in Keylime's formats, the U/V key exchange, revocation notices; on its own
+        // listener with mutual TLS, apart from the OpenAI API.
+        .target(
+            name: "KeylimeAgent",
+            dependencies: [
+                "TPM", "ModelSigning",
+                .product(name: "BigInt", package: "BigInt"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SecureNode",
             dependencies: [
                 "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM",
-                .product(name: "Hummingbird", package: "hummingbird"), "Inference", "Accelerators",
+                .product(name: "Hummingbird", package: "hummingbird"), "Inference", "Accelerators", "KeylimeAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -93,6 +93,45 @@ if [[ $test_tools == 1 ]]; then
   fi
 fi
 
+# Keylime 7.14.3 (registrar, verifier, tenant) for the fleet-attestation test (scripts/e2e-keylime.sh):
+# its wheel declares no dependencies, so they are pinned here; it imports `gpg`, which only Debian's
+# python3-gpg provides (linked into a venv made from Debian's python3); its configuration templates
+# ship only in the sdist, from which keylime_upgrade_config writes the default configuration files.
+if [[ $test_tools == 1 ]]; then
+  KEYLIME_VERSION="7.14.3"
+  KEYLIME_PIP_PACKAGES=("keylime==$KEYLIME_VERSION" "cryptography==50.0.2" "tornado==6.6.1" "pyzmq==27.3.0" "PyYAML==6.0.3"
+                        "requests==2.34.2" "SQLAlchemy==2.1.9" "alembic==1.20.1" "packaging==26.3" "psutil==7.2.2"
+                        "lark==1.3.1" "pyasn1==0.6.5" "pyasn1_modules==0.4.2" "Jinja2==3.1.6" "jsonschema==4.26.0"
+                        "typing_extensions==4.16.0")
+  export SECURENODE_KEYLIME_VENV="${SECURENODE_KEYLIME_VENV:-$REPO/.venv-keylime}"
+  if ! dpkg-query -W -f='${Status}' python3-gpg 2>/dev/null | grep -q "install ok installed"; then
+    log "installing Debian packages for Keylime: python3-gpg"
+    [[ $(id -u) == 0 ]] || die "installing packages needs root: sudo $0"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-gpg >/dev/null
+  fi
+  keylime_stamp="$SECURENODE_KEYLIME_VENV/.securenode-requirements"
+  if [[ "$(cat "$keylime_stamp" 2>/dev/null)" != "${KEYLIME_PIP_PACKAGES[*]}" ]]; then
+    log "installing Keylime $KEYLIME_VERSION into $SECURENODE_KEYLIME_VENV"
+    rm -rf "$SECURENODE_KEYLIME_VENV"
+    /usr/bin/python3 -m venv "$SECURENODE_KEYLIME_VENV"
+    "$SECURENODE_KEYLIME_VENV/bin/pip" install -q --disable-pip-version-check "${KEYLIME_PIP_PACKAGES[@]}"
+    site=$("$SECURENODE_KEYLIME_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    ln -sfn /usr/lib/python3/dist-packages/gpg "$site/gpg"
+    src="$SECURENODE_KEYLIME_VENV/src"
+    mkdir -p "$src" "$SECURENODE_KEYLIME_VENV/etc/keylime"
+    "$SECURENODE_KEYLIME_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+      "keylime==$KEYLIME_VERSION" -d "$src"
+    tar -xzf "$src/keylime-$KEYLIME_VERSION.tar.gz" -C "$src"
+    "$SECURENODE_KEYLIME_VENV/bin/keylime_upgrade_config" --defaults --out "$SECURENODE_KEYLIME_VENV/etc/keylime" \
+      --templates "$src/keylime-$KEYLIME_VERSION/templates" > "$src/upgrade_config.log" 2>&1 \
+      || { cat "$src/upgrade_config.log"; die "keylime_upgrade_config failed"; }
+    "$SECURENODE_KEYLIME_VENV/bin/python" -c 'import keylime.cmd.verifier, keylime.cmd.registrar, keylime.tenant, gpg' >/dev/null 2>&1 \
+      || die "the Keylime environment does not import"
+    printf '%s' "${KEYLIME_PIP_PACKAGES[*]}" > "$keylime_stamp"
+  fi
+fi
+
 case "$build" in
   debug) log "building (debug)"; (cd "$REPO" && swift build --product securenode) ;;
   release) log "building (release)"; (cd "$REPO" && swift build -c release --product securenode) ;;

@@ -35,6 +35,10 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
     public var pcrBank: String
     public var quotePCRs: [Int]
     public var measurementPCR: Int
+    /// Where the serving process's per-boot receipt key is measured (default: `measurementPCR`).
+    /// Kept apart from the model's PCR, the model PCR's value is predictable from the signed model
+    /// alone, so a fleet verifier (Keylime) can pin it.
+    public var receiptKeyPCR: Int?
     public var attestationKey: AttestationKeySpec
     /// PEM files (relative to the profile's directory, `${VAR}` expanded) of CAs trusted to issue EK certificates.
     public var ekCAs: [String]
@@ -86,6 +90,12 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
             throw fail("measurementPCR \(measurementPCR) must be 0-15: PCR 16 and 23 can be reset at locality 0, 17-22 need DRTM localities")
         }
         guard quotePCRs.contains(measurementPCR) else { throw fail("quotePCRs must include measurementPCR \(measurementPCR)") }
+        if let receiptKeyPCR {
+            guard (0...15).contains(receiptKeyPCR) else {
+                throw fail("receiptKeyPCR \(receiptKeyPCR) must be 0-15: PCR 16 and 23 can be reset at locality 0, 17-22 need DRTM localities")
+            }
+            guard quotePCRs.contains(receiptKeyPCR) else { throw fail("quotePCRs must include receiptKeyPCR \(receiptKeyPCR)") }
+        }
         guard ["rsa2048", "ecc-p256"].contains(attestationKey.type) else {
             throw fail("attestationKey.type \"\(attestationKey.type)\" must be rsa2048 or ecc-p256")
         }
@@ -104,7 +114,9 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
         for (pcr, values) in referenceValues {
             guard let i = Int(pcr), (0...23).contains(i) else { throw fail("referenceValues key \"\(pcr)\" is not a PCR index") }
             guard quotePCRs.contains(i) else { throw fail("referenceValues pins PCR \(i), which quotePCRs does not quote") }
-            guard i != measurementPCR else { throw fail("referenceValues must not pin the measurement PCR (its value comes from the event log)") }
+            guard i != measurementPCR && i != receiptPCR else {
+                throw fail("referenceValues must not pin PCR \(i): the node measures into it (its value comes from the event log)")
+            }
             for v in values where ModelSigning.bytes(fromHex: v)?.count != 32 {
                 throw fail("referenceValues[\(pcr)]: \"\(v)\" is not a SHA-256 value")
             }
@@ -116,6 +128,12 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
             throw fail(error.reason)
         }
     }
+
+    /// The PCR receipt keys are measured into.
+    public var receiptPCR: Int { receiptKeyPCR ?? measurementPCR }
+
+    /// The PCRs the node extends (model, receipt key).
+    public var nodePCRs: [Int] { Array(Set([measurementPCR, receiptPCR])).sorted() }
 
     public var akHandle: UInt32? {
         let text = attestationKey.persistentHandle.lowercased()

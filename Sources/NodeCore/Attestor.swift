@@ -25,15 +25,18 @@ public struct Attestor: Sendable {
     /// value. A PCR back at zero means the TPM was reset (reboot), so the log starts afresh. Any
     /// other mismatch means something outside the node extended the PCR: refuse (fail closed).
     public func currentLog() async throws -> [EventLogEntry] {
-        let pcr = profile.measurementPCR
-        let value = try await tpm.pcrValues([pcr])[pcr] ?? []
+        let pcrs = profile.nodePCRs
+        let values = try await tpm.pcrValues(pcrs)
         let log = try store.load()
         let zero = [UInt8](repeating: 0, count: 32)
-        if value == zero { return [] }
-        let replayed = EventLogReplay.replay(log)[pcr] ?? zero
-        guard replayed == value else {
-            throw NodeError("PCR \(pcr) holds \(hexString(value)), which the event log \(store.file.path) does not explain: "
-                            + "something outside SecureNode extended it; refusing to attest")
+        if pcrs.allSatisfy({ values[$0] == zero }) { return [] }
+        let replayed = EventLogReplay.replay(log)
+        for pcr in pcrs {
+            let value = values[pcr] ?? []
+            guard (replayed[pcr] ?? zero) == value else {
+                throw NodeError("PCR \(pcr) holds \(hexString(value)), which the event log \(store.file.path) does not explain: "
+                                + "something outside SecureNode extended it; refusing to attest")
+            }
         }
         return log
     }
@@ -52,6 +55,9 @@ public struct Attestor: Sendable {
         var log = try await currentLog()
         let measurement = ModelMeasurement(verified: model, profile: profile.id)
         let entry = EventLogEntry(pcr: profile.measurementPCR, measurement: measurement)
+        // The same model, and only it, was measured since boot (the node restarted): the PCR already
+        // says so. Not extending again keeps the model PCR at the value a fleet verifier pins.
+        if log.filter({ $0.pcr == profile.measurementPCR }) == [entry] { return entry }
         // Record first, then extend: a crash in between leaves a log entry the PCR lacks, which
         // `currentLog` reports instead of silently accepting an unexplained PCR value.
         log.append(entry)
@@ -61,16 +67,16 @@ public struct Attestor: Sendable {
     }
 
     /// Extends the serving process's receipt key (SHA-256 of its DER SubjectPublicKeyInfo) into the
-    /// measurement PCR and records it, after the model: receipts signed by that key are then bound
+    /// profile's receipt-key PCR and records it, after the model: receipts signed by that key are then bound
     /// to this TPM and this model by any quote over the PCR (see `ReceiptVerifier`).
     @discardableResult
     public func measureReceiptKey(sha256 keyDigest: String) async throws -> EventLogEntry {
         var log = try await currentLog()
         let measurement = ReceiptKeyMeasurement(keySHA256: keyDigest, profile: profile.id)
-        let entry = EventLogEntry(pcr: profile.measurementPCR, receiptKey: measurement)
+        let entry = EventLogEntry(pcr: profile.receiptPCR, receiptKey: measurement)
         log.append(entry)
         try store.save(log)
-        try await tpm.extend(pcr: profile.measurementPCR, sha256: measurement.digest)
+        try await tpm.extend(pcr: profile.receiptPCR, sha256: measurement.digest)
         return entry
     }
 

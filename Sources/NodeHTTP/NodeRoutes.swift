@@ -106,11 +106,37 @@ public struct NodeRoutes: Sendable {
     }
 }
 
-/// Whether the node has verified, measured and loaded its model.
+/// Whether the node has verified, measured and loaded its model, and has not been revoked.
+/// A revocation (e.g. Keylime's verifier reporting a failed attestation) is final for the life of
+/// the process: nothing sets the node ready again; an operator restarts it once the cause is fixed.
 public actor Readiness {
-    public private(set) var state: (ready: Bool, reason: String) = (false, "starting: the model is not verified yet")
+    private var current: (ready: Bool, reason: String) = (false, "starting: the model is not verified yet")
+    /// Why the node was revoked, if it was.
+    public private(set) var revocation: String?
+    private var observers: [@Sendable (String) -> Void] = []
+
     public init() {}
-    public func set(ready: Bool, reason: String) { state = (ready, reason) }
+
+    public var state: (ready: Bool, reason: String) {
+        if let revocation { return (false, revocation) }
+        return current
+    }
+
+    public func set(ready: Bool, reason: String) { current = (ready, reason) }
+
+    /// Fails the node closed: completions are refused and `/readyz` answers 503 with `reason`.
+    /// The first revocation's reason is kept; observers run once.
+    public func revoke(reason: String) {
+        guard revocation == nil else { return }
+        revocation = reason
+        for observer in observers { observer(reason) }
+    }
+
+    /// Runs `observer` when the node is revoked (at once if it already was).
+    public func onRevocation(_ observer: @escaping @Sendable (String) -> Void) {
+        if let revocation { observer(revocation); return }
+        observers.append(observer)
+    }
 }
 
 /// GET /v1/enrollment response.

@@ -149,6 +149,15 @@ public final class InferenceScheduler: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Cancels every queued and running request: a revoked node stops answering at once (streams
+    /// end; what was generated before is not withdrawn).
+    public func cancelAll() {
+        condition.lock()
+        for job in pending + active { job.cancelled = true }
+        condition.signal()
+        condition.unlock()
+    }
+
     /// Requests waiting, and running.
     public var counts: (waiting: Int, running: Int) {
         condition.lock()

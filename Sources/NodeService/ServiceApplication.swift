@@ -102,6 +102,7 @@ public struct SchedulerService: Service {
 /// and metrics, optional TLS (mutual when a client CA is configured), and the scheduler service.
 public enum ServiceApplication {
     public static func make(nodeRoutes: NodeRoutes, openAI: OpenAIRoutes, settings: ServiceSettings, logger: Logger,
+                            additionalServices: [any Service] = [],
                             onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: AccessMiddleware(keyDigests: settings.apiKeyDigests, openHealth: settings.openHealth,
@@ -117,7 +118,7 @@ public enum ServiceApplication {
         let scheduler = SchedulerService(scheduler: openAI.scheduler, drain: .seconds(settings.drainSeconds), logger: logger)
         return Application(router: router, server: server,
                            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "securenode"),
-                           services: [scheduler],
+                           services: [scheduler] + additionalServices,
                            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? settings.port) },
                            logger: logger)
     }

@@ -59,6 +59,26 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         }
     }
 
+    /// Keylime agent (pull mode): see deploy/keylime/README.md.
+    public struct Keylime: Sendable, Equatable, Decodable {
+        public var uuid: String
+        public var registrar: String
+        public var host: String?
+        public var port: Int?
+        public var contactIP: String?
+        public var contactPort: Int?
+        public var mtls: Bool?
+        public var trustedClientCA: String?
+        public var serverCertificate: String?
+        public var serverKey: String?
+        public var revocationCertificate: String?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case uuid, registrar, host, port, contactIP = "contact_ip", contactPort = "contact_port", mtls
+            case trustedClientCA = "trusted_client_ca", serverCertificate = "server_certificate", serverKey = "server_key"
+            case revocationCertificate = "revocation_certificate"
+        }
+    }
+
     public var profile: String?
     public var tcti: String?
     public var stateDir: String?
@@ -66,9 +86,10 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
     public var server: Server?
     public var auth: Auth?
     public var limits: Limits?
+    public var keylime: Keylime?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case profile, tcti, stateDir = "state_dir", model, server, auth, limits
+        case profile, tcti, stateDir = "state_dir", model, server, auth, limits, keylime
     }
 
     public init() {}
@@ -89,6 +110,7 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
             try Self.checkKeys(m["server"]?.mapping?["tls"], allowed: TLS.CodingKeys.allCases.map(\.rawValue), path: "server.tls.", source: source)
             try Self.checkKeys(m["auth"], allowed: Auth.CodingKeys.allCases.map(\.rawValue), path: "auth.", source: source)
             try Self.checkKeys(m["limits"], allowed: Limits.CodingKeys.allCases.map(\.rawValue), path: "limits.", source: source)
+            try Self.checkKeys(m["keylime"], allowed: Keylime.CodingKeys.allCases.map(\.rawValue), path: "keylime.", source: source)
         }
         do {
             self = try YAMLDecoder().decode(ServiceConfig.self, from: node)

@@ -11,6 +11,8 @@ import Accelerators
 import Crypto
 import Logging
 import ModelFormat
+import KeylimeAgent
+import ServiceLifecycle
 import TPM
 
 struct ServeCommand: AsyncParsableCommand {
@@ -109,21 +111,54 @@ struct ServeCommand: AsyncParsableCommand {
             let akName = hexString(try TPMPublicKey(marshaled: ak.publicArea).name)
             let scheme = settings.tls == nil ? "http" : "https"
             let receipts = ReceiptIssuer(key: receiptKey,
-                                         reference: .init(akName: akName, pcr: attestor.profile.measurementPCR, receiptKeySHA256: keyDigest,
+                                         reference: .init(akName: akName, pcr: attestor.profile.receiptPCR, receiptKeySHA256: keyDigest,
                                                           evidenceURL: "\(scheme)://\(settings.host):\(settings.port)/v1/attestation"),
                                          modelID: settings.modelID, manifestRoot: loaded.verified.rootDigestHex, profile: attestor.profile.id)
             let parser = CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template)
             let openAI = OpenAIRoutes(settings: settings, parser: parser, scheduler: scheduler, metrics: metrics,
                                       receipts: receipts, readiness: readiness)
+            // A revoked node (Keylime's verifier found its quote wrong) refuses completions and cuts running streams.
+            await readiness.onRevocation { [scheduler, metrics] _ in
+                scheduler.cancelAll()
+                metrics.setReady(false)
+            }
+            var keylimeServices: [any Service] = []
+            if let section = file.keylime {
+                let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path)
+                keylimeServices = try await KeylimeAgent.services(
+                    configuration: keylime, tpm: attestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
+                    logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
+                    onRunning: { port in
+                        StandardError.write("securenode: keylime agent \(keylime.uuid) on \(keylime.mtls ? "https" : "http")://\(keylime.host):\(port) (registrar \(keylime.registrar.absoluteString))\n")
+                    })
+            }
             await readiness.set(ready: true, reason: "\(loaded.verified.manifest.subjectName) (\(loaded.verified.rootDigestHex))")
             metrics.setReady(true)
             let final = settings
             let app = try ServiceApplication.make(nodeRoutes: NodeRoutes(attestor: attestor, readiness: readiness), openAI: openAI,
-                                                  settings: settings, logger: logger) { port in
+                                                  settings: settings, logger: logger, additionalServices: keylimeServices) { port in
                 StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16)))\n")
             }
             try await app.runService()
         }
+    }
+}
+
+extension ServeCommand {
+    /// The `keylime:` section as the agent's configuration.
+    static func keylimeConfiguration(_ section: ServiceConfig.Keylime, stateDirectory: String) throws -> KeylimeAgentConfiguration {
+        guard let registrar = URL(string: section.registrar) else { throw CLIFailure("keylime.registrar is not a URL: \(section.registrar)") }
+        let configuration = KeylimeAgentConfiguration(
+            uuid: section.uuid, registrar: registrar, host: section.host ?? "127.0.0.1", port: section.port ?? 9002,
+            contactIP: section.contactIP, contactPort: section.contactPort, mtls: section.mtls ?? true,
+            trustedClientCA: section.trustedClientCA, serverCertificate: section.serverCertificate, serverKey: section.serverKey,
+            revocationCertificate: section.revocationCertificate, stateDirectory: stateDirectory)
+        do {
+            try configuration.validate()
+        } catch {
+            throw CLIFailure(error.reason)
+        }
+        return configuration
     }
 }
 

@@ -104,6 +104,12 @@ final class TPMContext: @unchecked Sendable {
                   "TPM2_PCR_Extend(PCR \(index))")
     }
 
+    /// TPM2_PCR_Reset: sets a resettable PCR (16, the debug PCR, or 23 at locality 0) back to zeros.
+    func pcrReset(index: Int) throws(TPMError) {
+        try check(Esys_PCR_Reset(esys, SN_ESYS_TR_PCR0 + UInt32(index), SN_ESYS_TR_PASSWORD, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE),
+                  "TPM2_PCR_Reset(PCR \(index))")
+    }
+
     // MARK: objects
 
     /// Creates a primary key in `hierarchy` from `template`; the caller flushes the handle.

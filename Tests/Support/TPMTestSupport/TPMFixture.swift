@@ -82,29 +82,9 @@ public final class RunningTPM {
     public func file(_ name: String) -> String { directory.appendingPathComponent(name).path }
 }
 
-/// tpm2-tools' serialized PCR file (`tpm2_quote -o`, `tpm2_checkquote -f`, Keylime's PCR blob): a
-/// little-endian dump of TPML_PCR_SELECTION then TPML_DIGEST lists of at most eight PCRs.
+/// tpm2-tools' serialized PCR file (see ``PCRFile``).
 public func tpm2ToolsPCRFile(values: [Int: [UInt8]]) -> [UInt8] {
-    let indices = values.keys.sorted()
-    var out: [UInt8] = []
-    func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
-    func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
-    u32(1)
-    var select: [UInt8] = [0, 0, 0]
-    for i in indices { select[i / 8] |= 1 << (i % 8) }
-    u16(0x000B); out.append(3); out += select; out += [0, 0]  // TPMS_PCR_SELECTION (6 bytes + 2 padding)
-    out += [UInt8](repeating: 0, count: 15 * 8)
-    let chunks = stride(from: 0, to: indices.count, by: 8).map { Array(indices[$0..<min($0 + 8, indices.count)]) }
-    u32(UInt32(chunks.count))
-    for chunk in chunks {
-        u32(UInt32(chunk.count))
-        for slot in 0..<8 {
-            let value = slot < chunk.count ? values[chunk[slot]]! : []
-            u16(UInt16(value.count))
-            out += value + [UInt8](repeating: 0, count: 64 - value.count)
-        }
-    }
-    return out
+    PCRFile.serialize(sha256: values)
 }
 
 /// Runs blocking work (processes, file copies) on a Dispatch thread, not the cooperative pool.

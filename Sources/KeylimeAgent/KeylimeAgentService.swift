@@ -1,0 +1,91 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import ServiceLifecycle
+import TPM
+
+/// The node's Keylime agent: binds its per-process key into PCR 16, serves the agent API on its own
+/// listener (mutual TLS by default), and registers with the registrar in the background, retrying
+/// with backoff until it succeeds or the node stops.
+public enum KeylimeAgent {
+    /// The services to run beside the node's own (the agent API server and the registration loop).
+    public static func services(configuration: KeylimeAgentConfiguration, tpm: TPM, attestationKeyHandle: UInt32,
+                                attestationKeyType: AttestationKeyType, logger: Logger,
+                                onRevoked: @escaping @Sendable (String) async -> Void,
+                                onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws(KeylimeError) -> [any Service] {
+        try configuration.validate()
+        let keys = try KeylimeKeys(uuid: configuration.uuid, keyPath: URL(fileURLWithPath: configuration.stateDirectory)
+            .appendingPathComponent("keylime/agent-payload-key.pem").path)
+        let quoter = KeylimeQuoter(tpm: tpm, attestationKeyHandle: attestationKeyHandle, attestationKeyType: attestationKeyType)
+        do {
+            try await quoter.bind(publicKeyPEM: keys.publicKeyPEM)
+        } catch {
+            throw KeylimeError("cannot bind the agent key into PCR 16 (TPM2_PCR_Reset / Extend): \(error)")
+        }
+        let revocations = try configuration.revocationCertificate.map { path throws(KeylimeError) in try RevocationPolicy(certificatePEMFile: path) }
+            ?? .mutualTLSOnly
+        if !configuration.mtls && !revocations.requiresSignature {
+            logger.warning("keylime agent API without mutual TLS and without a revocation certificate: anyone who reaches it can revoke the node")
+        }
+        let identity = configuration.mtls ? try AgentTLSIdentity.load(configuration: configuration) : nil
+        let payloadPath = URL(fileURLWithPath: configuration.stateDirectory).appendingPathComponent("keylime/payload.zip").path
+        let routes = KeylimeAgentRoutes(uuid: configuration.uuid, quoter: quoter, keys: keys, revocations: revocations, logger: logger,
+                                        onRevoked: onRevoked, onPayload: { payload in
+            // Kept for the operator (e.g. certificates a tenant delivers); never executed.
+            let directory = (payloadPath as NSString).deletingLastPathComponent
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            if FileManager.default.createFile(atPath: payloadPath, contents: Data(payload), attributes: [.posixPermissions: 0o600]) {
+                logger.info("keylime payload stored", metadata: ["path": .string(payloadPath), "bytes": .stringConvertible(payload.count)])
+            }
+        })
+        let server: HTTPServerBuilder
+        if let identity {
+            do {
+                server = try .tls(.http1(), tlsConfiguration: try identity.serverTLS(clientCA: configuration.trustedClientCA))
+            } catch let error as KeylimeError {
+                throw error
+            } catch {
+                throw KeylimeError("cannot set up the agent API's TLS: \(error)")
+            }
+        } else {
+            server = .http1()
+        }
+        let app = Application(router: routes.router(), server: server,
+                              configuration: .init(address: .hostname(configuration.host, port: configuration.port),
+                                                   serverName: "securenode-keylime-agent"),
+                              onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
+                              logger: logger)
+        let registration = KeylimeRegistration(configuration: configuration, tpm: tpm, attestationKeyHandle: attestationKeyHandle,
+                                               attestationKeyType: attestationKeyType, mtlsCertificatePEM: identity?.certificatePEM)
+        return [app, RegistrationService(registration: registration, logger: logger)]
+    }
+}
+
+/// Registers with the registrar, retrying (1 s doubling to 60 s) until it succeeds, then waits for shutdown.
+struct RegistrationService: Service {
+    let registration: KeylimeRegistration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var delay = 1.0
+            while !Task.isCancelled {
+                do {
+                    let version = try await registration.run()
+                    logger.info("registered and activated with the Keylime registrar",
+                                metadata: ["uuid": .string(registration.configuration.uuid), "api": .string(version),
+                                           "registrar": .string(registration.configuration.registrar.absoluteString)])
+                    return
+                } catch {
+                    logger.error("Keylime registration failed; retrying", metadata: ["reason": .string("\(error)"),
+                                                                                   "retry_seconds": .stringConvertible(delay)])
+                    try? await Task.sleep(for: .seconds(delay))
+                    delay = min(delay * 2, 60)
+                }
+            }
+        }
+        try? await gracefulShutdown()
+    }
+}

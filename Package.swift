@@ -192,6 +192,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "KeylimeAgentTests",
+            dependencies: ["KeylimeAgent", "TPMTestSupport", "TPM", "Attestation", "ModelSigning",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "CryptoExtras", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "TPMTests",
             dependencies: ["TPMTestSupport", "TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
                            .product(name: "Crypto", package: "swift-crypto"),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything (scripts/setup.sh) and runs every test: the Swift test suites (with the real
-# model and the real model-signing tool required, not optional), the CLI end-to-end checks, and a
-# short libFuzzer run of the GGUF reader.
+# model and the real model-signing tool required, not optional), the CLI end-to-end checks, a
+# short libFuzzer run of the GGUF reader, the service end-to-end suite (openai client), the fleet
+# attestation suite (real Keylime) and the deployment checks.
 #
 #   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzer; default 30)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -33,6 +34,9 @@ log "CLI end-to-end"
 
 log "service end-to-end (openai client)"
 "$REPO/scripts/e2e-service.sh"
+
+log "fleet attestation end-to-end (real Keylime registrar, verifier, tenant)"
+"$REPO/scripts/e2e-keylime.sh"
 
 log "deployment files (systemd, install.sh, Kubernetes, Containerfile)"
 "$REPO/scripts/check-deploy.sh"

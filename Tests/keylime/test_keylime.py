@@ -70,8 +70,6 @@ def start(name, argv, env=None, log_dir=None):
 
 
 def stop(proc, timeout=20):
-    if proc.poll() is not None:
-        return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -81,6 +79,22 @@ def stop(proc, timeout=20):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    # Children left in the group (the verifier's workers) get the same end.
+    end = time.time() + timeout
+    while group_alive(proc.pid) and time.time() < end:
+        time.sleep(0.1)
+    if group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def wait_for(what, predicate, timeout, interval=0.5):
@@ -123,8 +137,9 @@ def main():
     finally:
         for name, proc in reversed(processes):
             stop(proc)
-        leftover = [name for name, proc in processes if proc.poll() is None]
-        check("every process started here has stopped", not leftover, leftover)
+        leftover = [name for name, proc in processes if proc.poll() is None or group_alive(proc.pid)]
+        check("every process started here has stopped (and every process of their groups: verifier workers, swtpm)",
+              not leftover, leftover)
         if failures:
             for name in ("node", "verifier", "registrar", "dev-tpm"):
                 print(f"---- {name} log (tail) ----\n{tail(os.path.join(logs, name + '.log'))}")

@@ -133,6 +133,16 @@ public final class TPM: @unchecked Sendable {
 
     /// TPM2_Quote with the attestation key over the SHA-256 PCRs `indices`, qualified by `nonce`.
     public func quote(attestationKeyHandle: UInt32, nonce: [UInt8], pcrs indices: [Int]) async throws(TPMError) -> Quote {
+        try await quote(attestationKeyHandle: attestationKeyHandle, nonce: nonce, pcrs: indices, readingValues: false).quote
+    }
+
+    /// A quote together with the values of the quoted PCRs, read in the same turn on the TPM queue
+    /// (no other command of this process runs in between), as tpm2-tools' `tpm2_quote -o` gives them.
+    public func quoteWithValues(attestationKeyHandle: UInt32, nonce: [UInt8], pcrs indices: [Int]) async throws(TPMError) -> (quote: Quote, values: [Int: [UInt8]]) {
+        try await quote(attestationKeyHandle: attestationKeyHandle, nonce: nonce, pcrs: indices, readingValues: true)
+    }
+
+    private func quote(attestationKeyHandle: UInt32, nonce: [UInt8], pcrs indices: [Int], readingValues: Bool) async throws(TPMError) -> (quote: Quote, values: [Int: [UInt8]]) {
         guard nonce.count <= 64 else {
             throw TPMError(.state, command: "TPM2_Quote", detail: "qualifying data is at most 64 bytes, got \(nonce.count)")
         }
@@ -142,8 +152,9 @@ public final class TPM: @unchecked Sendable {
                                detail: "no attestation key at 0x\(String(attestationKeyHandle, radix: 16))")
             }
             defer { ctx.close(ak) }
+            let values = readingValues ? try ctx.pcrRead(bank: SN_ALG_SHA256, indices: indices) : [:]
             let (attest, signature) = try ctx.quote(signer: ak, nonce: nonce, bank: SN_ALG_SHA256, indices: indices)
-            return Quote(attest: attest, signature: signature)
+            return (Quote(attest: attest, signature: signature), values)
         }
     }
 
@@ -153,24 +164,6 @@ public final class TPM: @unchecked Sendable {
             throw TPMError(.state, command: "TPM2_PCR_Reset", detail: "only PCRs 16 and 23 are resettable at locality 0, not \(index)")
         }
         try await perform { ctx throws(TPMError) in try ctx.pcrReset(index: index) }
-    }
-
-    /// A quote together with the values of the quoted PCRs, read in the same turn on the TPM queue
-    /// (no other command of this process runs in between), as tpm2-tools' `tpm2_quote -o` gives them.
-    public func quoteWithValues(attestationKeyHandle: UInt32, nonce: [UInt8], pcrs indices: [Int]) async throws(TPMError) -> (quote: Quote, values: [Int: [UInt8]]) {
-        guard nonce.count <= 64 else {
-            throw TPMError(.state, command: "TPM2_Quote", detail: "qualifying data is at most 64 bytes, got \(nonce.count)")
-        }
-        return try await perform { ctx throws(TPMError) in
-            guard let ak = try ctx.fromTPMHandle(attestationKeyHandle) else {
-                throw TPMError(.state, command: "TPM2_Quote",
-                               detail: "no attestation key at 0x\(String(attestationKeyHandle, radix: 16))")
-            }
-            defer { ctx.close(ak) }
-            let values = try ctx.pcrRead(bank: SN_ALG_SHA256, indices: indices)
-            let (attest, signature) = try ctx.quote(signer: ak, nonce: nonce, bank: SN_ALG_SHA256, indices: indices)
-            return (Quote(attest: attest, signature: signature), values)
-        }
     }
 
     /// Flushes every transient object and session (see ``TPMContext/flushAllTransients()``).

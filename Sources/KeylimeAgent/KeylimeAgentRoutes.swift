@@ -91,7 +91,7 @@ public struct KeylimeAgentRoutes: Sendable {
         }
         do {
             let quote = try await quoter.quote(nonce: nonce, pcrs: [KeylimeQuoter.dataPCR])
-            logger.info("keylime identity quote", metadata: ["pcrs": "16"])
+            logger.debug("keylime identity quote", metadata: ["pcrs": "16"])
             return Self.respond(200, "Success", ["quote": .string(quote), "hash_alg": .string("sha256"),
                                                  "enc_alg": .string(KeylimeAPI.encryptionAlgorithm(version: version)),
                                                  "sign_alg": .string(quoter.signAlgorithm), "pubkey": .string(keys.publicKeyPEM),
@@ -130,7 +130,7 @@ public struct KeylimeAgentRoutes: Sendable {
                 results["ima_measurement_list_entry"] = .int(ima.entry)
             }
             if pcrs.contains(0), let log = HostLogs.bootLog() { results["mb_measurement_list"] = .string(log) }
-            logger.info("keylime integrity quote", metadata: ["pcrs": "\(pcrs.map(String.init).joined(separator: ","))",
+            logger.debug("keylime integrity quote", metadata: ["pcrs": "\(pcrs.map(String.init).joined(separator: ","))",
                                                               "partial": .string(partialText)])
             return Self.respond(200, "Success", results)
         } catch {

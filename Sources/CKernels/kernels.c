@@ -703,7 +703,36 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
             _mm256_storeu_ps(lane + i, _mm256_fmadd_ps(weight, load_f16x8(v + i), _mm256_loadu_ps(lane + i)));
         for (; i < head_dim; i++) lane[i] += scores[p] * _cvtsh_ss(v[i]);
     }
-    for (int i = 0; i < head_dim; i++) {
+    int i0 = 0;
+    if (!tiny) {
+        // Eight outputs at a time: the same additions as below, output i in vector lane i % 8.
+        for (; i0 + 8 <= head_dim; i0 += 8) {
+            __m256 l[64];
+            for (int s = 0; s < slots; s++) l[s] = _mm256_loadu_ps(acc + (size_t)s * head_dim + i0);
+            for (int j = 0; j < w; j++)
+                l[j] = _mm256_add_ps(_mm256_add_ps(l[j], l[2 * w + j]), _mm256_add_ps(l[w + j], l[3 * w + j]));
+            __m256 reduced;
+            if (w == 8) {
+                reduced = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(l[0], l[4]), _mm256_add_ps(l[1], l[5])),
+                                        _mm256_add_ps(_mm256_add_ps(l[2], l[6]), _mm256_add_ps(l[3], l[7])));
+            } else {
+                // reduce16: a_k = x_{k+8} + x_k, t_k = a_{k+4} + a_k, (t0 + t2) + (t1 + t3).
+                __m256 a[8], t[4];
+                for (int k = 0; k < 8; k++) a[k] = _mm256_add_ps(l[k + 8], l[k]);
+                for (int k = 0; k < 4; k++) t[k] = _mm256_add_ps(a[k + 4], a[k]);
+                reduced = _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]));
+            }
+            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(reduced));
+            __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(reduced, 1));
+            for (int p = full; p < positions; p++) {
+                const __m256 product = _mm256_mul_ps(_mm256_set1_ps(scores[p]), load_f16x8(values + (size_t)p * stride + i0));
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(product)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(product, 1)));
+            }
+            _mm256_storeu_ps(out + i0, _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+        }
+    }
+    for (int i = i0; i < head_dim; i++) {
         // The lane values of output i, slot by slot.
         float l[64];
         for (int s = 0; s < slots; s++) l[s] = acc[(size_t)s * head_dim + i];

@@ -245,6 +245,11 @@ SN_INLINE void tile_q8_0(int R, int T, const sn_row *rows, int blocks,
         for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]);
 }
 
+/// How far ahead (bytes) the decode kernels prefetch the packed weights they stream: about 10%
+/// faster decode than the hardware prefetcher alone in bench/kernels (a prefetch never faults, so
+/// running past the end of a matrix is harmless).
+#define SN_PREFETCH 2048
+
 /// Lane k of x, in every lane.
 SN_INLINE __m256 lane(__m256 x, int k) {
     return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(k));
@@ -262,6 +267,7 @@ SN_INLINE void group_q4_1(const uint8_t *g, int blocks, const float *das, const 
     const __m256i low = _mm256_set1_epi8(0x0f);
     for (int b = 0; b < blocks; b++) {
         const uint8_t *gb = g + (size_t)b * 80;
+        _mm_prefetch((const char *)gb + SN_PREFETCH, _MM_HINT_T0);
         const uint8_t *ab = a + (size_t)b * 36;
         const __m256 da = _mm256_broadcast_ss(das + 2 * b), sa = _mm256_broadcast_ss(das + 2 * b + 1);
         const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + 4));
@@ -290,6 +296,7 @@ SN_INLINE void group_q8_0(const uint8_t *g, int blocks, const float *das, const 
     for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
     for (int b = 0; b < blocks; b++) {
         const uint8_t *gb = g + (size_t)b * 136;
+        for (int k = 0; k < 3; k++) _mm_prefetch((const char *)gb + SN_PREFETCH + 64 * k, _MM_HINT_T0);
         const uint8_t *ab = a + (size_t)b * 34;
         const __m128 da = _mm_broadcast_ss(das + b);
         const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + 2));

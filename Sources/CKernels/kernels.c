@@ -378,6 +378,11 @@ SN_INLINE void group_scales(const sn_matmul_job *job, int g, float *tab, sn_row 
     for (int j = 0; j < n; j++) rows[j] = row_at(job, g + j);
     if (g + 4 <= job->rows / 4 * 4) {
         const uint8_t *base = job->w + (size_t)g * job->row_bytes;
+        // The next group, while this one is computed: its rows are read one after another, each
+        // striding through the group, which the hardware prefetcher does not follow well.
+        if (g + 8 <= job->rows)
+            for (size_t off = 0; off < 4 * job->row_bytes; off += 64)
+                _mm_prefetch((const char *)base + 4 * job->row_bytes + off, _MM_HINT_T0);
         for (int b = 0; b < nb; b++) {
             if (q4)
                 _mm256_storeu_ps(tab + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)b * 80))));

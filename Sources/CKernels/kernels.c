@@ -402,14 +402,15 @@ SN_INLINE void group_scales(const sn_matmul_job *job, int g, float *tab, sn_row 
     }
 }
 
-SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
-                              const uint8_t *a, size_t a_stride, int tokens) {
-    const size_t as = a_stride, os = job->out_stride;
+/// One activation (the decode path): whole groups of four rows with `group_q4_1`/`group_q8_0`.
+/// Not inlined, so that its scratch (40 KB of stack) is not added to the prompt path's.
+static SN_TARGET __attribute__((noinline)) void decode_rows(const sn_matmul_job *job, int first, int last,
+                                                            const uint8_t *a, float *out) {
+    const size_t as = 0, os = job->out_stride;
     const int nb = job->blocks;
     const int q4 = job->type == SN_Q4_1;
-    const size_t block_bytes = q4 ? 36 : 34;
     const int grouped = job->rows / 4 * 4;
-    if (tokens == 1) {
+    {
         float das[2 * SN_MAX_BLOCKS];
         for (int b = 0; b < nb; b++) {
             if (q4) {
@@ -420,7 +421,7 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
             }
         }
         for (int r = first; r < last;) {
-            float *ot = job->out + r;
+            float *ot = out + r;
             if (r % 4 == 0 && r + 4 <= grouped && r + 4 <= last) {
                 const uint8_t *g = job->w + (size_t)r * job->row_bytes;
                 if (q4) group_q4_1(g, nb, das, a, ot);
@@ -437,9 +438,17 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                 r += 1;
             }
         }
-        return;
     }
-    // The prompt paths: one group of four rows at a time, its scales converted once.
+}
+
+/// Several activations (the prompt paths): one group of four rows at a time, its scales
+/// converted once.
+static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job *job, int first, int last,
+                                                            const uint8_t *a, size_t a_stride, int tokens) {
+    const size_t as = a_stride, os = job->out_stride;
+    const int nb = job->blocks;
+    const int q4 = job->type == SN_Q4_1;
+    const size_t block_bytes = q4 ? 36 : 34;
     float tab[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
     sn_row rows[4];
     int t0 = 0;
@@ -470,9 +479,7 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
         const int T = tokens - t0 < 4 ? tokens - t0 : 4;
         const uint8_t *at = a + (size_t)t0 * a_stride;
         if (T == 1) {
-            sn_matmul_job last_token = *job;
-            last_token.out += (size_t)t0 * os;
-            sn_matmul_rows(&last_token, first, last, at, as, 1);
+            decode_rows(job, first, last, at, job->out + (size_t)t0 * os);
             break;
         }
         for (int g = first / 4 * 4; g < last; g += 4) {
@@ -491,6 +498,12 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
             }
         }
     }
+}
+
+SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
+                              const uint8_t *a, size_t a_stride, int tokens) {
+    if (tokens == 1) decode_rows(job, first, last, a, job->out);
+    else prompt_rows(job, first, last, a, a_stride, tokens);
 }
 
 SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {

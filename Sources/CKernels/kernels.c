@@ -133,14 +133,56 @@ SN_INLINE __m256 sum_u8_i8(__m256i ux, __m256i sy) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
 }
 
-/// A tile of R rows by T activations of Q4_1 x Q8_1.
-SN_INLINE void tile_q4_1(int R, int T, const uint8_t *w, const float *sc, size_t row_bytes, int blocks,
+/// Where row r's blocks are in a packed matrix (`sn_pack_rows`): block b's F16 scale (Q4_1: then
+/// its minimum) at `d + b * stride`, its quants at `q + b * stride`. The quants of a Q4_1 row in
+/// a group are the low (`shift` 0) or high (4) nibbles of 32 bytes it shares with its neighbour;
+/// those of a tail row (after the last whole group) are ggml's 16 bytes (`shift` -1).
+typedef struct {
+    const uint8_t *d;
+    const uint8_t *q;
+    size_t stride;
+    int shift;
+    /// For the prompt paths: block b's scale (Q4_1: then minimum) as floats at `sc + 8 * b`.
+    const float *sc;
+} sn_row;
+
+SN_INLINE sn_row row_at(const sn_matmul_job *job, int r) {
+    const int q4 = job->type == SN_Q4_1;
+    if (r < job->rows / 4 * 4) {
+        const uint8_t *g = job->w + (size_t)(r / 4) * 4 * job->row_bytes;
+        const int j = r % 4;
+        if (q4) return (sn_row){g + 4 * j, g + 16 + 32 * (j / 2), 80, 4 * (j & 1), NULL};
+        return (sn_row){g + 2 * j, g + 8 + 32 * j, 136, 0, NULL};
+    }
+    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+    return (sn_row){row, row + (q4 ? 4 : 2), q4 ? 20 : 34, -1, NULL};
+}
+
+/// Block b of a Q4_1 row: its 32 quants (0..15), element i in byte i. `kind`: the row's `shift`
+/// when the caller knows it (a constant), else 8.
+SN_INLINE __m256i q4_quants_k(sn_row row, int b, int kind) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const uint8_t *p = row.q + (size_t)b * row.stride;
+    if (kind == 0) return _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), low);
+    if (kind == 4) return _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)p), 4), low);
+    if (kind < 0 || row.shift < 0) {
+        const __m128i packed = _mm_loadu_si128((const __m128i *)p);
+        return _mm256_and_si256(
+            _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low);
+    }
+    return _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)p), _mm_cvtsi32_si128(row.shift)), low);
+}
+
+SN_INLINE __m256i q4_quants(sn_row row, int b) { return q4_quants_k(row, b, 8); }
+
+/// A tile of R rows by T activations of Q4_1 x Q8_1 (`pair`: the two rows of a packed pair,
+/// whose quants are one load).
+SN_INLINE void tile_q4_1_p(int R, int T, int pair, const sn_row *rows, int blocks,
                          const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     __m256 acc[4][4];
     float summs[4][4];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) { acc[r][t] = _mm256_setzero_ps(); summs[r][t] = 0; }
-    const __m256i low = _mm256_set1_epi8(0x0f);
     for (int b = 0; b < blocks; b++) {
         float da[4], sa[4];
         __m256i qy[4];
@@ -153,17 +195,9 @@ SN_INLINE void tile_q4_1(int R, int T, const uint8_t *w, const float *sc, size_t
         __m256 dav[4];
         for (int t = 0; t < T; t++) dav[t] = _mm256_set1_ps(da[t]);
         for (int r = 0; r < R; r++) {
-            const uint8_t *wb = w + r * row_bytes + (size_t)b * 20;
-            const float *scale = sc + ((size_t)r * blocks + b) * 2;
-            if (T == 1 && (b & 3) == 0) {
-                _mm_prefetch((const char *)(wb + 640), _MM_HINT_T0);
-                _mm_prefetch((const char *)(scale + 64), _MM_HINT_T0);
-            }
-            const __m256 dw = _mm256_broadcast_ss(scale);
-            const float mw = scale[1];
-            const __m128i packed = _mm_loadu_si128((const __m128i *)(wb + 4));
-            const __m256i qx = _mm256_and_si256(
-                _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low);
+            const __m256 dw = _mm256_broadcast_ss(rows[r].sc + 8 * b);
+            const float mw = rows[r].sc[8 * b + 1];
+            const __m256i qx = pair ? q4_quants_k(rows[0], b, 4 * r) : q4_quants(rows[r], b);
             for (int t = 0; t < T; t++) {
                 const __m256 d = _mm256_mul_ps(dw, dav[t]);
                 acc[r][t] = _mm256_fmadd_ps(d, sum_u8_i8(qx, qy[t]), acc[r][t]);
@@ -175,8 +209,16 @@ SN_INLINE void tile_q4_1(int R, int T, const uint8_t *w, const float *sc, size_t
         for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]) + summs[r][t];
 }
 
+SN_INLINE void tile_q4_1(int R, int T, const sn_row *rows, int blocks,
+                         const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    if (R == 2 && rows[0].shift == 0 && rows[1].shift == 4)
+        tile_q4_1_p(2, T, 1, rows, blocks, a, a_stride, out, out_stride);
+    else
+        tile_q4_1_p(R, T, 0, rows, blocks, a, a_stride, out, out_stride);
+}
+
 /// A tile of R rows by T activations of Q8_0 x Q8_0.
-SN_INLINE void tile_q8_0(int R, int T, const uint8_t *w, const float *sc, size_t row_bytes, int blocks,
+SN_INLINE void tile_q8_0(int R, int T, const sn_row *rows, int blocks,
                          const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     __m256 acc[4][4];
     for (int r = 0; r < R; r++)
@@ -190,9 +232,8 @@ SN_INLINE void tile_q8_0(int R, int T, const uint8_t *w, const float *sc, size_t
             qy[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));
         }
         for (int r = 0; r < R; r++) {
-            const uint8_t *wb = w + r * row_bytes + (size_t)b * 34;
-            const float dw = sc[(size_t)r * blocks + b];
-            const __m256i qx = _mm256_loadu_si256((const __m256i *)(wb + 2));
+            const float dw = rows[r].sc[8 * b];
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)(rows[r].q + (size_t)b * rows[r].stride));
             const __m256i ax = _mm256_sign_epi8(qx, qx);
             for (int t = 0; t < T; t++) {
                 const __m256 d = _mm256_set1_ps(dw * da[t]);
@@ -204,23 +245,84 @@ SN_INLINE void tile_q8_0(int R, int T, const uint8_t *w, const float *sc, size_t
         for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]);
 }
 
+/// How far ahead (bytes) the decode kernels prefetch the packed weights they stream: about 10%
+/// faster decode than the hardware prefetcher alone in bench/kernels (a prefetch never faults, so
+/// running past the end of a matrix is harmless).
+#define SN_PREFETCH 2048
+
+/// Lane k of x, in every lane.
+SN_INLINE __m256 lane(__m256 x, int k) {
+    return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(k));
+}
+
+/// One activation against a packed group of four Q4_1 rows (the decode path): the group's eight
+/// F16 scales and minimums convert in one instruction, the four rows' `m_w * s_a` sums advance in
+/// one vector FMA (lanes 1, 3, 5, 7; the products are exact, so the FMA is the scalar kernel's
+/// multiply-then-add), and each pair of rows' quants is one 32-byte load. `das` holds the
+/// activation's `d, s` per block as floats.
+SN_INLINE void group_q4_1(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    __m256 summs = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *gb = g + (size_t)b * 80;
+        _mm_prefetch((const char *)gb + SN_PREFETCH, _MM_HINT_T0);
+        const uint8_t *ab = a + (size_t)b * 36;
+        const __m256 da = _mm256_broadcast_ss(das + 2 * b), sa = _mm256_broadcast_ss(das + 2 * b + 1);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + 4));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));
+        summs = _mm256_fmadd_ps(dm, sa, summs);
+        const __m256 dd = _mm256_mul_ps(dm, da);
+        const __m256i v01 = _mm256_loadu_si256((const __m256i *)(gb + 16));
+        const __m256i v23 = _mm256_loadu_si256((const __m256i *)(gb + 48));
+        acc0 = _mm256_fmadd_ps(lane(dd, 0), sum_u8_i8(_mm256_and_si256(v01, low), qy), acc0);
+        acc1 = _mm256_fmadd_ps(lane(dd, 2), sum_u8_i8(_mm256_and_si256(_mm256_srli_epi16(v01, 4), low), qy), acc1);
+        acc2 = _mm256_fmadd_ps(lane(dd, 4), sum_u8_i8(_mm256_and_si256(v23, low), qy), acc2);
+        acc3 = _mm256_fmadd_ps(lane(dd, 6), sum_u8_i8(_mm256_and_si256(_mm256_srli_epi16(v23, 4), low), qy), acc3);
+    }
+    float s[8];
+    _mm256_storeu_ps(s, summs);
+    out[0] = hsum8(acc0) + s[1];
+    out[1] = hsum8(acc1) + s[3];
+    out[2] = hsum8(acc2) + s[5];
+    out[3] = hsum8(acc3) + s[7];
+}
+
+/// One activation against a packed group of four Q8_0 rows (see `group_q4_1`); `das` holds the
+/// activation's `d` per block.
+SN_INLINE void group_q8_0(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out) {
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *gb = g + (size_t)b * 136;
+        for (int k = 0; k < 3; k++) _mm_prefetch((const char *)gb + SN_PREFETCH + 64 * k, _MM_HINT_T0);
+        const uint8_t *ab = a + (size_t)b * 34;
+        const __m128 da = _mm_broadcast_ss(das + b);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + 2));
+        const __m256 dd = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)gb)), da));
+        for (int j = 0; j < 4; j++) {
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)(gb + 8 + 32 * j));
+            acc[j] = _mm256_fmadd_ps(lane(dd, j), sum_u8_i8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx)), acc[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]);
+}
+
 /// Eight activations against one Q4_1 row: each weight block is unpacked once for all eight;
 /// the activation scales arrive as per-block vectors of the eight tokens' `d` and `s` (`da8`,
 /// `sa8`), so the eight `m_w * s_a` sums advance in one vector FMA (lane t is token t's sum, in
 /// block order: the same additions as the scalar kernel, the products being exact).
-SN_INLINE void row_q4_1_x8(const uint8_t *w, const float *sc, int blocks, const float *da8, const float *sa8,
-                           const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+SN_INLINE void row_q4_1_x8_k(sn_row row, int kind, int blocks, const float *da8, const float *sa8,
+                             const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     __m256 acc[8];
     for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
     __m256 summs = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f);
     float d[8] __attribute__((aligned(32)));
     for (int b = 0; b < blocks; b++) {
-        const __m128i packed = _mm_loadu_si128((const __m128i *)(w + (size_t)b * 20 + 4));
-        const __m256i qx = _mm256_and_si256(
-            _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low);
-        _mm256_store_ps(d, _mm256_mul_ps(_mm256_set1_ps(sc[2 * b]), _mm256_loadu_ps(da8 + 8 * b)));
-        summs = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * b + 1]), _mm256_loadu_ps(sa8 + 8 * b), summs);
+        const __m256i qx = q4_quants_k(row, b, kind);
+        _mm256_store_ps(d, _mm256_mul_ps(_mm256_broadcast_ss(row.sc + 8 * b), _mm256_loadu_ps(da8 + 8 * b)));
+        summs = _mm256_fmadd_ps(_mm256_broadcast_ss(row.sc + 8 * b + 1), _mm256_loadu_ps(sa8 + 8 * b), summs);
         const uint8_t *ab = a + (size_t)b * 36 + 4;
         for (int t = 0; t < 8; t++) {
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + t * a_stride));
@@ -232,16 +334,23 @@ SN_INLINE void row_q4_1_x8(const uint8_t *w, const float *sc, int blocks, const 
     for (int t = 0; t < 8; t++) out[t * out_stride] = hsum8(acc[t]) + s[t];
 }
 
+SN_INLINE void row_q4_1_x8(sn_row row, int blocks, const float *da8, const float *sa8,
+                           const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    if (row.shift == 0) row_q4_1_x8_k(row, 0, blocks, da8, sa8, a, a_stride, out, out_stride);
+    else if (row.shift == 4) row_q4_1_x8_k(row, 4, blocks, da8, sa8, a, a_stride, out, out_stride);
+    else row_q4_1_x8_k(row, -1, blocks, da8, sa8, a, a_stride, out, out_stride);
+}
+
 /// Eight activations against one Q8_0 row (see `row_q4_1_x8`).
-SN_INLINE void row_q8_0_x8(const uint8_t *w, const float *sc, int blocks, const float *da8,
+SN_INLINE void row_q8_0_x8(sn_row row, int blocks, const float *da8,
                            const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     __m256 acc[8];
     for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
     float d[8] __attribute__((aligned(32)));
     for (int b = 0; b < blocks; b++) {
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * 34 + 2));
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(row.q + (size_t)b * row.stride));
         const __m256i ax = _mm256_sign_epi8(qx, qx);
-        _mm256_store_ps(d, _mm256_mul_ps(_mm256_set1_ps(sc[b]), _mm256_loadu_ps(da8 + 8 * b)));
+        _mm256_store_ps(d, _mm256_mul_ps(_mm256_broadcast_ss(row.sc + 8 * b), _mm256_loadu_ps(da8 + 8 * b)));
         const uint8_t *ab = a + (size_t)b * 34 + 2;
         for (int t = 0; t < 8; t++) {
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + t * a_stride));
@@ -251,28 +360,101 @@ SN_INLINE void row_q8_0_x8(const uint8_t *w, const float *sc, int blocks, const 
     for (int t = 0; t < 8; t++) out[t * out_stride] = hsum8(acc[t]);
 }
 
-/// Blocks per row up to which the eight-token path keeps the activation scales on the stack.
-#define SN_X8_MAX_BLOCKS 1024
 
-#define SN_TILE_CASES(KERNEL)                                                                        \
-    switch (T) {                                                                                     \
-    case 4: if (R == 2) KERNEL(2, 4, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 4, wr, sr, rb, nb, at, as, ot, os); break; \
-    case 3: if (R == 2) KERNEL(2, 3, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 3, wr, sr, rb, nb, at, as, ot, os); break; \
-    case 2: if (R == 2) KERNEL(2, 2, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 2, wr, sr, rb, nb, at, as, ot, os); break; \
-    default: if (R == 4) KERNEL(4, 1, wr, sr, rb, nb, at, as, ot, os); else KERNEL(1, 1, wr, sr, rb, nb, at, as, ot, os); break; \
+#define SN_TILE_CASES(KERNEL)                                                                  \
+    switch (T) {                                                                               \
+    case 4: if (R == 2) KERNEL(2, 4, rw, nb, at, as, ot, os); else KERNEL(1, 4, rw, nb, at, as, ot, os); break; \
+    case 3: if (R == 2) KERNEL(2, 3, rw, nb, at, as, ot, os); else KERNEL(1, 3, rw, nb, at, as, ot, os); break; \
+    case 2: if (R == 2) KERNEL(2, 2, rw, nb, at, as, ot, os); else KERNEL(1, 2, rw, nb, at, as, ot, os); break; \
+    default: break;                                                                            \
     }
 
-SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
-                              const uint8_t *a, size_t a_stride, int tokens) {
-    const size_t rb = job->row_bytes, as = a_stride, os = job->out_stride;
+/// The scales of rows `[g, g + 4)` (as far as the matrix goes) as floats, block b's at
+/// `tab + 8 * b` (Q4_1: `d, m` of each row; Q8_0: `d` of each row), and the rows pointing at them.
+SN_INLINE void group_scales(const sn_matmul_job *job, int g, float *tab, sn_row *rows) {
+    const int q4 = job->type == SN_Q4_1;
+    const int nb = job->blocks;
+    const int n = job->rows - g < 4 ? job->rows - g : 4;
+    for (int j = 0; j < n; j++) rows[j] = row_at(job, g + j);
+    if (g + 4 <= job->rows / 4 * 4) {
+        const uint8_t *base = job->w + (size_t)g * job->row_bytes;
+        // The next group, while this one is computed: its rows are read one after another, each
+        // striding through the group, which the hardware prefetcher does not follow well.
+        if (g + 8 <= job->rows)
+            for (size_t off = 0; off < 4 * job->row_bytes; off += 64)
+                _mm_prefetch((const char *)base + 4 * job->row_bytes + off, _MM_HINT_T0);
+        for (int b = 0; b < nb; b++) {
+            if (q4)
+                _mm256_storeu_ps(tab + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)b * 80))));
+            else
+                _mm_storeu_ps(tab + 8 * b, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(base + (size_t)b * 136))));
+        }
+        for (int j = 0; j < 4; j++) rows[j].sc = tab + (q4 ? 2 * j : j);
+    } else {
+        for (int j = 0; j < n; j++) {
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *d = rows[j].d + (size_t)b * rows[j].stride;
+                tab[8 * b + 2 * j] = f16_to_f32(d);
+                tab[8 * b + 2 * j + 1] = q4 ? f16_to_f32(d + 2) : 0;
+            }
+            rows[j].sc = tab + 2 * j;
+        }
+    }
+}
+
+/// One activation (the decode path): whole groups of four rows with `group_q4_1`/`group_q8_0`.
+/// Not inlined, so that its scratch (40 KB of stack) is not added to the prompt path's.
+static SN_TARGET __attribute__((noinline)) void decode_rows(const sn_matmul_job *job, int first, int last,
+                                                            const uint8_t *a, float *out) {
+    const size_t as = 0, os = job->out_stride;
     const int nb = job->blocks;
     const int q4 = job->type == SN_Q4_1;
-    const size_t per_row = (size_t)nb * (q4 ? 2 : 1);
+    const int grouped = job->rows / 4 * 4;
+    {
+        float das[2 * SN_MAX_BLOCKS];
+        for (int b = 0; b < nb; b++) {
+            if (q4) {
+                das[2 * b] = f16_to_f32(a + (size_t)b * 36);
+                das[2 * b + 1] = f16_to_f32(a + (size_t)b * 36 + 2);
+            } else {
+                das[b] = f16_to_f32(a + (size_t)b * 34);
+            }
+        }
+        for (int r = first; r < last;) {
+            float *ot = out + r;
+            if (r % 4 == 0 && r + 4 <= grouped && r + 4 <= last) {
+                const uint8_t *g = job->w + (size_t)r * job->row_bytes;
+                if (q4) group_q4_1(g, nb, das, a, ot);
+                else group_q8_0(g, nb, das, a, ot);
+                r += 4;
+            } else {
+                // A row outside a whole group (or of a group this call has only part of).
+                float tab[8 * SN_MAX_BLOCKS];
+                sn_row rw[4];
+                const int g = r / 4 * 4;
+                group_scales(job, g, tab, rw);
+                if (q4) tile_q4_1(1, 1, rw + (r - g), nb, a, as, ot, os);
+                else tile_q8_0(1, 1, rw + (r - g), nb, a, as, ot, os);
+                r += 1;
+            }
+        }
+    }
+}
+
+/// Several activations (the prompt paths): one group of four rows at a time, its scales
+/// converted once.
+static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job *job, int first, int last,
+                                                            const uint8_t *a, size_t a_stride, int tokens) {
+    const size_t as = a_stride, os = job->out_stride;
+    const int nb = job->blocks;
+    const int q4 = job->type == SN_Q4_1;
+    const size_t block_bytes = q4 ? 36 : 34;
+    float tab[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    sn_row rows[4];
     int t0 = 0;
-    if (tokens >= 8 && nb <= SN_X8_MAX_BLOCKS) {
-        float da8[8 * SN_X8_MAX_BLOCKS] __attribute__((aligned(32)));
-        float sa8[8 * SN_X8_MAX_BLOCKS] __attribute__((aligned(32)));
-        const size_t block_bytes = q4 ? 36 : 34;
+    if (tokens >= 8) {
+        float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+        float sa8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
         for (; t0 + 8 <= tokens; t0 += 8) {
             for (int t = 0; t < 8; t++) {
                 const uint8_t *at = a + (size_t)(t0 + t) * a_stride;
@@ -282,48 +464,96 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                 }
             }
             const uint8_t *at = a + (size_t)t0 * a_stride;
-            for (int r = first; r < last; r++) {
-                const uint8_t *wr = job->w + (size_t)r * rb;
-                const float *sr = job->scales + (size_t)r * per_row;
-                float *ot = job->out + (size_t)t0 * os + r;
-                if (q4) row_q4_1_x8(wr, sr, nb, da8, sa8, at, as, ot, os);
-                else row_q8_0_x8(wr, sr, nb, da8, at, as, ot, os);
+            for (int g = first / 4 * 4; g < last; g += 4) {
+                group_scales(job, g, tab, rows);
+                const int end = last < g + 4 ? last : g + 4;
+                for (int r = first > g ? first : g; r < end; r++) {
+                    float *ot = job->out + (size_t)t0 * os + r;
+                    if (q4) row_q4_1_x8(rows[r - g], nb, da8, sa8, at, as, ot, os);
+                    else row_q8_0_x8(rows[r - g], nb, da8, at, as, ot, os);
+                }
             }
         }
     }
     for (; t0 < tokens; t0 += 4) {
         const int T = tokens - t0 < 4 ? tokens - t0 : 4;
-        const int step = T == 1 ? 4 : 2;
         const uint8_t *at = a + (size_t)t0 * a_stride;
-        for (int r = first; r < last;) {
-            const int R = last - r >= step ? step : 1;
-            const uint8_t *wr = job->w + (size_t)r * rb;
-            const float *sr = job->scales + (size_t)r * nb * (job->type == SN_Q4_1 ? 2 : 1);
-            float *ot = job->out + (size_t)t0 * os + r;
-            if (job->type == SN_Q4_1) {
-                SN_TILE_CASES(tile_q4_1)
-            } else {
-                SN_TILE_CASES(tile_q8_0)
+        if (T == 1) {
+            decode_rows(job, first, last, at, job->out + (size_t)t0 * os);
+            break;
+        }
+        for (int g = first / 4 * 4; g < last; g += 4) {
+            group_scales(job, g, tab, rows);
+            const int end = last < g + 4 ? last : g + 4;
+            for (int r = first > g ? first : g; r < end;) {
+                const int R = end - r >= 2 ? 2 : 1;
+                const sn_row *rw = rows + (r - g);
+                float *ot = job->out + (size_t)t0 * os + r;
+                if (q4) {
+                    SN_TILE_CASES(tile_q4_1)
+                } else {
+                    SN_TILE_CASES(tile_q8_0)
+                }
+                r += R;
             }
-            r += R;
         }
     }
 }
 
-size_t sn_scale_floats(int type, int rows, int blocks) {
-    return (size_t)rows * (size_t)blocks * (type == SN_Q4_1 ? 2 : 1);
+SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
+                              const uint8_t *a, size_t a_stride, int tokens) {
+    if (tokens == 1) decode_rows(job, first, last, a, job->out);
+    else prompt_rows(job, first, last, a, a_stride, tokens);
 }
 
-SN_TARGET void sn_extract_scales(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, float *out) {
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
+SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
+    const int q4 = type == SN_Q4_1;
+    const size_t bb = q4 ? 20 : 34;
+    for (int g = 0; g + 4 <= rows; g += 4) {
+        uint8_t *group = w + (size_t)g * row_bytes;
+        memcpy(scratch, group, 4 * row_bytes);
         for (int b = 0; b < blocks; b++) {
-            if (type == SN_Q4_1) {
-                *out++ = f16_to_f32(row + (size_t)b * 20);
-                *out++ = f16_to_f32(row + (size_t)b * 20 + 2);
-            } else {
-                *out++ = f16_to_f32(row + (size_t)b * 34);
+            uint8_t *dst = group + (size_t)b * 4 * bb;
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *src = scratch + (size_t)j * row_bytes + (size_t)b * bb;
+                if (q4) {
+                    memcpy(dst + 4 * j, src, 4);
+                } else {
+                    memcpy(dst + 2 * j, src, 2);
+                    memcpy(dst + 8 + 32 * j, src + 2, 32);
+                }
             }
+            if (q4)
+                for (int pair = 0; pair < 2; pair++) {
+                    const uint8_t *lo = scratch + (size_t)(2 * pair) * row_bytes + (size_t)b * bb + 4;
+                    const uint8_t *hi = lo + row_bytes;
+                    for (int i = 0; i < 32; i++) {
+                        // Element i: low nibble of byte i (i < 16), else high nibble of byte i - 16.
+                        const int ql = i < 16 ? lo[i] & 15 : lo[i - 16] >> 4;
+                        const int qh = i < 16 ? hi[i] & 15 : hi[i - 16] >> 4;
+                        dst[16 + 32 * pair + i] = (uint8_t)(ql | qh << 4);
+                    }
+                }
+        }
+    }
+}
+
+SN_TARGET void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
+    const sn_matmul_job job = {type, w, row_bytes, rows, blocks, NULL, 0};
+    const sn_row row = row_at(&job, r);
+    const int q4 = type == SN_Q4_1;
+    for (int b = 0; b < blocks; b++) {
+        uint8_t *dst = out + (size_t)b * (q4 ? 20 : 34);
+        const uint8_t *d = row.d + (size_t)b * row.stride, *q = row.q + (size_t)b * row.stride;
+        if (!q4) {
+            memcpy(dst, d, 2);
+            memcpy(dst + 2, q, 32);
+        } else if (row.shift < 0) {
+            memcpy(dst, d, 20);
+        } else {
+            memcpy(dst, d, 4);
+            for (int i = 0; i < 16; i++)
+                dst[4 + i] = (uint8_t)(((q[i] >> row.shift) & 15) | ((q[i + 16] >> row.shift) & 15) << 4);
         }
     }
 }
@@ -498,7 +728,36 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
             _mm256_storeu_ps(lane + i, _mm256_fmadd_ps(weight, load_f16x8(v + i), _mm256_loadu_ps(lane + i)));
         for (; i < head_dim; i++) lane[i] += scores[p] * _cvtsh_ss(v[i]);
     }
-    for (int i = 0; i < head_dim; i++) {
+    int i0 = 0;
+    if (!tiny) {
+        // Eight outputs at a time: the same additions as below, output i in vector lane i % 8.
+        for (; i0 + 8 <= head_dim; i0 += 8) {
+            __m256 l[64];
+            for (int s = 0; s < slots; s++) l[s] = _mm256_loadu_ps(acc + (size_t)s * head_dim + i0);
+            for (int j = 0; j < w; j++)
+                l[j] = _mm256_add_ps(_mm256_add_ps(l[j], l[2 * w + j]), _mm256_add_ps(l[w + j], l[3 * w + j]));
+            __m256 reduced;
+            if (w == 8) {
+                reduced = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(l[0], l[4]), _mm256_add_ps(l[1], l[5])),
+                                        _mm256_add_ps(_mm256_add_ps(l[2], l[6]), _mm256_add_ps(l[3], l[7])));
+            } else {
+                // reduce16: a_k = x_{k+8} + x_k, t_k = a_{k+4} + a_k, (t0 + t2) + (t1 + t3).
+                __m256 a[8], t[4];
+                for (int k = 0; k < 8; k++) a[k] = _mm256_add_ps(l[k + 8], l[k]);
+                for (int k = 0; k < 4; k++) t[k] = _mm256_add_ps(a[k + 4], a[k]);
+                reduced = _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]));
+            }
+            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(reduced));
+            __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(reduced, 1));
+            for (int p = full; p < positions; p++) {
+                const __m256 product = _mm256_mul_ps(_mm256_set1_ps(scores[p]), load_f16x8(values + (size_t)p * stride + i0));
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(product)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(product, 1)));
+            }
+            _mm256_storeu_ps(out + i0, _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+        }
+    }
+    for (int i = i0; i < head_dim; i++) {
         // The lane values of output i, slot by slot.
         float l[64];
         for (int s = 0; s < slots; s++) l[s] = acc[(size_t)s * head_dim + i];
@@ -549,9 +808,11 @@ SN_TARGET void sn_f16_to_f32(const uint16_t *x, float *out, int count) {
 #else  // not x86-64: the Swift reference paths are used.
 
 int sn_kernels_available(void) { return 0; }
-size_t sn_scale_floats(int type, int rows, int blocks) { (void)type; (void)rows; (void)blocks; return 0; }
-void sn_extract_scales(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, float *out) {
-    (void)type; (void)w; (void)row_bytes; (void)rows; (void)blocks; (void)out;
+void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
+    (void)type; (void)w; (void)row_bytes; (void)rows; (void)blocks; (void)scratch;
+}
+void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
+    (void)type; (void)w; (void)row_bytes; (void)rows; (void)blocks; (void)r; (void)out;
 }
 void sn_matmul_rows(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
     (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;

@@ -51,7 +51,9 @@ public final class Projection: @unchecked Sendable {
     /// The C kernels' plan, when every matrix has a fast kernel on this CPU.
     public let plan: MatMulPlan?
 
-    /// Nil if the matrices do not share their input width and activation format.
+    /// Nil if the matrices do not share their input width and activation format, or if they mix
+    /// packed matrices (`WeightMatrix.isPacked`, which only the C kernels read) with matrices that
+    /// have no C kernel: such a group must run as one projection per matrix.
     public init?(_ matrices: [WeightMatrix], outputs: [UnsafeMutablePointer<Float>]) {
         guard let first = matrices.first, matrices.count == outputs.count,
               matrices.allSatisfy({ $0.columns == first.columns && $0.type.dotType == first.type.dotType }) else { return nil }
@@ -60,6 +62,7 @@ public final class Projection: @unchecked Sendable {
         columns = first.columns
         activationFormat = first.type.dotType
         plan = MatMulPlan(zip(matrices, outputs).map { MatMulJob($0, out: $1) })
+        if plan == nil && matrices.contains(where: \.isPacked) { return nil }
     }
 
     /// Multiply-accumulates per input vector (`sum rows * columns`).

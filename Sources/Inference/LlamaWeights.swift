@@ -1,8 +1,11 @@
 import Kernels
 import ModelFormat
 
-/// The weights of a Llama model, in place in the (verified) GGUF buffer: matrices stay quantized
-/// and are read row by row; only the small 1-D vectors (norms, RoPE factors) are copied to F32.
+/// The weights of a Llama model, in place in the (verified) GGUF buffer: matrices stay quantized;
+/// only the small 1-D vectors (norms, RoPE factors) are copied to F32. Matrices with a fast (C)
+/// matrix product are rearranged in place, once per buffer, into the kernels' layout
+/// (`FastKernels.pack`: a fixed permutation of each matrix's bytes, its size unchanged), so that
+/// the weights are held once; `WeightMatrix.isPacked` says which.
 ///
 /// Every tensor is looked up by its llama.cpp name and checked before use: present, of a supported
 /// type, with exactly the shape the config implies (ggml order, `ne0` = input width first).
@@ -46,21 +49,21 @@ public struct LlamaWeights: @unchecked Sendable {
 
     /// Keeps the bytes that the matrices point into alive.
     private let file: GGUFFile
-    /// Owns the float scale tables of the matrices that have fast kernels.
-    private let scaleTables = ScaleTables()
+
+    /// The `GGUFBuffer.rearrangeOnce` key of the packing.
+    static let packingKey = "securenode.llama-weights.pack-rows-4"
 
     /// Finds, checks and maps every tensor of `file` for `config`.
     public init(file: GGUFFile, config c: LlamaConfig) throws(InferenceError) {
         self.file = file
         var used: Set<String> = []
-        let tables = scaleTables
+        var toPack: [WeightMatrix] = []
         func matrix(_ name: String, input: Int, output: Int) throws(InferenceError) -> WeightMatrix {
             used.insert(name)
             var m = try Self.matrix(file, name, input: input, output: output)
-            if FastKernels.supports(m.type) {
-                let scales = FastKernels.extractScales(m)
-                tables.pointers.append(scales)
-                m.scales = UnsafePointer(scales)
+            if FastKernels.supports(m) {
+                toPack.append(m)
+                m.isPacked = true  // below, once every tensor has been checked
             }
             return m
         }
@@ -99,6 +102,15 @@ public struct LlamaWeights: @unchecked Sendable {
         if let extra = file.tensors.first(where: { !used.contains($0.name) }) {
             throw InferenceError(.invalidTensor,
                                  "tensor \"\(extra.name)\" is not part of the \(c.architecture) graph this engine runs (\(file.tensors.count) tensors, \(used.count) expected)")
+        }
+        // Which matrices are packed depends only on the file (types and shapes) and the CPU, so a
+        // second model made from the same buffer finds them packed already.
+        file.buffer.rearrangeOnce(Self.packingKey) { bytes in
+            for m in toPack {
+                let offset = m.base - UnsafeRawPointer(bytes.baseAddress!)
+                precondition(offset >= 0 && offset + m.rowBytes * m.rows <= bytes.count, "a matrix outside its buffer")
+                FastKernels.pack(m, in: bytes.baseAddress! + offset)
+            }
         }
     }
 
@@ -164,10 +176,4 @@ public struct LlamaWeights: @unchecked Sendable {
         }
         return values
     }
-}
-
-/// The float scale tables made for `LlamaWeights` (freed with it).
-final class ScaleTables: @unchecked Sendable {
-    var pointers: [UnsafeMutablePointer<Float>] = []
-    deinit { for p in pointers { p.deallocate() } }
 }

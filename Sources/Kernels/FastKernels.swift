@@ -31,15 +31,32 @@ public enum FastKernels {
         }
     }
 
-    /// The block scales of `matrix` (Q4_1 or Q8_0) as floats, in a new allocation the caller owns
-    /// (`deallocate()`): what the fast matrix products read instead of converting F16 per token.
-    public static func extractScales(_ matrix: WeightMatrix) -> UnsafeMutablePointer<Float> {
-        let type = matrix.type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0)
-        let blocks = Int32(matrix.columns / 32)
-        let count = sn_scale_floats(type, Int32(matrix.rows), blocks)
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
-        sn_extract_scales(type, matrix.base.assumingMemoryBound(to: UInt8.self), matrix.rowBytes, Int32(matrix.rows), blocks, out)
-        return out
+    /// Whether `matrix` has a fast matrix product: a supported type, and rows of at most
+    /// `SN_MAX_BLOCKS` blocks.
+    public static func supports(_ matrix: WeightMatrix) -> Bool {
+        supports(matrix.type) && matrix.columns / 32 <= Int(SN_MAX_BLOCKS)
+    }
+
+    /// Rearranges the ggml rows of `matrix` (`supports(matrix)`), in place at `bytes` (its
+    /// `rowBytes * rows` bytes), into the layout the matrix products read (`sn_pack_rows`: the
+    /// scales and quants of each four rows interleaved block by block). The size does not change.
+    public static func pack(_ matrix: WeightMatrix, in bytes: UnsafeMutableRawPointer) {
+        precondition(supports(matrix), "no fast matrix product for \(matrix.type) with \(matrix.columns) columns")
+        withUnsafeTemporaryAllocation(byteCount: 4 * matrix.rowBytes, alignment: 64) { scratch in
+            sn_pack_rows(kernelType(matrix.type), bytes.assumingMemoryBound(to: UInt8.self), matrix.rowBytes,
+                         Int32(matrix.rows), Int32(matrix.columns / 32), scratch.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
+    /// Row `r` of a packed matrix, as its ggml row (`rowBytes` bytes at `out`).
+    public static func unpackRow(_ matrix: WeightMatrix, _ r: Int, into out: UnsafeMutableRawPointer) {
+        precondition(matrix.isPacked && r >= 0 && r < matrix.rows)
+        sn_unpack_row(kernelType(matrix.type), matrix.base.assumingMemoryBound(to: UInt8.self), matrix.rowBytes,
+                      Int32(matrix.rows), Int32(matrix.columns / 32), Int32(r), out.assumingMemoryBound(to: UInt8.self))
+    }
+
+    static func kernelType(_ type: BlockType) -> Int32 {
+        type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0)
     }
 
     /// Floats to F16 bits (ties to even) and back.
@@ -84,31 +101,33 @@ public struct MatMulJob {
 /// converted once to the C kernels' form so that running it allocates nothing.
 public final class MatMulPlan: @unchecked Sendable {
     fileprivate let jobs: UnsafeMutableBufferPointer<sn_matmul_job>
-    /// Scale tables this plan made (for matrices that came without one).
-    private var ownedScales: [UnsafeMutablePointer<Float>] = []
+    /// Packed copies this plan made (of matrices that came as ggml rows).
+    private var ownedCopies: [UnsafeMutableRawPointer] = []
     /// Blocks per row (all jobs share the activations, hence the column count).
     public let columns: Int
 
     /// Nil unless every job's matrix has a fast kernel (`FastKernels.supports`) and all take the
-    /// same activations (same `columns` and dot-product format).
+    /// same activations (same `columns` and dot-product format). A matrix that is not packed yet
+    /// (`WeightMatrix.isPacked`) is copied and packed, the copy owned by the plan.
     public init?(_ list: [MatMulJob]) {
         guard let first = list.first, list.allSatisfy({
-            FastKernels.supports($0.matrix.type) && $0.matrix.columns == first.matrix.columns
+            FastKernels.supports($0.matrix) && $0.matrix.columns == first.matrix.columns
                 && $0.matrix.type.dotType == first.matrix.type.dotType
         }) else { return nil }
         columns = first.matrix.columns
         jobs = .allocate(capacity: list.count)
         for (i, job) in list.enumerated() {
-            let scales: UnsafePointer<Float>
-            if let given = job.matrix.scales {
-                scales = given
-            } else {
-                let made = FastKernels.extractScales(job.matrix)
-                ownedScales.append(made)
-                scales = UnsafePointer(made)
+            var base = job.matrix.base
+            if !job.matrix.isPacked {
+                let bytes = job.matrix.rowBytes * job.matrix.rows
+                let copy = UnsafeMutableRawPointer.allocate(byteCount: max(1, bytes), alignment: 64)
+                copy.copyMemory(from: job.matrix.base, byteCount: bytes)
+                FastKernels.pack(job.matrix, in: copy)
+                ownedCopies.append(copy)
+                base = UnsafeRawPointer(copy)
             }
-            jobs[i] = sn_matmul_job(type: job.matrix.type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0),
-                                    w: job.matrix.base.assumingMemoryBound(to: UInt8.self), scales: scales,
+            jobs[i] = sn_matmul_job(type: FastKernels.kernelType(job.matrix.type),
+                                    w: base.assumingMemoryBound(to: UInt8.self),
                                     row_bytes: job.matrix.rowBytes,
                                     rows: Int32(job.matrix.rows), blocks: Int32(job.matrix.columns / 32),
                                     out: job.out, out_stride: job.outStride)
@@ -117,7 +136,7 @@ public final class MatMulPlan: @unchecked Sendable {
 
     deinit {
         jobs.deallocate()
-        for p in ownedScales { p.deallocate() }
+        for p in ownedCopies { p.deallocate() }
     }
 }
 

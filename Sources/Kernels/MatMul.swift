@@ -12,9 +12,9 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Bytes per row: `columns / blockSize * blockBytes`.
     public let rowBytes: Int
     public let base: UnsafeRawPointer
-    /// The blocks' scales as floats (`FastKernels.extractScales`), when the owner of the weights
-    /// made them once; the fast matrix products use them instead of converting F16 per token.
-    public var scales: UnsafePointer<Float>?
+    /// True when the bytes at `base` are in the C kernels' layout (`FastKernels.pack`) rather than
+    /// ggml rows: only the fast matrix products and `dequantizeRow` may then read them.
+    public var isPacked = false
 
     /// Nil when `columns` is not a multiple of the block size or the type is an activation format.
     public init?(type: BlockType, rows: Int, columns: Int, base: UnsafeRawPointer) {
@@ -28,7 +28,14 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Row `r`, dequantized into `out` (`columns` floats).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        RowKernels.dequantize(type, base + r * rowBytes, count: columns, into: out)
+        guard isPacked else {
+            RowKernels.dequantize(type, base + r * rowBytes, count: columns, into: out)
+            return
+        }
+        withUnsafeTemporaryAllocation(byteCount: rowBytes, alignment: 16) { row in
+            FastKernels.unpackRow(self, r, into: row.baseAddress!)
+            RowKernels.dequantize(type, UnsafeRawPointer(row.baseAddress!), count: columns, into: out)
+        }
     }
 }
 
@@ -56,6 +63,7 @@ public enum MatMul {
     /// converted by `quantize`. Rows are split among `threads` threads when the matrix is large.
     public static func multiply(_ w: WeightMatrix, quantized: UnsafeRawPointer, count: Int,
                                 into out: UnsafeMutablePointer<Float>, threads: Int = 1) {
+        precondition(!w.isPacked, "a packed matrix has only the fast (C) products")
         let stride = w.type.dotType.rowBytes(w.columns) ?? 0
         let work = w.rows * w.columns * count
         let parts = work >= 1 << 18 ? max(1, min(threads, w.rows)) : 1

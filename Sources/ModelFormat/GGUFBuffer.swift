@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -11,7 +12,9 @@ import Darwin
 /// The owner fills it once (for example while hashing the file, so that the bytes verified are
 /// the bytes used) through `withUnsafeMutableBytes`, and then hands it to `GGUFFile.parse(_:)`.
 /// From then on it must be treated as immutable: `GGUFFile` and `GGUFTensorView` keep a
-/// reference to it and read tensor data in place, without copying.
+/// reference to it and read tensor data in place, without copying. The one exception is
+/// `rearrangeOnce`: a model loader may permute tensor bytes in place once, into the layout its
+/// kernels read (so that the weights are not held twice).
 ///
 /// Memory safety does not depend on that promise: the size never changes, every tensor range was
 /// checked against it, and lazily decoded arrays re-check every length when they are decoded.
@@ -27,6 +30,8 @@ public final class GGUFBuffer: @unchecked Sendable {
     private let base: UnsafeMutableRawPointer
     /// When set, the memory belongs to this object (kept alive here) and is not freed by us.
     private let owner: AnyObject?
+    /// The `rearrangeOnce` keys applied so far.
+    private let rearranged = Mutex<Set<String>>([])
 
     /// Allocates `count` zeroed bytes aligned to `GGUFBuffer.alignment`.
     public init(count: Int) throws(GGUFError) {
@@ -46,8 +51,8 @@ public final class GGUFBuffer: @unchecked Sendable {
 
     /// Wraps memory that another object owns, without copying: for example the verified bytes of a
     /// model file, which the signature verifier read into private memory while hashing them. The
-    /// buffer keeps `owner` alive and never frees or writes the memory; `base` must stay valid for
-    /// `count` bytes as long as `owner` lives.
+    /// buffer keeps `owner` alive and never frees the memory, nor writes it except through
+    /// `rearrangeOnce`; `base` must stay valid for `count` bytes as long as `owner` lives.
     public init(adopting base: UnsafeRawPointer, count: Int, owner: AnyObject) {
         self.base = UnsafeMutableRawPointer(mutating: base)
         self.count = max(count, 0)
@@ -88,6 +93,21 @@ public final class GGUFBuffer: @unchecked Sendable {
         _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R
     ) throws(E) -> R {
         try body(UnsafeMutableRawBufferPointer(start: base, count: count))
+    }
+
+    /// Runs `body` on the whole buffer, writable, the first time it is called with `key` (later
+    /// calls with the same key do nothing and return false): for a model loader that rearranges
+    /// tensor data in place into its kernels' layout, a fixed permutation of the bytes, once for
+    /// however many models are made from the buffer. Callers serialize on the buffer; `body` must
+    /// not reenter it. Whoever reads the rearranged tensors afterwards must know the layout.
+    @discardableResult
+    public func rearrangeOnce(_ key: String, _ body: (UnsafeMutableRawBufferPointer) -> Void) -> Bool {
+        rearranged.withLock { done in
+            guard !done.contains(key) else { return false }
+            body(UnsafeMutableRawBufferPointer(start: base, count: count))
+            done.insert(key)
+            return true
+        }
     }
 
     /// Reads a whole regular file into a new buffer (for tests and tools; the model loader

@@ -7,7 +7,10 @@ import Darwin
 /// A model file's bytes in private, page-aligned anonymous memory, filled while the file was hashed.
 ///
 /// These are the bytes that were verified: nothing else can write them, so there is no gap between
-/// checking the file and using it. The memory is read-only to everyone after verification.
+/// checking the file and using it. The memory is read-only to everyone after verification, with one
+/// exception: loading a Llama model rearranges its weight matrices in place, once, into the CPU
+/// kernels' layout (`GGUFBuffer.rearrangeOnce`, `LlamaWeights`), a fixed permutation of the
+/// verified bytes that avoids holding the weights twice.
 public final class ModelBytes: @unchecked Sendable {
     public let count: Int
     private let base: UnsafeMutableRawPointer

@@ -90,6 +90,50 @@ struct FastKernelTests {
         #expect(one == two && one == three, "the split among threads does not change any result")
     }
 
+    /// A matrix packed in place (as the model loader does) unpacks to its rows, dequantizes as
+    /// before, and multiplies exactly as a plan's own packed copy of the ggml rows; odd row counts
+    /// keep their last rows unpacked.
+    @Test(arguments: matrixTypes)
+    func packedMatrixMatchesItsRows(type: BlockType) {
+        var random = TestRandom(state: type == .q4_1 ? 41 : 42)
+        let pool = ThreadPool(threads: 2)
+        for (rows, columns, tokens) in [(10, 96, 1), (8, 64, 5), (13, 576, 9), (4, 32, 3)] {
+            let original = (0 ..< rows).flatMap { _ in randomRow(type, count: columns, &random) }
+            var packed = original
+            let x = Self.activations(columns * tokens, &random)
+            let stride = type.dotType.rowBytes(columns)!
+            var a = [UInt8](repeating: 0, count: stride * tokens)
+            x.withUnsafeBufferPointer { FastKernels.quantize($0.baseAddress!, columns: columns, count: tokens, to: type.dotType, into: &a) }
+            var fromRows = [Float](repeating: .nan, count: rows * tokens)
+            var fromPacked = [Float](repeating: .nan, count: rows * tokens)
+            original.withUnsafeBytes { w in
+                let m = WeightMatrix(type: type, rows: rows, columns: columns, base: w.baseAddress!)!
+                fromRows.withUnsafeMutableBufferPointer { o in
+                    pool.multiply(MatMulPlan([MatMulJob(m, out: o.baseAddress!)])!, activations: a, activationStride: stride, count: tokens)
+                }
+            }
+            packed.withUnsafeMutableBytes { w in
+                var m = WeightMatrix(type: type, rows: rows, columns: columns, base: w.baseAddress!)!
+                FastKernels.pack(m, in: w.baseAddress!)
+                m.isPacked = true
+                #expect(Array(w) != original || rows < 4, "packing moved bytes")
+                var row = [UInt8](repeating: 0, count: m.rowBytes)
+                var values = [Float](repeating: 0, count: columns), expected = values
+                for r in 0 ..< rows {
+                    row.withUnsafeMutableBytes { FastKernels.unpackRow(m, r, into: $0.baseAddress!) }
+                    #expect(row == Array(original[r * m.rowBytes ..< (r + 1) * m.rowBytes]), "\(type) row \(r) of \(rows)")
+                    m.dequantizeRow(r, into: &values)
+                    original.withUnsafeBytes { RowKernels.dequantize(type, $0.baseAddress! + r * m.rowBytes, count: columns, into: &expected) }
+                    #expect(values.map(\.bitPattern) == expected.map(\.bitPattern))
+                }
+                fromPacked.withUnsafeMutableBufferPointer { o in
+                    pool.multiply(MatMulPlan([MatMulJob(m, out: o.baseAddress!)])!, activations: a, activationStride: stride, count: tokens)
+                }
+            }
+            #expect(fromRows.map(\.bitPattern) == fromPacked.map(\.bitPattern), "\(type) \(rows)x\(columns), \(tokens) tokens")
+        }
+    }
+
     @Test func planRefusesMixedOrUnsupportedJobs() {
         var out = [Float](repeating: 0, count: 4)
         let w = [UInt8](repeating: 0, count: 4 * 32 * 4)

@@ -30,13 +30,15 @@ enum {
     SN_Q8_0 = 2, ///< block_q8_0 weights (34 bytes per 32), Q8_0 activations (34 bytes per 32)
 };
 
+/// Most blocks per row `sn_matmul_rows` takes (32,768 columns): its scratch is on the stack.
+#define SN_MAX_BLOCKS 1024
+
 /// One matrix product: `out[t * out_stride + r] = dot(row r of w, activation t)` for `r < rows`
-/// and every activation of the call. Rows are `row_bytes` apart, each `blocks` blocks long.
+/// and every activation of the call. The weights are packed (`sn_pack_rows`); `row_bytes` is the
+/// size of one ggml row (`blocks` blocks, at most `SN_MAX_BLOCKS`).
 typedef struct {
     int type;
     const uint8_t *w;
-    /// The blocks' scales as floats, row-major (`sn_extract_scales`): Q4_1 (d, m) per block, Q8_0 d.
-    const float *scales;
     size_t row_bytes;
     int rows;
     int blocks;
@@ -48,15 +50,20 @@ typedef struct {
 /// ggml's AVX2 order for each (row, activation) pair: eight float lanes, lane k accumulating
 /// fma(d_w * d_a, sum of the products of elements 4k..4k+3, acc_k) block after block, then
 /// ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), plus (Q4_1) the block minimums' sum m_w * s_a added in
-/// order. Several activations share each unpacked weight block (the prompt path).
+/// order. Several activations share each unpacked weight block (the prompt path); a single
+/// activation runs four rows at a time (the decode path).
 void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                     const uint8_t *a, size_t a_stride, int tokens);
 
-/// Floats `sn_extract_scales` writes for a matrix.
-size_t sn_scale_floats(int type, int rows, int blocks);
-/// The F16 scales of every block of a matrix, converted to floats once (the matrix products would
-/// otherwise convert them again for every token): Q4_1 `d, m` per block, Q8_0 `d`, row-major.
-void sn_extract_scales(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, float *out);
+/// Rearranges a matrix of ggml rows, in place and without changing its size, into the layout the
+/// matrix products read: every group of four rows (`rows / 4` groups; rows after the last whole
+/// group stay as they are) becomes, block by block, the four rows' F16 scales (Q4_1: `d, m` of
+/// row 0, then of rows 1, 2, 3: 16 bytes; Q8_0: four `d`, 8 bytes) followed by their quants
+/// (Q8_0: four times 32 bytes; Q4_1: rows 0 and 1 in the low and high nibbles of 32 bytes, one
+/// element per byte, then rows 2 and 3 the same way). `scratch` holds `4 * row_bytes` bytes.
+void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch);
+/// Row `r` of a packed matrix, as the ggml row it was (`row_bytes` bytes at `out`).
+void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
 
 /// `blocks` Q8_1 blocks from `32 * blocks` floats, as Kernels' `Q8_1.quantize` (ggml's x86
 /// `quantize_row_q8_1`).

@@ -232,13 +232,17 @@ keylime:
         os.chmod(path, 0o600)
         return path
 
-    def start_node(config):
+    def start_node(config, expect_ready=True):
         with open(node_log, "ab") as f:
             f.write(f"==== start {config}\n".encode())
-        proc = start("node", [BIN, "serve", "--config", config, "--tcti", tcti], env=tpm_env, log_dir=logs)
         registered_before = open(node_log, "rb").read().count(b"registered and activated")
-        wait_for("the node to be ready", lambda: node_get("/readyz")[0] == 200 or proc.poll() is not None, 180)
+        proc = start("node", [BIN, "serve", "--config", config, "--tcti", tcti], env=tpm_env, log_dir=logs)
+        # The HTTP server starts only once the model is verified, measured and loaded; from then on
+        # /readyz answers 200, or 503 if the verifier has already revoked the node (it polls every second).
+        wait_for("the node to serve", lambda: node_get("/readyz")[0] in (200, 503) or proc.poll() is not None, 180)
         check("the node is serving", proc.poll() is None, tail(node_log))
+        if expect_ready:
+            check("... and ready", node_get("/readyz")[0] == 200, node_get("/readyz"))
         wait_for("the node to register with the registrar",
                  lambda: open(node_log, "rb").read().count(b"registered and activated") > registered_before
                  or proc.poll() is not None, 60)
@@ -369,7 +373,7 @@ keylime:
     other_sig = os.path.join(work, "other-model.sig")
     subprocess.run([BIN, "model", "sign", other, "--private-key", key, "--signature", other_sig], check=True, capture_output=True)
     stop(node)
-    node = start_node(node_config(other, other_sig, pub, "node-b"))
+    node = start_node(node_config(other, other_sig, pub, "node-b"), expect_ready=False)
     failed = wait_for("the verifier to report the failure", lambda: (s := status())["attestation_status"] == "FAIL" and s, 90)
     check("Keylime's verifier reports the node failed, on PCR 15", "15" in str(failed.get("last_event_id")), failed)
     ready = wait_for("the node to act on the revocation notice", lambda: (r := node_get("/readyz"))[0] == 503 and r, 60)

@@ -42,27 +42,27 @@ public struct KeylimeAgentRoutes: Sendable {
             Self.respond(200, "Success", ["supported_version": .string(KeylimeAPI.current),
                                           "supported_versions": .strings(KeylimeAPI.supportedVersions)])
         }
-        router.get("/:version/agent/info") { _, context in try versioned(context) { v in info(version: v) } }
+        router.get("/:version/agent/info") { _, context in versioned(context) { v in info(version: v) } }
         router.get("/:version/quotes/identity") { request, context in
-            try await versionedAsync(context) { v in await identityQuote(request, version: v) }
+            await versionedAsync(context) { v in await identityQuote(request, version: v) }
         }
         router.get("/:version/quotes/integrity") { request, context in
-            try await versionedAsync(context) { v in await integrityQuote(request, version: v) }
+            await versionedAsync(context) { v in await integrityQuote(request, version: v) }
         }
         router.get("/:version/keys/pubkey") { _, context in
-            try versioned(context) { _ in Self.respond(200, "Success", ["pubkey": .string(keys.publicKeyPEM)]) }
+            versioned(context) { _ in Self.respond(200, "Success", ["pubkey": .string(keys.publicKeyPEM)]) }
         }
         router.post("/:version/keys/ukey") { request, context in
-            try await versionedAsync(context) { _ in await receiveKey(request, half: .u) }
+            await versionedAsync(context) { _ in await receiveKey(request, half: .u) }
         }
         router.post("/:version/keys/vkey") { request, context in
-            try await versionedAsync(context) { _ in await receiveKey(request, half: .v) }
+            await versionedAsync(context) { _ in await receiveKey(request, half: .v) }
         }
         router.get("/:version/keys/verify") { request, context in
-            try await versionedAsync(context) { _ in await verify(request) }
+            await versionedAsync(context) { _ in await verify(request) }
         }
         router.post("/:version/notifications/revocation") { request, context in
-            try await versionedAsync(context) { _ in await revocation(request) }
+            await versionedAsync(context) { _ in await revocation(request) }
         }
         return router
     }
@@ -72,8 +72,7 @@ public struct KeylimeAgentRoutes: Sendable {
     func info(version: String) -> Response {
         Self.respond(200, "Success", ["agent_uuid": .string(uuid), "tpm_hash_alg": .string("sha256"),
                                       "tpm_enc_alg": .string(KeylimeAPI.encryptionAlgorithm(version: version)),
-                                      "tpm_sign_alg": .string(quoter.signAlgorithm),
-                                      "ek_handle": .string("0x81010001")])
+                                      "tpm_sign_alg": .string(quoter.signAlgorithm)])
     }
 
     /// Nonces are what Keylime sends: 1 to 64 ASCII letters and digits (TPM qualifying data is at most 64 bytes).
@@ -212,14 +211,14 @@ public struct KeylimeAgentRoutes: Sendable {
 
     // MARK: - helpers
 
-    func versioned(_ context: BasicRequestContext, _ body: (String) -> Response) throws -> Response {
+    func versioned(_ context: BasicRequestContext, _ body: (String) -> Response) -> Response {
         switch Self.checkVersion(context) {
         case .success(let v): return body(v)
         case .failure(let response): return response.response
         }
     }
 
-    func versionedAsync(_ context: BasicRequestContext, _ body: (String) async -> Response) async throws -> Response {
+    func versionedAsync(_ context: BasicRequestContext, _ body: (String) async -> Response) async -> Response {
         switch Self.checkVersion(context) {
         case .success(let v): return await body(v)
         case .failure(let response): return response.response

@@ -12,21 +12,9 @@ extension EvidenceVerifier {
     /// synthetic evidence of these tests would not pass: the swtpm suite runs the whole appraisal).
     func deviceChecks(_ evidence: Evidence, nonce: [UInt8], validated: Bool = true) async -> [Appraisal.Check] {
         let certificates = validated ? await validateDeviceCertificates(evidence.devices ?? []) : nil
-        var checks: [Appraisal.Check] = []
-        var failed = false
-        appraiseDevices(evidence, nonce: nonce, certificates: certificates) { name, body in
-            guard !failed else {
-                checks.append(.init(check: name, result: .skipped, detail: "not checked"))
-                return
-            }
-            do throws(AttestationError) {
-                checks.append(.init(check: name, result: .pass, detail: try body()))
-            } catch {
-                failed = true
-                checks.append(.init(check: name, result: .fail, detail: error.reason))
-            }
-        }
-        return checks
+        let runner = OrderedChecks()
+        appraiseDevices(evidence, nonce: nonce, certificates: certificates) { name, body in runner.run(name, body) }
+        return runner.checks
     }
 }
 

@@ -35,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
     ],
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
@@ -92,7 +93,9 @@ let package = Package(
         // HTTP endpoints (Hummingbird 2): attestation, enrollment, health.
         .target(
             name: "NodeHTTP",
-            dependencies: ["NodeCore", "Attestation", "TPM", "ModelSigning", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["NodeCore", "Attestation", "TPM", "ModelSigning", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strict
         ),
         // The service: configuration file, OpenAI-compatible API, continuous-batching scheduler,
@@ -110,6 +113,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -152,6 +157,7 @@ let package = Package(
             dependencies: [
                 "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM",
                 .product(name: "Hummingbird", package: "hummingbird"), "Inference", "Accelerators", "KeylimeAgent",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -163,7 +169,12 @@ let package = Package(
         .target(name: "TPMTestSupport", dependencies: ["TPM", "SoftwareTPM"], path: "Tests/Support/TPMTestSupport", swiftSettings: strict),
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
-        .testTarget(name: "NodeServiceTests", dependencies: ["NodeService", "Attestation", .product(name: "Crypto", package: "swift-crypto")],
+        .testTarget(name: "NodeServiceTests",
+                    dependencies: ["NodeService", "NodeHTTP", "Attestation", "Inference", "ModelFormat", "ModelSigning",
+                                   .product(name: "Crypto", package: "swift-crypto"),
+                                   .product(name: "Hummingbird", package: "hummingbird"),
+                                   .product(name: "HummingbirdTesting", package: "hummingbird"),
+                                   .product(name: "NIOCore", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
         .testTarget(

@@ -15,6 +15,8 @@ dev_tpm="" serve=""
 cleanup() {
   [[ -n "$serve" ]] && kill "$serve" 2>/dev/null || true
   [[ -n "$dev_tpm" ]] && kill "$dev_tpm" 2>/dev/null || true
+  # The outage test restarts swtpm itself (same state, same ports).
+  [[ -f "$work/restarted-swtpm.pid" ]] && kill "$(cat "$work/restarted-swtpm.pid")" 2>/dev/null || true
   [[ -n "$serve" ]] && wait "$serve" 2>/dev/null || true
   [[ -n "$dev_tpm" ]] && wait "$dev_tpm" 2>/dev/null || true
   rm -rf "$work"

@@ -26,16 +26,36 @@ public struct EventLogStore: Sendable {
         }
     }
 
+    /// Replaces the log atomically: a full disk or a read-only state directory is refused with the
+    /// reason, and the previous log stays as it was (no partial file is ever renamed over it).
     public func save(_ log: [EventLogEntry]) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(log)
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw NodeError("cannot create the state directory \(directory.path): \(error.localizedDescription)")
+        }
         let temporary = directory.appendingPathComponent(".event-log.json.\(getpid()).tmp")
-        try encoder.encode(log).write(to: temporary, options: [.atomic])
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: temporary.path)
-        guard rename(temporary.path, file.path) == 0 else {
-            throw NodeError("cannot write the event log \(file.path): \(String(cString: strerror(errno)))")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw NodeError("cannot write the event log in \(directory.path): \(String(cString: strerror(errno)))") }
+        var failure: Int32 = 0
+        data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 { if errno == EINTR { continue }; failure = errno; return }
+                offset += n
+            }
+        }
+        if failure == 0 && fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if failure == 0 && rename(temporary.path, file.path) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary.path)
+            throw NodeError("cannot write the event log \(file.path): \(String(cString: strerror(failure))); the previous log is unchanged")
         }
     }
 }

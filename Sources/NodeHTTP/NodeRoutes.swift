@@ -7,32 +7,50 @@ import TPM
 
 /// The node's attestation, enrollment and health endpoints (the OpenAI-compatible API joins them
 /// in the service stage). Formats are documented in firmware-profiles/README.md.
+///
+/// The endpoints that cause TPM work are open (an orchestrator must reach them), so they check
+/// their input first and then pass `gate`: a bounded number run, a bounded number wait, the rest get
+/// 429 at once. `/healthz` and `/readyz` never touch the TPM: `/readyz` reads the background
+/// `TPMHealth` check.
 public struct NodeRoutes: Sendable {
     public let attestor: Attestor
     public let readiness: Readiness
+    public let gate: TPMGate
+    public let health: TPMHealth?
 
-    public init(attestor: Attestor, readiness: Readiness) {
+    public init(attestor: Attestor, readiness: Readiness, gate: TPMGate = TPMGate(), health: TPMHealth? = nil) {
         self.attestor = attestor
         self.readiness = readiness
+        self.gate = gate
+        self.health = health
     }
 
-    public func register(on router: Router<BasicRequestContext>) {
+    public func register<Context: RequestContext>(on router: Router<Context>) {
         router.get("/healthz") { _, _ in Self.json(["status": "alive"]) }
         router.get("/readyz") { _, _ in await readinessResponse() }
         router.get("/v1/attestation") { request, _ in await attestation(request) }
-        router.get("/v1/enrollment") { _, _ in await enrollmentIdentity() }
+        router.get("/v1/enrollment") { _, _ in await gated { await enrollmentIdentity() } }
         router.post("/v1/enrollment/activate") { request, _ in await activate(request) }
     }
 
     func readinessResponse() async -> Response {
         let state = await readiness.state
         guard state.ready else { return Self.json(["status": "not ready", "reason": state.reason], status: .serviceUnavailable) }
-        do {
-            _ = try await attestor.tpm.pcrValues([attestor.profile.measurementPCR])
-        } catch {
-            return Self.json(["status": "not ready", "reason": "the TPM does not answer: \(error)"], status: .serviceUnavailable)
+        if let status = health?.status, !status.healthy {
+            return Self.json(["status": "not ready", "reason": status.reason], status: .serviceUnavailable)
         }
         return Self.json(["status": "ready", "profile": attestor.profile.id, "model": state.reason])
+    }
+
+    /// Runs TPM work through the gate; 429 with `Retry-After` when it is full.
+    func gated(_ work: @Sendable () async -> Response) async -> Response {
+        do {
+            return try await gate.run { await work() }
+        } catch {
+            var response = Self.error("\(error)", status: .tooManyRequests)
+            response.headers[.retryAfter] = "1"
+            return response
+        }
     }
 
     func attestation(_ request: Request) async -> Response {
@@ -40,11 +58,13 @@ public struct NodeRoutes: Sendable {
               (8...64).contains(nonce.count) else {
             return Self.error("nonce must be 16 to 128 hex digits (?nonce=HEX)", status: .badRequest)
         }
-        do {
-            let evidence = try await attestor.evidence(nonce: nonce)
-            return Self.body(evidence.jsonData())
-        } catch {
-            return Self.error("cannot produce evidence: \(error)", status: .serviceUnavailable)
+        return await gated {
+            do {
+                let evidence = try await attestor.evidence(nonce: nonce)
+                return Self.body(evidence.jsonData())
+            } catch {
+                return Self.error("cannot produce evidence: \(error)", status: .serviceUnavailable)
+            }
         }
     }
 
@@ -77,9 +97,14 @@ public struct NodeRoutes: Sendable {
                 return Self.error("body must be {\"credentialBlob\": base64, \"encryptedSecret\": base64}", status: .badRequest)
             }
             guard let handle = attestor.profile.akHandle else { return Self.error("no attestation key", status: .internalServerError) }
-            let recovered = try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob),
-                                                                      encryptedSecret: Array(secret))
+            let recovered = try await gate.run {
+                try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob), encryptedSecret: Array(secret))
+            }
             return Self.body(try JSONEncoder().encode(EnrollmentProof(secret: Data(recovered).base64EncodedString())))
+        } catch let error as TPMGate.Busy {
+            var response = Self.error("\(error)", status: .tooManyRequests)
+            response.headers[.retryAfter] = "1"
+            return response
         } catch let error as TPMError where error.kind == .command {
             return Self.error("credential activation refused: \(error)", status: .unprocessableContent)
         } catch {

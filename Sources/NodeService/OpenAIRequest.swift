@@ -8,13 +8,17 @@ public struct APIError: Error, Sendable {
     public var type: String
     public var param: String?
     public var code: String?
+    /// Seconds for a `Retry-After` header (429 and 503 answers).
+    public var retryAfter: Int?
 
-    public init(_ status: Int, _ message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+    public init(_ status: Int, _ message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil,
+                retryAfter: Int? = nil) {
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.retryAfter = retryAfter
     }
 
     public var json: [UInt8] {
@@ -60,6 +64,9 @@ public struct ParsedCompletionRequest: Sendable {
 /// Parses and checks `/v1/chat/completions` and `/v1/completions` bodies against the node's
 /// limits. Errors name the field and say what was expected.
 public struct CompletionRequestParser: Sendable {
+    /// Bounds on `stop`: OpenAI's count, and a length that keeps per-token matching cheap.
+    public static let maxStopStrings = 4
+    public static let maxStopStringBytes = 64
     public let settings: ServiceSettings
     public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate?
@@ -71,6 +78,7 @@ public struct CompletionRequestParser: Sendable {
     }
 
     func object(_ body: [UInt8]) throws(APIError) -> [String: JSONValue] {
+        try JSONShape.check(body)
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
             throw APIError(400, "the request body is not valid JSON")
         }
@@ -214,7 +222,12 @@ public struct CompletionRequestParser: Sendable {
             }
         default: throw APIError(400, "'stop' must be a string or an array of strings", param: "stop")
         }
-        guard stops.count <= 4 else { throw APIError(400, "'stop' takes at most 4 strings", param: "stop") }
+        guard stops.count <= Self.maxStopStrings else {
+            throw APIError(400, "'stop' takes at most \(Self.maxStopStrings) strings, not \(stops.count)", param: "stop")
+        }
+        for (i, stop) in stops.enumerated() where stop.utf8.count > Self.maxStopStringBytes {
+            throw APIError(400, "'stop'[\(i)] is \(stop.utf8.count) bytes long; at most \(Self.maxStopStringBytes) are allowed", param: "stop")
+        }
         let stream = try bool(f, "stream") ?? false
         var includeUsage = false
         if case let .object(o)? = f["stream_options"], case let .bool(b)? = o["include_usage"] { includeUsage = b }

@@ -24,12 +24,17 @@ public struct ReceiptIssuer: Sendable {
         self.profile = profile
     }
 
-    public func issue(id: String, created: Int, request: [UInt8], responseText: String) -> Receipt {
+    /// A signed receipt; a key that cannot sign is a failure to answer (500), never an unsigned receipt.
+    public func issue(id: String, created: Int, request: [UInt8], responseText: String) throws(ResponseFailure) -> Receipt {
         var receipt = Receipt(id: id, created: created, model: modelID, modelManifestRoot: manifestRoot, profile: profile,
                               requestSHA256: hexString(Array(SHA256.hash(data: request))),
                               responseSHA256: hexString(Array(SHA256.hash(data: Array(responseText.utf8)))),
                               attestation: reference, publicKey: key.publicKey.pemRepresentation)
-        try? receipt.sign(with: key)
+        do {
+            try receipt.sign(with: key)
+        } catch {
+            throw ResponseFailure("cannot sign the receipt: \(error)")
+        }
         return receipt
     }
 }
@@ -37,10 +42,17 @@ public struct ReceiptIssuer: Sendable {
 /// The OpenAI-compatible endpoints: `GET /v1/models`, `POST /v1/chat/completions`,
 /// `POST /v1/completions` (with `stream: true` as server-sent events ending in `data: [DONE]`),
 /// and `GET /metrics`.
+///
+/// A completion's path: readiness (cheap) → body, bounded by `limits.max_body_bytes` (413) → the
+/// request worker parses, renders and tokenizes it off the cooperative pool (400, 429) → the
+/// scheduler admits it (429 when full or over the key's share, 503 while draining) → events become
+/// one JSON body or an SSE stream, with the receipt at the end. A client that hangs up cancels its
+/// request, streaming or not. Errors become OpenAI's error JSON in one place (`APIError(mapping:)`).
 public struct OpenAIRoutes: Sendable {
     public let settings: ServiceSettings
     public let parser: CompletionRequestParser
     public let scheduler: InferenceScheduler
+    public let worker: RequestWorker
     public let metrics: NodeMetrics
     public let receipts: ReceiptIssuer
     public let readiness: Readiness
@@ -49,11 +61,12 @@ public struct OpenAIRoutes: Sendable {
     /// `system_fingerprint`: the model manifest root and profile, shortened.
     public let fingerprint: String
 
-    public init(settings: ServiceSettings, parser: CompletionRequestParser, scheduler: InferenceScheduler, metrics: NodeMetrics,
-                receipts: ReceiptIssuer, readiness: Readiness) {
+    public init(settings: ServiceSettings, parser: CompletionRequestParser, scheduler: InferenceScheduler, worker: RequestWorker,
+                metrics: NodeMetrics, receipts: ReceiptIssuer, readiness: Readiness) {
         self.settings = settings
         self.parser = parser
         self.scheduler = scheduler
+        self.worker = worker
         self.metrics = metrics
         self.receipts = receipts
         self.readiness = readiness
@@ -63,19 +76,19 @@ public struct OpenAIRoutes: Sendable {
 
     public static let receiptHeader = HTTPField.Name("X-SecureNode-Receipt")!
 
-    public func register(on router: Router<BasicRequestContext>) {
-        router.get("/v1/models") { _, _ in models() }
+    public func register(on router: Router<NodeRequestContext>) {
+        router.get("/v1/models") { _, _ in try Self.json(List(data: [ModelObject(id: settings.modelID, created: loadedAt)])) }
         router.get("/v1/models/:id") { _, context in
             guard context.parameters.get("id") == settings.modelID else {
-                return Self.error(APIError(404, "the model '\(context.parameters.get("id") ?? "")' does not exist on this node", code: "model_not_found"))
+                throw APIError(404, "the model '\(context.parameters.get("id") ?? "")' does not exist on this node", code: "model_not_found")
             }
-            return Self.json(ModelObject(id: settings.modelID, created: loadedAt))
+            return try Self.json(ModelObject(id: settings.modelID, created: loadedAt))
         }
         router.post("/v1/chat/completions") { request, context in
-            await complete(request, context: context, chat: true)
+            try await complete(request, context: context, chat: true)
         }
         router.post("/v1/completions") { request, context in
-            await complete(request, context: context, chat: false)
+            try await complete(request, context: context, chat: false)
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -90,87 +103,103 @@ public struct OpenAIRoutes: Sendable {
         var owned_by = "securenode"
     }
 
-    func models() -> Response {
-        struct List: Encodable { var object = "list"; let data: [ModelObject] }
-        return Self.json(List(data: [ModelObject(id: settings.modelID, created: loadedAt)]))
+    struct List: Encodable {
+        var object = "list"
+        let data: [ModelObject]
     }
 
-    func complete(_ request: Request, context: BasicRequestContext, chat: Bool) async -> Response {
-        let body: [UInt8]
-        do {
-            let buffer = try await request.body.collect(upTo: settings.maxBodyBytes)
-            body = Array(buffer.readableBytesView)
-        } catch {
-            return Self.error(APIError(413, "the request body is larger than \(settings.maxBodyBytes) bytes", code: "request_too_large"))
-        }
-        let parsed: ParsedCompletionRequest
-        do {
-            parsed = chat ? try parser.chat(body) : try parser.completion(body)
-        } catch {
-            return Self.error(error)
-        }
+    func complete(_ request: Request, context: NodeRequestContext, chat: Bool) async throws -> Response {
         let state = await readiness.state
         guard state.ready else {
-            return Self.error(APIError(503, "the node is not ready: \(state.reason)", type: "service_unavailable"))
+            throw APIError(503, "the node is not ready: \(state.reason)", type: "service_unavailable", code: "not_ready")
         }
-        let submission: InferenceScheduler.Submission
+        let body: [UInt8]
         do {
-            submission = try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: parsed.options))
-        } catch .queueFull {
-            var response = Self.error(APIError(429, "the node is at capacity (\(settings.parallel) running, \(settings.queueDepth) queued); retry shortly",
-                                               type: "rate_limit_exceeded", code: "queue_full"))
-            response.headers[.retryAfter] = "1"
-            return response
+            body = Array(try await request.body.collect(upTo: settings.maxBodyBytes).readableBytesView)
         } catch {
-            return Self.error(APIError(503, "the node is shutting down", type: "service_unavailable"))
+            throw APIError(413, "the request body is larger than \(settings.maxBodyBytes) bytes", code: "request_too_large")
         }
+        let parser = self.parser
+        let parsed = try await worker.run { () throws(APIError) -> ParsedCompletionRequest in
+            chat ? try parser.chat(body) : try parser.completion(body)
+        }
+        // Watch the connection before queueing, so that a client that already left is not served.
+        let watcher = parsed.stream ? nil : await context.disconnectWatcher()
+        let submission = try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: parsed.options, key: context.apiKey))
         let id = (chat ? "chatcmpl-" : "cmpl-") + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         context.logger.info("completion accepted", metadata: ["id": .string(id), "prompt_tokens": .stringConvertible(parsed.promptIDs.count),
                                                               "max_tokens": .stringConvertible(parsed.options.maxTokens),
                                                               "stream": .stringConvertible(parsed.stream)])
-        let events = submission.events
+        let answer = Answer(id: id, created: created, chat: chat, parsed: parsed, body: body, fingerprint: fingerprint, receipts: receipts)
         if parsed.stream {
-            return stream(submission, id: id, created: created, chat: chat, parsed: parsed, body: body, logger: context.logger)
+            return stream(submission, answer: answer, logger: context.logger)
         }
-        var text = ""
-        for await event in events {
+        let token = watcher?.onDisconnect { [logger = context.logger] in
+            logger.info("client disconnected; generation cancelled", metadata: ["id": .string(id)])
+            submission.cancel()
+        }
+        defer { watcher?.forget(token) }
+        for await event in submission.events {
             switch event {
-            case let .text(piece):
-                text += piece
+            case .text:
+                continue
             case let .failed(reason):
-                return Self.error(APIError(503, "generation failed: \(reason)", type: "service_unavailable"))
+                throw APIError(503, "generation failed: \(reason)", type: "service_unavailable")
             case let .finished(done):
-                let receipt = receipts.issue(id: id, created: created, request: body, responseText: done.text)
-                let usage = Usage(prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens,
-                                  total_tokens: done.promptTokens + done.completionTokens)
-                let finish = Self.finishReason(done.stopReason)
+                let receipt = try answer.receipt(for: done)
                 context.logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(done.completionTokens),
-                                                                      "finish_reason": .string(finish)])
-                var response = Self.json(CompletionBody(id: id, object: chat ? "chat.completion" : "text_completion", created: created,
-                                                        model: parsed.model, system_fingerprint: fingerprint,
-                                                        choices: [Choice(chat ? .message(done.text) : .text(done.text), finish: finish)],
-                                                        usage: usage, receipt: receipt))
+                                                                      "finish_reason": .string(Self.finishReason(done.stopReason))])
+                var response = try Self.json(answer.body(done, receipt: receipt))
                 response.headers[Self.receiptHeader] = receipt.jsonData().base64EncodedString()
                 return response
             }
         }
-        return Self.error(APIError(503, "generation ended without a result", type: "service_unavailable"))
+        throw APIError(499, "the client closed the connection; generation cancelled", type: "client_closed_request", code: "cancelled")
     }
 
-    func stream(_ submission: InferenceScheduler.Submission, id: String, created: Int, chat: Bool,
-                parsed: ParsedCompletionRequest, body: [UInt8], logger: Logger) -> Response {
-        let model = parsed.model, fingerprint = self.fingerprint, receipts = self.receipts
-        let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-        let object = chat ? "chat.completion.chunk" : "text_completion"
-        /// A chunk with `choices`; `piece` is the one choice of a chunk that carries text (a chat delta, or completion text).
-        @Sendable func chunk(_ choices: [Choice], usage: Usage? = nil, receipt: Receipt? = nil) -> CompletionBody {
-            CompletionBody(id: id, object: object, created: created, model: model, system_fingerprint: fingerprint,
+    /// One answer's identity and its receipt.
+    struct Answer: Sendable {
+        let id: String
+        let created: Int
+        let chat: Bool
+        let parsed: ParsedCompletionRequest
+        let body: [UInt8]
+        let fingerprint: String
+        let receipts: ReceiptIssuer
+
+        var object: String { chat ? "chat.completion" : "text_completion" }
+        var chunkObject: String { chat ? "chat.completion.chunk" : "text_completion" }
+
+        func receipt(for done: InferenceScheduler.Completion) throws(ResponseFailure) -> Receipt {
+            try receipts.issue(id: id, created: created, request: body, responseText: done.text)
+        }
+
+        func usage(_ done: InferenceScheduler.Completion) -> Usage {
+            Usage(prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens, total_tokens: done.promptTokens + done.completionTokens)
+        }
+
+        /// The non-streaming body.
+        func body(_ done: InferenceScheduler.Completion, receipt: Receipt) -> CompletionBody {
+            CompletionBody(id: id, object: object, created: created, model: parsed.model, system_fingerprint: fingerprint,
+                           choices: [Choice(chat ? .message(done.text) : .text(done.text), finish: OpenAIRoutes.finishReason(done.stopReason))],
+                           usage: usage(done), receipt: receipt)
+        }
+
+        /// A streamed chunk with `choices`.
+        func chunk(_ choices: [Choice], usage: Usage? = nil, receipt: Receipt? = nil) -> CompletionBody {
+            CompletionBody(id: id, object: chunkObject, created: created, model: parsed.model, system_fingerprint: fingerprint,
                            choices: choices, usage: usage, receipt: receipt)
         }
-        @Sendable func piece(_ text: String?, role: String? = nil, finish: String? = nil) -> Choice {
+
+        /// One choice of a chunk: a chat delta, or completion text.
+        func piece(_ text: String?, role: String? = nil, finish: String? = nil) -> Choice {
             Choice(chat ? .delta(role: role, content: text) : .text(text ?? ""), finish: finish)
         }
+    }
+
+    func stream(_ submission: InferenceScheduler.Submission, answer: Answer, logger: Logger) -> Response {
+        let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -182,24 +211,30 @@ public struct OpenAIRoutes: Sendable {
             }
             var iterator = submission.events.makeAsyncIterator()
             do {
-                if chat { try await send(chunk([piece("", role: "assistant")])) }
+                if answer.chat { try await send(answer.chunk([answer.piece("", role: "assistant")])) }
                 loop: while let event = await iterator.next() {
                     switch event {
                     case let .text(text):
-                        try await send(chunk([piece(text)]))
+                        try await send(answer.chunk([answer.piece(text)]))
                     case let .failed(reason):
                         try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
                         break loop
                     case let .finished(done):
-                        let receipt = receipts.issue(id: id, created: created, request: body, responseText: done.text)
-                        let usage = Usage(prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens,
-                                          total_tokens: done.promptTokens + done.completionTokens)
+                        let receipt: Receipt
+                        do {
+                            receipt = try answer.receipt(for: done)
+                        } catch {
+                            try await send(APIErrorEnvelope(error: .init(message: (error as? ResponseFailure)?.reason ?? "\(error)", type: "server_error")))
+                            break loop
+                        }
+                        let usage = answer.usage(done)
                         let finish = Self.finishReason(done.stopReason)
                         // The last choice chunk carries finish_reason and the receipt (and usage, unless the
                         // client asked for OpenAI's separate usage chunk with no choices).
-                        try await send(chunk([piece(nil, finish: finish)], usage: parsed.includeUsage ? nil : usage, receipt: receipt))
-                        if parsed.includeUsage { try await send(chunk([], usage: usage)) }
-                        logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(done.completionTokens),
+                        try await send(answer.chunk([answer.piece(nil, finish: finish)], usage: answer.parsed.includeUsage ? nil : usage,
+                                                    receipt: receipt))
+                        if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
+                        logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(done.completionTokens),
                                                                       "finish_reason": .string(finish)])
                         break loop
                     }
@@ -208,7 +243,7 @@ public struct OpenAIRoutes: Sendable {
                 try await writer.finish(nil)
             } catch {
                 // The client went away: stop generating for it.
-                logger.info("client disconnected; generation cancelled", metadata: ["id": .string(id)])
+                logger.info("client disconnected; generation cancelled", metadata: ["id": .string(answer.id)])
                 submission.cancel()
                 throw error
             }
@@ -223,17 +258,19 @@ public struct OpenAIRoutes: Sendable {
         (0 ..< 12).map { _ in String(format: "%02x", UInt8.random(in: 0 ... 255)) }.joined()
     }
 
-    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws(ResponseFailure) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        let data = (try? encoder.encode(value)) ?? Data()
+        let data: Data
+        do {
+            data = try encoder.encode(value)
+        } catch {
+            throw ResponseFailure("cannot encode the response: \(error)")
+        }
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    public static func error(_ error: APIError) -> Response {
-        Response(status: HTTPResponse.Status(code: error.status), headers: [.contentType: "application/json"],
-                 body: .init(byteBuffer: ByteBuffer(bytes: error.json)))
-    }
+    public static func error(_ error: APIError) -> Response { error.response }
 }
 
 // MARK: - Response bodies (OpenAI's shapes, plus `receipt`)

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import ServiceLifecycle
 
 /// Shares one engine among concurrent requests with continuous batching: each engine step runs one
 /// token for every sequence that is decoding plus chunks of waiting prompts, up to the engine's
@@ -7,17 +8,22 @@ import Inference
 /// with concurrency. Every sequence's result is what it would be alone (the engine's rows are
 /// independent), whatever else is running.
 ///
-/// The loop runs on its own thread (it blocks on the CPU for milliseconds per step; it must not sit
-/// on Swift's cooperative pool). Requests beyond the parallel slots wait in a bounded queue; a full
-/// queue refuses at once (the HTTP layer answers 429).
-public final class InferenceScheduler: @unchecked Sendable {
+/// The decisions (admission, step planning, cancellation, drain) are `SchedulerState`'s; this type
+/// owns the engine, its sessions and the loop thread (a step blocks on the CPU for milliseconds: it
+/// must not sit on Swift's cooperative pool) and carries those decisions out. It is a ServiceLifecycle
+/// `Service`: on graceful shutdown it stops admitting, lets running and queued requests finish until
+/// the drain deadline, fails what is left, and returns.
+public final class InferenceScheduler: @unchecked Sendable, Service {
     /// What one request asks for.
     public struct Request: Sendable {
         public var promptIDs: [Int]
         public var options: GenerationOptions
-        public init(promptIDs: [Int], options: GenerationOptions) {
+        /// Who asked (an API key's label), for the per-key limit; nil without keys.
+        public var key: String?
+        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil) {
             self.promptIDs = promptIDs
             self.options = options
+            self.key = key
         }
     }
 
@@ -35,7 +41,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         /// Generated text, in UTF-8-safe pieces, in order.
         case text(String)
         case finished(Completion)
-        /// The request could not run (the node is stopping, or the engine refused it).
+        /// The request could not complete (the node is stopping, or the engine refused it).
         case failed(String)
     }
 
@@ -45,143 +51,115 @@ public final class InferenceScheduler: @unchecked Sendable {
         public let cancel: @Sendable () -> Void
     }
 
-    public enum SubmitError: Error, Sendable {
+    public enum SubmitError: Error, Sendable, Equatable {
         case queueFull
         case draining
+        /// The caller's key holds this many requests already.
+        case keyLimit(Int)
+        /// The request cannot run (empty prompt, bad options): the reason.
+        case invalid(String)
     }
 
-    /// One request; its mutable state is touched under `condition` or by the loop thread alone.
-    final class Job: @unchecked Sendable {
-        let id: UInt64
-        var state: GenerationState
+    /// A job's side the state machine does not hold: its generation and its stream.
+    final class Job {
+        var generation: GenerationState
         let continuation: AsyncStream<Event>.Continuation
         let submitted = ContinuousClock.now
         var firstText: Duration?
-        var session: LlamaSession?
-        /// Prompt tokens not evaluated yet.
-        var promptOffset = 0
-        /// The token to evaluate next once decoding (nil while the prompt is pending).
+        /// The token to evaluate at the next decode step.
         var next: Int?
-        var cancelled = false
-        var promptIDs: [Int] { state.promptIDs }
 
-        init(id: UInt64, state: GenerationState, continuation: AsyncStream<Event>.Continuation) {
-            self.id = id
-            self.state = state
+        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation) {
+            self.generation = generation
             self.continuation = continuation
         }
     }
 
-    public let engine: LlamaEngine
+    private let engine: LlamaEngine
+    private let sessions: [LlamaSession]
     public let tokenizer: Tokenizer
-    public let parallel: Int
-    public let queueCapacity: Int
+    public let limits: SchedulerState.Limits
+    /// How long a drain may take before what is left is failed.
+    public let drainTimeout: Duration
     private let condition = NSCondition()
-    private var pending: [Job] = []
-    private var active: [Job] = []
-    private var freeSessions: [LlamaSession]
-    private var accepting = true
-    private var stopped = false
+    // Touched under `condition` only.
+    private var state: SchedulerState
+    private var jobs: [UInt64: Job] = [:]
     private var nextID: UInt64 = 1
-    private var thread: Thread?
-    /// Called after every step with (waiting, running) counts, and for each first token.
+    private var stopped = false
+    private var loopRunning = false
+    private var loopDone: [@Sendable () -> Void] = []
     private let observer: (any SchedulerObserver)?
 
-    /// A scheduler with `parallel` sessions of `contextLength` positions on `engine`, and a queue of
-    /// `queueDepth` waiting requests beyond them.
-    public init(engine: LlamaEngine, tokenizer: Tokenizer, parallel: Int, contextLength: Int, queueDepth: Int,
-                observer: (any SchedulerObserver)? = nil) throws(InferenceError) {
+    /// A scheduler with `limits.parallel` sessions of `contextLength` positions on `engine`.
+    public init(engine: LlamaEngine, tokenizer: Tokenizer, limits: SchedulerState.Limits, contextLength: Int,
+                drainTimeout: Duration = .seconds(30), observer: (any SchedulerObserver)? = nil) throws(InferenceError) {
         self.engine = engine
         self.tokenizer = tokenizer
-        self.parallel = max(1, parallel)
-        queueCapacity = max(0, queueDepth)
+        self.limits = SchedulerState.Limits(parallel: limits.parallel, queueDepth: limits.queueDepth, perKeyLimit: limits.perKeyLimit,
+                                            batchTokens: min(limits.batchTokens, engine.batchCapacity))
+        self.drainTimeout = drainTimeout
         self.observer = observer
+        state = SchedulerState(limits: self.limits)
         var sessions: [LlamaSession] = []
-        for _ in 0 ..< self.parallel { sessions.append(try engine.makeSession(contextLength: contextLength)) }
-        freeSessions = sessions
+        for _ in 0 ..< self.limits.parallel { sessions.append(try engine.makeSession(contextLength: contextLength)) }
+        self.sessions = sessions
     }
 
-    /// Starts the loop thread.
+    // MARK: Service
+
+    /// Runs the loop until graceful shutdown, then drains for up to `drainTimeout`.
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        await drain(deadline: drainTimeout)
+    }
+
+    /// Starts the loop thread (idempotent; `run` calls it).
     public func start() {
         condition.lock()
         defer { condition.unlock() }
-        guard thread == nil else { return }
+        guard !loopRunning && !stopped else { return }
+        loopRunning = true
         let t = Thread { [self] in loop() }
         t.name = "securenode-scheduler"
         t.stackSize = 16 << 20
-        thread = t
         t.start()
     }
 
-    /// Queues a request; its events arrive on the returned stream. Ending the stream early (the
-    /// consumer stops iterating) cancels the request.
-    public func submit(_ request: Request) throws(SubmitError) -> Submission {
-        let state: GenerationState
-        do {
-            state = try GenerationState(promptIDs: request.promptIDs, options: request.options, tokenizer: tokenizer)
-        } catch {
-            return Submission(events: AsyncStream { $0.yield(.failed(error.reason)); $0.finish() }, cancel: {})
-        }
-        let (stream, continuation) = AsyncStream<Event>.makeStream()
-        condition.lock()
-        defer { condition.unlock() }
-        guard accepting else { throw .draining }
-        // Room for `parallel` running and `queueCapacity` waiting requests in all.
-        guard pending.count + active.count < parallel + queueCapacity else { throw .queueFull }
-        let job = Job(id: nextID, state: state, continuation: continuation)
-        nextID += 1
-        pending.append(job)
-        continuation.onTermination = { [weak self, weak job] _ in
-            guard let self, let job else { return }
-            self.cancel(job)
-        }
-        condition.signal()
-        return Submission(events: stream, cancel: { [weak self, weak job] in
-            guard let self, let job else { return }
-            self.cancel(job)
-        })
-    }
-
-    func cancel(_ job: Job) {
-        condition.lock()
-        job.cancelled = true
-        condition.signal()
-        condition.unlock()
-    }
-
-    /// Cancels every queued and running request: a revoked node stops answering at once (streams
-    /// end; what was generated before is not withdrawn).
-    public func cancelAll() {
-        condition.lock()
-        for job in pending + active { job.cancelled = true }
-        condition.signal()
-        condition.unlock()
-    }
-
-    /// Requests waiting, and running.
-    public var counts: (waiting: Int, running: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        return (pending.count, active.count)
-    }
-
-    /// Stops accepting requests (they get `.draining`), lets the running and queued ones finish for
-    /// up to `deadline`, then fails whatever is left and stops the loop.
+    /// Stops admitting (new requests get `.draining`), lets running and queued requests finish for
+    /// up to `deadline`, then fails what is left; returns once the loop has stopped.
     public func drain(deadline: Duration) async {
-        stopAccepting()
-        let end = ContinuousClock.now + deadline
-        while ContinuousClock.now < end {
-            let (waiting, running) = counts
-            if waiting == 0 && running == 0 { break }
-            try? await Task.sleep(for: .milliseconds(50))
+        guard beginDrain(deadline: deadline) else { return }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            whenLoopEnds { done.resume() }
         }
-        stopLoop()
     }
 
-    /// New requests get `.draining` from now on.
+    /// Returns whether the loop is running (and will end by the deadline).
+    private func beginDrain(deadline: Duration) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        state.beginDrain(deadline: ContinuousClock.now + deadline)
+        condition.signal()
+        return loopRunning
+    }
+
+    private func whenLoopEnds(_ done: @escaping @Sendable () -> Void) {
+        condition.lock()
+        if loopRunning {
+            loopDone.append(done)
+            condition.unlock()
+        } else {
+            condition.unlock()
+            done()
+        }
+    }
+
+    /// New requests get `.draining` from now on; nothing else changes until `drain`.
     public func stopAccepting() {
         condition.lock()
-        accepting = false
+        state.beginDrain(deadline: .now + .seconds(365 * 24 * 3600))
         condition.unlock()
     }
 
@@ -189,14 +167,60 @@ public final class InferenceScheduler: @unchecked Sendable {
     public var isAccepting: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return accepting
+        return state.accepting
     }
 
-    /// Fails whatever is queued or running and ends the loop thread.
-    public func stopLoop() {
+    /// Requests waiting, and running.
+    public var counts: (waiting: Int, running: Int) {
         condition.lock()
-        accepting = false
-        stopped = true
+        defer { condition.unlock() }
+        return (state.waitingCount, state.runningCount)
+    }
+
+    // MARK: Requests
+
+    /// Queues a request; its events arrive on the returned stream. Ending the stream early (the
+    /// consumer stops iterating) cancels the request.
+    public func submit(_ request: Request) throws(SubmitError) -> Submission {
+        let generation: GenerationState
+        do {
+            generation = try GenerationState(promptIDs: request.promptIDs, options: request.options, tokenizer: tokenizer)
+        } catch {
+            throw .invalid(error.reason)
+        }
+        let (stream, continuation) = AsyncStream<Event>.makeStream()
+        condition.lock()
+        let id = nextID
+        do {
+            try state.admit(id: id, key: request.key, promptCount: request.promptIDs.count)
+        } catch {
+            condition.unlock()
+            switch error {
+            case .draining: throw .draining
+            case .queueFull: throw .queueFull
+            case let .keyLimit(n): throw .keyLimit(n)
+            case .emptyPrompt: throw .invalid("the prompt is empty")
+            }
+        }
+        nextID += 1
+        jobs[id] = Job(generation: generation, continuation: continuation)
+        condition.signal()
+        condition.unlock()
+        continuation.onTermination = { [weak self] _ in self?.cancel(id) }
+        return Submission(events: stream, cancel: { [weak self] in self?.cancel(id) })
+    }
+
+    func cancel(_ id: UInt64) {
+        condition.lock()
+        if state.cancel(id) { condition.signal() }
+        condition.unlock()
+    }
+
+    /// Cancels every queued and running request: a revoked node stops answering at once (streams
+    /// end; what was generated before is not withdrawn).
+    public func cancelAll() {
+        condition.lock()
+        state.cancelAll()
         condition.signal()
         condition.unlock()
     }
@@ -206,116 +230,110 @@ public final class InferenceScheduler: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while !stopped && pending.isEmpty && active.isEmpty { condition.wait() }
+            while state.isIdle && !stopped && state.accepting { condition.wait() }
+            let expired = state.expire(now: .now)
+            let expiredJobs = expired.compactMap { jobs.removeValue(forKey: $0) }
+            if state.isIdle && !state.accepting { stopped = true }
             if stopped {
-                let left = pending + active
-                pending = []
-                active = []
+                let left = jobs.values
+                jobs = [:]
+                loopRunning = false
+                let waiters = loopDone
+                loopDone = []
                 condition.unlock()
-                for job in left {
-                    job.continuation.yield(.failed("the node is shutting down"))
-                    job.continuation.finish()
-                }
+                for job in expiredJobs + left { fail(job, "the node is shutting down: the drain deadline passed") }
+                observer?.queue(waiting: 0, running: 0)
+                for waiter in waiters { waiter() }
                 return
             }
-            // Drop cancelled requests, then admit waiting ones into free sessions.
-            for job in pending where job.cancelled {
-                job.continuation.finish()
-                observer?.cancelled()
-            }
-            pending.removeAll { $0.cancelled }
-            for job in active where job.cancelled {
-                release(job)
-                job.continuation.finish()
-                observer?.cancelled()
-            }
-            active.removeAll { $0.cancelled }
-            while !pending.isEmpty, let session = freeSessions.popLast() {
-                let job = pending.removeFirst()
-                session.reset()
-                job.session = session
-                active.append(job)
-            }
-            let running = active
-            observer?.queue(waiting: pending.count, running: active.count)
+            let plan = state.plan()
+            let dropped = plan.dropped.compactMap { jobs.removeValue(forKey: $0) }
+            let work = plan.items.map { (item: $0, job: jobs[$0.id]!) }
+            let startedSlots = plan.started.compactMap { state.jobs[$0]?.slot }
+            observer?.queue(waiting: state.waitingCount, running: state.runningCount)
             condition.unlock()
-            if running.isEmpty { continue }
-            runStep(running)
+
+            for job in expiredJobs { fail(job, "the node is shutting down: the drain deadline passed") }
+            for job in dropped {
+                job.continuation.finish()
+                observer?.cancelled()
+            }
+            for slot in startedSlots { sessions[slot].reset() }
+            if !work.isEmpty { runStep(work) }
         }
     }
 
-    /// One engine step: a token for every decoding sequence, then prompt chunks in arrival order
-    /// with the rest of the batch.
-    private func runStep(_ running: [Job]) {
-        var items: [LlamaEngine.StepItem] = []
-        var owners: [Job] = []
-        var budget = engine.batchCapacity
-        for job in running where job.next != nil && budget > 0 {
-            items.append(.init(session: job.session!, tokens: [job.next!]))
-            owners.append(job)
-            budget -= 1
-        }
-        for job in running where job.next == nil && job.promptOffset < job.promptIDs.count && budget > 0 {
-            let count = min(budget, job.promptIDs.count - job.promptOffset)
-            let chunk = Array(job.promptIDs[job.promptOffset ..< job.promptOffset + count])
-            let last = job.promptOffset + count == job.promptIDs.count
-            items.append(.init(session: job.session!, tokens: chunk, promptLength: job.promptIDs.count, wantsLogits: last))
-            owners.append(job)
-            budget -= count
-        }
-        guard !items.isEmpty else { return }
-        let results: [[Float]?]
+    /// One engine step. A step the engine refuses changes nothing (the engine checks every item
+    /// first); then each item runs alone, so that only the item at fault fails.
+    private func runStep(_ work: [(item: SchedulerState.Item, job: Job)]) {
+        let items = work.map(stepItem)
+        var results: [Result<[Float]?, InferenceError>]
         do {
-            results = try engine.step(items)
+            results = try engine.step(items).map { .success($0) }
         } catch {
-            // A request the engine refuses (it was validated before; this is a bug or a limit): fail it alone.
-            for job in owners { finish(job, failure: error.reason) }
-            return
+            results = items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
         }
-        for (job, (item, logits)) in zip(owners, zip(items, results)) {
-            if job.next == nil { job.promptOffset += item.tokens.count }
-            guard let logits else { continue }
-            let step = job.state.accept(logits: logits)
-            if !step.text.isEmpty {
-                if job.firstText == nil {
-                    job.firstText = ContinuousClock.now - job.submitted
-                    observer?.firstToken(after: job.firstText!)
+        var finished: [(UInt64, Job, String?)] = []
+        for ((item, job), result) in zip(work, results) {
+            switch result {
+            case let .failure(error):
+                finished.append((item.id, job, error.reason))
+            case let .success(logits):
+                guard let logits else { continue }
+                let step = job.generation.accept(logits: logits)
+                if !step.text.isEmpty {
+                    if job.firstText == nil {
+                        job.firstText = ContinuousClock.now - job.submitted
+                        observer?.firstToken(after: job.firstText!)
+                    }
+                    job.continuation.yield(.text(step.text))
                 }
-                job.continuation.yield(.text(step.text))
-            }
-            if let next = step.next, job.session!.position < job.session!.contextLength {
-                job.next = next
-            } else {
-                finish(job, failure: nil)
+                let session = sessions[item.slot]
+                if let next = step.next, session.position < session.contextLength {
+                    job.next = next
+                } else {
+                    finished.append((item.id, job, nil))
+                }
             }
         }
-    }
-
-    private func finish(_ job: Job, failure: String?) {
-        if let failure {
-            job.continuation.yield(.failed(failure))
-        } else {
-            job.state.cancel()
-            let result = job.state.result
-            observer?.completed(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count)
-            job.continuation.yield(.finished(Completion(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count,
-                                                        text: result.text, stopReason: result.stopReason,
-                                                        timeToFirstToken: job.firstText ?? (ContinuousClock.now - job.submitted))))
-        }
-        job.continuation.finish()
         condition.lock()
-        active.removeAll { $0 === job }
-        release(job)
-        observer?.queue(waiting: pending.count, running: active.count)
+        for ((item, _), result) in zip(work, results) {
+            if case .success = result { state.completed(item) }
+        }
+        for (id, _, _) in finished {
+            state.finish(id)
+            jobs[id] = nil
+        }
         condition.unlock()
+        for (_, job, failure) in finished {
+            if let failure { fail(job, failure) } else { complete(job) }
+        }
     }
 
-    /// Returns a job's session to the free list (the lock is held).
-    private func release(_ job: Job) {
-        if let session = job.session {
-            freeSessions.append(session)
-            job.session = nil
+    private func stepItem(_ entry: (item: SchedulerState.Item, job: Job)) -> LlamaEngine.StepItem {
+        let session = sessions[entry.item.slot]
+        switch entry.item.work {
+        case .decode:
+            return .init(session: session, tokens: [entry.job.next!])
+        case let .prompt(range, last):
+            let prompt = entry.job.generation.promptIDs
+            return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last)
         }
+    }
+
+    private func complete(_ job: Job) {
+        job.generation.cancel()
+        let result = job.generation.result
+        observer?.completed(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count)
+        job.continuation.yield(.finished(Completion(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count,
+                                                    text: result.text, stopReason: result.stopReason,
+                                                    timeToFirstToken: job.firstText ?? (ContinuousClock.now - job.submitted))))
+        job.continuation.finish()
+    }
+
+    private func fail(_ job: Job, _ reason: String) {
+        job.continuation.yield(.failed(reason))
+        job.continuation.finish()
     }
 }
 

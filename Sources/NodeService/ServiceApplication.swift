@@ -12,9 +12,12 @@ import ServiceLifecycle
 /// Who may call what. With API keys configured, the completions and models endpoints require
 /// `Authorization: Bearer KEY` whose SHA-256 is configured (compared in constant time); the
 /// health endpoints and `/metrics` follow `open_health` and `open_metrics`; attestation and
-/// enrollment stay open (evidence is public, and an orchestrator must reach it). Every request is
-/// counted and timed for `/metrics`, and router errors get OpenAI's error JSON.
-public struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
+/// enrollment stay open (evidence is public, and an orchestrator must reach it). The key that
+/// authenticated a request is named in its context by position (`key-1`, ...), never by value.
+/// Every request is counted and timed for `/metrics`, and every error a route throws becomes
+/// OpenAI's error JSON here (`APIError(mapping:)`).
+public struct AccessMiddleware: RouterMiddleware {
+    public typealias Context = NodeRequestContext
     public let keyDigests: [[UInt8]]
     public let openHealth: Bool
     public let openMetrics: Bool
@@ -45,27 +48,37 @@ public struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    func authorized(_ request: Request) -> Bool {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
+    /// The label of the configured key the request carries (every digest is compared, in constant
+    /// time), or nil.
+    func keyLabel(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
         let digest = Array(SHA256.hash(data: Array(header.dropFirst(7).utf8)))
-        var ok = false
-        for candidate in keyDigests where constantTimeEquals(candidate, digest) { ok = true }
-        return ok
+        var label: String?
+        for (i, candidate) in keyDigests.enumerated() where constantTimeEquals(candidate, digest) { label = "key-\(i + 1)" }
+        return label
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
         let route = Self.route(request.uri.path)
         var response: Response
-        if needsKey(request.uri.path) && !authorized(request) {
-            response = OpenAIRoutes.error(APIError(401, "a valid API key is required (Authorization: Bearer KEY)", code: "invalid_api_key"))
+        var context = context
+        context.apiKey = keyDigests.isEmpty ? nil : keyLabel(request)
+        if needsKey(request.uri.path) && context.apiKey == nil {
+            response = APIError(401, "a valid API key is required (Authorization: Bearer KEY)", code: "invalid_api_key").response
             response.headers[.wwwAuthenticate] = "Bearer"
         } else {
             do {
                 response = try await next(request, context)
-            } catch let error as HTTPError {
-                let message = error.status == .notFound ? "no such endpoint: \(request.method) \(request.uri.path)" : "\(error.body ?? error.status.reasonPhrase)"
-                response = OpenAIRoutes.error(APIError(error.status.code, message, code: error.status == .notFound ? "not_found" : nil))
+            } catch let error as HTTPError where error.status == .notFound {
+                response = APIError(404, "no such endpoint: \(request.method) \(request.uri.path)", code: "not_found").response
+            } catch {
+                let api = APIError(mapping: error)
+                if api.status >= 500 && api.status != 503 {
+                    context.logger.error("request failed", metadata: ["route": .string(route), "status": .stringConvertible(api.status),
+                                                                     "reason": .string(api.message)])
+                }
+                response = api.response
             }
         }
         metrics.request(route: route, status: response.status.code, duration: ContinuousClock.now - start)
@@ -73,54 +86,41 @@ public struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Runs the scheduler for the life of the service: on graceful shutdown (SIGTERM), it stops
-/// accepting requests (503), lets running and queued ones finish for up to `drain`, then fails the
-/// rest and stops. The HTTP server drains its connections at the same time.
-public struct SchedulerService: Service {
-    public let scheduler: InferenceScheduler
-    public let drain: Duration
-    public let logger: Logger
-
-    public init(scheduler: InferenceScheduler, drain: Duration, logger: Logger) {
-        self.scheduler = scheduler
-        self.drain = drain
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        scheduler.start()
-        try? await gracefulShutdown()
-        let (waiting, running) = scheduler.counts
-        logger.info("draining", metadata: ["running": .stringConvertible(running), "waiting": .stringConvertible(waiting),
-                                          "deadline_seconds": .stringConvertible(drain.components.seconds)])
-        await scheduler.drain(deadline: drain)
-        logger.info("scheduler stopped")
-    }
-}
-
 /// The whole HTTP service: attestation/enrollment/health routes, the OpenAI routes, access control
-/// and metrics, optional TLS (mutual when a client CA is configured), and the scheduler service.
+/// and metrics, optional TLS (mutual when a client CA is configured). The scheduler is a service of
+/// its own, run beside the application so that SIGTERM drains it first (see `ServeCommand`).
 public enum ServiceApplication {
     public static func make(nodeRoutes: NodeRoutes, openAI: OpenAIRoutes, settings: ServiceSettings, logger: Logger,
                             additionalServices: [any Service] = [],
                             onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
-        let router = Router()
-        router.add(middleware: AccessMiddleware(keyDigests: settings.apiKeyDigests, openHealth: settings.openHealth,
-                                                openMetrics: settings.openMetrics, metrics: openAI.metrics))
-        nodeRoutes.register(on: router)
-        openAI.register(on: router)
+        let router = router(nodeRoutes: nodeRoutes, openAI: openAI, settings: settings)
         let server: HTTPServerBuilder
         if let tls = settings.tls {
-            server = try .tls(.http1(), tlsConfiguration: try tlsConfiguration(tls))
+            server = try .tls(http1, tlsConfiguration: try tlsConfiguration(tls))
         } else {
-            server = .http1()
+            server = http1
         }
-        let scheduler = SchedulerService(scheduler: openAI.scheduler, drain: .seconds(settings.drainSeconds), logger: logger)
         return Application(router: router, server: server,
                            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "securenode"),
-                           services: [scheduler] + additionalServices,
+                           services: additionalServices,
                            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? settings.port) },
                            logger: logger)
+    }
+
+    /// The routes and middleware (without a server: in-process tests use it as it is).
+    public static func router(nodeRoutes: NodeRoutes?, openAI: OpenAIRoutes, settings: ServiceSettings) -> Router<NodeRequestContext> {
+        let router = Router(context: NodeRequestContext.self)
+        router.add(middleware: AccessMiddleware(keyDigests: settings.apiKeyDigests, openHealth: settings.openHealth,
+                                                openMetrics: settings.openMetrics, metrics: openAI.metrics))
+        nodeRoutes?.register(on: router)
+        openAI.register(on: router)
+        return router
+    }
+
+    /// HTTP/1.1 with a `DisconnectWatcher` on every connection (a non-streaming completion whose
+    /// client hangs up is cancelled).
+    public static var http1: HTTPServerBuilder {
+        .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()]))
     }
 
     static func tlsConfiguration(_ tls: ServiceConfig.TLS) throws(ServiceError) -> TLSConfiguration {

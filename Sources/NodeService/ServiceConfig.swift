@@ -53,9 +53,11 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var queueDepth: Int?
         public var drainSeconds: Int?
         public var threads: Int?
+        public var perKeyConcurrency: Int?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
+            case perKeyConcurrency = "per_key_concurrency"
         }
     }
 
@@ -171,6 +173,8 @@ public struct ServiceSettings: Sendable {
     public var queueDepth = 64
     public var drainSeconds = 30
     public var threads = 2
+    /// Requests (running or queued) one API key may hold at once; nil: no limit beyond `parallel + queueDepth`.
+    public var perKeyConcurrency: Int?
 
     public init(modelID: String) { self.modelID = modelID }
 
@@ -202,6 +206,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.queueDepth { queueDepth = v }
             if let v = l.drainSeconds { drainSeconds = v }
             if let v = l.threads { threads = v }
+            if let v = l.perKeyConcurrency { perKeyConcurrency = v }
         }
         try validate()
     }
@@ -216,5 +221,6 @@ public struct ServiceSettings: Sendable {
         guard queueDepth >= 0 else { throw ServiceError("limits.queue_depth must be >= 0") }
         guard drainSeconds >= 0 else { throw ServiceError("limits.drain_seconds must be >= 0") }
         guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
+        if let n = perKeyConcurrency, n < 1 { throw ServiceError("limits.per_key_concurrency must be >= 1, not \(n)") }
     }
 }

@@ -13,6 +13,7 @@ import Logging
 import ModelFormat
 import KeylimeAgent
 import ServiceLifecycle
+import UnixSignals
 import TPM
 
 struct ServeCommand: AsyncParsableCommand {
@@ -97,8 +98,11 @@ struct ServeCommand: AsyncParsableCommand {
             let backend = try BackendFactory.backend(for: attestor.profile.backend, threads: settings.threads)
             let engine = LlamaEngine(model: llama, backend: backend, contextCapacity: settings.contextLength,
                                      batchCapacity: max(64, settings.parallel))
-            let scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer, parallel: settings.parallel,
-                                                   contextLength: settings.contextLength, queueDepth: settings.queueDepth, observer: metrics)
+            let scheduler = try InferenceScheduler(
+                engine: engine, tokenizer: tokenizer,
+                limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth, perKeyLimit: settings.perKeyConcurrency,
+                              batchTokens: engine.batchCapacity),
+                contextLength: settings.contextLength, drainTimeout: .seconds(settings.drainSeconds), observer: metrics)
 
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
             let receiptKey = P256.Signing.PrivateKey()
@@ -115,7 +119,8 @@ struct ServeCommand: AsyncParsableCommand {
                                                           evidenceURL: "\(scheme)://\(settings.host):\(settings.port)/v1/attestation"),
                                          modelID: settings.modelID, manifestRoot: loaded.verified.rootDigestHex, profile: attestor.profile.id)
             let parser = CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template)
-            let openAI = OpenAIRoutes(settings: settings, parser: parser, scheduler: scheduler, metrics: metrics,
+            let worker = RequestWorker(threads: 2, queueDepth: settings.parallel + settings.queueDepth)
+            let openAI = OpenAIRoutes(settings: settings, parser: parser, scheduler: scheduler, worker: worker, metrics: metrics,
                                       receipts: receipts, readiness: readiness)
             // A revoked node (Keylime's verifier found its quote wrong) refuses completions and cuts running streams.
             await readiness.onRevocation { [scheduler, metrics] _ in
@@ -135,11 +140,30 @@ struct ServeCommand: AsyncParsableCommand {
             await readiness.set(ready: true, reason: "\(loaded.verified.manifest.subjectName) (\(loaded.verified.rootDigestHex))")
             metrics.setReady(true)
             let final = settings
-            let app = try ServiceApplication.make(nodeRoutes: NodeRoutes(attestor: attestor, readiness: readiness), openAI: openAI,
+            // The TPM is checked in the background (`/readyz` never waits on it); after a TPM reset the node measures
+            // what it serves again, as at start.
+            let verified = loaded.verified
+            let health = TPMHealth(attestor: attestor, remeasure: {
+                try await attestor.measure(verified, localSigners: [verified.signer.fingerprint])
+                try await attestor.measureReceiptKey(sha256: keyDigest)
+            }, onChange: { healthy in
+                Task {
+                    let ready = await readiness.state.ready
+                    metrics.setReady(healthy && ready)
+                }
+            })
+            await health.check()
+            let routes = NodeRoutes(attestor: attestor, readiness: readiness, gate: TPMGate(concurrent: 2, waiting: 8), health: health)
+            let app = try ServiceApplication.make(nodeRoutes: routes, openAI: openAI,
                                                   settings: settings, logger: logger, additionalServices: keylimeServices) { port in
                 StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16)))\n")
             }
-            try await app.runService()
+            // Graceful shutdown runs in reverse order: the scheduler drains first (new completions get 503, running
+            // ones finish until limits.drain_seconds, the rest fail), then the HTTP server closes its connections.
+            let group = ServiceGroup(configuration: .init(services: [app, health, scheduler],
+                                                          gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            worker.stop()
         }
     }
 }

@@ -95,12 +95,12 @@ import Testing
     static let key = P256.Signing.PrivateKey()
     static let request = Array(#"{"model":"m","prompt":"hi"}"#.utf8)
 
-    func receipt() -> Receipt {
+    func receipt() throws -> Receipt {
         let issuer = ReceiptIssuer(key: Self.key,
                                    reference: .init(akName: "000b" + String(repeating: "1", count: 64), pcr: 15,
                                                     receiptKeySHA256: Receipt.keyDigest(Self.key.publicKey), evidenceURL: "http://n/v1/attestation"),
                                    modelID: "m", manifestRoot: String(repeating: "2", count: 64), profile: "swtpm-dev")
-        return issuer.issue(id: "cmpl-1", created: 1_700_000_000, request: Self.request, responseText: "hello")
+        return try issuer.issue(id: "cmpl-1", created: 1_700_000_000, request: Self.request, responseText: "hello")
     }
 
     func firstFailure(_ r: Receipt, request: [UInt8] = request, text: String = "hello") -> String? {
@@ -109,32 +109,34 @@ import Testing
         return ReceiptVerifier.verify(receipt: r, request: request, responseText: text, evidence: evidence).first { $0.result == .fail }?.check
     }
 
-    @Test func anIntactReceiptPassesTheSignatureAndDigestChecks() {
+    @Test func anIntactReceiptPassesTheSignatureAndDigestChecks() throws {
         // With placeholder evidence the first failure is the evidence's quote, after the receipt's own checks.
-        #expect(firstFailure(receipt()) == "evidence-quote")
+        #expect(firstFailure(try receipt()) == "evidence-quote")
     }
 
-    @Test func aChangedResponseIsRefused() { #expect(firstFailure(receipt(), text: "hello!") == "response-digest") }
+    @Test func aChangedResponseIsRefused() throws { #expect(firstFailure(try receipt(), text: "hello!") == "response-digest") }
 
-    @Test func aChangedRequestIsRefused() { #expect(firstFailure(receipt(), request: Array(#"{"model":"m","prompt":"ho"}"#.utf8)) == "request-digest") }
+    @Test func aChangedRequestIsRefused() throws {
+        #expect(firstFailure(try receipt(), request: Array(#"{"model":"m","prompt":"ho"}"#.utf8)) == "request-digest")
+    }
 
-    @Test func aChangedFieldBreaksTheSignature() {
-        var r = receipt()
+    @Test func aChangedFieldBreaksTheSignature() throws {
+        var r = try receipt()
         r.modelManifestRoot = String(repeating: "3", count: 64)
         #expect(firstFailure(r) == "receipt-signature")
-        r = receipt()
+        r = try receipt()
         r.responseSHA256 = String(repeating: "0", count: 64)
         #expect(firstFailure(r) == "receipt-signature")
     }
 
     @Test func anotherKeysSignatureIsRefused() throws {
-        var r = receipt()
+        var r = try receipt()
         try r.sign(with: P256.Signing.PrivateKey())
         #expect(firstFailure(r) == "receipt-signature")
     }
 
     @Test func theKeyDigestMustNameTheReceiptKey() throws {
-        var r = receipt()
+        var r = try receipt()
         r.attestation.receiptKeySHA256 = String(repeating: "f", count: 64)
         try r.sign(with: Self.key)
         #expect(firstFailure(r) == "receipt-signature")

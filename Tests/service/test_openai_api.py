@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -261,6 +262,74 @@ def test_logs_hold_no_prompt_completion_or_key():
     assert marker not in log and KEY not in log
     assert r.choices[0].text.strip() == "" or r.choices[0].text not in log
     assert "completion finished" in log  # the log is there, structured, without content
+
+
+def test_non_streaming_disconnect_cancels_generation():
+    """A client that sends a long non-streaming request and hangs up frees its slot at once."""
+    before = metric("securenode_cancelled_requests_total")
+    body = json.dumps({"model": MODEL, "prompt": "Write a very long story about the sea.", "max_tokens": 250,
+                       "temperature": 0}).encode()
+    host, port = URL.split("//")[1].split(":")
+    s = socket.create_connection((host, int(port)))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    deadline = time.time() + 30
+    while running_sequences() < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert running_sequences() >= 1, "the request never started"
+    s.close()
+    deadline = time.time() + 30
+    while (running_sequences() > 0 or metric("securenode_cancelled_requests_total") <= before) and time.time() < deadline:
+        time.sleep(0.05)
+    assert metric("securenode_cancelled_requests_total") == before + 1
+    assert running_sequences() == 0
+
+
+def swtpm_process():
+    port = os.environ["NODE_TCTI"].split("port=")[1].split(",")[0]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"swtpm") and any(f"port={port}".encode() in a for a in argv):
+            return int(pid), [a.decode() for a in argv]
+    raise AssertionError("the software TPM process was not found")
+
+
+def test_tpm_outage_keeps_serving_and_recovers_without_restart():
+    """swtpm killed: /readyz says why (503), completions go on, attestation is 503; swtpm back (its PCRs reset):
+    the node measures its model again by itself, /readyz is 200 and the evidence replays."""
+    pid, argv = swtpm_process()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    status, body = None, {}
+    while time.time() < deadline:
+        status, _, body = http("GET", "/readyz", key=False)
+        if status == 503:
+            break
+        time.sleep(0.2)
+    assert status == 503 and "TPM" in json.loads(body)["reason"], body
+    r = client.completions.create(model=MODEL, prompt="Hello", temperature=0, max_tokens=4)
+    assert r.choices[0].finish_reason in ("length", "stop")
+    nonce = secrets.token_hex(16)
+    status, _, _ = http("GET", f"/v1/attestation?nonce={nonce}", key=False)
+    assert status == 503
+    restarted = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    open(os.path.join(os.environ["NODE_WORK"], "restarted-swtpm.pid"), "w").write(str(restarted.pid))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status, _, body = http("GET", "/readyz", key=False)
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200, body
+    status, _, evidence = http("GET", f"/v1/attestation?nonce={nonce}", key=False)
+    assert status == 200, evidence
+    kinds = [e["type"] for e in json.loads(evidence)["eventLog"]]
+    assert kinds.count("securenode.model.v1") == 1 and kinds.count("securenode.receipt-key.v1") == 1, kinds
 
 
 def test_sigterm_drains_running_requests():

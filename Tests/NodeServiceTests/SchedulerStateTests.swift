@@ -1,0 +1,130 @@
+import Testing
+@testable import NodeService
+
+/// The scheduler's decisions, driven directly: no threads, no engine, no HTTP.
+@Suite struct SchedulerStateTests {
+    static let limits = SchedulerState.Limits(parallel: 2, queueDepth: 3, perKeyLimit: nil, batchTokens: 8)
+
+    @Test func admitsUpToParallelPlusQueueThenRefuses() throws {
+        var state = SchedulerState(limits: Self.limits)
+        for id in 1 ... 5 { try state.admit(id: UInt64(id), key: nil, promptCount: 4) }
+        #expect(throws: SchedulerState.AdmitError.queueFull) { try state.admit(id: 6, key: nil, promptCount: 4) }
+        #expect(state.waitingCount == 5 && state.runningCount == 0)
+        let plan = state.plan()
+        #expect(plan.started == [1, 2] && state.runningCount == 2 && state.waitingCount == 3)
+    }
+
+    @Test func neverAdmitsAnEmptyPromptThatWouldSpin() {
+        var state = SchedulerState(limits: Self.limits)
+        #expect(throws: SchedulerState.AdmitError.emptyPrompt) { try state.admit(id: 1, key: nil, promptCount: 0) }
+        #expect(state.isIdle)
+    }
+
+    @Test func refusesOneKeyTakingEverySlot() throws {
+        var state = SchedulerState(limits: .init(parallel: 4, queueDepth: 4, perKeyLimit: 2, batchTokens: 8))
+        try state.admit(id: 1, key: "key-1", promptCount: 1)
+        try state.admit(id: 2, key: "key-1", promptCount: 1)
+        #expect(throws: SchedulerState.AdmitError.keyLimit(2)) { try state.admit(id: 3, key: "key-1", promptCount: 1) }
+        // Another key, and requests without a key, still get in.
+        try state.admit(id: 4, key: "key-2", promptCount: 1)
+        try state.admit(id: 5, key: nil, promptCount: 1)
+        // A finished job gives its key room again.
+        state.finish(1)
+        try state.admit(id: 6, key: "key-1", promptCount: 1)
+        #expect(state.jobs(forKey: "key-1") == 2)
+    }
+
+    @Test func stepsDecodeEveryRunningJobFirstThenChunkPromptsWithinTheBudget() throws {
+        var state = SchedulerState(limits: .init(parallel: 3, queueDepth: 0, batchTokens: 8))
+        try state.admit(id: 1, key: nil, promptCount: 3)
+        var plan = state.plan()
+        #expect(plan.items == [.init(id: 1, slot: plan.items[0].slot, work: .prompt(range: 0 ..< 3, last: true))])
+        for item in plan.items { state.completed(item) }
+        try state.admit(id: 2, key: nil, promptCount: 20)
+        try state.admit(id: 3, key: nil, promptCount: 20)
+        plan = state.plan()
+        // Job 1 decodes (1 token); job 2 gets the other 7 tokens of the budget; job 3 waits for the next step.
+        #expect(plan.items.map(\.id) == [1, 2])
+        #expect(plan.items[0].work == .decode)
+        #expect(plan.items[1].work == .prompt(range: 0 ..< 7, last: false))
+        #expect(plan.items.reduce(0) { $0 + $1.tokenCount } == 8)
+        for item in plan.items { state.completed(item) }
+        plan = state.plan()
+        #expect(plan.items.map(\.id) == [1, 2])
+        #expect(plan.items[1].work == .prompt(range: 7 ..< 14, last: false))
+    }
+
+    @Test func abandonedRequestsFreeTheirSlotsAtTheNextStep() throws {
+        var state = SchedulerState(limits: Self.limits)
+        for id in 1 ... 4 { try state.admit(id: UInt64(id), key: "k", promptCount: 2) }
+        _ = state.plan()
+        let cancelled = state.cancel(1) && state.cancel(3)
+        let unknown = state.cancel(99)
+        #expect(cancelled && !unknown)
+        let plan = state.plan()
+        #expect(Set(plan.dropped) == [1, 3])
+        #expect(plan.started == [4])
+        #expect(state.runningCount == 2 && state.waitingCount == 0 && state.jobs(forKey: "k") == 2)
+    }
+
+    @Test func drainRefusesNewRequestsAndEndsAtItsDeadline() throws {
+        var state = SchedulerState(limits: Self.limits)
+        for id in 1 ... 4 { try state.admit(id: UInt64(id), key: nil, promptCount: 2) }
+        _ = state.plan()
+        let start = ContinuousClock.now
+        state.beginDrain(deadline: start + .seconds(30))
+        #expect(throws: SchedulerState.AdmitError.draining) { try state.admit(id: 9, key: nil, promptCount: 1) }
+        #expect(state.expire(now: start + .seconds(29)).isEmpty)
+        // Running and waiting jobs alike are failed at the deadline, however many there are.
+        #expect(Set(state.expire(now: start + .seconds(30))) == [1, 2, 3, 4])
+        #expect(state.isIdle)
+    }
+
+    /// Random admissions, cancellations, steps and finishes (seeded): the invariants hold after every event.
+    @Test func invariantsHoldUnderRandomEvents() throws {
+        var rng = SplitMix64(seed: 0x5eed)
+        for _ in 0 ..< 50 {
+            let limits = SchedulerState.Limits(parallel: Int.random(in: 1 ... 4, using: &rng), queueDepth: Int.random(in: 0 ... 4, using: &rng),
+                                               perKeyLimit: Bool.random(using: &rng) ? Int.random(in: 1 ... 3, using: &rng) : nil,
+                                               batchTokens: Int.random(in: 4 ... 16, using: &rng))
+            var state = SchedulerState(limits: limits)
+            var next: UInt64 = 1
+            for _ in 0 ..< 300 {
+                switch Int.random(in: 0 ..< 10, using: &rng) {
+                case 0 ..< 4:
+                    let key = ["a", "b", nil][Int.random(in: 0 ..< 3, using: &rng)]
+                    try? state.admit(id: next, key: key, promptCount: Int.random(in: 0 ... 40, using: &rng))
+                    next += 1
+                case 4:
+                    if let id = state.jobs.keys.randomElement(using: &rng) { state.cancel(id) }
+                case 5:
+                    if let id = state.running.randomElement(using: &rng) { state.finish(id) }
+                default:
+                    let plan = state.plan()
+                    let tokens = plan.items.reduce(0) { $0 + $1.tokenCount }
+                    #expect(tokens <= limits.batchTokens)
+                    #expect(Set(plan.items.map(\.slot)).count == plan.items.count, "a slot is used once per step")
+                    #expect(!state.running.isEmpty == !plan.items.isEmpty, "running jobs always make progress")
+                    for item in plan.items { state.completed(item) }
+                }
+                #expect(state.runningCount <= limits.parallel)
+                #expect(state.runningCount + state.waitingCount <= limits.parallel + limits.queueDepth)
+                if let cap = limits.perKeyLimit { #expect(state.jobs(forKey: "a") <= cap && state.jobs(forKey: "b") <= cap) }
+                #expect(state.jobs.values.allSatisfy { $0.promptCount > 0 })
+            }
+        }
+    }
+}
+
+/// A small seeded generator, so that random tests repeat.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,259 @@
+import Attestation
+import Crypto
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Inference
+import ModelFormat
+import ModelSigning
+import NIOCore
+import NodeHTTP
+import Testing
+@testable import NodeService
+
+/// The OpenAI routes in process, on the real model, through a live Hummingbird server on a free
+/// loopback port: no TPM (the routes that need one are tested in TPMTests and end to end).
+@Suite(.serialized) struct ServiceRouteTests {
+    static let modelPath: String? = {
+        if let path = ProcessInfo.processInfo.environment["SECURENODE_TEST_MODEL"], !path.isEmpty { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("models/cache/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf").path
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }()
+    static var runModelTests: Bool { modelPath != nil || ProcessInfo.processInfo.environment["SECURENODE_REQUIRE_TOOLS"] == "1" }
+
+    static let loaded: Result<(GGUFFile, LlamaModel, Tokenizer), any Error>? = modelPath.map { path in
+        Result {
+            let file = try GGUFFile.parse(GGUFBuffer.read(contentsOf: path))
+            return (file, try LlamaModel(file: file), try Tokenizer(file: file))
+        }
+    }
+
+    /// A node's OpenAI side on the real model: settings, scheduler (started), worker, receipts.
+    struct Node {
+        let settings: ServiceSettings
+        let routes: OpenAIRoutes
+        let scheduler: InferenceScheduler
+        let metrics: NodeMetrics
+        let key: P256.Signing.PrivateKey
+
+        init(configure: (inout ServiceSettings) -> Void = { _ in }) async throws {
+            let (file, model, tokenizer) = try #require(ServiceRouteTests.loaded, "model not found: set SECURENODE_TEST_MODEL").get()
+            var settings = ServiceSettings(modelID: "m")
+            settings.contextLength = 2048
+            settings.parallel = 2
+            settings.queueDepth = 2
+            configure(&settings)
+            let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: settings.contextLength, batchCapacity: 64)
+            metrics = NodeMetrics()
+            scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer,
+                                               limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth,
+                                                             perKeyLimit: settings.perKeyConcurrency, batchTokens: 64),
+                                               contextLength: settings.contextLength, drainTimeout: .seconds(2), observer: metrics)
+            scheduler.start()
+            key = P256.Signing.PrivateKey()
+            let receipts = ReceiptIssuer(key: key, reference: .init(akName: "00", pcr: 14, receiptKeySHA256: Receipt.keyDigest(key.publicKey),
+                                                                    evidenceURL: "http://127.0.0.1/v1/attestation"),
+                                         modelID: settings.modelID, manifestRoot: String(repeating: "ab", count: 32), profile: "test")
+            let readiness = Readiness()
+            await readiness.set(ready: true, reason: "test model")
+            let template = file.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
+            routes = OpenAIRoutes(settings: settings, parser: CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template),
+                                  scheduler: scheduler, worker: RequestWorker(threads: 2, queueDepth: 8), metrics: metrics,
+                                  receipts: receipts, readiness: readiness)
+            self.settings = settings
+        }
+
+        func app() -> some ApplicationProtocol {
+            Application(router: ServiceApplication.router(nodeRoutes: nil, openAI: routes, settings: settings), server: ServiceApplication.http1,
+                        configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        }
+
+        func stop() async { await scheduler.drain(deadline: .zero) }
+    }
+
+    static func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
+    }
+
+    static func errorCode(_ buffer: ByteBuffer) throws -> String? {
+        ((try json(buffer))["error"] as? [String: Any])?["code"] as? String
+    }
+
+    @Test(.enabled(if: runModelTests)) func answersWithAReceiptOverTheExactBodyAndText() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let body = #"{"model": "m", "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}"#
+        try await node.app().test(.live) { client in
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: body)) { response in
+                #expect(response.status == .ok)
+                let object = try Self.json(response.body)
+                let text = try #require(((object["choices"] as? [[String: Any]])?.first)?["text"] as? String)
+                let receiptJSON = try JSONSerialization.data(withJSONObject: try #require(object["receipt"]))
+                let receipt = try JSONDecoder().decode(Receipt.self, from: receiptJSON)
+                #expect(receipt.requestSHA256 == hexString(Array(SHA256.hash(data: Array(body.utf8)))))
+                #expect(receipt.responseSHA256 == hexString(Array(SHA256.hash(data: Array(text.utf8)))))
+                let signature = try P256.Signing.ECDSASignature(derRepresentation: try #require(Data(base64Encoded: receipt.signature)))
+                #expect(node.key.publicKey.isValidSignature(signature, for: receipt.signedBytes))
+                #expect(response.headers[OpenAIRoutes.receiptHeader] != nil)
+            }
+        }
+    }
+
+    @Test(.enabled(if: runModelTests)) func refusesDeepJSONNestingWithANamedError() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let body = "{\"model\": \"m\", \"prompt\": " + String(repeating: "[", count: 50_000) + String(repeating: "]", count: 50_000) + "}"
+        try await node.app().test(.live) { client in
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: body)) { response in
+                #expect(response.status == .badRequest)
+                #expect((try? Self.errorCode(response.body)) == "json_too_deep")
+            }
+            // The node still answers.
+            try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test(.enabled(if: runModelTests)) func refusesTooManyOrTooLongStopStrings() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        try await node.app().test(.live) { client in
+            let many = #"{"model": "m", "prompt": "hi", "max_tokens": 2, "stop": ["a", "b", "c", "d", "e"]}"#
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: many)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("'stop' takes at most 4"))
+            }
+            let long = #"{"model": "m", "prompt": "hi", "max_tokens": 2, "stop": [""# + String(repeating: "x", count: 65) + #""]}"#
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: long)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("65 bytes long"))
+            }
+        }
+    }
+
+    @Test(.enabled(if: runModelTests)) func refusesOneKeyTakingEverySlot() async throws {
+        let node = try await Node { settings in
+            settings.apiKeyDigests = [Array(SHA256.hash(data: Array("key-one".utf8))), Array(SHA256.hash(data: Array("key-two".utf8)))]
+            settings.perKeyConcurrency = 1
+        }
+        defer { Task { await node.stop() } }
+        let long = #"{"model": "m", "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,", "max_tokens": 400, "temperature": 0}"#
+        let short = #"{"model": "m", "prompt": "Hi", "max_tokens": 2, "temperature": 0}"#
+        try await node.app().test(.live) { client in
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: short)) { response in
+                #expect(response.status == .unauthorized)
+            }
+            // key-one's first request (on a connection of its own: the test client has one) holds its share;
+            // its second is refused; key-two still gets in.
+            let first = try RawClient(port: try #require(client.port))
+            defer { first.close() }
+            first.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-one\r\nContent-Length: \(long.utf8.count)\r\n\r\n\(long)")
+            try await waitUntil { node.scheduler.counts.running == 1 }
+            try await client.execute(uri: "/v1/completions", method: .post, headers: [.authorization: "Bearer key-one"],
+                                     body: ByteBuffer(string: short)) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect((try? Self.errorCode(response.body)) == "key_concurrency_limit")
+                #expect(response.headers[.retryAfter] == "1")
+            }
+            try await client.execute(uri: "/v1/completions", method: .post, headers: [.authorization: "Bearer key-two"],
+                                     body: ByteBuffer(string: short)) { response in
+                #expect(response.status == .ok)
+            }
+            #expect(first.read(12) == "HTTP/1.1 200")
+        }
+    }
+
+    @Test(.enabled(if: runModelTests)) func cancelsAnAbandonedNonStreamingRequest() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let body = #"{"model": "m", "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,", "max_tokens": 1000, "temperature": 0}"#
+        try await node.app().test(.live) { client in
+            let port = try #require(client.port)
+            // A client that sends a long request and hangs up without reading the answer.
+            let socket = try RawClient(port: port)
+            socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            try await waitUntil { node.scheduler.counts.running == 1 }
+            socket.close()
+            // Its slot comes back without generating the 1500 tokens, and it is counted as cancelled.
+            try await waitUntil {
+                node.scheduler.counts.running == 0
+                    && String(decoding: node.metrics.exposition(), as: UTF8.self).contains("securenode_cancelled_requests_total 1")
+            }
+        }
+    }
+
+    /// A request the engine refuses at run time (a token id outside the vocabulary, slipped past
+    /// validation) fails alone: the request batched with it completes.
+    @Test(.enabled(if: runModelTests)) func aRowTheEngineRefusesFailsAlone() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let options = GenerationOptions(maxTokens: 4, sampling: SamplingParameters(temperature: 0))
+        let good = try node.scheduler.submit(.init(promptIDs: [1, 2, 3, 4, 5, 6], options: options))
+        let bad = try node.scheduler.submit(.init(promptIDs: [1, 9_999_999], options: options))
+        var goodEnd: InferenceScheduler.Event?, badEnd: InferenceScheduler.Event?
+        for await event in good.events { goodEnd = event }
+        for await event in bad.events { badEnd = event }
+        guard case .finished? = goodEnd else { Issue.record("the good request did not finish: \(String(describing: goodEnd))"); return }
+        guard case let .failed(reason)? = badEnd else { Issue.record("the bad request did not fail"); return }
+        #expect(reason.contains("outside the vocabulary"))
+    }
+
+    /// SIGTERM's drain ends at its deadline even with a queue of long requests nobody reads.
+    @Test(.enabled(if: runModelTests)) func drainIsBoundedWithAQueueOfAbandonedRequests() async throws {
+        let node = try await Node { $0.queueDepth = 8 }
+        let options = GenerationOptions(maxTokens: 1500, sampling: SamplingParameters(temperature: 0))
+        var submissions: [InferenceScheduler.Submission] = []
+        for _ in 0 ..< 10 { submissions.append(try node.scheduler.submit(.init(promptIDs: Array(1 ... 200), options: options))) }
+        await node.scheduler.drain(deadline: .milliseconds(500))
+        #expect(node.scheduler.counts == (0, 0))
+        #expect(throws: InferenceScheduler.SubmitError.draining) {
+            _ = try node.scheduler.submit(.init(promptIDs: [1], options: options))
+        }
+        var failed = 0
+        for submission in submissions {
+            for await event in submission.events { if case .failed = event { failed += 1 } }
+        }
+        #expect(failed == 10)
+    }
+}
+
+/// Polls `condition` every 10 ms for up to 60 s (a liveness bound, not a performance assertion).
+func waitUntil(_ condition: () -> Bool) async throws {
+    for _ in 0 ..< 6000 {
+        if condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    Issue.record("condition not reached within 60 s")
+    throw CancellationError()
+}
+
+/// A bare TCP client on loopback, to misbehave as no HTTP library would.
+final class RawClient {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw CancellationError() }
+    }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    func close() { Glibc.close(fd) }
+
+    /// Up to `count` bytes of the answer (blocking).
+    func read(_ count: Int) -> String {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, count, 0) }
+        return String(decoding: buffer.prefix(max(0, n)), as: UTF8.self)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Generation
 import Inference
 
 /// An API error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.

@@ -1,4 +1,5 @@
 import Foundation
+import Generation
 import Inference
 
 /// Shares one engine among concurrent requests with continuous batching: each engine step runs one

@@ -1,6 +1,7 @@
 import GGUFTestSupport
 import ModelFormat
 import Testing
+import Generation
 @testable import Inference
 
 @Suite("Generation loop", .enabled(if: TestPaths.runModelTests, TestPaths.modelMissing))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Generation
 @testable import Inference
 
 /// `Fixtures/perplexity.json`: llama.cpp's perplexity on `Fixtures/perplexity-text.txt`.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Generation
 @testable import Inference
 
 /// The forward pass against llama.cpp's own outputs on the real model (see `TestPaths`).

@@ -8,7 +8,8 @@ import ModelFormat
 /// tokens always, control tokens only with `parseSpecial` (so text written by a user cannot turn
 /// into `<|im_start|>` unless the caller allows it); (2) the rest is split into words by the
 /// model's `PreTokenizer`; (3) each word's UTF-8 bytes are written in the byte-level alphabet and
-/// merged pairwise, lowest merge rank first (leftmost among equals), until no merge applies;
+/// merged pairwise, lowest merge rank first (leftmost among equals), until no merge applies (a
+/// priority queue, O(n log n) in the word's length);
 /// (4) each symbol becomes its token id. `tokenizer.ggml.add_bos_token` decides whether a BOS is
 /// added in front (llama3 pre-tokenizers default to yes, others to no).
 ///
@@ -31,7 +32,7 @@ public struct Tokenizer: Sendable {
 
     private let ids: [String: Int]
     /// "left right" -> rank.
-    private let ranks: [String: Int]
+    let ranks: [String: Int]
     /// Special tokens to cut out of raw text, longest first: (id, UTF-8 of the text, attribute).
     private let specials: [(id: Int, text: [UInt8], attribute: TokenAttribute)]
 
@@ -217,26 +218,51 @@ public struct Tokenizer: Sendable {
     }
 
     /// The BPE merges of one word (already in the byte-level alphabet): repeatedly merge the
-    /// adjacent pair with the lowest rank, the leftmost among equal ranks (llama.cpp's priority
-    /// queue order), until no adjacent pair has a rank.
+    /// adjacent pair with the lowest rank, the leftmost among equal ranks, until no adjacent pair
+    /// has a rank. As llama.cpp's `llm_tokenizer_bpe_session`: the symbols are a doubly linked list
+    /// over the word's scalars and the candidate pairs a min-heap (`BigramQueue`), so a word of n
+    /// scalars costs O(n log n), not O(n²) (a prompt that is one long word cannot stall the node).
     func merge(_ word: String) -> [String] {
-        var symbols = word.unicodeScalars.map { String($0) }
-        guard symbols.count > 1 else { return symbols }
-        // rank of (symbols[i], symbols[i+1]), or Int.max.
-        func rank(_ i: Int) -> Int { ranks[symbols[i] + " " + symbols[i + 1]] ?? .max }
-        var pairRanks = (0 ..< symbols.count - 1).map(rank)
-        while true {
-            var best = Int.max, at = -1
-            for (i, r) in pairRanks.enumerated() where r < best {
-                best = r
-                at = i
-            }
-            guard at >= 0 else { break }
-            symbols[at] += symbols[at + 1]
-            symbols.remove(at: at + 1)
-            pairRanks.remove(at: at)
-            if at < pairRanks.count { pairRanks[at] = rank(at) }
-            if at > 0 { pairRanks[at - 1] = rank(at - 1) }
+        var operations = 0
+        return merge(word, operations: &operations)
+    }
+
+    /// `merge(_:)`, adding the heap operations it performed to `operations`.
+    func merge(_ word: String, operations: inout Int) -> [String] {
+        // Symbol i starts at scalar i; merged symbols keep the left one's index.
+        var texts = word.unicodeScalars.map { String($0) }
+        let n = texts.count
+        guard n > 1 else { return texts }
+        var lengths = [Int](repeating: 1, count: n) // scalars in symbol i; 0 once merged into its left
+        var previous = Array(-1 ..< n - 1)
+        var next = Array(1 ... n)
+        next[n - 1] = -1
+        var queue = BigramQueue(capacity: n)
+        func enqueue(_ left: Int, _ right: Int) {
+            guard left >= 0, right >= 0, let rank = ranks[texts[left] + " " + texts[right]] else { return }
+            queue.push(BigramQueue.Bigram(rank: rank, left: left, right: right, size: lengths[left] + lengths[right]))
+        }
+        for i in 0 ..< n - 1 { enqueue(i, i + 1) }
+        while let bigram = queue.pop() {
+            let left = bigram.left, right = bigram.right
+            // Symbols only grow, so equal sizes mean neither changed since the pair was queued.
+            guard lengths[left] > 0, lengths[right] > 0, next[left] == right,
+                  lengths[left] + lengths[right] == bigram.size else { continue }
+            texts[left] += texts[right]
+            texts[right] = ""
+            lengths[left] += lengths[right]
+            lengths[right] = 0
+            next[left] = next[right]
+            if next[right] >= 0 { previous[next[right]] = left }
+            enqueue(previous[left], left)
+            enqueue(left, next[left])
+        }
+        operations += queue.operations
+        var symbols: [String] = []
+        var i = 0 // symbol 0 is never merged away
+        while i >= 0 {
+            symbols.append(texts[i])
+            i = next[i]
         }
         return symbols
     }

@@ -7,13 +7,20 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
-// Numeric targets (Kernels, Inference) are optimized even in debug builds, so that `swift test` can
-// run the real model; on x86-64 they are compiled for AVX2/FMA/F16C CPUs (Haswell, 2013, and later).
+// Numeric targets (Kernels, Inference: the kernels and the forward pass, nothing that reads request
+// text) are optimized even in debug builds, so that `swift test` can run the real model, and without
+// runtime checks (-Ounchecked); on x86-64 they are compiled for AVX2/FMA/F16C CPUs (Haswell, 2013, and
+// later).
 #if arch(x86_64)
 let numeric: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]
 #else
 let numeric: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
 #endif
+
+// Code that handles request text or chooses tokens (Generation: tokenizer, chat template, sampler,
+// stop strings) is optimized in debug builds too, so the tests stay fast, but keeps every runtime
+// check (bounds, overflow): never -Ounchecked.
+let safeOptimized: [SwiftSetting] = [.unsafeFlags(["-O"])]
 
 let package = Package(
     name: "SecureNode",
@@ -78,10 +85,19 @@ let package = Package(
         // SwiGLU, activation quantization) and the thread pool; each bit-identical to its Swift reference
         // in Kernels, which the tests compare it with. Optimized in debug builds too.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
-        // Llama-family transformer on the CPU: config, weights, KV cache, tokenizer, chat template, sampler, generation.
+        // Everything that touches request text or sampling: the BPE tokenizer and pre-tokenizers, chat
+        // templates, the sampler, UTF-8-safe streaming, stop strings and the per-sequence generation
+        // state; InferenceError. Safe optimization (-O), never -Ounchecked.
+        .target(
+            name: "Generation",
+            dependencies: ["ModelFormat"],
+            swiftSettings: strict + safeOptimized
+        ),
+        // Llama-family transformer on the CPU: config, weights, KV cache, engine and ComputeBackend, the
+        // forward pass and the generation loop (`Generator`) that drives a `GenerationState`.
         .target(
             name: "Inference",
-            dependencies: ["Kernels", "ModelFormat"],
+            dependencies: ["Generation", "Kernels", "ModelFormat"],
             swiftSettings: strict + numeric
         ),
         // The node's composition of TPM, attestation and signed models: measure, event log, evidence.
@@ -103,7 +119,7 @@ let package = Package(
         .target(
             name: "NodeService",
             dependencies: [
-                "NodeHTTP", "NodeCore", "Attestation", "Inference", "ModelSigning",
+                "NodeHTTP", "NodeCore", "Attestation", "Generation", "Inference", "ModelSigning",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -156,7 +172,7 @@ let package = Package(
             name: "SecureNode",
             dependencies: [
                 "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM",
-                .product(name: "Hummingbird", package: "hummingbird"), "Inference", "Accelerators", "KeylimeAgent",
+                .product(name: "Hummingbird", package: "hummingbird"), "Generation", "Inference", "Accelerators", "KeylimeAgent",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -164,13 +180,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Test-only: writes GGUF files (valid, or broken on purpose) for the ModelFormat and Inference tests.
         // Test-only: a provisioned swtpm per test (copied from one template), tpm2-tools helpers.
         .target(name: "TPMTestSupport", dependencies: ["TPM", "SoftwareTPM"], path: "Tests/Support/TPMTestSupport", swiftSettings: strict),
+        // Test-only: writes GGUF files (valid, or broken on purpose) for the ModelFormat, Generation and Inference tests.
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
         .testTarget(name: "NodeServiceTests",
-                    dependencies: ["NodeService", "NodeHTTP", "Attestation", "Inference", "ModelFormat", "ModelSigning",
+                    dependencies: ["NodeService", "NodeHTTP", "Attestation", "Generation", "Inference", "ModelFormat", "ModelSigning",
                                    .product(name: "Crypto", package: "swift-crypto"),
                                    .product(name: "Hummingbird", package: "hummingbird"),
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -186,9 +202,17 @@ let package = Package(
                            .product(name: "SwiftASN1", package: "swift-asn1")],
             swiftSettings: strict
         ),
+        // Tokenizer (against llama.cpp's ids; Tests/InferenceTests/Fixtures), chat templates, sampler,
+        // stop strings and streaming: no forward pass.
+        .testTarget(
+            name: "GenerationTests",
+            dependencies: ["Generation", "ModelFormat", "GGUFTestSupport"],
+            swiftSettings: strict
+        ),
+        // The model, the forward pass and the generation loop on the real model (against llama.cpp).
         .testTarget(
             name: "InferenceTests",
-            dependencies: ["Inference", "Kernels", "ModelFormat", "GGUFTestSupport"],
+            dependencies: ["Generation", "Inference", "Kernels", "ModelFormat", "GGUFTestSupport"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

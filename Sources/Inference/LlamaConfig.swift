@@ -1,3 +1,4 @@
+import Generation
 import ModelFormat
 
 /// The hyperparameters of a Llama-family model, read from GGUF metadata under the architecture's

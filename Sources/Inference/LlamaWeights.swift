@@ -1,3 +1,4 @@
+import Generation
 import Kernels
 import ModelFormat
 

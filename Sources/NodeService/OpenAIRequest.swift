@@ -1,4 +1,5 @@
 import Foundation
+import Generation
 import Inference
 
 /// An API error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -130,7 +131,12 @@ public struct CompletionRequestParser: Sendable {
         } catch {
             throw APIError(400, "cannot render the conversation: \(error.reason)", param: "messages")
         }
-        let ids = tokenizer.encode(segments)
+        let ids: [Int]
+        do {
+            ids = try tokenizer.encode(segments, maxWordBytes: settings.maxWordBytes)
+        } catch {
+            throw APIError(400, "messages: \(error.reason) (limits.max_word_bytes)", param: "messages", code: "word_too_long")
+        }
         var maxTokens = try int(f, "max_completion_tokens")
         if maxTokens == nil { maxTokens = try int(f, "max_tokens") }
         return try finish(f, promptIDs: ids, maxTokens: maxTokens, model: model)
@@ -142,10 +148,10 @@ public struct CompletionRequestParser: Sendable {
         var ids: [Int]
         switch f["prompt"] {
         case let .string(text)?:
-            ids = tokenizer.encode(text, addSpecial: true, parseSpecial: true)
+            ids = try encodePrompt(text)
         case let .array(items)? where items.count == 1:
             if case let .string(text) = items[0] {
-                ids = tokenizer.encode(text, addSpecial: true, parseSpecial: true)
+                ids = try encodePrompt(text)
             } else {
                 throw APIError(400, "'prompt' must be a string, an array of one string, or an array of token ids", param: "prompt")
             }
@@ -165,6 +171,15 @@ public struct CompletionRequestParser: Sendable {
         if case .bool(true)? = f["echo"] { throw APIError(400, "'echo' is not supported", param: "echo") }
         if let suffix = f["suffix"], suffix != .null { throw APIError(400, "'suffix' is not supported", param: "suffix") }
         return try finish(f, promptIDs: ids, maxTokens: try int(f, "max_tokens"), model: model)
+    }
+
+    /// A completion prompt's ids, as llama.cpp tokenizes completions; a word over the limit is a 400.
+    func encodePrompt(_ text: String) throws(APIError) -> [Int] {
+        do {
+            return try tokenizer.encode(text, addSpecial: true, parseSpecial: true, maxWordBytes: settings.maxWordBytes)
+        } catch {
+            throw APIError(400, "prompt: \(error.reason) (limits.max_word_bytes)", param: "prompt", code: "word_too_long")
+        }
     }
 
     func checkModel(_ f: [String: JSONValue]) throws(APIError) -> String {

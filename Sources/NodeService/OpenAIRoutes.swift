@@ -2,6 +2,7 @@ import Attestation
 import Crypto
 import Foundation
 import Hummingbird
+import Generation
 import Inference
 import Logging
 import ModelSigning

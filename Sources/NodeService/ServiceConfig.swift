@@ -1,4 +1,5 @@
 import Foundation
+import Generation
 import ModelSigning
 import Yams
 
@@ -54,10 +55,11 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var drainSeconds: Int?
         public var threads: Int?
         public var perKeyConcurrency: Int?
+        public var maxWordBytes: Int?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
-            case perKeyConcurrency = "per_key_concurrency"
+            case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes"
         }
     }
 
@@ -175,6 +177,8 @@ public struct ServiceSettings: Sendable {
     public var threads = 2
     /// Requests (running or queued) one API key may hold at once; nil: no limit beyond `parallel + queueDepth`.
     public var perKeyConcurrency: Int?
+    /// Longest word (pre-token) of request text, in UTF-8 bytes: a longer one is refused before BPE.
+    public var maxWordBytes = Tokenizer.defaultMaxWordBytes
 
     public init(modelID: String) { self.modelID = modelID }
 
@@ -207,6 +211,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.drainSeconds { drainSeconds = v }
             if let v = l.threads { threads = v }
             if let v = l.perKeyConcurrency { perKeyConcurrency = v }
+            if let v = l.maxWordBytes { maxWordBytes = v }
         }
         try validate()
     }
@@ -221,6 +226,7 @@ public struct ServiceSettings: Sendable {
         guard queueDepth >= 0 else { throw ServiceError("limits.queue_depth must be >= 0") }
         guard drainSeconds >= 0 else { throw ServiceError("limits.drain_seconds must be >= 0") }
         guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
+        guard (16 ... (1 << 20)).contains(maxWordBytes) else { throw ServiceError("limits.max_word_bytes must be 16...1048576, not \(maxWordBytes)") }
         if let n = perKeyConcurrency, n < 1 { throw ServiceError("limits.per_key_concurrency must be >= 1, not \(n)") }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Generation
 import Inference
 import ModelFormat
 
@@ -80,9 +81,9 @@ struct GenerateCommand: AsyncParsableCommand {
                 var messages: [ChatMessage] = []
                 if let systemMessage { messages.append(ChatMessage(role: "system", content: systemMessage)) }
                 messages.append(ChatMessage(role: "user", content: prompt))
-                promptIDs = tokenizer.encode(try template.render(messages))
+                promptIDs = try tokenizer.encode(try template.render(messages), maxWordBytes: Tokenizer.defaultMaxWordBytes)
             } else {
-                promptIDs = tokenizer.encode(prompt, addSpecial: true, parseSpecial: true)
+                promptIDs = try tokenizer.encode(prompt, addSpecial: true, parseSpecial: true, maxWordBytes: Tokenizer.defaultMaxWordBytes)
             }
             let options = GenerationOptions(
                 maxTokens: maxTokens,

@@ -6,6 +6,7 @@ import ModelSigning
 import NodeCore
 import NodeHTTP
 import NodeService
+import Generation
 import Inference
 import Accelerators
 import Crypto

@@ -1,6 +1,7 @@
 import GGUFTestSupport
 import ModelFormat
 import Testing
+import Generation
 @testable import Inference
 
 @Suite("Generation loop", .enabled(if: TestPaths.runModelTests, TestPaths.modelMissing))
@@ -8,7 +9,7 @@ struct GeneratorTests {
     /// A stop string cuts the text before it, and the streamed pieces add up to the result.
     @Test func stopsAtStopStringAndStreams() throws {
         let generator = try Generator(model: RealModel.model(), tokenizer: RealModel.tokenizer())
-        let prompt = generator.tokenizer.encode("The capital of France is", addSpecial: true, parseSpecial: true)
+        let prompt = try generator.tokenizer.encode("The capital of France is", addSpecial: true, parseSpecial: true, maxWordBytes: Tokenizer.defaultMaxWordBytes)
         var streamed = ""
         let result = try generator.generate(promptIDs: prompt, options: GenerationOptions(maxTokens: 16, stopStrings: ["\n\n"])) {
             streamed += $0
@@ -26,7 +27,8 @@ struct GeneratorTests {
         let tokenizer = try RealModel.tokenizer()
         let source = try #require(file.string("tokenizer.chat_template"))
         let template = try #require(ChatTemplate(template: source))
-        let prompt = tokenizer.encode(try template.render([ChatMessage(role: "user", content: "What is the capital of France?")]))
+        let prompt = try tokenizer.encode(try template.render([ChatMessage(role: "user", content: "What is the capital of France?")]),
+                                          maxWordBytes: Tokenizer.defaultMaxWordBytes)
         let generator = try Generator(model: RealModel.model(), tokenizer: tokenizer)
         let result = try generator.generate(promptIDs: prompt, options: GenerationOptions(maxTokens: 48))
         #expect(result.stopReason == .endOfGeneration)

@@ -1,6 +1,7 @@
 import GGUFTestSupport
 import Testing
 import ModelFormat
+import Generation
 @testable import Inference
 
 /// Corrupt or inconsistent models are refused with an error naming the key or tensor, never a crash.

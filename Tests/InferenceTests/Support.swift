@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormat
 import Testing
+import Generation
 @testable import Inference
 
 /// Where the tests find the real model and the llama.cpp reference outputs.

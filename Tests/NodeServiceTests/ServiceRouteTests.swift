@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Generation
 import Inference
 import ModelFormat
 import ModelSigning
@@ -111,6 +112,37 @@ import Testing
             }
             // The node still answers.
             try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
+    /// The attack that froze the node: prompts that are one long word. Refused with a 400 naming
+    /// the limit, while another client's request on another connection is answered.
+    @Test(.enabled(if: runModelTests)) func survivesLongWordPrompt() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let word = String(repeating: "a", count: 200_000)
+        try await node.app().test(.live) { client in
+            let port = try #require(client.port)
+            let attackers = try (0 ..< 4).map { _ in try RawClient(port: port) }
+            let attack = #"{"model": "m", "prompt": ""# + word + #"", "max_tokens": 1}"#
+            for attacker in attackers {
+                attacker.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: \(attack.utf8.count)\r\n\r\n\(attack)")
+            }
+            try await client.execute(uri: "/v1/completions", method: .post,
+                                     body: ByteBuffer(string: #"{"model": "m", "prompt": "Hello", "max_tokens": 2}"#)) { response in
+                #expect(response.status == .ok)
+            }
+            for attacker in attackers {
+                let answer = attacker.read(4096)
+                #expect(answer.hasPrefix("HTTP/1.1 400"))
+                #expect(answer.contains("word_too_long") && answer.contains("8192"))
+                attacker.close()
+            }
+            let chat = #"{"model": "m", "messages": [{"role": "user", "content": "hi "# + word + #""}], "max_tokens": 1}"#
+            try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: chat)) { response in
+                #expect(response.status == .badRequest)
+                #expect((try? Self.errorCode(response.body)) == "word_too_long")
+            }
         }
     }
 

@@ -8,7 +8,8 @@ import ModelFormat
 /// tokens always, control tokens only with `parseSpecial` (so text written by a user cannot turn
 /// into `<|im_start|>` unless the caller allows it); (2) the rest is split into words by the
 /// model's `PreTokenizer`; (3) each word's UTF-8 bytes are written in the byte-level alphabet and
-/// merged pairwise, lowest merge rank first (leftmost among equals), until no merge applies;
+/// merged pairwise, lowest merge rank first (leftmost among equals), until no merge applies (a
+/// priority queue, O(n log n) in the word's length);
 /// (4) each symbol becomes its token id. `tokenizer.ggml.add_bos_token` decides whether a BOS is
 /// added in front (llama3 pre-tokenizers default to yes, others to no).
 ///
@@ -31,9 +32,9 @@ public struct Tokenizer: Sendable {
 
     private let ids: [String: Int]
     /// "left right" -> rank.
-    private let ranks: [String: Int]
+    let ranks: [String: Int]
     /// Special tokens to cut out of raw text, longest first: (id, UTF-8 of the text, attribute).
-    private let specials: [(id: Int, text: [UInt8], attribute: TokenAttribute)]
+    let specials: [(id: Int, text: [UInt8], attribute: TokenAttribute)]
 
     /// The token texts llama.cpp treats as end of generation wherever they are in the vocabulary.
     static let endOfGenerationTexts: Set<String> = [
@@ -132,61 +133,108 @@ public struct Tokenizer: Sendable {
 
     // MARK: Encoding
 
+    /// The longest word (pre-token) `encode` accepts unless told otherwise, in UTF-8 bytes: far
+    /// longer than any word of real text, short enough that one word's BPE stays cheap.
+    public static let defaultMaxWordBytes = 8192
+
     /// Token ids of `text`. `addSpecial` adds BOS when the model asks for it (`addsBOS`);
     /// `parseSpecial` lets control tokens written as text (`<|im_start|>`) become those tokens.
-    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) -> [Int] {
+    /// Refuses (`.wordTooLong`) a word of the pre-tokenizer longer than `maxWordBytes` UTF-8 bytes,
+    /// naming its byte offset in `text`, its length and the limit (never its content).
+    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false,
+                       maxWordBytes: Int) throws(InferenceError) -> [Int] {
         var output: [Int] = []
         if addSpecial, addsBOS, let bos { output.append(bos) }
-        for fragment in partition(Array(text.utf8), parseSpecial: parseSpecial) {
-            switch fragment {
-            case let .token(id): output.append(id)
-            case let .text(bytes): encodeText(String(decoding: bytes, as: UTF8.self), into: &output)
-            }
-        }
+        try encode(Array(text.utf8), parseSpecial: parseSpecial, limit: WordLimit(maxBytes: maxWordBytes, of: "the text"),
+                   into: &output)
         return output
     }
 
-    enum Fragment {
-        case text([UInt8])
+    /// `encode(_:addSpecial:parseSpecial:maxWordBytes:)` without a limit on word length.
+    @available(*, deprecated, message: "no limit on word length: use encode(_:addSpecial:parseSpecial:maxWordBytes:)")
+    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) -> [Int] {
+        // Cannot throw: there is no limit.
+        (try? encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial, maxWordBytes: .max)) ?? []
+    }
+
+    /// Where a word limit applies: the limit, what the offsets are offsets of (for the error), and
+    /// the offset of the bytes being encoded in it.
+    struct WordLimit {
+        var maxBytes: Int
+        var of: String
+        var base = 0
+
+        func check(_ length: Int, at offset: Int) throws(InferenceError) {
+            guard length > maxBytes else { return }
+            throw InferenceError(.wordTooLong,
+                                 "\(of) has a word of \(length) UTF-8 bytes at byte offset \(base + offset), longer than the limit of \(maxBytes) bytes")
+        }
+    }
+
+    /// Encodes `bytes` (special tokens, then BPE of the text between them) into `output`.
+    func encode(_ bytes: [UInt8], parseSpecial: Bool, limit: WordLimit, into output: inout [Int]) throws(InferenceError) {
+        for fragment in partition(bytes, parseSpecial: parseSpecial) {
+            switch fragment {
+            case let .token(id):
+                output.append(id)
+            case let .text(range):
+                var fragmentLimit = limit
+                fragmentLimit.base += range.lowerBound
+                try encodeText(String(decoding: bytes[range], as: UTF8.self), limit: fragmentLimit, into: &output)
+            }
+        }
+    }
+
+    enum Fragment: Equatable {
+        /// Bytes of the text to encode as text.
+        case text(Range<Int>)
         case token(Int)
     }
 
     /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first, every text
-    /// fragment is split around each occurrence of it.
+    /// fragment is split around each occurrence of it. O(specials × bytes × longest special), linear
+    /// in the text for a given vocabulary; `comparisons` counts the byte comparisons.
     func partition(_ bytes: [UInt8], parseSpecial: Bool) -> [Fragment] {
+        var comparisons = 0
+        return partition(bytes, parseSpecial: parseSpecial, comparisons: &comparisons)
+    }
+
+    func partition(_ bytes: [UInt8], parseSpecial: Bool, comparisons: inout Int) -> [Fragment] {
         guard !bytes.isEmpty else { return [] }
-        var fragments: [Fragment] = [.text(bytes)]
+        var fragments: [Fragment] = [.text(0 ..< bytes.count)]
         for special in specials {
             if !parseSpecial && (special.attribute == .control || special.attribute == .unknown) { continue }
             var next: [Fragment] = []
             next.reserveCapacity(fragments.count)
             for fragment in fragments {
-                guard case let .text(text) = fragment else {
+                guard case let .text(range) = fragment else {
                     next.append(fragment)
                     continue
                 }
-                var start = 0
-                while let match = Self.find(special.text, in: text, from: start) {
-                    if match > start { next.append(.text(Array(text[start ..< match]))) }
+                var start = range.lowerBound
+                while let match = Self.find(special.text, in: bytes, from: start, to: range.upperBound, comparisons: &comparisons) {
+                    if match > start { next.append(.text(start ..< match)) }
                     next.append(.token(special.id))
                     start = match + special.text.count
                 }
-                if start < text.count { next.append(.text(Array(text[start...]))) }
+                if start < range.upperBound { next.append(.text(start ..< range.upperBound)) }
             }
             fragments = next
         }
         return fragments
     }
 
-    /// First index of `needle` in `haystack` at or after `from`.
-    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
-        guard let first = needle.first, haystack.count - from >= needle.count else { return nil }
+    /// First index of `needle` in `haystack[from ..< to]`.
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int, to end: Int, comparisons: inout Int) -> Int? {
+        guard let first = needle.first, end - from >= needle.count else { return nil }
         var i = from
-        let last = haystack.count - needle.count
+        let last = end - needle.count
         while i <= last {
+            comparisons += 1
             if haystack[i] == first {
                 var j = 1
                 while j < needle.count && haystack[i + j] == needle[j] { j += 1 }
+                comparisons += j - 1
                 if j == needle.count { return i }
             }
             i += 1
@@ -194,9 +242,13 @@ public struct Tokenizer: Sendable {
         return nil
     }
 
-    /// BPE of ordinary text (no special tokens in it).
-    func encodeText(_ text: String, into output: inout [Int]) {
+    /// BPE of ordinary text (no special tokens in it); each word is checked against `limit` first.
+    func encodeText(_ text: String, limit: WordLimit, into output: inout [Int]) throws(InferenceError) {
+        var offset = 0
         for word in preTokenizer.split(text) {
+            let length = word.utf8.count
+            try limit.check(length, at: offset)
+            offset += length
             let encoded = ByteLevel.encode(word.utf8)
             if preTokenizer.ignoresMerges, let id = ids[encoded] {
                 output.append(id)
@@ -217,26 +269,51 @@ public struct Tokenizer: Sendable {
     }
 
     /// The BPE merges of one word (already in the byte-level alphabet): repeatedly merge the
-    /// adjacent pair with the lowest rank, the leftmost among equal ranks (llama.cpp's priority
-    /// queue order), until no adjacent pair has a rank.
+    /// adjacent pair with the lowest rank, the leftmost among equal ranks, until no adjacent pair
+    /// has a rank. As llama.cpp's `llm_tokenizer_bpe_session`: the symbols are a doubly linked list
+    /// over the word's scalars and the candidate pairs a min-heap (`BigramQueue`), so a word of n
+    /// scalars costs O(n log n), not O(n²) (a prompt that is one long word cannot stall the node).
     func merge(_ word: String) -> [String] {
-        var symbols = word.unicodeScalars.map { String($0) }
-        guard symbols.count > 1 else { return symbols }
-        // rank of (symbols[i], symbols[i+1]), or Int.max.
-        func rank(_ i: Int) -> Int { ranks[symbols[i] + " " + symbols[i + 1]] ?? .max }
-        var pairRanks = (0 ..< symbols.count - 1).map(rank)
-        while true {
-            var best = Int.max, at = -1
-            for (i, r) in pairRanks.enumerated() where r < best {
-                best = r
-                at = i
-            }
-            guard at >= 0 else { break }
-            symbols[at] += symbols[at + 1]
-            symbols.remove(at: at + 1)
-            pairRanks.remove(at: at)
-            if at < pairRanks.count { pairRanks[at] = rank(at) }
-            if at > 0 { pairRanks[at - 1] = rank(at - 1) }
+        var operations = 0
+        return merge(word, operations: &operations)
+    }
+
+    /// `merge(_:)`, adding the heap operations it performed to `operations`.
+    func merge(_ word: String, operations: inout Int) -> [String] {
+        // Symbol i starts at scalar i; merged symbols keep the left one's index.
+        var texts = word.unicodeScalars.map { String($0) }
+        let n = texts.count
+        guard n > 1 else { return texts }
+        var lengths = [Int](repeating: 1, count: n) // scalars in symbol i; 0 once merged into its left
+        var previous = Array(-1 ..< n - 1)
+        var next = Array(1 ... n)
+        next[n - 1] = -1
+        var queue = BigramQueue(capacity: n)
+        func enqueue(_ left: Int, _ right: Int) {
+            guard left >= 0, right >= 0, let rank = ranks[texts[left] + " " + texts[right]] else { return }
+            queue.push(BigramQueue.Bigram(rank: rank, left: left, right: right, size: lengths[left] + lengths[right]))
+        }
+        for i in 0 ..< n - 1 { enqueue(i, i + 1) }
+        while let bigram = queue.pop() {
+            let left = bigram.left, right = bigram.right
+            // Symbols only grow, so equal sizes mean neither changed since the pair was queued.
+            guard lengths[left] > 0, lengths[right] > 0, next[left] == right,
+                  lengths[left] + lengths[right] == bigram.size else { continue }
+            texts[left] += texts[right]
+            texts[right] = ""
+            lengths[left] += lengths[right]
+            lengths[right] = 0
+            next[left] = next[right]
+            if next[right] >= 0 { previous[next[right]] = left }
+            enqueue(previous[left], left)
+            enqueue(left, next[left])
+        }
+        operations += queue.operations
+        var symbols: [String] = []
+        var i = 0 // symbol 0 is never merged away
+        while i >= 0 {
+            symbols.append(texts[i])
+            i = next[i]
         }
         return symbols
     }
@@ -278,29 +355,45 @@ extension Tokenizer {
     /// Token ids of a rendered conversation: `.special` segments become their token (their text
     /// must be a token of the vocabulary; if it is not, it is encoded as text), adjacent `.text`
     /// segments are joined and encoded as one text with `parseSpecial: false`, so message contents
-    /// can never produce control tokens. BOS is added when the model asks for it.
-    public func encode(_ segments: [ChatSegment], addSpecial: Bool = true) -> [Int] {
+    /// can never produce control tokens. BOS is added when the model asks for it. Refuses
+    /// (`.wordTooLong`) a word longer than `maxWordBytes` UTF-8 bytes, naming its byte offset in the
+    /// rendered conversation (all segments' texts joined, as `ChatTemplate.renderText` gives it).
+    public func encode(_ segments: [ChatSegment], addSpecial: Bool = true, maxWordBytes: Int) throws(InferenceError) -> [Int] {
         var output: [Int] = []
         if addSpecial, addsBOS, let bos { output.append(bos) }
-        var text = ""
-        func flush() {
-            if !text.isEmpty { output += encode(text, addSpecial: false, parseSpecial: false) }
-            text = ""
+        var text: [UInt8] = []
+        var offset = 0 // of `text` in the rendered conversation
+        var limit = WordLimit(maxBytes: maxWordBytes, of: "the chat")
+        func flush() throws(InferenceError) {
+            if !text.isEmpty {
+                limit.base = offset
+                try encode(text, parseSpecial: false, limit: limit, into: &output)
+            }
+            offset += text.count
+            text.removeAll(keepingCapacity: true)
         }
         for segment in segments {
             switch segment {
             case let .text(t):
-                text += t
+                text += t.utf8
             case let .special(s):
                 if let id = id(of: s), attributes[id] != .normal {
-                    flush()
+                    try flush()
                     output.append(id)
+                    offset += s.utf8.count
                 } else {
-                    text += s
+                    text += s.utf8
                 }
             }
         }
-        flush()
+        try flush()
         return output
+    }
+
+    /// `encode(_:addSpecial:maxWordBytes:)` without a limit on word length.
+    @available(*, deprecated, message: "no limit on word length: use encode(_:addSpecial:maxWordBytes:)")
+    public func encode(_ segments: [ChatSegment], addSpecial: Bool = true) -> [Int] {
+        // Cannot throw: there is no limit.
+        (try? encode(segments, addSpecial: addSpecial, maxWordBytes: .max)) ?? []
     }
 }

@@ -21,8 +21,11 @@ public struct InferenceError: Error, Sendable, Equatable, CustomStringConvertibl
         case invalidToken
         /// A chat template this engine cannot render, or messages it cannot render.
         case unsupportedTemplate
-        /// A caller's argument is out of range (sampling parameters, sizes).
+        /// A caller's argument is out of range (sampling parameters, sizes, stop strings).
         case invalidArgument
+        /// A word (pre-token) of a prompt is longer than the caller's limit (`maxWordBytes`); the
+        /// reason names its byte offset, its length and the limit.
+        case wordTooLong
     }
 
     public let code: Code

@@ -1,9 +1,10 @@
 import ModelFormat
 
-/// Typed, validated metadata reads that throw `InferenceError` naming the key.
+/// Typed, validated metadata reads that throw `InferenceError` naming the key (the tokenizer's here,
+/// the model config's in `Inference`: `package` access).
 extension GGUFFile {
     /// A required integer in `range`.
-    func requiredInt(_ key: String, in range: ClosedRange<Int>) throws(InferenceError) -> Int {
+    package func requiredInt(_ key: String, in range: ClosedRange<Int>) throws(InferenceError) -> Int {
         guard let value = self[key] else {
             throw InferenceError(.missingMetadata, "the model has no \(key)")
         }
@@ -11,7 +12,7 @@ extension GGUFFile {
     }
 
     /// An optional integer in `range`; nil when the key is absent.
-    func optionalInt(_ key: String, in range: ClosedRange<Int>) throws(InferenceError) -> Int? {
+    package func optionalInt(_ key: String, in range: ClosedRange<Int>) throws(InferenceError) -> Int? {
         guard let value = self[key] else { return nil }
         return try checkedInt(value, key, range)
     }
@@ -27,7 +28,7 @@ extension GGUFFile {
     }
 
     /// An optional finite float (stored as float32 or float64) in `range`.
-    func optionalFloat(_ key: String, in range: ClosedRange<Double>) throws(InferenceError) -> Float? {
+    package func optionalFloat(_ key: String, in range: ClosedRange<Double>) throws(InferenceError) -> Float? {
         guard let value = self[key] else { return nil }
         guard let double = value.doubleValue else {
             throw InferenceError(.invalidMetadata, "\(key) must be a float, found \(value.type)")
@@ -39,7 +40,7 @@ extension GGUFFile {
     }
 
     /// An optional string.
-    func optionalString(_ key: String) throws(InferenceError) -> String? {
+    package func optionalString(_ key: String) throws(InferenceError) -> String? {
         guard let value = self[key] else { return nil }
         guard let string = value.stringValue else {
             throw InferenceError(.invalidMetadata, "\(key) must be a string, found \(value.type)")
@@ -48,7 +49,7 @@ extension GGUFFile {
     }
 
     /// An optional bool.
-    func optionalBool(_ key: String) throws(InferenceError) -> Bool? {
+    package func optionalBool(_ key: String) throws(InferenceError) -> Bool? {
         guard let value = self[key] else { return nil }
         guard let bool = value.boolValue else {
             throw InferenceError(.invalidMetadata, "\(key) must be a bool, found \(value.type)")

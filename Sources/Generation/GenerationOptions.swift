@@ -1,0 +1,19 @@
+/// What a generation is asked to do.
+public struct GenerationOptions: Sendable {
+    /// Most tokens to generate (>= 0).
+    public var maxTokens: Int = 128
+    public var sampling = SamplingParameters()
+    /// Generation stops before the first occurrence of any of these strings in the output text
+    /// (which is cut there).
+    public var stopStrings: [String] = []
+    /// Stop at an end-of-generation token (EOS, EOT, `<|im_end|>`, ...), which is not output.
+    public var stopAtEndOfGeneration = true
+
+    public init(maxTokens: Int = 128, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [],
+                stopAtEndOfGeneration: Bool = true) {
+        self.maxTokens = maxTokens
+        self.sampling = sampling
+        self.stopStrings = stopStrings
+        self.stopAtEndOfGeneration = stopAtEndOfGeneration
+    }
+}

@@ -267,7 +267,7 @@ def test_logs_hold_no_prompt_completion_or_key():
 def test_non_streaming_disconnect_cancels_generation():
     """A client that sends a long non-streaming request and hangs up frees its slot at once."""
     before = metric("securenode_cancelled_requests_total")
-    body = json.dumps({"model": MODEL, "prompt": "Write a very long story about the sea.", "max_tokens": 250,
+    body = json.dumps({"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,", "max_tokens": 250,
                        "temperature": 0}).encode()
     host, port = URL.split("//")[1].split(":")
     s = socket.create_connection((host, int(port)))

@@ -77,7 +77,7 @@ struct ServeCommand: AsyncParsableCommand {
             if let threads { settings.threads = threads }
             try settings.validate()
 
-            let attestor = try TPMOptions.attestor(profile: profilePath,
+            let unboundAttestor = try TPMOptions.attestor(profile: profilePath,
                                                    tcti: tcti ?? environment["SECURENODE_TCTI"] ?? file.tcti ?? "device:/dev/tpmrm0",
                                                    stateDirectory: stateDirectory ?? environment["SECURENODE_STATE_DIR"] ?? file.stateDir)
             var logger = Logger(label: "securenode")
@@ -94,7 +94,7 @@ struct ServeCommand: AsyncParsableCommand {
             let template = loaded.gguf.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
             let metrics = NodeMetrics()
             // The profile picks the backend: the CPU, or a modeled device (computes on the host, accounts the device's time).
-            let backend = try BackendFactory.backend(for: attestor.profile.backend, threads: settings.threads)
+            let backend = try BackendFactory.backend(for: unboundAttestor.profile.backend, threads: settings.threads)
             let engine = LlamaEngine(model: llama, backend: backend, contextCapacity: settings.contextLength,
                                      batchCapacity: max(64, settings.parallel))
             let scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer, parallel: settings.parallel,
@@ -103,7 +103,10 @@ struct ServeCommand: AsyncParsableCommand {
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
-            try await attestor.measureReceiptKey(sha256: keyDigest)
+            try await unboundAttestor.measureReceiptKey(sha256: keyDigest)
+            // This process's evidence names its own model and key, whatever else shares the TPM.
+            let attestor = unboundAttestor.serving(model: ModelMeasurement(verified: loaded.verified, profile: unboundAttestor.profile.id),
+                                                   receiptKeySHA256: keyDigest)
             guard let akHandle = attestor.profile.akHandle, let akType = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
                 throw CLIFailure("profile \(attestor.profile.id) has no usable attestation key")
             }

@@ -166,16 +166,30 @@ public struct EvidenceVerifier: Sendable {
                 guard quotedValues[entry.pcr] != nil else {
                     throw AttestationError(.malformed, "eventLog[\(i)] extends PCR \(entry.pcr), which the quote does not cover")
                 }
+                if entry.type == ModelMeasurement.eventType, entry.pcr != profile.measurementPCR {
+                    throw AttestationError(.malformed, "eventLog[\(i)] is a model event in PCR \(entry.pcr), but profile \(profile.id) measures models into PCR \(profile.measurementPCR)")
+                }
+                if entry.type == ReceiptKeyMeasurement.eventType, entry.pcr != profile.receiptPCR {
+                    throw AttestationError(.malformed, "eventLog[\(i)] is a receipt-key event in PCR \(entry.pcr), but profile \(profile.id) measures receipt keys into PCR \(profile.receiptPCR)")
+                }
             }
             let replayed = EventLogReplay.replay(evidence.eventLog)
             for (pcr, value) in replayed.sorted(by: { $0.key < $1.key }) where !constantTimeEquals(value, quotedValues[pcr]!) {
                 throw AttestationError(.malformed, "replaying the event log gives PCR \(pcr) = \(hexString(value)), but the quote says \(hexString(quotedValues[pcr]!))")
             }
+            // The PCRs the node extends must be explained exactly: no events means all zeros.
             let zero = [UInt8](repeating: 0, count: 32)
-            if replayed[profile.measurementPCR] == nil, let v = quotedValues[profile.measurementPCR], v != zero {
-                throw AttestationError(.malformed, "PCR \(profile.measurementPCR) was extended but the event log has no event for it")
+            for pcr in profile.nodePCRs {
+                guard let quoted = quotedValues[pcr] else {
+                    throw AttestationError(.malformed, "PCR \(pcr) (\(profile.pcrRole(pcr))) is not quoted")
+                }
+                let value = replayed[pcr] ?? zero
+                guard constantTimeEquals(value, quoted) else {
+                    throw AttestationError(.malformed, "PCR \(pcr) (\(profile.pcrRole(pcr))) = \(hexString(quoted)) is not explained by the event log "
+                                           + "(its \(evidence.eventLog.filter { $0.pcr == pcr }.count) event(s) replay to \(hexString(value))): an event is missing")
+                }
             }
-            return "\(evidence.eventLog.count) event(s) replay to the quoted PCRs"
+            return "\(evidence.eventLog.count) event(s) replay to the quoted PCRs; PCRs \(profile.nodePCRs) replay exactly"
         }
         run("reference-values") { () throws(AttestationError) -> String in
             for (key, allowed) in profile.referenceValues.sorted(by: { $0.key < $1.key }) {

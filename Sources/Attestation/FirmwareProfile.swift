@@ -132,6 +132,16 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
     /// The PCR receipt keys are measured into.
     public var receiptPCR: Int { receiptKeyPCR ?? measurementPCR }
 
+    /// What the node measures into `pcr` (for messages).
+    public func pcrRole(_ pcr: Int) -> String {
+        switch (pcr == measurementPCR, pcr == receiptPCR) {
+        case (true, true): return "model and receipt-key PCR"
+        case (true, false): return "model measurement PCR"
+        case (false, true): return "receipt-key PCR"
+        default: return "PCR"
+        }
+    }
+
     /// The PCRs the node extends (model, receipt key).
     public var nodePCRs: [Int] { Array(Set([measurementPCR, receiptPCR])).sorted() }
 

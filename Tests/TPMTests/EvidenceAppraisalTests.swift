@@ -200,6 +200,24 @@ struct EvidenceAppraisalTests {
         #expect(appraise(unknownKey).failedCheck == "model-bound")
     }
 
+    @Test func refusesEvidenceMissingTheReceiptKeyEvent() async throws {
+        // The receipt-key event is dropped from the log: PCR 14 no longer replays.
+        try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(P256.Signing.PrivateKey().publicKey))
+        var evidence = try await attestor.evidence(nonce: nonce)
+        evidence.eventLog.removeAll { $0.type == ReceiptKeyMeasurement.eventType }
+        let appraisal = appraise(evidence)
+        #expect(appraisal.failedCheck == "event-log-replay", "\(appraisal.checks)")
+        let detail = appraisal.checks.first { $0.check == "event-log-replay" }?.detail ?? ""
+        #expect(detail.hasPrefix("PCR 14 (receipt-key PCR)"), "\(detail)")
+    }
+
+    @Test func refusesModelEventMovedToAnotherPCR() async throws {
+        // The model event relabelled as PCR 14's (with the receipt-key event gone): PCR 15 is unexplained.
+        var evidence = try await attestor.evidence(nonce: nonce)
+        evidence.eventLog[0].pcr = 14
+        #expect(appraise(evidence).failedCheck == "event-log-replay")
+    }
+
     @Test func nodeRefusesToMeasureASignerItsProfileDoesNotName() async throws {
         let rogue = ECDSAPrivateKey.p256(.init())
         let dir = t.directory.appendingPathComponent("rogue2")

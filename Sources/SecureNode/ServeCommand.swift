@@ -193,9 +193,15 @@ struct EnrollCommand: AsyncParsableCommand {
             }
             let profile = try FirmwareProfile.load(path: self.profile)
             let base = URL(fileURLWithPath: self.profile).deletingLastPathComponent()
-            let (cas, missing) = try EnrollmentVerifier.loadCAs(profile.ekCAs + ekCA, relativeTo: base)
-            for path in missing { StandardError.write("warning: EK CA \(path) does not exist; not trusted\n") }
-            guard !cas.isEmpty else { throw CLIFailure("no EK CA to trust: none of the profile's ekCAs exist; give --ek-ca") }
+            // The profile's ekCAs resolve against its folder (a leading ${VAR} with a relative value, against
+            // the current directory); --ek-ca paths, typed here, against the current directory.
+            let fromProfile = try EnrollmentVerifier.loadCAs(profile.ekCAs, relativeTo: base)
+            let fromFlags = try EnrollmentVerifier.loadCAs(ekCA, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true))
+            let cas = fromProfile.certificates + fromFlags.certificates
+            for path in fromProfile.missing + fromFlags.missing { StandardError.write("warning: EK CA \(path) does not exist; not trusted\n") }
+            guard !cas.isEmpty else {
+                throw CLIFailure("no EK CA to trust: none of the profile's ekCAs exist (\((fromProfile.missing + fromFlags.missing).joined(separator: ", "))); give --ek-ca")
+            }
             let record = try await EnrollmentClient(node: url, profile: profile, verifier: EnrollmentVerifier(trustedCAs: cas)).enroll()
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

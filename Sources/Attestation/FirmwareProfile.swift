@@ -121,7 +121,14 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
                 throw fail("referenceValues[\(pcr)]: \"\(v)\" is not a SHA-256 value")
             }
         }
-        guard seal.pcrs.allSatisfy({ (0...23).contains($0) }) else { throw fail("seal.pcrs must be PCR indices 0-23") }
+        guard seal.pcrs.allSatisfy({ (0...23).contains($0) }), Set(seal.pcrs).count == seal.pcrs.count else {
+            throw fail("seal.pcrs must be distinct PCR indices 0-23")
+        }
+        guard !seal.pcrs.isEmpty else { throw fail("seal.pcrs is empty: a secret sealed to no PCR unseals on any platform state") }
+        let resettable = seal.pcrs.filter { PolicyDigests.resettablePCRs.contains($0) }.sorted()
+        guard resettable.isEmpty else {
+            throw fail("seal.pcrs contains \(resettable), which software can reset (TPM2_PCR_Reset at locality 0) and set to any value")
+        }
         do throws(AttestationError) {
             try backend.validate()
         } catch {

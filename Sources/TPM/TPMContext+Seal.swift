@@ -84,8 +84,9 @@ extension TPMContext {
     }
 
     /// PolicyAuthorize: the TPM checks `signature` (r || s, P-256 ECDSA-SHA256) by the external key
-    /// over H(approvedPolicy || policyRef), then accepts `approvedPolicy` as the session's policy.
-    func policyAuthorize(session: ESYS_TR, approvedPolicy: [UInt8], keyPublic: [UInt8], signatureRS: [UInt8]) throws(TPMError) {
+    /// over H(approvedPolicy || policyRef), then accepts `approvedPolicy` as the session's policy
+    /// (the object's authPolicy names the key and the policyRef: an approval for another policyRef fails).
+    func policyAuthorize(session: ESYS_TR, approvedPolicy: [UInt8], policyRef ref: [UInt8], keyPublic: [UInt8], signatureRS: [UInt8]) throws(TPMError) {
         var pub = TPM2B_PUBLIC()
         try TPM2B.unmarshal(keyPublic, into: &pub, Tss2_MU_TPM2B_PUBLIC_Unmarshal, "TPM2B_PUBLIC(policy key)")
         var key: ESYS_TR = SN_ESYS_TR_NONE
@@ -94,7 +95,7 @@ extension TPMContext {
         try check(Esys_LoadExternal(ctx, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, nil, &pub, SN_ESYS_TR_RH_OWNER, &key),
                   "TPM2_LoadExternal(policy key)")
         defer { flush(key) }
-        var approvalDigest = TPM2B.digest(Array(SHA256.hash(data: approvedPolicy)))
+        var approvalDigest = TPM2B.digest(Array(SHA256.hash(data: approvedPolicy + ref)))
         var signature = TPMT_SIGNATURE()
         signature.sigAlg = SN_ALG_ECDSA
         signature.signature.ecdsa.hash = SN_ALG_SHA256
@@ -116,6 +117,10 @@ extension TPMContext {
         guard let name else { throw TPMError(.state, command: "Esys_TR_GetName", detail: "no name") }
         var approved = TPM2B.digest(approvedPolicy)
         var policyRef = TPM2B_NONCE()
+        guard let refSize = TPM2B.fill(&policyRef.buffer, with: ref) else {
+            throw TPMError(.state, command: "TPM2_PolicyAuthorize", detail: "a policyRef is at most 64 bytes, got \(ref.count)")
+        }
+        policyRef.size = refSize
         try check(Esys_PolicyAuthorize(ctx, session, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, &approved, &policyRef,
                                        name, ticket), "TPM2_PolicyAuthorize")
     }

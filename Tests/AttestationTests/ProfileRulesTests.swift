@@ -7,6 +7,22 @@ import Testing
     static let profilePath = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../firmware-profiles/swtpm-dev.json").standardized.path
 
+    @Test(arguments: [[Int](), [0, 2, 23], [16], [0, 0]])
+    func profileCheckRefusesSealPCRsThatProtectNothing(pcrs: [Int]) throws {
+        var profile = try FirmwareProfile.load(path: Self.profilePath)
+        profile.seal.pcrs = pcrs
+        #expect { try profile.validate() } throws: { ($0 as? AttestationError)?.reason.contains("seal.pcrs") == true }
+    }
+
+    @Test func everyCommittedProfileSealsToUnresettablePCRs() throws {
+        let dir = URL(fileURLWithPath: Self.profilePath).deletingLastPathComponent()
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }
+        #expect(!files.isEmpty)
+        for file in files {
+            #expect(throws: Never.self) { try FirmwareProfile.load(path: dir.appendingPathComponent(file).path) }
+        }
+    }
+
     @Test func resolvesARelativeStateDirAgainstTheCurrentDirectory() throws {
         // SECURENODE_STATE_DIR=.state securenode enroll --profile firmware-profiles/swtpm-dev.json:
         // the user means ./.state, not firmware-profiles/.state.

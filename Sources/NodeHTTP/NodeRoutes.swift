@@ -107,15 +107,25 @@ public struct NodeRoutes: Sendable {
 }
 
 /// Whether the node has verified, measured and loaded its model, and has not been revoked.
-/// A revocation (e.g. Keylime's verifier reporting a failed attestation) is final for the life of
-/// the process: nothing sets the node ready again; an operator restarts it once the cause is fixed.
+/// A revocation (e.g. Keylime's verifier reporting a failed attestation) outlives the process when
+/// the readiness has a ``RevocationStore``: it is written there before anyone is told, and a node
+/// that starts with a persisted revocation starts revoked. Only ``reinstate(reason:)`` (the verifier
+/// attested the node again) or `securenode revocation clear` (an operator) ends it.
 public actor Readiness {
     private var current: (ready: Bool, reason: String) = (false, "starting: the model is not verified yet")
     /// Why the node was revoked, if it was.
     public private(set) var revocation: String?
     private var observers: [@Sendable (String) -> Void] = []
+    /// Where the revocation is persisted (nil: in memory only, for tests and commands without a state directory).
+    public nonisolated let store: RevocationStore?
 
-    public init() {}
+    public init(store: RevocationStore? = nil) {
+        self.store = store
+        if let record = store?.load() {
+            revocation = "\(record.reason) (revoked at \(record.revokedAt), persisted in \(store!.file.path); the verifier must attest "
+                + "the node again, or an operator runs `securenode revocation clear`)"
+        }
+    }
 
     public var state: (ready: Bool, reason: String) {
         if let revocation { return (false, revocation) }
@@ -125,17 +135,45 @@ public actor Readiness {
     public func set(ready: Bool, reason: String) { current = (ready, reason) }
 
     /// Fails the node closed: completions are refused and `/readyz` answers 503 with `reason`.
-    /// The first revocation's reason is kept; observers run once.
+    /// The first revocation's reason is kept and persisted before the observers run (once).
     public func revoke(reason: String) {
         guard revocation == nil else { return }
         revocation = reason
+        do {
+            try store?.save(RevocationRecord(reason: reason))
+        } catch {
+            // Still revoked for this process; the operator sees that a restart would forget it.
+            revocation = reason + " (WARNING: not persisted: \(error))"
+        }
         for observer in observers { observer(reason) }
     }
 
-    /// Runs `observer` when the node is revoked (at once if it already was).
+    /// Ends a revocation because the verifier attested the node again (`reason` says how); clears
+    /// the persisted record. Returns whether the node was revoked.
+    @discardableResult
+    public func reinstate(reason: String) -> Bool {
+        guard revocation != nil else { return false }
+        do {
+            try store?.clear()
+        } catch {
+            return false
+        }
+        revocation = nil
+        for observer in reinstatementObservers { observer(reason) }
+        return true
+    }
+
+    private var reinstatementObservers: [@Sendable (String) -> Void] = []
+
+    /// Runs `observer` when a revocation ends (``reinstate(reason:)``).
+    public func onReinstatement(_ observer: @escaping @Sendable (String) -> Void) {
+        reinstatementObservers.append(observer)
+    }
+
+    /// Runs `observer` whenever the node is revoked (at once if it already is).
     public func onRevocation(_ observer: @escaping @Sendable (String) -> Void) {
-        if let revocation { observer(revocation); return }
         observers.append(observer)
+        if let revocation { observer(revocation) }
     }
 }
 

@@ -54,6 +54,9 @@ struct ServeCommand: AsyncParsableCommand {
     var port: Int?
     @Option(help: "Engine threads (default: 2, or limits.threads).")
     var threads: Int?
+    @Flag(name: .customLong("keylime-lab-unauthenticated-revocations"),
+          help: "Lab only: allow keylime.mtls: false without keylime.revocation_certificate (anyone who reaches the agent API can revoke the node).")
+    var keylimeLabUnauthenticatedRevocations = false
 
     func run() async throws {
         try await reportingFailures {
@@ -83,9 +86,13 @@ struct ServeCommand: AsyncParsableCommand {
             var logger = Logger(label: "securenode")
             logger.logLevel = .info
 
-            let readiness = Readiness()
+            // A revocation outlives the process (<state-dir>/revocation.json): a revoked node that restarts stays revoked.
+            let readiness = Readiness(store: RevocationStore(directory: unboundAttestor.store.directory))
+            if let revoked = await readiness.revocation {
+                StandardError.write("securenode: starting revoked, completions are refused: \(revoked)\n")
+            }
             let loaded = try await LoadedModel.open(model: modelPath, signature: signaturePath, trust: try TrustOptions.anchor(publicKey: trustKey, certificateChain: trustChain))
-            try await attestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
+            try await unboundAttestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
             let llama = try LlamaModel(file: loaded.gguf)
             let tokenizer = try Tokenizer(file: loaded.gguf)
             guard settings.contextLength <= llama.config.contextLength else {
@@ -127,16 +134,24 @@ struct ServeCommand: AsyncParsableCommand {
             }
             var keylimeServices: [any Service] = []
             if let section = file.keylime {
-                let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path)
+                let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path,
+                                                            labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations)
                 keylimeServices = try await KeylimeAgent.services(
                     configuration: keylime, tpm: attestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
                     logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
-                    onRunning: { port in
+                    onRunning: { [keylime] port in
                         StandardError.write("securenode: keylime agent \(keylime.uuid) on \(keylime.mtls ? "https" : "http")://\(keylime.host):\(port) (registrar \(keylime.registrar.absoluteString))\n")
+                    },
+                    onAttested: {
+                        // Keylime's verifier sends V only after this node's quote passed its policy.
+                        if await readiness.reinstate(reason: "the Keylime verifier attested the node again") {
+                            StandardError.write("securenode: the Keylime verifier attested the node again; the revocation is cleared\n")
+                        }
                     })
             }
+            await readiness.onReinstatement { [metrics] _ in metrics.setReady(true) }
             await readiness.set(ready: true, reason: "\(loaded.verified.manifest.subjectName) (\(loaded.verified.rootDigestHex))")
-            metrics.setReady(true)
+            metrics.setReady(await readiness.state.ready)
             let final = settings
             let app = try ServiceApplication.make(nodeRoutes: NodeRoutes(attestor: attestor, readiness: readiness), openAI: openAI,
                                                   settings: settings, logger: logger, additionalServices: keylimeServices) { port in
@@ -149,13 +164,15 @@ struct ServeCommand: AsyncParsableCommand {
 
 extension ServeCommand {
     /// The `keylime:` section as the agent's configuration.
-    static func keylimeConfiguration(_ section: ServiceConfig.Keylime, stateDirectory: String) throws -> KeylimeAgentConfiguration {
+    static func keylimeConfiguration(_ section: ServiceConfig.Keylime, stateDirectory: String,
+                                     labUnauthenticatedRevocations: Bool = false) throws -> KeylimeAgentConfiguration {
         guard let registrar = URL(string: section.registrar) else { throw CLIFailure("keylime.registrar is not a URL: \(section.registrar)") }
-        let configuration = KeylimeAgentConfiguration(
+        var configuration = KeylimeAgentConfiguration(
             uuid: section.uuid, registrar: registrar, host: section.host ?? "127.0.0.1", port: section.port ?? 9002,
             contactIP: section.contactIP, contactPort: section.contactPort, mtls: section.mtls ?? true,
             trustedClientCA: section.trustedClientCA, serverCertificate: section.serverCertificate, serverKey: section.serverKey,
             revocationCertificate: section.revocationCertificate, stateDirectory: stateDirectory)
+        configuration.allowUnauthenticatedRevocations = labUnauthenticatedRevocations
         do {
             try configuration.validate()
         } catch {

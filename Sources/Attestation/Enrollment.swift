@@ -13,7 +13,9 @@ import X509
 ///    where it lists extended key usages they include tcg-kp-EKCertificate (2.23.133.8.1).
 /// 2. The certificate's RSA key is the EK the node presented.
 /// 3. The AK is a restricted, fixed-TPM signing key.
-/// 4. (``complete``) the secret the node recovered equals the challenge's (constant time).
+/// 4. (``EnrollmentClient``) the node's proof equals HMAC-SHA256 under the challenge's secret over the
+///    challenger's nonce and the AK name (``CredentialChallenge/enrollmentProof(secret:nonce:akName:)``),
+///    compared in constant time; the node never returns the secret itself.
 public struct EnrollmentVerifier: Sendable {
     public let trustedCAs: [Certificate]
 

@@ -10,10 +10,13 @@ import TPM
 public struct NodeRoutes: Sendable {
     public let attestor: Attestor
     public let readiness: Readiness
+    /// Credential activations are TPM work a client triggers: at most this many per minute.
+    public let activations: ActivationLimiter
 
-    public init(attestor: Attestor, readiness: Readiness) {
+    public init(attestor: Attestor, readiness: Readiness, activationsPerMinute: Int = 10) {
         self.attestor = attestor
         self.readiness = readiness
+        self.activations = ActivationLimiter(perMinute: activationsPerMinute)
     }
 
     public func register(on router: Router<BasicRequestContext>) {
@@ -67,19 +70,34 @@ public struct NodeRoutes: Sendable {
         }
     }
 
-    /// POST /v1/enrollment/activate: the node proves its AK and EK share a TPM by decrypting the
-    /// orchestrator's MakeCredential challenge.
+    /// POST /v1/enrollment/activate: the node proves its AK and EK share a TPM by activating the
+    /// orchestrator's MakeCredential challenge, and answers with a proof bound to the challenger's
+    /// nonce and the AK (``CredentialChallenge/enrollmentProof(secret:nonce:akName:)``), never the
+    /// recovered secret: a blob made for another protocol (a Keylime registrar's, for another agent
+    /// id) yields nothing usable there. Rate-limited (429).
     func activate(_ request: Request) async -> Response {
         do {
             let body = try await request.body.collect(upTo: 16 << 10)
             guard let challenge = try? JSONDecoder().decode(EnrollmentChallenge.self, from: Data(body.readableBytesView)),
                   let blob = Data(base64Encoded: challenge.credentialBlob), let secret = Data(base64Encoded: challenge.encryptedSecret) else {
-                return Self.error("body must be {\"credentialBlob\": base64, \"encryptedSecret\": base64}", status: .badRequest)
+                return Self.error("body must be {\"credentialBlob\": base64, \"encryptedSecret\": base64, \"nonce\": hex}", status: .badRequest)
             }
-            guard let handle = attestor.profile.akHandle else { return Self.error("no attestation key", status: .internalServerError) }
-            let recovered = try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob),
+            guard let nonce = ModelSigning.bytes(fromHex: challenge.nonce), (16...64).contains(nonce.count) else {
+                return Self.error("nonce must be 32 to 128 hex digits: the proof is bound to the challenger's nonce", status: .badRequest)
+            }
+            guard await activations.admit() else {
+                return Self.error("too many credential activations; try again in a minute", status: .tooManyRequests)
+            }
+            guard let handle = attestor.profile.akHandle, let type = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
+                return Self.error("no attestation key", status: .internalServerError)
+            }
+            let ak = try await attestor.tpm.attestationKey(type, persistentHandle: handle)
+            let akName = try TPMPublicKey(marshaled: ak.publicArea).name
+            var recovered = try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob),
                                                                       encryptedSecret: Array(secret))
-            return Self.body(try JSONEncoder().encode(EnrollmentProof(secret: Data(recovered).base64EncodedString())))
+            let proof = CredentialChallenge.enrollmentProof(secret: recovered, nonce: nonce, akName: akName)
+            for i in recovered.indices { recovered[i] = 0 }
+            return Self.body(try JSONEncoder().encode(EnrollmentProof(proof: hexString(proof))))
         } catch let error as TPMError where error.kind == .command {
             return Self.error("credential activation refused: \(error)", status: .unprocessableContent)
         } catch {
@@ -194,12 +212,34 @@ public struct EnrollmentIdentity: Codable, Sendable {
 public struct EnrollmentChallenge: Codable, Sendable {
     public var credentialBlob: String
     public var encryptedSecret: String
-    public init(credentialBlob: String, encryptedSecret: String) {
+    /// The challenger's fresh nonce (hex, 16-64 bytes): the proof is bound to it.
+    public var nonce: String
+    public init(credentialBlob: String, encryptedSecret: String, nonce: String) {
         self.credentialBlob = credentialBlob
         self.encryptedSecret = encryptedSecret
+        self.nonce = nonce
     }
 }
 
 public struct EnrollmentProof: Codable, Sendable {
-    public var secret: String
+    /// HMAC-SHA256 (hex) under the recovered secret (``CredentialChallenge/enrollmentProof(secret:nonce:akName:)``).
+    public var proof: String
+}
+
+/// At most `perMinute` admissions in any 60-second window.
+public actor ActivationLimiter {
+    public let perMinute: Int
+    private var recent: [ContinuousClock.Instant] = []
+
+    public init(perMinute: Int) {
+        self.perMinute = perMinute
+    }
+
+    public func admit() -> Bool {
+        let now = ContinuousClock.now
+        recent.removeAll { now - $0 > .seconds(60) }
+        guard recent.count < perMinute else { return false }
+        recent.append(now)
+        return true
+    }
 }

@@ -250,7 +250,7 @@ extension TPM {
                 try ctx.policyAuthorize(session: session, approvedPolicy: authorization.approvedPolicy, policyRef: authorization.policyRef,
                                         keyPublic: authorization.keyPublic, signatureRS: authorization.signature)
             }
-            return try ctx.unseal(object: handle, session: session)
+            return try ctx.unseal(object: handle, session: session, saltKey: srk)
         }
     }
 }

@@ -233,6 +233,12 @@ let package = Package(
                            .product(name: "CryptoExtras", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // Pure verifier tests: profile rules, and captured swtpm evidence (Vectors/) appraised without a TPM.
+        .testTarget(
+            name: "AttestationTests",
+            dependencies: ["Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "TPMTests",
             dependencies: ["TPMTestSupport", "TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",

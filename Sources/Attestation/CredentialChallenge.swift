@@ -8,6 +8,19 @@ import Foundation
 /// named `akName`. The node proves possession of both keys by returning the secret
 /// (TPM2_ActivateCredential).
 public enum CredentialChallenge {
+    /// Domain separation for ``enrollmentProof(secret:nonce:akName:)``. Its NUL byte can appear in
+    /// no Keylime agent id, so no proof is ever a registrar's HMAC(secret, uuid).
+    public static let enrollmentProofLabel = Array("securenode.enrollment.v1".utf8) + [0]
+
+    /// What the node answers to an enrollment challenge instead of the recovered secret:
+    /// HMAC-SHA256(key: secret, label || nonce || akName), bound to the challenger's nonce and to the
+    /// AK. Only the challenger, who chose the secret, can check it; nobody learns the secret from it,
+    /// so the activation endpoint is not an oracle for other protocols that prove possession of a
+    /// credential by a MAC under it (Keylime's registrar: HMAC-SHA384(secret, agent uuid)).
+    public static func enrollmentProof(secret: [UInt8], nonce: [UInt8], akName: [UInt8]) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: enrollmentProofLabel + nonce + akName, using: SymmetricKey(data: secret)))
+    }
+
     public struct Blob: Sendable, Equatable {
         /// Marshaled TPM2B_ID_OBJECT.
         public let credentialBlob: [UInt8]

@@ -13,7 +13,9 @@ import X509
 ///    where it lists extended key usages they include tcg-kp-EKCertificate (2.23.133.8.1).
 /// 2. The certificate's RSA key is the EK the node presented.
 /// 3. The AK is a restricted, fixed-TPM signing key.
-/// 4. (``complete``) the secret the node recovered equals the challenge's (constant time).
+/// 4. (``EnrollmentClient``) the node's proof equals HMAC-SHA256 under the challenge's secret over the
+///    challenger's nonce and the AK name (``CredentialChallenge/enrollmentProof(secret:nonce:akName:)``),
+///    compared in constant time; the node never returns the secret itself.
 public struct EnrollmentVerifier: Sendable {
     public let trustedCAs: [Certificate]
 
@@ -21,16 +23,21 @@ public struct EnrollmentVerifier: Sendable {
         self.trustedCAs = trustedCAs
     }
 
-    /// Loads CA certificates from PEM files or directories of `*.pem`; `${VAR}` is expanded and
-    /// relative paths resolve against `base`.
-    /// A reference that does not exist is reported in `missing` (the caller decides whether that is
-    /// fatal); an unreadable or invalid one is an error.
+    /// Loads CA certificates from PEM files or directories of `*.pem`, each reference resolved by
+    /// ``resolve(_:relativeTo:)``.
+    /// A reference that does not exist (or names an unset variable) is reported in `missing` (the
+    /// caller decides whether that is fatal); an unreadable or invalid one is an error.
     public static func loadCAs(_ references: [String], relativeTo base: URL, what: String = "EK CA") throws(AttestationError) -> (certificates: [Certificate], missing: [String]) {
         var certificates: [Certificate] = []
         var missing: [String] = []
         for reference in references {
-            let expanded = expand(reference)
-            let url = expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : base.appendingPathComponent(expanded)
+            let url: URL
+            switch resolve(reference, relativeTo: base) {
+            case .success(let resolved): url = resolved
+            case .failure(let unset):
+                missing.append("\(reference) (\(unset.reason))")
+                continue
+            }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
                 missing.append(url.path)
@@ -53,14 +60,29 @@ public struct EnrollmentVerifier: Sendable {
         return (certificates, missing)
     }
 
-    static func expand(_ text: String) -> String {
-        var out = text
-        let env = ProcessInfo.processInfo.environment
-        while let start = out.range(of: "${"), let end = out.range(of: "}", range: start.upperBound..<out.endIndex) {
+    /// Where a path reference in a profile points. `${VAR}` is replaced by the environment
+    /// variable's value (an unset or empty variable is an error naming it, not an empty string).
+    /// An absolute result is used as is. A reference that starts with a variable whose value is a
+    /// relative path (`SECURENODE_STATE_DIR=.state`) resolves against the current directory, as
+    /// the shell that set the variable means it; any other relative path resolves against `base`
+    /// (the profile's directory).
+    public static func resolve(_ reference: String, relativeTo base: URL,
+                               environment: [String: String] = ProcessInfo.processInfo.environment) -> Result<URL, AttestationError> {
+        var out = reference
+        var searchFrom = out.startIndex
+        while let start = out.range(of: "${", range: searchFrom..<out.endIndex),
+              let end = out.range(of: "}", range: start.upperBound..<out.endIndex) {
             let name = String(out[start.upperBound..<end.lowerBound])
-            out.replaceSubrange(start.lowerBound..<end.upperBound, with: env[name] ?? "")
+            guard let value = environment[name], !value.isEmpty else {
+                return .failure(AttestationError(.invalidProfile, "${\(name)} is not set"))
+            }
+            let offset = out.distance(from: out.startIndex, to: start.lowerBound) + value.count
+            out.replaceSubrange(start.lowerBound..<end.upperBound, with: value)
+            searchFrom = out.index(out.startIndex, offsetBy: offset)
         }
-        return out
+        if out.hasPrefix("/") { return .success(URL(fileURLWithPath: out).standardized) }
+        let anchor = reference.hasPrefix("${") ? URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true) : base
+        return .success(anchor.appendingPathComponent(out).standardized)
     }
 
     /// Steps 1-3; returns the EK certificate's subject for the record.

@@ -67,10 +67,14 @@ public struct Evidence: Sendable, Codable, Equatable {
     /// Signed measurements of the node's compute devices, when its profile selects a device backend
     /// (absent otherwise: evidence without devices is the format as it was).
     public var devices: [DeviceEvidence]?
+    /// The serving process this evidence speaks for: SHA-256 (hex) of its receipt key, whose
+    /// receipt-key event follows the event of `model` in the log. Absent in `securenode quote`'s
+    /// evidence (no serving process).
+    public var receiptKeySHA256: String?
 
     public init(version: Int = Evidence.currentVersion, nonce: String, quote: QuotePart, ak: AKPart, pcrs: PCRPart,
                 eventLog: [EventLogEntry], ekCertificate: String?, model: ModelPart?, profile: String,
-                devices: [DeviceEvidence]? = nil) {
+                devices: [DeviceEvidence]? = nil, receiptKeySHA256: String? = nil) {
         self.version = version
         self.nonce = nonce
         self.quote = quote
@@ -81,6 +85,7 @@ public struct Evidence: Sendable, Codable, Equatable {
         self.model = model
         self.profile = profile
         self.devices = devices
+        self.receiptKeySHA256 = receiptKeySHA256
     }
 
     public static let maximumSize = 4 << 20

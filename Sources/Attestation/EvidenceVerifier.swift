@@ -22,6 +22,8 @@ public struct Appraisal: Sendable, Codable, Equatable {
     public var profile: String
     public var nonce: String
     public var model: Evidence.ModelPart?
+    /// The serving process the evidence speaks for (SHA-256 of its receipt key), when it names one.
+    public var receiptKeySHA256: String?
     public var checks: [Check]
 
     /// The first failed check's name, if any.
@@ -40,16 +42,23 @@ public struct Appraisal: Sendable, Codable, Equatable {
 ///    carries an old nonce).
 /// 4. `pcr-digest`: the quoted selection is the SHA-256 bank and exactly the PCRs in the evidence,
 ///    every profile-quoted PCR is present, and the quote's PCR digest equals SHA-256 of their values.
-/// 5. `event-log-replay`: every event's digest is SHA-256 of its bytes, and replaying the log from
-///    zeros gives the quoted value of every PCR it touches (here: the measurement PCR).
+/// 5. `event-log-replay`: every event's digest is SHA-256 of its bytes, every event extends a quoted
+///    PCR, model events sit in the measurement PCR and receipt-key events in the receipt-key PCR,
+///    replaying the log from zeros gives the quoted value of every PCR it touches, and the
+///    measurement PCR and the receipt-key PCR replay exactly (a PCR the log leaves unexplained,
+///    e.g. because an event was dropped, fails naming the PCR).
 /// 6. `reference-values`: each PCR the profile pins has one of its allowed values.
-/// 7. `model-allowed`: the log's last model event names this profile, a signer the profile allows,
-///    and (when the profile lists models) an allowed manifest root; and it matches the evidence's
-///    `model` field.
+/// 7. `model-allowed`: every model event in the log (the whole history since the PCRs were
+///    reset, not only the last) names this profile, a signer the profile allows, and (when the
+///    profile lists models) an allowed manifest root; the failure names the first disallowed event.
+/// 8. `model-bound`: the evidence's `model` is the model its process loaded. With
+///    `receiptKeySHA256` (a serving node's evidence), the log holds that receipt key's event and
+///    `model` is the last model event before it; without (`securenode quote`), `model`, if
+///    present, is the log's last model event.
 ///
 /// When the profile selects a device backend (or the evidence carries device evidence), four more
 /// checks follow, for each device (see ``deviceCheckNames`` and DeviceAppraisal.swift):
-/// 8. `device-certificate`, 9. `device-signature`, 10. `device-nonce`, 11. `device-measurements`.
+/// 9. `device-certificate`, 10. `device-signature`, 11. `device-nonce`, 12. `device-measurements`.
 /// Device certificate chains are validated by swift-certificates, which is asynchronous: use
 /// ``appraiseWithDevices(json:nonce:)``; the synchronous ``appraise(_:nonce:deviceCertificates:)``
 /// fails `device-certificate` unless it is given the chains already validated.
@@ -72,7 +81,7 @@ public struct EvidenceVerifier: Sendable {
     }
 
     public static let checkNames = ["ak-trusted", "quote-signature", "nonce", "pcr-digest", "event-log-replay",
-                                    "reference-values", "model-allowed"]
+                                    "reference-values", "model-allowed", "model-bound"]
 
     /// The checks of device evidence, after ``checkNames``, when the profile selects a device backend.
     public static let deviceCheckNames = ["device-certificate", "device-signature", "device-nonce", "device-measurements"]
@@ -93,7 +102,7 @@ public struct EvidenceVerifier: Sendable {
             appraisal.checks.insert(.init(check: "evidence-format", result: .pass, detail: "evidence version \(Evidence.currentVersion)"), at: 0)
             return appraisal
         } catch {
-            return Appraisal(result: .fail, profile: profile.id, nonce: hexString(expectedNonce), model: nil,
+            return Appraisal(result: .fail, profile: profile.id, nonce: hexString(expectedNonce), model: nil, receiptKeySHA256: nil,
                              checks: [.init(check: "evidence-format", result: .fail, detail: error.reason)]
                                  + expectedCheckNames.map { .init(check: $0, result: .skipped, detail: "not checked: the evidence is unreadable") })
         }
@@ -157,16 +166,30 @@ public struct EvidenceVerifier: Sendable {
                 guard quotedValues[entry.pcr] != nil else {
                     throw AttestationError(.malformed, "eventLog[\(i)] extends PCR \(entry.pcr), which the quote does not cover")
                 }
+                if entry.type == ModelMeasurement.eventType, entry.pcr != profile.measurementPCR {
+                    throw AttestationError(.malformed, "eventLog[\(i)] is a model event in PCR \(entry.pcr), but profile \(profile.id) measures models into PCR \(profile.measurementPCR)")
+                }
+                if entry.type == ReceiptKeyMeasurement.eventType, entry.pcr != profile.receiptPCR {
+                    throw AttestationError(.malformed, "eventLog[\(i)] is a receipt-key event in PCR \(entry.pcr), but profile \(profile.id) measures receipt keys into PCR \(profile.receiptPCR)")
+                }
             }
             let replayed = EventLogReplay.replay(evidence.eventLog)
             for (pcr, value) in replayed.sorted(by: { $0.key < $1.key }) where !constantTimeEquals(value, quotedValues[pcr]!) {
                 throw AttestationError(.malformed, "replaying the event log gives PCR \(pcr) = \(hexString(value)), but the quote says \(hexString(quotedValues[pcr]!))")
             }
+            // The PCRs the node extends must be explained exactly: no events means all zeros.
             let zero = [UInt8](repeating: 0, count: 32)
-            if replayed[profile.measurementPCR] == nil, let v = quotedValues[profile.measurementPCR], v != zero {
-                throw AttestationError(.malformed, "PCR \(profile.measurementPCR) was extended but the event log has no event for it")
+            for pcr in profile.nodePCRs {
+                guard let quoted = quotedValues[pcr] else {
+                    throw AttestationError(.malformed, "PCR \(pcr) (\(profile.pcrRole(pcr))) is not quoted")
+                }
+                let value = replayed[pcr] ?? zero
+                guard constantTimeEquals(value, quoted) else {
+                    throw AttestationError(.malformed, "PCR \(pcr) (\(profile.pcrRole(pcr))) = \(hexString(quoted)) is not explained by the event log "
+                                           + "(its \(evidence.eventLog.filter { $0.pcr == pcr }.count) event(s) replay to \(hexString(value))): an event is missing")
+                }
             }
-            return "\(evidence.eventLog.count) event(s) replay to the quoted PCRs"
+            return "\(evidence.eventLog.count) event(s) replay to the quoted PCRs; PCRs \(profile.nodePCRs) replay exactly"
         }
         run("reference-values") { () throws(AttestationError) -> String in
             for (key, allowed) in profile.referenceValues.sorted(by: { $0.key < $1.key }) {
@@ -180,30 +203,70 @@ public struct EvidenceVerifier: Sendable {
             return "\(profile.referenceValues.count) pinned PCR(s) hold reference values"
         }
         run("model-allowed") { () throws(AttestationError) -> String in
-            guard let last = evidence.eventLog.last(where: { $0.type == ModelMeasurement.eventType && $0.pcr == profile.measurementPCR }) else {
-                throw AttestationError(.malformed, "no model was measured")
+            let models = evidence.eventLog.indices.filter { evidence.eventLog[$0].type == ModelMeasurement.eventType }
+            guard !models.isEmpty else { throw AttestationError(.malformed, "no model was measured") }
+            for i in models {
+                let event: ModelMeasurement
+                do throws(AttestationError) {
+                    event = try ModelMeasurement(canonical: Array(evidence.eventLog[i].event.utf8))
+                } catch {
+                    throw AttestationError(.malformed, "eventLog[\(i)]: \(error.reason)")
+                }
+                let what = "eventLog[\(i)]: model \(event.modelName) (\(event.manifestRoot))"
+                guard event.profile == profile.id else {
+                    throw AttestationError(.malformed, "\(what) was measured under profile \(event.profile), not \(profile.id)")
+                }
+                guard profile.allowsSigner(event.signer, localSigners: localSigners) else {
+                    throw AttestationError(.malformed, "\(what) is signed by \(event.signer), which profile \(profile.id) does not allow")
+                }
+                if !profile.allowedModels.isEmpty, !profile.allowedModels.contains(where: { $0.lowercased() == event.manifestRoot }) {
+                    throw AttestationError(.malformed, "\(what) is not in profile \(profile.id)'s allowed models")
+                }
             }
-            let event = try ModelMeasurement(canonical: Array(last.event.utf8))
-            guard event.profile == profile.id else {
-                throw AttestationError(.malformed, "the model was measured under profile \(event.profile), not \(profile.id)")
+            return "\(models.count) model event(s) since the PCRs were reset, every one allowed"
+        }
+        run("model-bound") { () throws(AttestationError) -> String in
+            let log = evidence.eventLog
+            guard let key = evidence.receiptKeySHA256?.lowercased() else {
+                guard let last = log.last(where: { $0.type == ModelMeasurement.eventType }) else { throw AttestationError(.malformed, "no model was measured") }
+                let measured = try ModelMeasurement(canonical: Array(last.event.utf8))
+                if let claimed = evidence.model, !Self.same(claimed, measured) {
+                    throw AttestationError(.malformed, "the evidence names model \(claimed.manifestRoot), but the last model measured is \(measured.manifestRoot)")
+                }
+                return "not bound to a serving process (no receiptKeySHA256): the last model measured is \(measured.modelName) (\(measured.manifestRoot))"
             }
-            guard profile.allowsSigner(event.signer, localSigners: localSigners) else {
-                throw AttestationError(.malformed, "model signer \(event.signer) is not allowed by profile \(profile.id)")
+            guard let k = log.lastIndex(where: { $0.type == ReceiptKeyMeasurement.eventType && $0.pcr == profile.receiptPCR
+                && (try? ReceiptKeyMeasurement(canonical: Array($0.event.utf8)))?.keySHA256 == key }) else {
+                throw AttestationError(.malformed, "the evidence speaks for receipt key \(key), but the event log has no receipt-key event for it")
             }
-            if !profile.allowedModels.isEmpty, !profile.allowedModels.contains(where: { $0.lowercased() == event.manifestRoot }) {
-                throw AttestationError(.malformed, "model \(event.manifestRoot) is not in profile \(profile.id)'s allowed models")
+            let keyEvent = try ReceiptKeyMeasurement(canonical: Array(log[k].event.utf8))
+            guard keyEvent.profile == profile.id else {
+                throw AttestationError(.malformed, "eventLog[\(k)]: receipt key \(key) was measured under profile \(keyEvent.profile), not \(profile.id)")
             }
-            if let model = evidence.model, model.manifestRoot != event.manifestRoot || model.signer != event.signer {
-                throw AttestationError(.malformed, "the evidence's model field does not match the measured model")
+            guard let m = log[..<k].lastIndex(where: { $0.type == ModelMeasurement.eventType && $0.pcr == profile.measurementPCR }) else {
+                throw AttestationError(.malformed, "no model was measured before receipt key \(key) (eventLog[\(k)])")
             }
-            return "model \(event.modelName) (\(event.manifestRoot)) signed by \(event.signer)"
+            let measured = try ModelMeasurement(canonical: Array(log[m].event.utf8))
+            guard let claimed = evidence.model else {
+                throw AttestationError(.malformed, "the evidence names receipt key \(key) but no model")
+            }
+            guard Self.same(claimed, measured) else {
+                throw AttestationError(.malformed, "the evidence names model \(claimed.manifestRoot), but the process with receipt key \(key) "
+                                       + "(eventLog[\(k)]) loaded \(measured.manifestRoot) (eventLog[\(m)])")
+            }
+            return "the process with receipt key \(key) (eventLog[\(k)]) loaded model \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)])"
         }
         if profile.backend.selectsDevice || !(evidence.devices ?? []).isEmpty {
             appraiseDevices(evidence, nonce: expectedNonce, certificates: deviceCertificates, run)
         }
 
         return Appraisal(result: ordered.failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
-                         model: evidence.model, checks: ordered.checks)
+                         model: evidence.model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(), checks: ordered.checks)
+    }
+
+    static func same(_ claimed: Evidence.ModelPart, _ measured: ModelMeasurement) -> Bool {
+        constantTimeEquals(Array(claimed.manifestRoot.lowercased().utf8), Array(measured.manifestRoot.utf8))
+            && constantTimeEquals(Array(claimed.signer.lowercased().utf8), Array(measured.signer.utf8))
     }
 
     /// The evidence's PCR values, checked against the quote: the SHA-256 bank, exactly the quoted PCRs

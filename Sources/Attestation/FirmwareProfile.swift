@@ -121,7 +121,14 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
                 throw fail("referenceValues[\(pcr)]: \"\(v)\" is not a SHA-256 value")
             }
         }
-        guard seal.pcrs.allSatisfy({ (0...23).contains($0) }) else { throw fail("seal.pcrs must be PCR indices 0-23") }
+        guard seal.pcrs.allSatisfy({ (0...23).contains($0) }), Set(seal.pcrs).count == seal.pcrs.count else {
+            throw fail("seal.pcrs must be distinct PCR indices 0-23")
+        }
+        guard !seal.pcrs.isEmpty else { throw fail("seal.pcrs is empty: a secret sealed to no PCR unseals on any platform state") }
+        let resettable = seal.pcrs.filter { PolicyDigests.resettablePCRs.contains($0) }.sorted()
+        guard resettable.isEmpty else {
+            throw fail("seal.pcrs contains \(resettable), which software can reset (TPM2_PCR_Reset at locality 0) and set to any value")
+        }
         do throws(AttestationError) {
             try backend.validate()
         } catch {
@@ -131,6 +138,16 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
 
     /// The PCR receipt keys are measured into.
     public var receiptPCR: Int { receiptKeyPCR ?? measurementPCR }
+
+    /// What the node measures into `pcr` (for messages).
+    public func pcrRole(_ pcr: Int) -> String {
+        switch (pcr == measurementPCR, pcr == receiptPCR) {
+        case (true, true): return "model and receipt-key PCR"
+        case (true, false): return "model measurement PCR"
+        case (false, true): return "receipt-key PCR"
+        default: return "PCR"
+        }
+    }
 
     /// The PCRs the node extends (model, receipt key).
     public var nodePCRs: [Int] { Array(Set([measurementPCR, receiptPCR])).sorted() }

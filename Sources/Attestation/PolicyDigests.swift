@@ -52,33 +52,64 @@ public enum PolicyDigests {
         return (be16(UInt16(area.count)) + area, name)
     }
 
+    /// The policyRef a sealed secret's PolicyAuthorize is bound to: SHA-256 of
+    /// `securenode.seal.v1\nprofile=<id>\npcrs=<sorted indices, comma-separated>`. A publisher's
+    /// approval signs it with the PCR policy, so an approval serves only this purpose (secrets sealed
+    /// under this profile) and only this PCR selection.
+    public static func sealPolicyRef(profile: String, pcrs: [Int]) -> [UInt8] {
+        let text = "securenode.seal.v1\nprofile=\(profile)\npcrs=\(pcrs.sorted().map(String.init).joined(separator: ","))"
+        return Array(SHA256.hash(data: Array(text.utf8)))
+    }
+
+    /// PCRs that software at locality 0 can reset (TPM2_PCR_Reset): nothing measured there can be trusted.
+    public static let resettablePCRs: Set<Int> = [16, 23]
+
     static func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
     static func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
 }
 
 /// A publisher's approval of PCR values for sealed secrets (`securenode approve-policy` writes it):
-/// a P-256 signature, by the profile's policy-authorization key, over H(approvedPolicy || policyRef).
+/// a P-256 signature, by the profile's policy-authorization key, over H(approvedPolicy || policyRef),
+/// where policyRef (``PolicyDigests/sealPolicyRef(profile:pcrs:)``) names the profile and its seal
+/// PCR selection: the approval unseals nothing else.
 public struct PolicyApproval: Sendable, Codable, Equatable {
-    public static let schemaName = "securenode.policy-approval.v1"
+    public static let schemaName = "securenode.policy-approval.v2"
     public var schema: String
-    /// The PCR values approved (index → hex), SHA-256 bank.
+    /// The profile whose sealed secrets this approval is for.
+    public var profile: String
+    /// The PCR values approved (index → hex), SHA-256 bank: exactly the profile's seal PCRs.
     public var pcrs: [String: String]
     /// PolicyPCR digest of those values (hex).
     public var approvedPolicy: String
+    /// The policyRef signed with it (hex): SHA-256 naming the profile and the PCR selection.
+    public var policyRef: String
     /// Raw ECDSA signature r || s (hex, 64 bytes).
     public var signature: String
     /// TPM name of the authorizing key (hex), for matching against a sealed blob.
     public var keyName: String
 
-    /// Approves `values` with `key` (the publisher side; no TPM needed).
-    public init(values: [Int: [UInt8]], key: P256.Signing.PrivateKey) throws {
+    /// Approves `values` with `key` (the publisher side; no TPM needed) for secrets sealed under
+    /// profile `profile`, whose seal PCRs are `sealPCRs`. Refuses values over any other PCR set
+    /// (fewer PCRs would approve a weaker policy) and selections with a resettable PCR.
+    public init(values: [Int: [UInt8]], key: P256.Signing.PrivateKey, profile: String, sealPCRs: [Int]) throws {
+        guard !sealPCRs.isEmpty else { throw AttestationError(.invalidProfile, "profile \(profile) seals to no PCRs: nothing to approve") }
+        let resettable = sealPCRs.filter { PolicyDigests.resettablePCRs.contains($0) }.sorted()
+        guard resettable.isEmpty else {
+            throw AttestationError(.invalidProfile, "PCRs \(resettable) can be reset by software at locality 0; an approval over them approves anything")
+        }
+        guard Set(values.keys) == Set(sealPCRs) else {
+            throw AttestationError(.malformed, "the approval must give exactly profile \(profile)'s seal PCRs \(sealPCRs.sorted()), not \(values.keys.sorted())")
+        }
         let policy = PolicyDigests.policyPCR(values: values)
+        let ref = PolicyDigests.sealPolicyRef(profile: profile, pcrs: sealPCRs)
         // ECDSA-SHA256 over (approvedPolicy || policyRef) signs exactly approvalDigest(...), the digest
         // TPM2_VerifySignature checks.
-        let signature = try key.signature(for: policy)
+        let signature = try key.signature(for: policy + ref)
         schema = Self.schemaName
+        self.profile = profile
         pcrs = Dictionary(uniqueKeysWithValues: values.map { (String($0.key), hexString($0.value)) })
         approvedPolicy = hexString(policy)
+        policyRef = hexString(ref)
         self.signature = hexString(Array(signature.rawRepresentation))
         keyName = hexString(PolicyDigests.externalSigningKey(key.publicKey).name)
     }

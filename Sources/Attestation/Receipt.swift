@@ -140,9 +140,13 @@ public struct Receipt: Sendable, Codable, Equatable {
 /// 3. `response-digest`: SHA-256 of the response text equals `responseSHA256`.
 /// 4. `evidence-quote`: the evidence's quote verifies under its AK, whose name is the receipt's
 ///    `akName`, and its PCR values hash to the quoted digest.
-/// 5. `key-measured`: the event log replays to the quoted PCR values and holds a receipt-key event,
-///    in the receipt's PCR, for exactly this key (and the receipt's profile).
-/// 6. `model-measured`: the last model event before that key's event is the receipt's model.
+/// 5. `key-measured`: the whole event log replays: every event's digest is SHA-256 of its text,
+///    every event extends a quoted PCR, and every PCR the log touches replays to its quoted value
+///    (with or without a profile); and the log holds a receipt-key event, in the receipt's PCR
+///    (one of 0-15: PCRs 16-23 can be reset), for exactly this key (and the receipt's profile).
+/// 6. `model-measured`: the last model event before that key's event is the receipt's model, and
+///    it sits in the profile's measurement PCR (given `measurementPCR`), else in a PCR 0-15 that
+///    the quote covers and the log replays.
 ///
 /// Whether the AK itself is trusted (enrolled) and the evidence fresh is `securenode verify`'s job:
 /// run it on the same evidence with a fresh nonce.
@@ -150,7 +154,9 @@ public enum ReceiptVerifier {
     public static let checkNames = ["receipt-signature", "request-digest", "response-digest", "evidence-quote",
                                     "key-measured", "model-measured"]
 
-    public static func verify(receipt: Receipt, request: [UInt8], responseText: String, evidence: Evidence) -> [Appraisal.Check] {
+    /// `measurementPCR`: the profile's model PCR, when the caller has the profile.
+    public static func verify(receipt: Receipt, request: [UInt8], responseText: String, evidence: Evidence,
+                              measurementPCR: Int? = nil) -> [Appraisal.Check] {
         let ordered = OrderedChecks()
         func run(_ name: String, _ body: () throws(AttestationError) -> String) { ordered.run(name, body) }
         var keyDigest = ""
@@ -204,13 +210,20 @@ public enum ReceiptVerifier {
         var keyEventIndex = 0
         run("key-measured") { () throws(AttestationError) -> String in
             let pcr = receipt.attestation.pcr
-            guard let quotedValue = quoted[pcr] else { throw AttestationError(.malformed, "the quote does not cover PCR \(pcr)") }
-            for (i, entry) in evidence.eventLog.enumerated()
-            where hexString(Array(SHA256.hash(data: Array(entry.event.utf8)))) != entry.digest.lowercased() {
-                throw AttestationError(.malformed, "eventLog[\(i)]: digest is not the SHA-256 of the event")
+            guard (0...15).contains(pcr) else {
+                throw AttestationError(.malformed, "the receipt key is said to be measured in PCR \(pcr), which can be reset or needs a DRTM locality (use 0-15)")
             }
-            guard let replayed = EventLogReplay.replay(evidence.eventLog)[pcr], constantTimeEquals(replayed, quotedValue) else {
-                throw AttestationError(.malformed, "the event log does not replay to the quoted PCR \(pcr)")
+            guard quoted[pcr] != nil else { throw AttestationError(.malformed, "the quote does not cover PCR \(pcr)") }
+            for (i, entry) in evidence.eventLog.enumerated() {
+                guard hexString(Array(SHA256.hash(data: Array(entry.event.utf8)))) == entry.digest.lowercased() else {
+                    throw AttestationError(.malformed, "eventLog[\(i)]: digest is not the SHA-256 of the event")
+                }
+                guard quoted[entry.pcr] != nil else {
+                    throw AttestationError(.malformed, "eventLog[\(i)] extends PCR \(entry.pcr), which the quote does not cover")
+                }
+            }
+            for (p, value) in EventLogReplay.replay(evidence.eventLog).sorted(by: { $0.key < $1.key }) where !constantTimeEquals(value, quoted[p]!) {
+                throw AttestationError(.malformed, "the event log does not replay to the quoted PCR \(p)")
             }
             guard let index = evidence.eventLog.lastIndex(where: { entry in
                 entry.pcr == pcr && entry.type == ReceiptKeyMeasurement.eventType
@@ -228,6 +241,12 @@ public enum ReceiptVerifier {
         run("model-measured") { () throws(AttestationError) -> String in
             guard let modelEntry = evidence.eventLog[..<keyEventIndex].last(where: { $0.type == ModelMeasurement.eventType }) else {
                 throw AttestationError(.malformed, "no model was measured before the receipt key")
+            }
+            if let measurementPCR, modelEntry.pcr != measurementPCR {
+                throw AttestationError(.malformed, "the model event is in PCR \(modelEntry.pcr), not the profile's measurement PCR \(measurementPCR)")
+            }
+            guard (0...15).contains(modelEntry.pcr) else {
+                throw AttestationError(.malformed, "the model event is in PCR \(modelEntry.pcr), which can be reset or needs a DRTM locality")
             }
             let model = try ModelMeasurement(canonical: Array(modelEntry.event.utf8))
             guard constantTimeEquals(Array(model.manifestRoot.utf8), Array(receipt.modelManifestRoot.lowercased().utf8)) else {

@@ -27,6 +27,13 @@ public struct KeylimeAgentConfiguration: Sendable, Equatable {
     public var revocationCertificate: String?
     /// Where the agent keeps its TLS identity and a delivered payload.
     public var stateDirectory: String
+    /// Lab only (`serve --keylime-lab-unauthenticated-revocations`): run with `mtls: false` and no
+    /// revocation certificate, where anyone who reaches the agent API can send a revocation notice.
+    /// Without it that combination is refused at start.
+    public var allowUnauthenticatedRevocations: Bool = false
+    /// How old (by its `event_time`) a revocation notice may be and still be believed; older ones,
+    /// and any notice seen before, are refused as stale or replayed.
+    public var revocationMaxAgeSeconds: Int = 600
 
     public init(uuid: String, registrar: URL, host: String = "127.0.0.1", port: Int = 9002, contactIP: String? = nil,
                 contactPort: Int? = nil, mtls: Bool = true, trustedClientCA: String? = nil, serverCertificate: String? = nil,
@@ -57,6 +64,11 @@ public struct KeylimeAgentConfiguration: Sendable, Equatable {
         guard (0...65535).contains(port) else { throw KeylimeError("keylime.port must be 0...65535") }
         if mtls && trustedClientCA == nil {
             throw KeylimeError("keylime.trusted_client_ca is required with mutual TLS (Keylime's CA, cv_ca/cacert.crt); or set keylime.mtls: false")
+        }
+        if !mtls && revocationCertificate == nil && !allowUnauthenticatedRevocations {
+            throw KeylimeError("keylime.mtls: false without keylime.revocation_certificate: anyone who reaches the agent API could send "
+                               + "revocation notices; refusing to start. Set keylime.revocation_certificate (the verifier's), or, in a lab only, "
+                               + "start with --keylime-lab-unauthenticated-revocations")
         }
         if (serverCertificate == nil) != (serverKey == nil) {
             throw KeylimeError("give both keylime.server_certificate and keylime.server_key, or neither (a self-signed one is made)")

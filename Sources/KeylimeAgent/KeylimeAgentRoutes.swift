@@ -18,11 +18,20 @@ public struct KeylimeAgentRoutes: Sendable {
     public let onRevoked: @Sendable (String) async -> Void
     /// Called with K's payload, when one was delivered and decrypted.
     public let onPayload: @Sendable ([UInt8]) async -> Void
+    /// Called when the verifier delivers V: Keylime's verifier sends it only after a quote of this
+    /// node passed its policy (PROVIDE_V), so it means "attested again".
+    public let onVerifierKey: @Sendable () async -> Void
+    /// Notices already believed (replays are refused) and the freshness rule; nil: no such memory.
+    public let noticeLog: RevocationNoticeLog?
     public let logger: Logger
 
     public init(uuid: String, quoter: KeylimeQuoter, keys: KeylimeKeys, revocations: RevocationPolicy,
                 logger: Logger, onRevoked: @escaping @Sendable (String) async -> Void,
-                onPayload: @escaping @Sendable ([UInt8]) async -> Void = { _ in }) {
+                onPayload: @escaping @Sendable ([UInt8]) async -> Void = { _ in },
+                onVerifierKey: @escaping @Sendable () async -> Void = {},
+                noticeLog: RevocationNoticeLog? = nil) {
+        self.onVerifierKey = onVerifierKey
+        self.noticeLog = noticeLog
         self.uuid = uuid
         self.quoter = quoter
         self.keys = keys
@@ -171,6 +180,7 @@ public struct KeylimeAgentRoutes: Sendable {
             let complete = try await keys.receive(half, encryptedKey: Array(encrypted), authTag: parsed.auth_tag, payload: payload)
             logger.info("keylime \(name) received", metadata: ["key_derived": .stringConvertible(complete)])
             if complete, let delivered = await keys.payload { await onPayload(delivered) }
+            if half == .v { await onVerifierKey() }
             return Self.respond(200, "Success")
         } catch {
             logger.warning("keylime \(name) refused", metadata: ["reason": .string(error.reason)])
@@ -202,6 +212,14 @@ public struct KeylimeAgentRoutes: Sendable {
         guard notice.agentID == uuid else {
             logger.info("keylime revocation notice for another agent", metadata: ["agent": .string(notice.agentID)])
             return Self.respond(200, "Success")
+        }
+        if let noticeLog {
+            do {
+                try await noticeLog.admit(notice)
+            } catch {
+                logger.warning("keylime revocation notice refused", metadata: ["reason": .string(error.reason)])
+                return Self.respond(409, "Conflict: \(error.reason)")
+            }
         }
         logger.critical("revoked by the Keylime verifier: completions are refused from now on",
                         metadata: ["event": .string(notice.eventID ?? "none"), "type": .string(notice.type)])

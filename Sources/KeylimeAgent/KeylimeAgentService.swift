@@ -14,7 +14,8 @@ public enum KeylimeAgent {
     public static func services(configuration: KeylimeAgentConfiguration, tpm: TPM, attestationKeyHandle: UInt32,
                                 attestationKeyType: AttestationKeyType, logger: Logger,
                                 onRevoked: @escaping @Sendable (String) async -> Void,
-                                onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws(KeylimeError) -> [any Service] {
+                                onRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                                onAttested: @escaping @Sendable () async -> Void = {}) async throws(KeylimeError) -> [any Service] {
         try configuration.validate()
         let keys = try KeylimeKeys(uuid: configuration.uuid, keyPath: URL(fileURLWithPath: configuration.stateDirectory)
             .appendingPathComponent("keylime/agent-payload-key.pem").path)
@@ -27,8 +28,11 @@ public enum KeylimeAgent {
         let revocations = try configuration.revocationCertificate.map { path throws(KeylimeError) in try RevocationPolicy(certificatePEMFile: path) }
             ?? .mutualTLSOnly
         if !configuration.mtls && !revocations.requiresSignature {
-            logger.warning("keylime agent API without mutual TLS and without a revocation certificate: anyone who reaches it can revoke the node")
+            // validate() refused this unless the lab flag was given.
+            logger.warning("LAB ONLY: keylime agent API without mutual TLS and without a revocation certificate: anyone who reaches it can revoke the node")
         }
+        let noticeLog = RevocationNoticeLog(file: URL(fileURLWithPath: configuration.stateDirectory).appendingPathComponent("keylime/revocation-notices.json"),
+                                            maximumAge: TimeInterval(configuration.revocationMaxAgeSeconds))
         let identity = configuration.mtls ? try AgentTLSIdentity.load(configuration: configuration) : nil
         let payloadPath = URL(fileURLWithPath: configuration.stateDirectory).appendingPathComponent("keylime/payload.zip").path
         let routes = KeylimeAgentRoutes(uuid: configuration.uuid, quoter: quoter, keys: keys, revocations: revocations, logger: logger,
@@ -39,7 +43,7 @@ public enum KeylimeAgent {
             if FileManager.default.createFile(atPath: payloadPath, contents: Data(payload), attributes: [.posixPermissions: 0o600]) {
                 logger.info("keylime payload stored", metadata: ["path": .string(payloadPath), "bytes": .stringConvertible(payload.count)])
             }
-        })
+        }, onVerifierKey: onAttested, noticeLog: noticeLog)
         let server: HTTPServerBuilder
         if let identity {
             do {

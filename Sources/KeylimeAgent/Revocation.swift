@@ -9,6 +9,8 @@ import X509
 /// A revocation notice from Keylime's verifier (cloud_verifier_common.prepare_error): a body
 /// `{"msg": JSON text, "signature": base64}` whose message names the failed agent and why.
 public struct RevocationNotice: Sendable, Equatable {
+    /// SHA-256 (hex) of the notice's `msg` text: what the verifier signed, so what a replay repeats.
+    public var messageSHA256: String = ""
     public var agentID: String
     public var type: String
     public var eventID: String?
@@ -94,7 +96,8 @@ public struct RevocationPolicy: Sendable {
                 context = String(decoding: data, as: UTF8.self)
             }
         }
-        return RevocationNotice(agentID: agentID, type: fields["type"] as? String ?? "revocation",
+        return RevocationNotice(messageSHA256: hexString(Array(SHA256.hash(data: Array(message.utf8)))),
+                                agentID: agentID, type: fields["type"] as? String ?? "revocation",
                                 eventID: fields["event_id"] as? String, eventTime: fields["event_time"] as? String,
                                 context: context.map { String($0.prefix(512)) })
     }
@@ -138,5 +141,65 @@ public struct RevocationPolicy: Sendable {
             counter += 1
         }
         return Array(out.prefix(length))
+    }
+}
+
+/// The revocation notices this agent has believed (`<state-dir>/keylime/revocation-notices.json`,
+/// owner-only), so that a captured notice cannot be played again, and the freshness rule: a notice
+/// whose `event_time` (Keylime writes `time.asctime()`, the verifier's local time; the node reads it
+/// in its own time zone, UTC on servers) is older than the maximum age, or later than a minute from
+/// now, is refused as stale.
+public actor RevocationNoticeLog {
+    public let file: URL
+    public let maximumAge: TimeInterval
+    private var seen: [String]
+    static let capacity = 1024
+
+    public init(file: URL, maximumAge: TimeInterval) {
+        self.file = file
+        self.maximumAge = maximumAge
+        seen = (FileManager.default.contents(atPath: file.path).flatMap { try? JSONDecoder().decode([String].self, from: $0) }) ?? []
+    }
+
+    /// Refuses a notice seen before or stale; otherwise remembers it (persisted before it counts).
+    public func admit(_ notice: RevocationNotice, now: Date = Date()) throws(KeylimeError) {
+        guard !seen.contains(notice.messageSHA256) else {
+            throw KeylimeError("replayed revocation notice (the same signed message was received before, event \(notice.eventID ?? "none"))")
+        }
+        guard let text = notice.eventTime, let time = Self.parseEventTime(text) else {
+            throw KeylimeError("the revocation notice has no readable event_time; its freshness cannot be judged")
+        }
+        guard now.timeIntervalSince(time) <= maximumAge else {
+            throw KeylimeError("stale revocation notice: event_time \(text) is more than \(Int(maximumAge)) s old")
+        }
+        guard time.timeIntervalSince(now) <= 60 else {
+            throw KeylimeError("revocation notice from the future: event_time \(text)")
+        }
+        seen.append(notice.messageSHA256)
+        if seen.count > Self.capacity { seen.removeFirst(seen.count - Self.capacity) }
+        do {
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            let data = try JSONEncoder().encode(seen)
+            let temporary = file.deletingLastPathComponent().appendingPathComponent(".\(file.lastPathComponent).\(getpid()).tmp")
+            guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o600]),
+                  rename(temporary.path, file.path) == 0 else {
+                throw KeylimeError("cannot write \(file.path)")
+            }
+        } catch let error as KeylimeError {
+            throw error
+        } catch {
+            throw KeylimeError("cannot write \(file.path): \(error)")
+        }
+    }
+
+    /// `time.asctime()`: "Wed Dec  2 05:17:13 2026" (day padded with a space).
+    static func parseEventTime(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone.current
+        formatter.dateFormat = "EEE MMM d HH:mm:ss yyyy"
+        let squeezed = text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        return formatter.date(from: squeezed)
     }
 }

@@ -13,12 +13,25 @@ public struct Attestor: Sendable {
     /// The compute devices whose signed measurements go into the evidence (`Evidence.devices`):
     /// the profile's device backend, if it selects one.
     public let devices: [any DeviceAttester]
+    /// The serving process this attestor speaks for (see ``serving(model:receiptKeySHA256:)``); nil
+    /// for commands that only quote the TPM.
+    public let process: ServingProcess?
 
-    public init(tpm: TPM, profile: FirmwareProfile, store: EventLogStore, devices: [any DeviceAttester] = []) {
+    public init(tpm: TPM, profile: FirmwareProfile, store: EventLogStore, devices: [any DeviceAttester] = [],
+                process: ServingProcess? = nil) {
         self.tpm = tpm
         self.profile = profile
         self.store = store
         self.devices = devices
+        self.process = process
+    }
+
+    /// The same attestor, speaking for the process that loaded `model` and measured its receipt key
+    /// `receiptKeySHA256`: its evidence names that model and that key (not whatever another process
+    /// sharing the TPM measured last).
+    public func serving(model: ModelMeasurement, receiptKeySHA256: String) -> Attestor {
+        Attestor(tpm: tpm, profile: profile, store: store, devices: devices,
+                 process: ServingProcess(model: model, receiptKeySHA256: receiptKeySHA256.lowercased()))
     }
 
     /// The stored log, checked against the TPM: it must replay to the measurement PCR's current
@@ -107,11 +120,22 @@ public struct Attestor: Sendable {
         let deviceEvidence = try devices.map { try $0.evidence(nonce: nonce) }
         let ek = try await tpm.endorsementKey()
         let akKey = try TPMPublicKey(marshaled: ak.publicArea)
-        var model: Evidence.ModelPart?
-        if let last = log.last(where: { $0.type == ModelMeasurement.eventType }),
-           let m = try? ModelMeasurement(canonical: Array(last.event.utf8)) {
-            model = Evidence.ModelPart(name: m.modelName, manifestRoot: m.manifestRoot, signer: m.signer,
-                                       signerDescription: profile.modelSigners.first { $0.publicKeyFingerprint.lowercased() == m.signer }?.name ?? "local signer")
+        let measured: ModelMeasurement?
+        if let process {
+            // This process's own model: the last model event before its receipt key's event.
+            guard let k = log.lastIndex(where: { $0.type == ReceiptKeyMeasurement.eventType && $0.pcr == profile.receiptPCR
+                      && (try? ReceiptKeyMeasurement(canonical: Array($0.event.utf8)))?.keySHA256 == process.receiptKeySHA256 }),
+                  let m = log[..<k].last(where: { $0.type == ModelMeasurement.eventType && $0.pcr == profile.measurementPCR }),
+                  (try? ModelMeasurement(canonical: Array(m.event.utf8))) == process.model else {
+                throw NodeError("the event log \(store.file.path) no longer shows this process's model before its receipt key; refusing to attest")
+            }
+            measured = process.model
+        } else {
+            measured = log.last(where: { $0.type == ModelMeasurement.eventType }).flatMap { try? ModelMeasurement(canonical: Array($0.event.utf8)) }
+        }
+        let model = measured.map { m in
+            Evidence.ModelPart(name: m.modelName, manifestRoot: m.manifestRoot, signer: m.signer,
+                               signerDescription: profile.modelSigners.first { $0.publicKeyFingerprint.lowercased() == m.signer }?.name ?? "local signer")
         }
         return Evidence(
             nonce: hexString(nonce),
@@ -122,6 +146,18 @@ public struct Attestor: Sendable {
             ekCertificate: ek.certificateDER.map { PEMText.encode($0, label: "CERTIFICATE") },
             model: model,
             profile: profile.id,
-            devices: deviceEvidence.isEmpty ? nil : deviceEvidence)
+            devices: deviceEvidence.isEmpty ? nil : deviceEvidence,
+            receiptKeySHA256: process?.receiptKeySHA256)
+    }
+}
+
+/// A serving process's identity in the event log: the model it loaded and its receipt key.
+public struct ServingProcess: Sendable, Equatable {
+    public var model: ModelMeasurement
+    /// SHA-256 (hex) of the receipt key's DER SubjectPublicKeyInfo.
+    public var receiptKeySHA256: String
+    public init(model: ModelMeasurement, receiptKeySHA256: String) {
+        self.model = model
+        self.receiptKeySHA256 = receiptKeySHA256
     }
 }

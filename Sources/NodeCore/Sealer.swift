@@ -16,6 +16,10 @@ public struct SealedSecretFile: Sendable, Codable, Equatable {
     public var policy: String
     /// TPM name (hex) of the policy-authorization key, for "authorize".
     public var authorizationKeyName: String?
+    /// For "authorize": the policyRef (hex) the object's PolicyAuthorize names, SHA-256 naming the
+    /// profile and its seal PCRs (``PolicyDigests/sealPolicyRef(profile:pcrs:)``). Informative: the
+    /// node recomputes it from the profile.
+    public var policyRef: String?
     /// Marshaled TPM2B_PUBLIC and TPM2B_PRIVATE (base64).
     public var `public`: String
     public var `private`: String
@@ -38,18 +42,22 @@ public struct Sealer: Sendable {
             throw NodeError("a sealed secret must be 1 to 128 bytes (seal a key, not a document); got \(secret.count)")
         }
         let pcrs = profile.seal.pcrs
+        try Self.checkSealPCRs(pcrs, profile: profile.id)
         let authPolicy: [UInt8]
         var keyName: String?
+        var policyRef: String?
         if let authorizationKey {
             let name = PolicyDigests.externalSigningKey(authorizationKey).name
-            authPolicy = PolicyDigests.policyAuthorize(keyName: name)
+            let ref = PolicyDigests.sealPolicyRef(profile: profile.id, pcrs: pcrs)
+            authPolicy = PolicyDigests.policyAuthorize(keyName: name, policyRef: ref)
             keyName = hexString(name)
+            policyRef = hexString(ref)
         } else {
             authPolicy = PolicyDigests.policyPCR(values: try await tpm.pcrValues(pcrs))
         }
         let object = try await tpm.seal(secret, authPolicy: authPolicy)
         return SealedSecretFile(schema: SealedSecretFile.schemaName, profile: profile.id, pcrs: pcrs,
-                                policy: authorizationKey == nil ? "pcr" : "authorize", authorizationKeyName: keyName,
+                                policy: authorizationKey == nil ? "pcr" : "authorize", authorizationKeyName: keyName, policyRef: policyRef,
                                 public: Data(object.publicArea).base64EncodedString(),
                                 private: Data(object.privateArea).base64EncodedString())
     }
@@ -61,7 +69,13 @@ public struct Sealer: Sendable {
             throw NodeError("not a SecureNode sealed secret (\(SealedSecretFile.schemaName))")
         }
         let object = SealedObject(publicArea: Array(pub), privateArea: Array(priv))
-        let current = try await tpm.pcrValues(file.pcrs)
+        // The PCR selection comes from the profile, not the (editable) file.
+        try Self.checkSealPCRs(profile.seal.pcrs, profile: profile.id)
+        guard file.profile == profile.id, file.pcrs.sorted() == profile.seal.pcrs.sorted() else {
+            throw NodeError("the sealed file says profile \(file.profile), PCRs \(file.pcrs.sorted()), but this node's profile \(profile.id) seals to PCRs "
+                            + "\(profile.seal.pcrs.sorted()): the file was edited or belongs to another profile; refusing to unseal")
+        }
+        let current = try await tpm.pcrValues(profile.seal.pcrs)
         var authorization: PolicyAuthorization?
         if file.policy == "authorize" {
             guard let authorizationKey else {
@@ -71,22 +85,30 @@ public struct Sealer: Sendable {
             guard hexString(name) == file.authorizationKeyName else {
                 throw NodeError("the policy-authorization key given is not the one this secret was sealed to")
             }
+            let ref = PolicyDigests.sealPolicyRef(profile: profile.id, pcrs: profile.seal.pcrs)
+            guard file.policyRef == nil || file.policyRef?.lowercased() == hexString(ref) else {
+                throw NodeError("the sealed file names policyRef \(file.policyRef ?? ""), not profile \(profile.id)'s \(hexString(ref)): refusing to unseal")
+            }
             let wanted = hexString(PolicyDigests.policyPCR(values: current))
-            guard let approval = approvals.first(where: { $0.approvedPolicy == wanted && $0.keyName == file.authorizationKeyName }) else {
+            let required = Set(profile.seal.pcrs.map(String.init))
+            // An approval counts only for this purpose (profile, policyRef) and exactly these PCRs.
+            guard let approval = approvals.first(where: { $0.schema == PolicyApproval.schemaName && $0.approvedPolicy == wanted
+                    && $0.keyName == file.authorizationKeyName && $0.profile == profile.id
+                    && $0.policyRef.lowercased() == hexString(ref) && Set($0.pcrs.keys) == required }) else {
                 throw NodeError(approvals.isEmpty
                     ? "this secret needs a publisher approval of the current values of PCRs \(file.pcrs) (securenode approve-policy)"
                     : "no approval covers the current values of PCRs \(file.pcrs): the platform changed and the publisher has not approved it")
             }
             guard let sig = ModelSigning.bytes(fromHex: approval.signature), let policy = ModelSigning.bytes(fromHex: approval.approvedPolicy),
                   let signature = try? P256.Signing.ECDSASignature(rawRepresentation: sig),
-                  authorizationKey.isValidSignature(signature, for: policy) else {
+                  authorizationKey.isValidSignature(signature, for: policy + ref) else {
                 throw NodeError("the approval for the current PCR values is not signed by the policy-authorization key")
             }
-            authorization = PolicyAuthorization(keyPublic: keyPublic, approvedPolicy: policy, signature: sig)
+            authorization = PolicyAuthorization(keyPublic: keyPublic, approvedPolicy: policy, signature: sig, policyRef: ref)
         }
         let result: Result<[UInt8], TPMError>
         do {
-            result = .success(try await tpm.unseal(object, pcrs: file.pcrs, authorization: authorization))
+            result = .success(try await tpm.unseal(object, pcrs: profile.seal.pcrs, authorization: authorization))
         } catch {
             result = .failure(error)
         }
@@ -97,6 +119,15 @@ public struct Sealer: Sendable {
             throw NodeError("the TPM refused to unseal: PCRs \(file.pcrs) no longer hold the values this secret was sealed to (\(error.decoded))")
         case .failure(let error):
             throw error
+        }
+    }
+
+    /// Refuses a seal PCR selection that protects nothing: empty, or with a PCR software can reset.
+    static func checkSealPCRs(_ pcrs: [Int], profile: String) throws {
+        guard !pcrs.isEmpty else { throw NodeError("profile \(profile) seals to no PCRs: the secret would unseal on any platform state") }
+        let resettable = pcrs.filter { PolicyDigests.resettablePCRs.contains($0) }.sorted()
+        guard resettable.isEmpty else {
+            throw NodeError("profile \(profile) seals to PCRs \(resettable), which software can reset and set to any value")
         }
     }
 

@@ -33,10 +33,13 @@ public struct EnrollmentClient: Sendable {
         }
         let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
         let challenge = try CredentialChallenge.make(ekPublic: Array(ekPublic), akName: akName, secret: secret)
+        let nonce = (0..<32).map { _ in UInt8.random(in: 0...255) }
         let proof: EnrollmentProof = try await post("/v1/enrollment/activate", EnrollmentChallenge(
             credentialBlob: Data(challenge.credentialBlob).base64EncodedString(),
-            encryptedSecret: Data(challenge.encryptedSecret).base64EncodedString()))
-        guard let recovered = Data(base64Encoded: proof.secret), constantTimeEquals(Array(recovered), secret) else {
+            encryptedSecret: Data(challenge.encryptedSecret).base64EncodedString(),
+            nonce: hexString(nonce)))
+        let expected = CredentialChallenge.enrollmentProof(secret: secret, nonce: nonce, akName: akName)
+        guard let answered = ModelSigning.bytes(fromHex: proof.proof), constantTimeEquals(answered, expected) else {
             throw AttestationError(.invalidEnrollment, "the node could not activate the credential: its AK is not in the TPM of that EK")
         }
         let formatter = ISO8601DateFormatter()

@@ -17,12 +17,16 @@ public struct NodeRoutes: Sendable {
     public let readiness: Readiness
     public let gate: TPMGate
     public let health: TPMHealth?
+    /// Credential activations are TPM work a client triggers: at most this many per minute.
+    public let activations: ActivationLimiter
 
-    public init(attestor: Attestor, readiness: Readiness, gate: TPMGate = TPMGate(), health: TPMHealth? = nil) {
+    public init(attestor: Attestor, readiness: Readiness, gate: TPMGate = TPMGate(), health: TPMHealth? = nil,
+                activationsPerMinute: Int = 10) {
         self.attestor = attestor
         self.readiness = readiness
         self.gate = gate
         self.health = health
+        self.activations = ActivationLimiter(perMinute: activationsPerMinute)
     }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {
@@ -87,20 +91,38 @@ public struct NodeRoutes: Sendable {
         }
     }
 
-    /// POST /v1/enrollment/activate: the node proves its AK and EK share a TPM by decrypting the
-    /// orchestrator's MakeCredential challenge.
+    /// POST /v1/enrollment/activate: the node proves its AK and EK share a TPM by activating the
+    /// orchestrator's MakeCredential challenge, and answers with a proof bound to the challenger's
+    /// nonce and the AK (``CredentialChallenge/enrollmentProof(secret:nonce:akName:)``), never the
+    /// recovered secret: a blob made for another protocol (a Keylime registrar's, for another agent
+    /// id) yields nothing usable there. Rate-limited (429).
     func activate(_ request: Request) async -> Response {
         do {
             let body = try await request.body.collect(upTo: 16 << 10)
             guard let challenge = try? JSONDecoder().decode(EnrollmentChallenge.self, from: Data(body.readableBytesView)),
                   let blob = Data(base64Encoded: challenge.credentialBlob), let secret = Data(base64Encoded: challenge.encryptedSecret) else {
-                return Self.error("body must be {\"credentialBlob\": base64, \"encryptedSecret\": base64}", status: .badRequest)
+                return Self.error("body must be {\"credentialBlob\": base64, \"encryptedSecret\": base64, \"nonce\": hex}", status: .badRequest)
             }
-            guard let handle = attestor.profile.akHandle else { return Self.error("no attestation key", status: .internalServerError) }
-            let recovered = try await gate.run {
-                try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob), encryptedSecret: Array(secret))
+            guard let nonce = ModelSigning.bytes(fromHex: challenge.nonce), (16...64).contains(nonce.count) else {
+                return Self.error("nonce must be 32 to 128 hex digits: the proof is bound to the challenger's nonce", status: .badRequest)
             }
-            return Self.body(try JSONEncoder().encode(EnrollmentProof(secret: Data(recovered).base64EncodedString())))
+            guard await activations.admit() else {
+                var response = Self.error("too many credential activations; try again in a minute", status: .tooManyRequests)
+                response.headers[.retryAfter] = "60"
+                return response
+            }
+            guard let handle = attestor.profile.akHandle, let type = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
+                return Self.error("no attestation key", status: .internalServerError)
+            }
+            let proof = try await gate.run {
+                let ak = try await attestor.tpm.attestationKey(type, persistentHandle: handle)
+                let akName = try TPMPublicKey(marshaled: ak.publicArea).name
+                var recovered = try await attestor.tpm.activateCredential(attestationKeyHandle: handle, credentialBlob: Array(blob),
+                                                                          encryptedSecret: Array(secret))
+                defer { for i in recovered.indices { recovered[i] = 0 } }
+                return CredentialChallenge.enrollmentProof(secret: recovered, nonce: nonce, akName: akName)
+            }
+            return Self.body(try JSONEncoder().encode(EnrollmentProof(proof: hexString(proof))))
         } catch let error as TPMGate.Busy {
             var response = Self.error("\(error)", status: .tooManyRequests)
             response.headers[.retryAfter] = "1"
@@ -132,15 +154,25 @@ public struct NodeRoutes: Sendable {
 }
 
 /// Whether the node has verified, measured and loaded its model, and has not been revoked.
-/// A revocation (e.g. Keylime's verifier reporting a failed attestation) is final for the life of
-/// the process: nothing sets the node ready again; an operator restarts it once the cause is fixed.
+/// A revocation (e.g. Keylime's verifier reporting a failed attestation) outlives the process when
+/// the readiness has a ``RevocationStore``: it is written there before anyone is told, and a node
+/// that starts with a persisted revocation starts revoked. Only ``reinstate(reason:)`` (the verifier
+/// attested the node again) or `securenode revocation clear` (an operator) ends it.
 public actor Readiness {
     private var current: (ready: Bool, reason: String) = (false, "starting: the model is not verified yet")
     /// Why the node was revoked, if it was.
     public private(set) var revocation: String?
     private var observers: [@Sendable (String) -> Void] = []
+    /// Where the revocation is persisted (nil: in memory only, for tests and commands without a state directory).
+    public nonisolated let store: RevocationStore?
 
-    public init() {}
+    public init(store: RevocationStore? = nil) {
+        self.store = store
+        if let record = store?.load() {
+            revocation = "\(record.reason) (revoked at \(record.revokedAt), persisted in \(store!.file.path); the verifier must attest "
+                + "the node again, or an operator runs `securenode revocation clear`)"
+        }
+    }
 
     public var state: (ready: Bool, reason: String) {
         if let revocation { return (false, revocation) }
@@ -150,17 +182,45 @@ public actor Readiness {
     public func set(ready: Bool, reason: String) { current = (ready, reason) }
 
     /// Fails the node closed: completions are refused and `/readyz` answers 503 with `reason`.
-    /// The first revocation's reason is kept; observers run once.
+    /// The first revocation's reason is kept and persisted before the observers run (once).
     public func revoke(reason: String) {
         guard revocation == nil else { return }
         revocation = reason
+        do {
+            try store?.save(RevocationRecord(reason: reason))
+        } catch {
+            // Still revoked for this process; the operator sees that a restart would forget it.
+            revocation = reason + " (WARNING: not persisted: \(error))"
+        }
         for observer in observers { observer(reason) }
     }
 
-    /// Runs `observer` when the node is revoked (at once if it already was).
+    /// Ends a revocation because the verifier attested the node again (`reason` says how); clears
+    /// the persisted record. Returns whether the node was revoked.
+    @discardableResult
+    public func reinstate(reason: String) -> Bool {
+        guard revocation != nil else { return false }
+        do {
+            try store?.clear()
+        } catch {
+            return false
+        }
+        revocation = nil
+        for observer in reinstatementObservers { observer(reason) }
+        return true
+    }
+
+    private var reinstatementObservers: [@Sendable (String) -> Void] = []
+
+    /// Runs `observer` when a revocation ends (``reinstate(reason:)``).
+    public func onReinstatement(_ observer: @escaping @Sendable (String) -> Void) {
+        reinstatementObservers.append(observer)
+    }
+
+    /// Runs `observer` whenever the node is revoked (at once if it already is).
     public func onRevocation(_ observer: @escaping @Sendable (String) -> Void) {
-        if let revocation { observer(revocation); return }
         observers.append(observer)
+        if let revocation { observer(revocation) }
     }
 }
 
@@ -181,12 +241,34 @@ public struct EnrollmentIdentity: Codable, Sendable {
 public struct EnrollmentChallenge: Codable, Sendable {
     public var credentialBlob: String
     public var encryptedSecret: String
-    public init(credentialBlob: String, encryptedSecret: String) {
+    /// The challenger's fresh nonce (hex, 16-64 bytes): the proof is bound to it.
+    public var nonce: String
+    public init(credentialBlob: String, encryptedSecret: String, nonce: String) {
         self.credentialBlob = credentialBlob
         self.encryptedSecret = encryptedSecret
+        self.nonce = nonce
     }
 }
 
 public struct EnrollmentProof: Codable, Sendable {
-    public var secret: String
+    /// HMAC-SHA256 (hex) under the recovered secret (``CredentialChallenge/enrollmentProof(secret:nonce:akName:)``).
+    public var proof: String
+}
+
+/// At most `perMinute` admissions in any 60-second window.
+public actor ActivationLimiter {
+    public let perMinute: Int
+    private var recent: [ContinuousClock.Instant] = []
+
+    public init(perMinute: Int) {
+        self.perMinute = perMinute
+    }
+
+    public func admit() -> Bool {
+        let now = ContinuousClock.now
+        recent.removeAll { now - $0 > .seconds(60) }
+        guard recent.count < perMinute else { return false }
+        recent.append(now)
+        return true
+    }
 }

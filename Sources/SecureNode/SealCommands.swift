@@ -104,8 +104,14 @@ struct ApprovePolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approve-policy",
         abstract: "Publisher side (no TPM): approve PCR values for secrets sealed to your policy key.",
-        discussion: "Give the values with --pcr INDEX=HEX (repeat), e.g. from a verified node's evidence after a firmware update."
+        discussion: """
+            Give the values with --pcr INDEX=HEX (repeat), e.g. from a verified node's evidence after a firmware update. \
+            The approval is bound to --profile: to its id and its seal PCRs (the policyRef it signs names both), \
+            so it must give exactly those PCRs; it unseals nothing sealed under another profile or PCR selection.
+            """
     )
+    @Option(help: "The firmware profile whose sealed secrets this approves (its id and seal.pcrs are bound into the approval).")
+    var profile: String
     @Option(name: .customLong("private-key"), help: "The policy-authorization private key (PEM P-256).")
     var privateKey: String
     @Option(help: "An approved PCR value, INDEX=HEX (SHA-256 bank); repeat for every sealed PCR.")
@@ -132,11 +138,12 @@ struct ApprovePolicyCommand: AsyncParsableCommand {
             } catch {
                 throw CLIFailure("the policy-authorization key must be an unencrypted P-256 private key in PEM")
             }
-            let approval = try PolicyApproval(values: values, key: key)
+            let p = try FirmwareProfile.load(path: profile)
+            let approval = try PolicyApproval(values: values, key: key, profile: p.id, sealPCRs: p.seal.pcrs)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try FileText.writeAtomically(Array(try encoder.encode(approval)), to: output)
-            print("approved PCRs \(values.keys.sorted()) (policy \(approval.approvedPolicy)) -> \(output)")
+            print("approved PCRs \(values.keys.sorted()) for profile \(p.id) (policy \(approval.approvedPolicy), policyRef \(approval.policyRef)) -> \(output)")
         }
     }
 }

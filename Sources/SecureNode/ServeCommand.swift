@@ -56,6 +56,9 @@ struct ServeCommand: AsyncParsableCommand {
     var port: Int?
     @Option(help: "Engine threads (default: 2, or limits.threads).")
     var threads: Int?
+    @Flag(name: .customLong("keylime-lab-unauthenticated-revocations"),
+          help: "Lab only: allow keylime.mtls: false without keylime.revocation_certificate (anyone who reaches the agent API can revoke the node).")
+    var keylimeLabUnauthenticatedRevocations = false
 
     func run() async throws {
         try await reportingFailures {
@@ -79,15 +82,19 @@ struct ServeCommand: AsyncParsableCommand {
             if let threads { settings.threads = threads }
             try settings.validate()
 
-            let attestor = try TPMOptions.attestor(profile: profilePath,
+            let unboundAttestor = try TPMOptions.attestor(profile: profilePath,
                                                    tcti: tcti ?? environment["SECURENODE_TCTI"] ?? file.tcti ?? "device:/dev/tpmrm0",
                                                    stateDirectory: stateDirectory ?? environment["SECURENODE_STATE_DIR"] ?? file.stateDir)
             var logger = Logger(label: "securenode")
             logger.logLevel = .info
 
-            let readiness = Readiness()
+            // A revocation outlives the process (<state-dir>/revocation.json): a revoked node that restarts stays revoked.
+            let readiness = Readiness(store: RevocationStore(directory: unboundAttestor.store.directory))
+            if let revoked = await readiness.revocation {
+                StandardError.write("securenode: starting revoked, completions are refused: \(revoked)\n")
+            }
             let loaded = try await LoadedModel.open(model: modelPath, signature: signaturePath, trust: try TrustOptions.anchor(publicKey: trustKey, certificateChain: trustChain))
-            try await attestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
+            try await unboundAttestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
             let llama = try LlamaModel(file: loaded.gguf)
             let tokenizer = try Tokenizer(file: loaded.gguf)
             guard settings.contextLength <= llama.config.contextLength else {
@@ -96,7 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
             let template = loaded.gguf.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
             let metrics = NodeMetrics()
             // The profile picks the backend: the CPU, or a modeled device (computes on the host, accounts the device's time).
-            let backend = try BackendFactory.backend(for: attestor.profile.backend, threads: settings.threads)
+            let backend = try BackendFactory.backend(for: unboundAttestor.profile.backend, threads: settings.threads)
             let engine = LlamaEngine(model: llama, backend: backend, contextCapacity: settings.contextLength,
                                      batchCapacity: max(64, settings.parallel))
             let scheduler = try InferenceScheduler(
@@ -108,7 +115,10 @@ struct ServeCommand: AsyncParsableCommand {
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
-            try await attestor.measureReceiptKey(sha256: keyDigest)
+            try await unboundAttestor.measureReceiptKey(sha256: keyDigest)
+            // This process's evidence names its own model and key, whatever else shares the TPM.
+            let attestor = unboundAttestor.serving(model: ModelMeasurement(verified: loaded.verified, profile: unboundAttestor.profile.id),
+                                                   receiptKeySHA256: keyDigest)
             guard let akHandle = attestor.profile.akHandle, let akType = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
                 throw CLIFailure("profile \(attestor.profile.id) has no usable attestation key")
             }
@@ -130,16 +140,24 @@ struct ServeCommand: AsyncParsableCommand {
             }
             var keylimeServices: [any Service] = []
             if let section = file.keylime {
-                let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path)
+                let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path,
+                                                            labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations)
                 keylimeServices = try await KeylimeAgent.services(
                     configuration: keylime, tpm: attestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
                     logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
-                    onRunning: { port in
+                    onRunning: { [keylime] port in
                         StandardError.write("securenode: keylime agent \(keylime.uuid) on \(keylime.mtls ? "https" : "http")://\(keylime.host):\(port) (registrar \(keylime.registrar.absoluteString))\n")
+                    },
+                    onAttested: {
+                        // Keylime's verifier sends V only after this node's quote passed its policy.
+                        if await readiness.reinstate(reason: "the Keylime verifier attested the node again") {
+                            StandardError.write("securenode: the Keylime verifier attested the node again; the revocation is cleared\n")
+                        }
                     })
             }
+            await readiness.onReinstatement { [metrics] _ in metrics.setReady(true) }
             await readiness.set(ready: true, reason: "\(loaded.verified.manifest.subjectName) (\(loaded.verified.rootDigestHex))")
-            metrics.setReady(true)
+            metrics.setReady(await readiness.state.ready)
             let final = settings
             // The TPM is checked in the background (`/readyz` never waits on it); after a TPM reset the node measures
             // what it serves again, as at start.
@@ -171,13 +189,15 @@ struct ServeCommand: AsyncParsableCommand {
 
 extension ServeCommand {
     /// The `keylime:` section as the agent's configuration.
-    static func keylimeConfiguration(_ section: ServiceConfig.Keylime, stateDirectory: String) throws -> KeylimeAgentConfiguration {
+    static func keylimeConfiguration(_ section: ServiceConfig.Keylime, stateDirectory: String,
+                                     labUnauthenticatedRevocations: Bool = false) throws -> KeylimeAgentConfiguration {
         guard let registrar = URL(string: section.registrar) else { throw CLIFailure("keylime.registrar is not a URL: \(section.registrar)") }
-        let configuration = KeylimeAgentConfiguration(
+        var configuration = KeylimeAgentConfiguration(
             uuid: section.uuid, registrar: registrar, host: section.host ?? "127.0.0.1", port: section.port ?? 9002,
             contactIP: section.contactIP, contactPort: section.contactPort, mtls: section.mtls ?? true,
             trustedClientCA: section.trustedClientCA, serverCertificate: section.serverCertificate, serverKey: section.serverKey,
             revocationCertificate: section.revocationCertificate, stateDirectory: stateDirectory)
+        configuration.allowUnauthenticatedRevocations = labUnauthenticatedRevocations
         do {
             try configuration.validate()
         } catch {
@@ -215,9 +235,15 @@ struct EnrollCommand: AsyncParsableCommand {
             }
             let profile = try FirmwareProfile.load(path: self.profile)
             let base = URL(fileURLWithPath: self.profile).deletingLastPathComponent()
-            let (cas, missing) = try EnrollmentVerifier.loadCAs(profile.ekCAs + ekCA, relativeTo: base)
-            for path in missing { StandardError.write("warning: EK CA \(path) does not exist; not trusted\n") }
-            guard !cas.isEmpty else { throw CLIFailure("no EK CA to trust: none of the profile's ekCAs exist; give --ek-ca") }
+            // The profile's ekCAs resolve against its folder (a leading ${VAR} with a relative value, against
+            // the current directory); --ek-ca paths, typed here, against the current directory.
+            let fromProfile = try EnrollmentVerifier.loadCAs(profile.ekCAs, relativeTo: base)
+            let fromFlags = try EnrollmentVerifier.loadCAs(ekCA, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true))
+            let cas = fromProfile.certificates + fromFlags.certificates
+            for path in fromProfile.missing + fromFlags.missing { StandardError.write("warning: EK CA \(path) does not exist; not trusted\n") }
+            guard !cas.isEmpty else {
+                throw CLIFailure("no EK CA to trust: none of the profile's ekCAs exist (\((fromProfile.missing + fromFlags.missing).joined(separator: ", "))); give --ek-ca")
+            }
             let record = try await EnrollmentClient(node: url, profile: profile, verifier: EnrollmentVerifier(trustedCAs: cas)).enroll()
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

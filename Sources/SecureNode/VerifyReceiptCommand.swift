@@ -46,10 +46,11 @@ struct VerifyReceiptCommand: AsyncParsableCommand {
             let evidenceBytes = try Self.bytes(evidence, "evidence")
             let evidenceValue: Evidence
             do { evidenceValue = try Evidence(json: Data(evidenceBytes)) } catch { throw CLIFailure("\(evidence) is not evidence JSON: \(error)") }
-            var checks = ReceiptVerifier.verify(receipt: receiptValue, request: requestBytes, responseText: responseText, evidence: evidenceValue)
-            if let profile, let nonce {
+            let loadedProfile = try profile.map { path throws(AttestationError) in try FirmwareProfile.load(path: path) }
+            var checks = ReceiptVerifier.verify(receipt: receiptValue, request: requestBytes, responseText: responseText, evidence: evidenceValue,
+                                                measurementPCR: loadedProfile?.measurementPCR)
+            if let p = loadedProfile, let nonce {
                 guard let expected = ModelSigning.bytes(fromHex: nonce) else { throw CLIFailure("--nonce must be hex") }
-                let p = try FirmwareProfile.load(path: profile)
                 let records = try enrolled.map { path throws(AttestationError) in try EnrollmentRecord.load(path: path) }
                 let appraisal = EvidenceVerifier(profile: p, enrolled: records).appraise(json: evidenceBytes, nonce: expected)
                 checks += appraisal.checks.map { .init(check: "evidence:" + $0.check, result: $0.result, detail: $0.detail) }

@@ -212,12 +212,15 @@ public struct PolicyAuthorization: Sendable, Equatable {
     public let keyPublic: [UInt8]
     /// The PolicyPCR digest the publisher approved.
     public let approvedPolicy: [UInt8]
-    /// ECDSA signature r || s over SHA-256(approvedPolicy).
+    /// ECDSA signature r || s over SHA-256(approvedPolicy || policyRef).
     public let signature: [UInt8]
-    public init(keyPublic: [UInt8], approvedPolicy: [UInt8], signature: [UInt8]) {
+    /// The policyRef the sealed object's PolicyAuthorize names (at most 64 bytes; empty for none).
+    public let policyRef: [UInt8]
+    public init(keyPublic: [UInt8], approvedPolicy: [UInt8], signature: [UInt8], policyRef: [UInt8] = []) {
         self.keyPublic = keyPublic
         self.approvedPolicy = approvedPolicy
         self.signature = signature
+        self.policyRef = policyRef
     }
 }
 
@@ -244,10 +247,10 @@ extension TPM {
             defer { ctx.flush(session) }
             try ctx.policyPCR(session: session, indices: pcrs)
             if let authorization {
-                try ctx.policyAuthorize(session: session, approvedPolicy: authorization.approvedPolicy,
+                try ctx.policyAuthorize(session: session, approvedPolicy: authorization.approvedPolicy, policyRef: authorization.policyRef,
                                         keyPublic: authorization.keyPublic, signatureRS: authorization.signature)
             }
-            return try ctx.unseal(object: handle, session: session)
+            return try ctx.unseal(object: handle, session: session, saltKey: srk)
         }
     }
 }

@@ -17,8 +17,12 @@ extension TPMContext {
                                     nil, nil, nil, 0, &timeout, &ticket), "TPM2_PolicySecret(endorsement)")
         Esys_Free(timeout)
         Esys_Free(ticket)
+        // The recovered credential (certInfo, the response's first parameter) comes back encrypted
+        // by a session salted to the EK.
+        let encryption = try startEncryptionSession(saltKey: ek, decrypt: false, encrypt: true)
+        defer { flush(encryption) }
         var certInfo: UnsafeMutablePointer<TPM2B_DIGEST>?
-        try check(Esys_ActivateCredential(ctx, activate, ek, SN_ESYS_TR_PASSWORD, session, SN_ESYS_TR_NONE, &blob, &secret, &certInfo),
+        try check(Esys_ActivateCredential(ctx, activate, ek, SN_ESYS_TR_PASSWORD, session, encryption, &blob, &secret, &certInfo),
                   "TPM2_ActivateCredential")
         defer { Esys_Free(certInfo) }
         return certInfo.map { TPM2B.bytes(size: $0.pointee.size, buffer: $0.pointee.buffer) } ?? []

@@ -43,7 +43,10 @@ extension TPMContext {
         var creationData: UnsafeMutablePointer<TPM2B_CREATION_DATA>?
         var creationHash: UnsafeMutablePointer<TPM2B_DIGEST>?
         var ticket: UnsafeMutablePointer<TPMT_TK_CREATION>?
-        try check(Esys_Create(ctx, parent, SN_ESYS_TR_PASSWORD, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, &sensitive, &t, &outside, &creationPCR,
+        // The secret travels in inSensitive, the command's first parameter: encrypted by a session salted to the parent.
+        let encryption = try startEncryptionSession(saltKey: parent, decrypt: true, encrypt: false)
+        defer { flush(encryption) }
+        try check(Esys_Create(ctx, parent, SN_ESYS_TR_PASSWORD, encryption, SN_ESYS_TR_NONE, &sensitive, &t, &outside, &creationPCR,
                               &outPrivate, &outPublic, &creationData, &creationHash, &ticket), "TPM2_Create(seal)")
         defer { Esys_Free(outPrivate); Esys_Free(outPublic); Esys_Free(creationData); Esys_Free(creationHash); Esys_Free(ticket) }
         guard let outPrivate, let outPublic else { throw TPMError(.state, command: "TPM2_Create(seal)", detail: "no object returned") }
@@ -59,6 +62,30 @@ extension TPMContext {
         var handle: ESYS_TR = SN_ESYS_TR_NONE
         try check(Esys_Load(ctx, parent, SN_ESYS_TR_PASSWORD, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, &priv, &pub, &handle), "TPM2_Load")
         return handle
+    }
+
+    /// An HMAC session salted with `saltKey` (a decrypt key in this TPM: the storage root or the
+    /// EK) whose parameter encryption is AES-128-CFB: `decrypt` encrypts a command's first
+    /// parameter on its way to the TPM, `encrypt` the response's first parameter on its way back.
+    /// The session key derives from a salt only the TPM can decrypt, so whoever watches the bus
+    /// (or the TCTI) sees neither secret. The caller flushes it.
+    func startEncryptionSession(saltKey: ESYS_TR, decrypt: Bool, encrypt: Bool) throws(TPMError) -> ESYS_TR {
+        var symmetric = TPMT_SYM_DEF()
+        symmetric.algorithm = SN_ALG_AES
+        symmetric.keyBits.aes = 128
+        symmetric.mode.aes = SN_ALG_CFB
+        var session: ESYS_TR = SN_ESYS_TR_NONE
+        try check(Esys_StartAuthSession(ctx, saltKey, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE,
+                                        nil, SN_SE_HMAC, &symmetric, SN_ALG_SHA256, &session), "TPM2_StartAuthSession(salted, AES-128-CFB)")
+        var attributes: TPMA_SESSION = SN_SESSION_CONTINUESESSION
+        if decrypt { attributes |= SN_SESSION_DECRYPT }
+        if encrypt { attributes |= SN_SESSION_ENCRYPT }
+        let rc = Esys_TRSess_SetAttributes(ctx, session, attributes, 0xFF)
+        guard rc == SN_RC_SUCCESS else {
+            flush(session)
+            throw TPMError(command: "Esys_TRSess_SetAttributes", rc: rc)
+        }
+        return session
     }
 
     func startPolicySession() throws(TPMError) -> ESYS_TR {
@@ -84,8 +111,9 @@ extension TPMContext {
     }
 
     /// PolicyAuthorize: the TPM checks `signature` (r || s, P-256 ECDSA-SHA256) by the external key
-    /// over H(approvedPolicy || policyRef), then accepts `approvedPolicy` as the session's policy.
-    func policyAuthorize(session: ESYS_TR, approvedPolicy: [UInt8], keyPublic: [UInt8], signatureRS: [UInt8]) throws(TPMError) {
+    /// over H(approvedPolicy || policyRef), then accepts `approvedPolicy` as the session's policy
+    /// (the object's authPolicy names the key and the policyRef: an approval for another policyRef fails).
+    func policyAuthorize(session: ESYS_TR, approvedPolicy: [UInt8], policyRef ref: [UInt8], keyPublic: [UInt8], signatureRS: [UInt8]) throws(TPMError) {
         var pub = TPM2B_PUBLIC()
         try TPM2B.unmarshal(keyPublic, into: &pub, Tss2_MU_TPM2B_PUBLIC_Unmarshal, "TPM2B_PUBLIC(policy key)")
         var key: ESYS_TR = SN_ESYS_TR_NONE
@@ -94,7 +122,7 @@ extension TPMContext {
         try check(Esys_LoadExternal(ctx, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, nil, &pub, SN_ESYS_TR_RH_OWNER, &key),
                   "TPM2_LoadExternal(policy key)")
         defer { flush(key) }
-        var approvalDigest = TPM2B.digest(Array(SHA256.hash(data: approvedPolicy)))
+        var approvalDigest = TPM2B.digest(Array(SHA256.hash(data: approvedPolicy + ref)))
         var signature = TPMT_SIGNATURE()
         signature.sigAlg = SN_ALG_ECDSA
         signature.signature.ecdsa.hash = SN_ALG_SHA256
@@ -116,13 +144,21 @@ extension TPMContext {
         guard let name else { throw TPMError(.state, command: "Esys_TR_GetName", detail: "no name") }
         var approved = TPM2B.digest(approvedPolicy)
         var policyRef = TPM2B_NONCE()
+        guard let refSize = TPM2B.fill(&policyRef.buffer, with: ref) else {
+            throw TPMError(.state, command: "TPM2_PolicyAuthorize", detail: "a policyRef is at most 64 bytes, got \(ref.count)")
+        }
+        policyRef.size = refSize
         try check(Esys_PolicyAuthorize(ctx, session, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, &approved, &policyRef,
                                        name, ticket), "TPM2_PolicyAuthorize")
     }
 
-    func unseal(object: ESYS_TR, session: ESYS_TR) throws(TPMError) -> [UInt8] {
+    /// TPM2_Unseal with the policy session, and the response (the secret) encrypted by a session
+    /// salted to `saltKey` (the storage root).
+    func unseal(object: ESYS_TR, session: ESYS_TR, saltKey: ESYS_TR) throws(TPMError) -> [UInt8] {
+        let encryption = try startEncryptionSession(saltKey: saltKey, decrypt: false, encrypt: true)
+        defer { flush(encryption) }
         var data: UnsafeMutablePointer<TPM2B_SENSITIVE_DATA>?
-        try check(Esys_Unseal(ctx, object, session, SN_ESYS_TR_NONE, SN_ESYS_TR_NONE, &data), "TPM2_Unseal")
+        try check(Esys_Unseal(ctx, object, session, encryption, SN_ESYS_TR_NONE, &data), "TPM2_Unseal")
         defer { Esys_Free(data) }
         return data.map { TPM2B.bytes(size: $0.pointee.size, buffer: $0.pointee.buffer) } ?? []
     }

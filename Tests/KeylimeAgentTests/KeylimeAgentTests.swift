@@ -203,6 +203,59 @@ private func opensslHMAC(key: [UInt8], message: String) throws -> String {
         #expect(throws: KeylimeError.self) { try policy.accept(body(message, signature: other)) }
     }
 
+    /// Keylime's event_time for `date`: time.asctime() in local time, day padded with a space.
+    static func asctime(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone.current
+        formatter.dateFormat = "EEE MMM"
+        let day = Calendar.current.component(.day, from: date)
+        let head = formatter.string(from: date)
+        formatter.dateFormat = "HH:mm:ss yyyy"
+        return "\(head) \(day < 10 ? " " : "")\(day) \(formatter.string(from: date))"
+    }
+
+    @Test func refusesReplayedRevocationNotice() async throws {
+        let signer = try Signer()
+        defer { try? FileManager.default.removeItem(at: signer.directory) }
+        let policy = try RevocationPolicy(certificatePEMFile: signer.certificate)
+        let fresh = message.replacingOccurrences(of: "Sun Nov 22 10:00:00 2026", with: Self.asctime(Date()))
+        let notice = try policy.accept(body(fresh, signature: try signer.sign(fresh)))
+        let file = signer.directory.appendingPathComponent("keylime/revocation-notices.json")
+        let log = RevocationNoticeLog(file: file, maximumAge: 600)
+        try await log.admit(notice)
+        // The same signed notice again: refused, and still refused by the next process (persisted).
+        await #expect(throws: KeylimeError.self) { try await log.admit(notice) }
+        await #expect(throws: KeylimeError.self) { try await RevocationNoticeLog(file: file, maximumAge: 600).admit(notice) }
+        let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test func refusesStaleRevocationNotice() async throws {
+        let signer = try Signer()
+        defer { try? FileManager.default.removeItem(at: signer.directory) }
+        let policy = try RevocationPolicy(certificatePEMFile: signer.certificate)
+        let log = RevocationNoticeLog(file: signer.directory.appendingPathComponent("notices.json"), maximumAge: 600)
+        // Signed by the verifier, but an hour old (captured and held back), or without a time.
+        let old = message.replacingOccurrences(of: "Sun Nov 22 10:00:00 2026", with: Self.asctime(Date().addingTimeInterval(-3600)))
+        await #expect(throws: KeylimeError.self) { try await log.admit(try policy.accept(body(old, signature: try signer.sign(old)))) }
+        let future = message.replacingOccurrences(of: "Sun Nov 22 10:00:00 2026", with: Self.asctime(Date().addingTimeInterval(3600)))
+        await #expect(throws: KeylimeError.self) { try await log.admit(try policy.accept(body(future, signature: try signer.sign(future)))) }
+        let timeless = message.replacingOccurrences(of: #""event_time": "Sun Nov 22 10:00:00 2026", "#, with: "")
+        await #expect(throws: KeylimeError.self) { try await log.admit(try policy.accept(body(timeless, signature: try signer.sign(timeless)))) }
+    }
+
+    @Test func refusesUnauthenticatedRevocationsWithoutTheLabFlag() throws {
+        var configuration = KeylimeAgentConfiguration(uuid: "agent-9", registrar: URL(string: "http://127.0.0.1:8890")!, mtls: false,
+                                                      stateDirectory: "/tmp/unused")
+        #expect { try configuration.validate() } throws: { ($0 as? KeylimeError)?.reason.contains("--keylime-lab-unauthenticated-revocations") == true }
+        configuration.allowUnauthenticatedRevocations = true
+        try configuration.validate()
+        configuration.allowUnauthenticatedRevocations = false
+        configuration.revocationCertificate = "/etc/keylime/revocation.crt"
+        try configuration.validate()
+    }
+
     @Test func withoutACertificateUnsignedNoticesAreTakenAsMutualTLSVouchesForThem() throws {
         let notice = try RevocationPolicy.mutualTLSOnly.accept(body(message, signature: ""))
         #expect(notice.agentID == "agent-9")

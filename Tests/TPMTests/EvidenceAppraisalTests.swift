@@ -136,6 +136,88 @@ struct EvidenceAppraisalTests {
         #expect(appraise(evidence).failedCheck == "model-allowed")
     }
 
+    /// A model directory signed by `key`, verified.
+    func signedModel(_ name: String, key: ECDSAPrivateKey, bytes: String) async throws -> VerifiedModel {
+        let dir = t.directory.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data(bytes.utf8).write(to: dir.appendingPathComponent("w.gguf"))
+        return try await ModelVerifier.verify(model: dir.path, bundle: try ModelSigner.sign(model: dir.path, key: key),
+                                              trust: .publicKey(key.publicKey))
+    }
+
+    @Test func refusesDisallowedModelHiddenBehindAnAllowedOne() async throws {
+        // A rogue model is measured, then the allowed one again: the last model event is allowed,
+        // but the history is not.
+        let rogue = ECDSAPrivateKey.p256(.init())
+        let verified = try await signedModel("hidden-rogue", key: rogue, bytes: "rogue weights")
+        var lax = attestor.profile
+        lax.allowLocalSigners = true
+        try await Attestor(tpm: t.tpm, profile: lax, store: attestor.store).measure(verified, localSigners: [rogue.publicKey.fingerprint])
+        try await attestor.measure(model)
+        let evidence = try await attestor.evidence(nonce: nonce)
+        #expect(evidence.model?.manifestRoot == model.rootDigestHex)
+        let appraisal = appraise(evidence)
+        #expect(appraisal.failedCheck == "model-allowed", "\(appraisal.checks)")
+        let detail = appraisal.checks.first { $0.check == "model-allowed" }?.detail ?? ""
+        #expect(detail.contains("eventLog[1]") && detail.contains(verified.rootDigestHex), "\(detail)")
+    }
+
+    @Test func reportsItsOwnModelWhenAnotherProcessMeasuresLater() async throws {
+        // Process A serves the model; process B, sharing the TPM and state, loads another allowed
+        // model afterwards. A's evidence still names A's model, bound to A's receipt key.
+        let keyA = Receipt.keyDigest(P256.Signing.PrivateKey().publicKey)
+        try await attestor.measureReceiptKey(sha256: keyA)
+        let processA = attestor.serving(model: ModelMeasurement(verified: model, profile: attestor.profile.id), receiptKeySHA256: keyA)
+        let other = try await signedModel("model-b", key: publisherKey, bytes: "model b weights")
+        try await attestor.measure(other)
+        try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(P256.Signing.PrivateKey().publicKey))
+
+        let evidence = try await processA.evidence(nonce: nonce)
+        #expect(evidence.model?.manifestRoot == model.rootDigestHex)
+        #expect(evidence.receiptKeySHA256 == keyA)
+        let appraisal = appraise(evidence)
+        #expect(appraisal.result == .pass, "\(appraisal.checks)")
+        #expect(appraisal.receiptKeySHA256 == keyA)
+        // Unbound (as every node was before), the last model in the shared log is B's.
+        #expect(try await attestor.evidence(nonce: nonce).model?.manifestRoot == other.rootDigestHex)
+    }
+
+    @Test func refusesEvidenceClaimingAnotherProcessesModel() async throws {
+        // Process A (model X) claims to serve model Z that another process measured later.
+        let keyA = Receipt.keyDigest(P256.Signing.PrivateKey().publicKey)
+        try await attestor.measureReceiptKey(sha256: keyA)
+        let processA = attestor.serving(model: ModelMeasurement(verified: model, profile: attestor.profile.id), receiptKeySHA256: keyA)
+        let other = try await signedModel("model-z", key: publisherKey, bytes: "model z weights")
+        try await attestor.measure(other)
+        try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(P256.Signing.PrivateKey().publicKey))
+        var evidence = try await processA.evidence(nonce: nonce)
+        evidence.model?.manifestRoot = other.rootDigestHex
+        let appraisal = appraise(evidence)
+        #expect(appraisal.failedCheck == "model-bound", "\(appraisal.checks)")
+        // A receipt key the log never saw is refused too.
+        var unknownKey = try await processA.evidence(nonce: nonce)
+        unknownKey.receiptKeySHA256 = String(repeating: "ab", count: 32)
+        #expect(appraise(unknownKey).failedCheck == "model-bound")
+    }
+
+    @Test func refusesEvidenceMissingTheReceiptKeyEvent() async throws {
+        // The receipt-key event is dropped from the log: PCR 14 no longer replays.
+        try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(P256.Signing.PrivateKey().publicKey))
+        var evidence = try await attestor.evidence(nonce: nonce)
+        evidence.eventLog.removeAll { $0.type == ReceiptKeyMeasurement.eventType }
+        let appraisal = appraise(evidence)
+        #expect(appraisal.failedCheck == "event-log-replay", "\(appraisal.checks)")
+        let detail = appraisal.checks.first { $0.check == "event-log-replay" }?.detail ?? ""
+        #expect(detail.hasPrefix("PCR 14 (receipt-key PCR)"), "\(detail)")
+    }
+
+    @Test func refusesModelEventMovedToAnotherPCR() async throws {
+        // The model event relabelled as PCR 14's (with the receipt-key event gone): PCR 15 is unexplained.
+        var evidence = try await attestor.evidence(nonce: nonce)
+        evidence.eventLog[0].pcr = 14
+        #expect(appraise(evidence).failedCheck == "event-log-replay")
+    }
+
     @Test func nodeRefusesToMeasureASignerItsProfileDoesNotName() async throws {
         let rogue = ECDSAPrivateKey.p256(.init())
         let dir = t.directory.appendingPathComponent("rogue2")

@@ -18,6 +18,15 @@ struct SealingTests {
         sealer = Sealer(tpm: t.tpm, profile: try FirmwareProfile.load(path: EvidenceAppraisalTests.profilePath))
     }
 
+    /// The publisher's approval of `values` for this node's profile.
+    func approve(_ values: [Int: [UInt8]], _ key: P256.Signing.PrivateKey) throws -> PolicyApproval {
+        try PolicyApproval(values: values, key: key, profile: sealer.profile.id, sealPCRs: sealer.profile.seal.pcrs)
+    }
+
+    func object(_ sealed: SealedSecretFile) -> SealedObject {
+        SealedObject(publicArea: Array(Data(base64Encoded: sealed.public)!), privateArea: Array(Data(base64Encoded: sealed.private)!))
+    }
+
     @Test func sealsAndUnsealsUnderUnchangedPCRs() async throws {
         let sealed = try await sealer.seal(secret, authorizationKey: nil)
         #expect(sealed.policy == "pcr")
@@ -36,7 +45,7 @@ struct SealingTests {
         let sealed = try await sealer.seal(secret, authorizationKey: publisher.publicKey)
         #expect(sealed.policy == "authorize")
         // The publisher approves today's values; the node unseals with that approval.
-        let today = try PolicyApproval(values: try await t.tpm.pcrValues(sealed.pcrs), key: publisher)
+        let today = try approve(try await t.tpm.pcrValues(sealed.pcrs), publisher)
         #expect(try await sealer.unseal(sealed, approvals: [today], authorizationKey: publisher.publicKey) == secret)
 
         // A firmware update changes PCR 0: the old approval no longer covers the platform...
@@ -45,7 +54,7 @@ struct SealingTests {
             try await sealer.unseal(sealed, approvals: [today], authorizationKey: publisher.publicKey)
         }
         // ...until the publisher approves the new values: the same blob unseals, no resealing.
-        let updated = try PolicyApproval(values: try await t.tpm.pcrValues(sealed.pcrs), key: publisher)
+        let updated = try approve(try await t.tpm.pcrValues(sealed.pcrs), publisher)
         #expect(try await sealer.unseal(sealed, approvals: [today, updated], authorizationKey: publisher.publicKey) == secret)
     }
 
@@ -53,7 +62,7 @@ struct SealingTests {
         let publisher = P256.Signing.PrivateKey()
         let impostor = P256.Signing.PrivateKey()
         let sealed = try await sealer.seal(secret, authorizationKey: publisher.publicKey)
-        let forged = try PolicyApproval(values: try await t.tpm.pcrValues(sealed.pcrs), key: impostor)
+        let forged = try approve(try await t.tpm.pcrValues(sealed.pcrs), impostor)
         await #expect(throws: NodeError.self) {
             try await sealer.unseal(sealed, approvals: [forged], authorizationKey: publisher.publicKey)
         }
@@ -67,7 +76,89 @@ struct SealingTests {
                                    pcrs: sealed.pcrs,
                                    authorization: PolicyAuthorization(keyPublic: keyPublic,
                                                                       approvedPolicy: ModelSigning.bytes(fromHex: relabelled.approvedPolicy)!,
-                                                                      signature: ModelSigning.bytes(fromHex: relabelled.signature)!))
+                                                                      signature: ModelSigning.bytes(fromHex: relabelled.signature)!,
+                                                                      policyRef: ModelSigning.bytes(fromHex: relabelled.policyRef)!))
+        }
+    }
+
+    @Test func refusesApprovalForResettablePCR() async throws {
+        // The exact attack: the publisher once signed PCR 23 = zeros (an approval with no purpose,
+        // as every approval was before policyRef). PCR 23 is reset to zeros, the sealed file edited
+        // to select [23]: the approval "matches", and must still unseal nothing.
+        let publisher = P256.Signing.PrivateKey()
+        let sealed = try await sealer.seal(secret, authorizationKey: publisher.publicKey)
+        let zeros: [Int: [UInt8]] = [23: [UInt8](repeating: 0, count: 32)]
+        let policy = PolicyDigests.policyPCR(values: zeros)
+        let legacySignature = Array(try publisher.signature(for: policy).rawRepresentation)
+        var stolen = try approve(try await t.tpm.pcrValues(sealed.pcrs), publisher)
+        stolen.pcrs = ["23": hexString(zeros[23]!)]
+        stolen.approvedPolicy = hexString(policy)
+        stolen.signature = hexString(legacySignature)
+        try await t.tpm.extend(pcr: 23, sha256: [UInt8](repeating: 0x23, count: 32))
+        try await t.tpm.reset(pcr: 23)
+        var edited = sealed
+        edited.pcrs = [23]
+        // The node takes the PCR selection from its profile, not the file.
+        await #expect(throws: NodeError.self) {
+            try await sealer.unseal(edited, approvals: [stolen], authorizationKey: publisher.publicKey)
+        }
+        // The TPM itself refuses, with or without the policyRef: the approval does not sign it.
+        let (keyPublic, _) = PolicyDigests.externalSigningKey(publisher.publicKey)
+        let ref = PolicyDigests.sealPolicyRef(profile: sealer.profile.id, pcrs: sealer.profile.seal.pcrs)
+        for policyRef in [[], ref] {
+            await #expect(throws: TPMError.self) {
+                try await t.tpm.unseal(object(sealed), pcrs: [23],
+                                       authorization: PolicyAuthorization(keyPublic: keyPublic, approvedPolicy: policy,
+                                                                          signature: legacySignature, policyRef: policyRef))
+            }
+        }
+        // And the publisher tool no longer signs such an approval: PCR 23 is resettable.
+        #expect(throws: AttestationError.self) {
+            try PolicyApproval(values: zeros, key: publisher, profile: sealer.profile.id, sealPCRs: [23])
+        }
+    }
+
+    @Test func refusesApprovalOverFewerPCRs() async throws {
+        let publisher = P256.Signing.PrivateKey()
+        let sealed = try await sealer.seal(secret, authorizationKey: publisher.publicKey)
+        var fewer = try await t.tpm.pcrValues(sealed.pcrs)
+        fewer.removeValue(forKey: 15)
+        // The publisher tool refuses...
+        #expect(throws: AttestationError.self) { try approve(fewer, publisher) }
+        // ...and a hand-made approval over fewer PCRs (signed with the right policyRef) is refused by the node...
+        let ref = PolicyDigests.sealPolicyRef(profile: sealer.profile.id, pcrs: sealer.profile.seal.pcrs)
+        let policy = PolicyDigests.policyPCR(values: fewer)
+        var weak = try approve(try await t.tpm.pcrValues(sealed.pcrs), publisher)
+        weak.pcrs = Dictionary(uniqueKeysWithValues: fewer.map { (String($0.key), hexString($0.value)) })
+        weak.approvedPolicy = hexString(policy)
+        weak.signature = hexString(Array(try publisher.signature(for: policy + ref).rawRepresentation))
+        var edited = sealed
+        edited.pcrs = [0, 2, 4, 7]
+        await #expect(throws: NodeError.self) { try await sealer.unseal(edited, approvals: [weak], authorizationKey: publisher.publicKey) }
+        await #expect(throws: NodeError.self) { try await sealer.unseal(sealed, approvals: [weak], authorizationKey: publisher.publicKey) }
+    }
+
+    @Test func refusesApprovalForAnotherPurpose() async throws {
+        // An approval the publisher signed for another profile (same PCRs, same values) unseals nothing here.
+        let publisher = P256.Signing.PrivateKey()
+        let sealed = try await sealer.seal(secret, authorizationKey: publisher.publicKey)
+        let values = try await t.tpm.pcrValues(sealed.pcrs)
+        let other = try PolicyApproval(values: values, key: publisher, profile: "another-profile", sealPCRs: sealer.profile.seal.pcrs)
+        await #expect(throws: NodeError.self) { try await sealer.unseal(sealed, approvals: [other], authorizationKey: publisher.publicKey) }
+        // Relabelled as this profile's, the TPM refuses: the signature covers the other policyRef.
+        let (keyPublic, _) = PolicyDigests.externalSigningKey(publisher.publicKey)
+        await #expect(throws: TPMError.self) {
+            try await t.tpm.unseal(object(sealed), pcrs: sealed.pcrs,
+                                   authorization: PolicyAuthorization(keyPublic: keyPublic, approvedPolicy: ModelSigning.bytes(fromHex: other.approvedPolicy)!,
+                                                                      signature: ModelSigning.bytes(fromHex: other.signature)!,
+                                                                      policyRef: PolicyDigests.sealPolicyRef(profile: sealer.profile.id, pcrs: sealed.pcrs)))
+        }
+        // With its own policyRef, it does not match the object's policy.
+        await #expect(throws: TPMError.self) {
+            try await t.tpm.unseal(object(sealed), pcrs: sealed.pcrs,
+                                   authorization: PolicyAuthorization(keyPublic: keyPublic, approvedPolicy: ModelSigning.bytes(fromHex: other.approvedPolicy)!,
+                                                                      signature: ModelSigning.bytes(fromHex: other.signature)!,
+                                                                      policyRef: ModelSigning.bytes(fromHex: other.policyRef)!))
         }
     }
 

@@ -13,7 +13,11 @@ Run by scripts/e2e-keylime.sh with the Keylime venv's Python. Steps (each prints
      a node restart with the same model;
   6. the node restarts with a different model (same weights, another manifest and signer): the
      verifier reports the failure on the model PCR and sends its revocation notice; the node then
-     refuses completions (503) and /readyz says why.
+     refuses completions (503) and /readyz says why;
+  7. the revocation survives the process: the node is killed (kill -9) and restarted, even with the
+     allowed model, and is still not ready (503) and refuses completions, because the revocation is
+     persisted in its state directory (Keylime's verifier no longer polls a failed agent, so nothing
+     else would tell it); `securenode revocation clear` (the operator) ends it.
 Every process started here is stopped at the end, whatever happens.
 """
 import json
@@ -386,6 +390,28 @@ keylime:
           status_code == 503 and "revoked" in answer.get("error", {}).get("message", ""), answer)
     metrics = node_get("/metrics")[1].decode()
     check("/metrics reports attestation_ready 0", "securenode_attestation_ready 0" in metrics)
+
+    # 7. Revoke, kill -9, restart (with the allowed model): still revoked.
+    os.killpg(node.pid, signal.SIGKILL)
+    node.wait()
+    check("the revocation is persisted in the state directory (revocation.json)",
+          os.path.exists(os.path.join(state, "revocation.json")))
+    node = start_node(config_a, expect_ready=False)
+    code, body = node_get("/readyz")
+    reason = json.loads(body or b"{}").get("reason", "")
+    print(f"      after kill -9 and restart: /readyz {code}: {reason}")
+    check("after kill -9 and a restart the node is still not ready (503) and says it was revoked",
+          code == 503 and "revoked by the Keylime verifier" in reason and "securenode revocation clear" in reason, (code, reason))
+    status_code, answer = completion()
+    check("... and still refuses completions (503)",
+          status_code == 503 and "revoked" in answer.get("error", {}).get("message", ""), answer)
+    metrics = node_get("/metrics")[1].decode()
+    check("... and /metrics reports attestation_ready 0", "securenode_attestation_ready 0" in metrics)
+    stop(node)
+    cleared = subprocess.run([BIN, "revocation", "clear", "--state-dir", state], capture_output=True, text=True)
+    check("securenode revocation clear --state-dir clears it (operator)",
+          cleared.returncode == 0 and "cleared" in cleared.stdout, cleared.stdout + cleared.stderr)
+    node = start_node(config_a)
 
 
 if __name__ == "__main__":

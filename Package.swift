@@ -35,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
     ],
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
@@ -89,6 +92,24 @@ let package = Package(
             dependencies: ["TPM", "Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // What every listener of the node shares against hostile clients: a connection cap that displaces
+        // connections without a request, request-head/body/TLS-handshake deadlines, oversized bodies
+        // refused (413) and closed, the server TLS configuration, the file-descriptor limit.
+        .target(
+            name: "ServerHardening",
+            dependencies: [
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strict
+        ),
         // HTTP endpoints (Hummingbird 2): attestation, enrollment, health.
         .target(
             name: "NodeHTTP",
@@ -100,7 +121,7 @@ let package = Package(
         .target(
             name: "NodeService",
             dependencies: [
-                "NodeHTTP", "NodeCore", "Attestation", "Inference", "ModelSigning",
+                "NodeHTTP", "NodeCore", "Attestation", "Inference", "ModelSigning", "ServerHardening",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -132,7 +153,7 @@ let package = Package(
         .target(
             name: "KeylimeAgent",
             dependencies: [
-                "TPM", "ModelSigning",
+                "TPM", "ModelSigning", "ServerHardening",
                 .product(name: "BigInt", package: "BigInt"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -150,7 +171,7 @@ let package = Package(
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening",
                 .product(name: "Hummingbird", package: "hummingbird"), "Inference", "Accelerators", "KeylimeAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -163,8 +184,19 @@ let package = Package(
         .target(name: "TPMTestSupport", dependencies: ["TPM", "SoftwareTPM"], path: "Tests/Support/TPMTestSupport", swiftSettings: strict),
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
-        .testTarget(name: "NodeServiceTests", dependencies: ["NodeService", "Attestation", .product(name: "Crypto", package: "swift-crypto")],
+        .testTarget(name: "NodeServiceTests", dependencies: ["NodeService", "Attestation", "ServerHardening",
+                                                            .product(name: "Crypto", package: "swift-crypto")],
                     swiftSettings: strict),
+        .testTarget(
+            name: "ServerHardeningTests",
+            dependencies: ["ServerHardening",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "NIOTLS", package: "swift-nio"),
+                           .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
         .testTarget(
             name: "AcceleratorsTests",

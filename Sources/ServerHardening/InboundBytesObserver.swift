@@ -3,7 +3,9 @@ public import NIOCore
 /// Sent up the pipeline, before the HTTP decoder sees them, whenever request bytes arrive: the
 /// decoder only reports a request head once it is complete, so this is how ``RequestDeadlineHandler``
 /// learns when a request started (its header deadline runs from the first byte).
-public struct RequestBytesArrived: Sendable {}
+public struct RequestBytesArrived: Sendable {
+    public init() {}
+}
 
 /// Placed before the HTTP decoder (after TLS): announces every read as ``RequestBytesArrived``.
 public final class InboundBytesObserver: ChannelInboundHandler, RemovableChannelHandler {

@@ -14,6 +14,9 @@ clients run:
 The attacks, each with its own clients, loopback only, bounded in count and time:
 
 - long-word: 2 clients send completions whose prompt is one word of 200,000 letters, back to back;
+Every phase gets a fresh node (same software TPM); the node is stopped with SIGTERM after the phase
+(killed after 20 s: the stop time and exit code are recorded).
+
 - slowloris: 3 x CAP connections trickle a request head, one byte per connection every 0.5 s,
   reopened when the node cuts them (at most 20,000 connections in all);
 - oversized-close: 4 clients send an 8 MiB body with Connection: close, all of it before reading;
@@ -340,7 +343,7 @@ def markdown(res):
            f"- commit {res['git']['commit']}{' (with uncommitted source changes)' if res['git'].get('uncommittedSourceChanges') else ''}, "
            f"machine: {res['machine'].get('cpuModel', '?')}, {res['machine'].get('logicalCpus', '?')} logical CPUs, "
            f"load average before: {res['loadBefore']}",
-           f"- node: release build, default model, software TPM, limits.parallel 4, queue_depth 64, server.max_connections "
+           f"- node: `{res['securenode']}` (fresh for every phase), default model, software TPM, limits.parallel 4, queue_depth 64, server.max_connections "
            f"{res['cap']}, other server.* limits default; {res['seconds']} s per phase",
            "- probe: GET /healthz on a fresh connection every 50 ms (failure = no 200 within 5 s, counted as 5 s); "
            "legitimate client: back-to-back non-streaming completions, max_tokens 32",
@@ -348,6 +351,7 @@ def markdown(res):
            "| phase | attack | /healthz p50 | /healthz p99 | /healthz max | probe failures | legit ok (failed) | legit latency p50 | "
            "legit tokens/s | vs baseline | node RSS max | verdict |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for p in res["phases"]:
         h, l_ = p["healthz"], p["legitimate"]
         ratio = l_["tokensPerSecond"] / base["legitimate"]["tokensPerSecond"] if base["legitimate"]["tokensPerSecond"] else None
@@ -358,10 +362,14 @@ def markdown(res):
                    f"{h['failures']}/{h['count']} | {l_['ok']} ({failed}) | {ms(l_['latencyP50'])} | {l_['tokensPerSecond']:.1f} | "
                    f"{'' if ratio is None or p is base else f'{ratio * 100:.0f}%'} | "
                    f"{rss} | {verdict} |")
+        if p.get("stopExitCode") not in (0, None) or p.get("nodeExited"):
+            notes.append(f"- {p['attack']}: the node {'exited during the phase' if p.get('nodeExited') else 'did not stop within 20 s of SIGTERM (killed)'}; "
+                         f"stop took {p.get('stopSeconds', 0):.1f} s, exit code {p.get('stopExitCode')}")
+    out += ["", "Stopping the node after each phase (SIGTERM, drain):", ""] + (notes or ["- every node stopped cleanly"])
     out += ["", "What the attack clients saw (status or outcome: count):", ""]
     for p in res["phases"][1:]:
         out.append(f"- {p['attack']}: " + (", ".join(f"{k}: {v}" for k, v in p["attackResults"].items()) or "nothing"))
-    out += ["", "Re-run: `bench/hostile.sh` (no arguments; SECONDS=20 CAP=128 by default)."]
+    out += ["", "Re-run: `bench/hostile.sh` (no arguments; SECONDS_PER_PHASE=20 CAP=128 by default)."]
     return "\n".join(out) + "\n"
 
 
@@ -385,53 +393,55 @@ def main():
     os.makedirs(state, mode=0o700)
     os.makedirs(os.path.join(tmp, "tpm"), mode=0o700, exist_ok=True)
     tpm, tcti = start_dev_tpm(a.securenode, os.path.join(tmp, "tpm"), tmp)
-    a.port = free_port()
     config = os.path.join(tmp, "securenode.yaml")
-    with open(config, "w") as f:
-        f.write("\n".join([
-            "# written by bench/hostile_bench.py",
-            f"profile: {json.dumps(a.profile)}", f"tcti: {json.dumps(tcti)}", f"state_dir: {json.dumps(state)}",
-            "model:", f"  path: {json.dumps(a.model_dir)}", f"  signature: {json.dumps(a.signature)}",
-            f"  public_key: {json.dumps(a.public_key)}",
-            "server:", "  host: 127.0.0.1", f"  port: {a.port}", f"  max_connections: {a.cap}",
-            "limits:", "  parallel: 4", "  queue_depth: 64", "  threads: 2", ""]))
-    server = Server("securenode", [a.securenode, "serve", "--config", config], a.port, "/readyz", tmp)
-    try:
-        ready = server.wait_ready(120)
-        log(f"node ready in {ready:.1f} s on port {a.port}")
+
+    def start_node():
+        """A fresh node for every phase (on the same software TPM), so that nothing one attack left
+        behind (queued requests, cached state) weighs on the next."""
+        a.port = free_port()
+        with open(config, "w") as f:
+            f.write("\n".join([
+                "# written by bench/hostile_bench.py",
+                f"profile: {json.dumps(a.profile)}", f"tcti: {json.dumps(tcti)}", f"state_dir: {json.dumps(state)}",
+                "model:", f"  path: {json.dumps(a.model_dir)}", f"  signature: {json.dumps(a.signature)}",
+                f"  public_key: {json.dumps(a.public_key)}",
+                "server:", "  host: 127.0.0.1", f"  port: {a.port}", f"  max_connections: {a.cap}",
+                "limits:", "  parallel: 4", "  queue_depth: 64", "  threads: 2", ""]))
+        server = Server("securenode", [a.securenode, "serve", "--config", config], a.port, "/readyz", tmp)
+        server.wait_ready(120)
         _, models = raw_request(a.port, "GET", "/v1/models", timeout=10)
         model = json.loads(models)["data"][0]["id"]
         raw_request(a.port, "POST", "/v1/completions", json.dumps({"model": model, "prompt": "Hi", "max_tokens": 4}).encode())
-        phases = []
-        only = set(filter(None, a.only.split(",")))
+        return server, model
+
+    phases = []
+    only = set(filter(None, a.only.split(",")))
+    try:
         for name, description, make in [("baseline", "none", None)] + ATTACKS:
             if only and name != "baseline" and name not in only:
                 continue
-            log(f"phase {name}: {description}")
-            p = run_phase(a, model, server.proc.pid, name, make)
-            p["description"] = description
+            server, model = start_node()
+            log(f"phase {name}: {description} (node on port {a.port})")
+            p = {"attack": name}
+            try:
+                p = run_phase(a, model, server.proc.pid, name, make)
+                p["description"] = description
+                p["nodeExited"] = server.proc.poll() is not None
+                if p["nodeExited"]:
+                    log("the node exited:\n" + tail(server.log_path))
+            finally:
+                # A node that does not drain within 20 s of SIGTERM is killed: counted, not hidden.
+                started = time.perf_counter()
+                code = server.stop()
+                p["stopSeconds"] = time.perf_counter() - started
+                p["stopExitCode"] = code
             phases.append(p)
             log(f"  /healthz p99 {ms(p['healthz']['p99'])}, failures {p['healthz']['failures']}, legit {p['legitimate']['tokensPerSecond']:.1f} tokens/s "
                 f"({p['legitimate']['ok']} ok, failed {p['legitimate']['failed']}), attack {p['attackResults']}")
-            if server.proc.poll() is not None:
-                log("the node exited:\n" + tail(server.log_path))
-                break
-            # Let what the attack left behind (queued requests) drain before the next phase, at most 60 s.
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    status, _ = raw_request(a.port, "POST", "/v1/completions",
-                                            json.dumps({"model": model, "prompt": "Hi", "max_tokens": 2}).encode(), timeout=30)
-                    if status == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(1)
         res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "git": git_info(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "machine": machine_info(),
-               "seconds": a.seconds, "cap": a.cap, "loadBefore": load_before, "phases": phases, "nodeExited": server.proc.poll() is not None}
+               "securenode": a.securenode, "seconds": a.seconds, "cap": a.cap, "loadBefore": load_before, "phases": phases}
     finally:
-        server.stop()
         stop(tpm)
     write_atomic(a.out + ".json", json.dumps(res, indent=2) + "\n")
     write_atomic(a.out + ".md", markdown(res))

@@ -165,7 +165,7 @@ def main():
     md = "\n".join([
         f"# Soak, {res['date']}", "",
         f"- commit {res['git']['commit']}, {a.streams} concurrent streams for {a.duration} s ({wall:.0f} s wall), "
-        "limits.parallel 16, max_tokens 48, every response checked against its receipt",
+        f"limits.parallel {a.streams}, max_tokens 48, every response checked against its receipt",
         "", "| requests | errors | RSS first | RSS last | RSS max |", "|---|---|---|---|---|",
         f"| {len(results)} | {res['errors']} | {res['rssMiB']['first']:.1f} MiB | {res['rssMiB']['last']:.1f} MiB | "
         f"{res['rssMiB']['max']:.1f} MiB |" if values else f"| {len(results)} | {res['errors']} | n/a | n/a | n/a |",

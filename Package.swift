@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
     ],
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
@@ -106,6 +108,24 @@ let package = Package(
             dependencies: ["TPM", "Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // What every listener of the node shares against hostile clients: a connection cap that displaces
+        // connections without a request, request-head/body/TLS-handshake deadlines, oversized bodies
+        // refused (413) and closed, the server TLS configuration, the file-descriptor limit.
+        .target(
+            name: "ServerHardening",
+            dependencies: [
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strict
+        ),
         // HTTP endpoints (Hummingbird 2): attestation, enrollment, health.
         .target(
             name: "NodeHTTP",
@@ -119,7 +139,7 @@ let package = Package(
         .target(
             name: "NodeService",
             dependencies: [
-                "NodeHTTP", "NodeCore", "Attestation", "Generation", "Inference", "ModelSigning",
+                "NodeHTTP", "NodeCore", "Attestation", "Generation", "Inference", "ModelSigning", "ServerHardening",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -153,7 +173,7 @@ let package = Package(
         .target(
             name: "KeylimeAgent",
             dependencies: [
-                "TPM", "ModelSigning",
+                "TPM", "ModelSigning", "ServerHardening",
                 .product(name: "BigInt", package: "BigInt"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -171,7 +191,7 @@ let package = Package(
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening",
                 .product(name: "Hummingbird", package: "hummingbird"), "Generation", "Inference", "Accelerators", "KeylimeAgent",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -186,12 +206,22 @@ let package = Package(
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
         .testTarget(name: "NodeServiceTests",
-                    dependencies: ["NodeService", "NodeHTTP", "Attestation", "Generation", "Inference", "ModelFormat", "ModelSigning",
+                    dependencies: ["NodeService", "NodeHTTP", "Attestation", "Generation", "Inference", "ModelFormat", "ModelSigning", "ServerHardening",
                                    .product(name: "Crypto", package: "swift-crypto"),
                                    .product(name: "Hummingbird", package: "hummingbird"),
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
                                    .product(name: "NIOCore", package: "swift-nio")],
                     swiftSettings: strict),
+        .testTarget(
+            name: "ServerHardeningTests",
+            dependencies: ["ServerHardening",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "NIOTLS", package: "swift-nio"),
+                           .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
         .testTarget(
             name: "AcceleratorsTests",

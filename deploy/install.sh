@@ -244,6 +244,11 @@ model:
 server:
   host: 127.0.0.1
   port: 8080
+  max_connections: 512                # per listener; LimitNOFILE=8192 in the unit covers two of up to 3968
+  header_timeout_seconds: 10          # a request head must be complete this long after its first byte (else 408)
+  body_timeout_seconds: 60            # a request body must be complete this long after its head
+  idle_timeout_seconds: 60            # a connection with no request in progress is closed after this long
+  tls_handshake_timeout_seconds: 10   # the TLS handshake must be complete this long after connecting
   # tls:                              # optional; mutual TLS when client_ca is set
   #   certificate: $ETC/tls/server.crt
   #   private_key: $ETC/tls/server.key

@@ -93,7 +93,7 @@ for who in server client; do
   openssl x509 -req -in "$tls/$who.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 1 \
     -extfile "$tls/$who.ext" -out "$tls/$who.crt" 2>/dev/null
 done
-sed -i "s|^  port: $port|  port: $port\n  tls:\n    certificate: $tls/server.crt\n    private_key: $tls/server.key\n    client_ca: $tls/ca.crt|" "$work/securenode.yaml"
+sed -i "s|^  port: $port|  port: $port\n  max_connections: 16\n  tls_handshake_timeout_seconds: 2\n  tls:\n    certificate: $tls/server.crt\n    private_key: $tls/server.key\n    client_ca: $tls/ca.crt|" "$work/securenode.yaml"
 "$bin" serve --config "$work/securenode.yaml" --tcti "$tcti" > "$work/serve-tls.log" 2>&1 &
 serve=$!
 base="https://127.0.0.1:$port"
@@ -119,6 +119,54 @@ context.load_cert_chain('$tls/client.crt', '$tls/client.key')
 http = openai.DefaultHttpxClient(verify=context)
 c = openai.OpenAI(base_url='$base/v1', api_key='$api_key', http_client=http, max_retries=0)
 sys.exit(0 if c.models.list().data[0].id == 'smollm2-135m-instruct' else 1)"
+# Stalled TLS handshakes (Tests/service/test_hostile_connections.py) on this listener.
+check env NODE_URL="$base" NODE_API_KEY="$api_key" NODE_TLS_URL="$base" NODE_TLS_CA="$tls/ca.crt" \
+  NODE_TLS_CLIENT_CERT="$tls/client.crt" NODE_TLS_CLIENT_KEY="$tls/client.key" NODE_MAX_CONNECTIONS=16 \
+  "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_hostile_connections.py" \
+  test_cutsStalledTLSHandshake test_survivesSlowlorisOnTheTLSListener
 echo "tls e2e: $tls_ok passed, $tls_failed failed"
 [[ $tls_failed == 0 ]] || rc=1
+kill "$serve" 2>/dev/null || true
+wait "$serve" 2>/dev/null || true
+serve=""
+
+# Hostile clients (Tests/service/test_hostile_connections.py): the node again, plain HTTP, with small
+# connection limits so that the attacks reach them with few connections.
+cat > "$work/hostile.yaml" <<YAML
+profile: $REPO/firmware-profiles/swtpm-dev.json
+model:
+  id: smollm2-135m-instruct
+  path: $DEFAULT_MODEL_DIR
+  signature: $DEFAULT_MODEL_SIGNATURE
+  public_key: $DEFAULT_MODEL_PUBLISHER_KEY
+server:
+  host: 127.0.0.1
+  port: $port
+  max_connections: 16
+  header_timeout_seconds: 2
+  body_timeout_seconds: 3
+  idle_timeout_seconds: 3
+  tls_handshake_timeout_seconds: 2
+auth:
+  api_key_sha256: ["$key_hash"]
+limits:
+  max_body_bytes: 65536
+  max_tokens: 256
+  context_length: 1024
+  parallel: 2
+  queue_depth: 64
+  threads: 2
+YAML
+"$bin" serve --config "$work/hostile.yaml" --tcti "$tcti" > "$work/serve-hostile.log" 2>&1 &
+serve=$!
+for _ in $(seq 1 600); do
+  curl -fs "http://127.0.0.1:$port/readyz" > /dev/null 2>&1 && break
+  kill -0 "$serve" 2>/dev/null || { cat "$work/serve-hostile.log"; die "serve (hostile) exited"; }
+  sleep 0.1
+done
+if ! NODE_URL="http://127.0.0.1:$port" NODE_API_KEY="$api_key" NODE_MAX_CONNECTIONS=16 NODE_MAX_BODY=65536 \
+  "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_hostile_connections.py"; then
+  rc=1
+  echo "---- serve log (tail) ----"; tail -40 "$work/serve-hostile.log"
+fi
 exit $rc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything (scripts/setup.sh) and runs every test: the Swift test suites (with the real
 # model and the real model-signing tool required, not optional), the CLI end-to-end checks, a
-# short libFuzzer run of the GGUF reader, the service end-to-end suite (openai client), the fleet
+# short libFuzzer run of the GGUF reader, the service end-to-end suite (openai client, hostile
+# clients), a 2-minute soak (bench/soak.sh), the fleet
 # attestation suite (real Keylime) and the deployment checks.
 #
 #   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzer; default 30)
@@ -34,6 +35,11 @@ log "CLI end-to-end"
 
 log "service end-to-end (openai client)"
 "$REPO/scripts/e2e-service.sh"
+
+log "soak: 16 concurrent streams for 120 s, every response checked against its receipt (bench/soak.sh)"
+soak_out=$(mktemp -d)
+DURATION=120 SECURENODE_BIN="$(swift build --show-bin-path)/securenode" OUT="$soak_out/soak" "$REPO/bench/soak.sh"
+rm -rf "$soak_out"
 
 log "fleet attestation end-to-end (real Keylime registrar, verifier, tenant)"
 "$REPO/scripts/e2e-keylime.sh"

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HummingbirdTLS
+import ServerHardening
 import SwiftASN1
 import X509
 
@@ -78,22 +79,11 @@ public struct AgentTLSIdentity: Sendable {
     /// The server side of mutual TLS: this identity, and client certificates required from `clientCA`.
     public func serverTLS(clientCA: String?) throws(KeylimeError) -> TLSConfiguration {
         do {
-            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
-            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
-                                                                         privateKey: .privateKey(key))
-            configuration.minimumTLSVersion = .tlsv12
-            if let clientCA {
-                let roots = try NIOSSLCertificate.fromPEMFile(clientCA)
-                guard !roots.isEmpty else { throw KeylimeError("keylime.trusted_client_ca \(clientCA) holds no certificate") }
-                configuration.trustRoots = .certificates(roots)
-                configuration.certificateVerification = .noHostnameVerification
-            }
-            return configuration
-        } catch let error as KeylimeError {
-            throw error
+            return try ServerTLS.configuration(certificate: certificatePath, privateKey: keyPath, clientCA: clientCA,
+                                               fields: .init(certificate: "the agent's TLS certificate", privateKey: "the agent's TLS key",
+                                                             clientCA: "keylime.trusted_client_ca"))
         } catch {
-            throw KeylimeError("cannot load the agent's TLS certificate, key or client CA: \(error)")
+            throw KeylimeError(error.description)
         }
     }
 }

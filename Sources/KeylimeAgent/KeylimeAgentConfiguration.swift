@@ -1,4 +1,5 @@
 import Foundation
+import ServerHardening
 
 /// How the node takes part in a Keylime fleet (pull mode): where the registrar is, where the agent
 /// API listens, and what it trusts. Built from the `keylime:` section of the node's configuration
@@ -34,10 +35,13 @@ public struct KeylimeAgentConfiguration: Sendable, Equatable {
     /// How old (by its `event_time`) a revocation notice may be and still be believed; older ones,
     /// and any notice seen before, are refused as stale or replayed.
     public var revocationMaxAgeSeconds: Int = 600
+    /// Connection cap and deadlines of the agent's listener (the node's server.* settings).
+    public var connections: ServerLimits
 
     public init(uuid: String, registrar: URL, host: String = "127.0.0.1", port: Int = 9002, contactIP: String? = nil,
                 contactPort: Int? = nil, mtls: Bool = true, trustedClientCA: String? = nil, serverCertificate: String? = nil,
-                serverKey: String? = nil, revocationCertificate: String? = nil, stateDirectory: String) {
+                serverKey: String? = nil, revocationCertificate: String? = nil, stateDirectory: String,
+                connections: ServerLimits = ServerLimits()) {
         self.uuid = uuid
         self.registrar = registrar
         self.host = host
@@ -50,6 +54,7 @@ public struct KeylimeAgentConfiguration: Sendable, Equatable {
         self.serverKey = serverKey
         self.revocationCertificate = revocationCertificate
         self.stateDirectory = stateDirectory
+        self.connections = connections
     }
 
     /// Refuses settings that cannot work, naming the field.

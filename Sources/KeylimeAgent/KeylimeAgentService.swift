@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import ServerHardening
 import ServiceLifecycle
 import TPM
 
@@ -44,21 +45,25 @@ public enum KeylimeAgent {
                 logger.info("keylime payload stored", metadata: ["path": .string(payloadPath), "bytes": .stringConvertible(payload.count)])
             }
         }, onVerifierKey: onAttested, noticeLog: noticeLog)
+        // The same connection limits as the node's own listener (server.* in the configuration).
+        let hardened = HardenedServer(limits: configuration.connections)
+        let refusal = BodyLimitHandler.Refusal(contentType: "application/json") { limit in
+            let data = (try? JSONEncoder().encode(KeylimeEnvelope(code: 413, status: "Payload Too Large: the body is larger than \(limit) bytes",
+                                                                  results: [:]))) ?? Data()
+            return String(decoding: data, as: UTF8.self)
+        }
         let server: HTTPServerBuilder
-        if let identity {
-            do {
-                server = try .tls(.http1(), tlsConfiguration: try identity.serverTLS(clientCA: configuration.trustedClientCA))
-            } catch let error as KeylimeError {
-                throw error
-            } catch {
-                throw KeylimeError("cannot set up the agent API's TLS: \(error)")
-            }
-        } else {
-            server = .http1()
+        do {
+            server = try hardened.builder(maxBodyBytes: KeylimeAgentRoutes.maxBody, refusal: refusal,
+                                          tls: try identity?.serverTLS(clientCA: configuration.trustedClientCA))
+        } catch let error as KeylimeError {
+            throw error
+        } catch {
+            throw KeylimeError("cannot set up the agent API's TLS: \(error)")
         }
         let app = Application(router: routes.router(), server: server,
-                              configuration: .init(address: .hostname(configuration.host, port: configuration.port),
-                                                   serverName: "securenode-keylime-agent"),
+                              configuration: hardened.configuration(address: .hostname(configuration.host, port: configuration.port),
+                                                                    serverName: "securenode-keylime-agent"),
                               onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
                               logger: logger)
         let registration = KeylimeRegistration(configuration: configuration, tpm: tpm, attestationKeyHandle: attestationKeyHandle,

@@ -7,6 +7,7 @@ import HTTPTypes
 import Logging
 import ModelSigning
 import NodeHTTP
+import ServerHardening
 import ServiceLifecycle
 
 /// Who may call what. With API keys configured, the completions and models endpoints require
@@ -94,14 +95,17 @@ public enum ServiceApplication {
                             additionalServices: [any Service] = [],
                             onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = router(nodeRoutes: nodeRoutes, openAI: openAI, settings: settings)
-        let server: HTTPServerBuilder
-        if let tls = settings.tls {
-            server = try .tls(http1, tlsConfiguration: try tlsConfiguration(tls))
-        } else {
-            server = http1
+        let hardened = HardenedServer(limits: settings.connections)
+        // The same answer as the routes' own 413, before any route runs.
+        let refusal = BodyLimitHandler.Refusal(contentType: "application/json") { limit in
+            String(decoding: APIError(413, "the request body is larger than \(limit) bytes", code: "request_too_large").json, as: UTF8.self)
         }
+        // Every connection also gets a DisconnectWatcher: a non-streaming completion whose client hangs up is cancelled.
+        let server = try hardened.builder(maxBodyBytes: settings.maxBodyBytes, refusal: refusal,
+                                          tls: try settings.tls.map { tls throws(ServiceError) in try tlsConfiguration(tls) },
+                                          extraHandlers: { [DisconnectWatcher()] })
         return Application(router: router, server: server,
-                           configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "securenode"),
+                           configuration: hardened.configuration(address: .hostname(settings.host, port: settings.port), serverName: "securenode"),
                            services: additionalServices,
                            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? settings.port) },
                            logger: logger)
@@ -125,23 +129,11 @@ public enum ServiceApplication {
 
     static func tlsConfiguration(_ tls: ServiceConfig.TLS) throws(ServiceError) -> TLSConfiguration {
         do {
-            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
-            guard !chain.isEmpty else { throw ServiceError("server.tls.certificate \(tls.certificate) holds no certificate") }
-            let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
-            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
-                                                                         privateKey: .privateKey(key))
-            configuration.minimumTLSVersion = .tlsv12
-            if let ca = tls.clientCA {
-                let roots = try NIOSSLCertificate.fromPEMFile(ca)
-                guard !roots.isEmpty else { throw ServiceError("server.tls.client_ca \(ca) holds no certificate") }
-                configuration.trustRoots = .certificates(roots)
-                configuration.certificateVerification = .noHostnameVerification
-            }
-            return configuration
-        } catch let error as ServiceError {
-            throw error
+            return try ServerTLS.configuration(certificate: tls.certificate, privateKey: tls.privateKey, clientCA: tls.clientCA,
+                                               fields: .init(certificate: "server.tls.certificate", privateKey: "server.tls.private_key",
+                                                             clientCA: "server.tls.client_ca"))
         } catch {
-            throw ServiceError("cannot load the TLS certificate or key: \(error)")
+            throw ServiceError(error.description)
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Generation
 import ModelSigning
+import ServerHardening
 import Yams
 
 /// The node's configuration file (YAML; see deploy/securenode.yaml.example), with every field
@@ -28,11 +29,21 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         }
     }
 
+    /// The listener; the connection limits apply to the Keylime agent's listener too.
     public struct Server: Sendable, Equatable, Decodable {
         public var host: String?
         public var port: Int?
         public var tls: TLS?
-        enum CodingKeys: String, CodingKey, CaseIterable { case host, port, tls }
+        public var maxConnections: Int?
+        public var headerTimeoutSeconds: Int?
+        public var bodyTimeoutSeconds: Int?
+        public var idleTimeoutSeconds: Int?
+        public var tlsHandshakeTimeoutSeconds: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case host, port, tls, maxConnections = "max_connections", headerTimeoutSeconds = "header_timeout_seconds"
+            case bodyTimeoutSeconds = "body_timeout_seconds", idleTimeoutSeconds = "idle_timeout_seconds"
+            case tlsHandshakeTimeoutSeconds = "tls_handshake_timeout_seconds"
+        }
     }
 
     public struct Auth: Sendable, Equatable, Decodable {
@@ -164,6 +175,8 @@ public struct ServiceSettings: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     public var tls: ServiceConfig.TLS?
+    /// Connection limits of every listener (server.max_connections and the server.*_timeout_seconds).
+    public var connections = ServerLimits()
     public var apiKeyDigests: [[UInt8]] = []
     public var openHealth = true
     public var openMetrics = true
@@ -189,6 +202,11 @@ public struct ServiceSettings: Sendable {
             if let h = s.host { host = h }
             if let p = s.port { port = p }
             tls = s.tls
+            if let v = s.maxConnections { connections.maxConnections = v }
+            if let v = s.headerTimeoutSeconds { connections.headerTimeout = .seconds(v) }
+            if let v = s.bodyTimeoutSeconds { connections.bodyTimeout = .seconds(v) }
+            if let v = s.idleTimeoutSeconds { connections.idleTimeout = .seconds(v) }
+            if let v = s.tlsHandshakeTimeoutSeconds { connections.tlsHandshakeTimeout = .seconds(v) }
         }
         if let a = config.auth {
             apiKeyDigests = []
@@ -218,6 +236,16 @@ public struct ServiceSettings: Sendable {
 
     public func validate() throws(ServiceError) {
         guard (0 ... 65535).contains(port) else { throw ServiceError("server.port must be 0...65535, not \(port)") }
+        guard (1 ... 1_000_000).contains(connections.maxConnections) else {
+            throw ServiceError("server.max_connections must be 1...1000000, not \(connections.maxConnections)")
+        }
+        for (name, value) in [("header_timeout_seconds", connections.headerTimeout), ("body_timeout_seconds", connections.bodyTimeout),
+                              ("idle_timeout_seconds", connections.idleTimeout),
+                              ("tls_handshake_timeout_seconds", connections.tlsHandshakeTimeout)] {
+            guard value >= .seconds(1), value <= .seconds(3600) else {
+                throw ServiceError("server.\(name) must be 1...3600 seconds, not \(value.components.seconds)")
+            }
+        }
         guard maxBodyBytes >= 1024 else { throw ServiceError("limits.max_body_bytes must be at least 1024") }
         guard maxPromptTokens >= 1, maxTokens >= 1, contextLength >= 2 else {
             throw ServiceError("limits.max_prompt_tokens, max_tokens must be >= 1 and context_length >= 2")

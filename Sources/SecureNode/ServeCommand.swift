@@ -13,6 +13,7 @@ import Crypto
 import Logging
 import ModelFormat
 import KeylimeAgent
+import ServerHardening
 import ServiceLifecycle
 import UnixSignals
 import TPM
@@ -81,6 +82,14 @@ struct ServeCommand: AsyncParsableCommand {
             if let port { settings.port = port }
             if let threads { settings.threads = threads }
             try settings.validate()
+            // Every listener may hold server.max_connections connections: the open-file limit must allow them.
+            let listeners = file.keylime == nil ? 1 : 2
+            do {
+                try FileDescriptorLimit.ensure(settings.connections.fileDescriptorsNeeded(listeners: listeners),
+                                               for: "server.max_connections \(settings.connections.maxConnections) on \(listeners) listener(s)")
+            } catch {
+                throw CLIFailure("\(error)")
+            }
 
             let unboundAttestor = try TPMOptions.attestor(profile: profilePath,
                                                    tcti: tcti ?? environment["SECURENODE_TCTI"] ?? file.tcti ?? "device:/dev/tpmrm0",
@@ -141,7 +150,8 @@ struct ServeCommand: AsyncParsableCommand {
             var keylimeServices: [any Service] = []
             if let section = file.keylime {
                 let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path,
-                                                            labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations)
+                                                            labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations,
+                                                            connections: settings.connections)
                 keylimeServices = try await KeylimeAgent.services(
                     configuration: keylime, tpm: attestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
                     logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
@@ -190,13 +200,15 @@ struct ServeCommand: AsyncParsableCommand {
 extension ServeCommand {
     /// The `keylime:` section as the agent's configuration.
     static func keylimeConfiguration(_ section: ServiceConfig.Keylime, stateDirectory: String,
-                                     labUnauthenticatedRevocations: Bool = false) throws -> KeylimeAgentConfiguration {
+                                     labUnauthenticatedRevocations: Bool = false,
+                                     connections: ServerLimits = ServerLimits()) throws -> KeylimeAgentConfiguration {
         guard let registrar = URL(string: section.registrar) else { throw CLIFailure("keylime.registrar is not a URL: \(section.registrar)") }
         var configuration = KeylimeAgentConfiguration(
             uuid: section.uuid, registrar: registrar, host: section.host ?? "127.0.0.1", port: section.port ?? 9002,
             contactIP: section.contactIP, contactPort: section.contactPort, mtls: section.mtls ?? true,
             trustedClientCA: section.trustedClientCA, serverCertificate: section.serverCertificate, serverKey: section.serverKey,
-            revocationCertificate: section.revocationCertificate, stateDirectory: stateDirectory)
+            revocationCertificate: section.revocationCertificate, stateDirectory: stateDirectory,
+            connections: connections)
         configuration.allowUnauthenticatedRevocations = labUnauthenticatedRevocations
         do {
             try configuration.validate()

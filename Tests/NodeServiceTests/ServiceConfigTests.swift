@@ -1,6 +1,7 @@
 import Attestation
 import Crypto
 import Foundation
+import ServerHardening
 import Testing
 @testable import NodeService
 
@@ -81,6 +82,30 @@ import Testing
         for bad in ["limits:\n  parallel: 0", "limits:\n  max_body_bytes: 10", "server:\n  port: 70000", "limits:\n  queue_depth: -1"] {
             var settings = ServiceSettings(modelID: "m")
             #expect(throws: ServiceError.self) { try settings.apply(try ServiceConfig(yaml: bad)) }
+        }
+    }
+
+    @Test func connectionLimitsParseWithDefaultsForTheRest() throws {
+        var settings = ServiceSettings(modelID: "m")
+        #expect(settings.connections == ServerLimits())
+        #expect(settings.connections.maxConnections == 512 && settings.connections.headerTimeout == .seconds(10))
+        let text = "server:\n  max_connections: 32\n  header_timeout_seconds: 3\n  tls_handshake_timeout_seconds: 4\n"
+        try settings.apply(try ServiceConfig(yaml: text))
+        #expect(settings.connections == ServerLimits(maxConnections: 32, headerTimeout: .seconds(3), tlsHandshakeTimeout: .seconds(4)))
+    }
+
+    @Test func outOfRangeConnectionLimitsAreRefusedByName() throws {
+        for (bad, name) in [("max_connections: 0", "server.max_connections"), ("header_timeout_seconds: 0", "server.header_timeout_seconds"),
+                            ("body_timeout_seconds: 4000", "server.body_timeout_seconds"),
+                            ("idle_timeout_seconds: -1", "server.idle_timeout_seconds"),
+                            ("tls_handshake_timeout_seconds: 0", "server.tls_handshake_timeout_seconds")] {
+            var settings = ServiceSettings(modelID: "m")
+            #expect { try settings.apply(try ServiceConfig(yaml: "server:\n  \(bad)\n")) } throws: {
+                ($0 as? ServiceError)?.reason.contains(name) == true
+            }
+        }
+        #expect { try ServiceConfig(yaml: "server:\n  header_timeout: 3\n") } throws: {
+            ($0 as? ServiceError)?.reason.contains("unknown key server.header_timeout") == true
         }
     }
 

@@ -185,63 +185,6 @@ public struct Tokenizer: Sendable {
         }
     }
 
-    enum Fragment: Equatable {
-        /// Bytes of the text to encode as text.
-        case text(Range<Int>)
-        case token(Int)
-    }
-
-    /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first, every text
-    /// fragment is split around each occurrence of it. O(specials × bytes × longest special), linear
-    /// in the text for a given vocabulary; `comparisons` counts the byte comparisons.
-    func partition(_ bytes: [UInt8], parseSpecial: Bool) -> [Fragment] {
-        var comparisons = 0
-        return partition(bytes, parseSpecial: parseSpecial, comparisons: &comparisons)
-    }
-
-    func partition(_ bytes: [UInt8], parseSpecial: Bool, comparisons: inout Int) -> [Fragment] {
-        guard !bytes.isEmpty else { return [] }
-        var fragments: [Fragment] = [.text(0 ..< bytes.count)]
-        for special in specials {
-            if !parseSpecial && (special.attribute == .control || special.attribute == .unknown) { continue }
-            var next: [Fragment] = []
-            next.reserveCapacity(fragments.count)
-            for fragment in fragments {
-                guard case let .text(range) = fragment else {
-                    next.append(fragment)
-                    continue
-                }
-                var start = range.lowerBound
-                while let match = Self.find(special.text, in: bytes, from: start, to: range.upperBound, comparisons: &comparisons) {
-                    if match > start { next.append(.text(start ..< match)) }
-                    next.append(.token(special.id))
-                    start = match + special.text.count
-                }
-                if start < range.upperBound { next.append(.text(start ..< range.upperBound)) }
-            }
-            fragments = next
-        }
-        return fragments
-    }
-
-    /// First index of `needle` in `haystack[from ..< to]`.
-    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int, to end: Int, comparisons: inout Int) -> Int? {
-        guard let first = needle.first, end - from >= needle.count else { return nil }
-        var i = from
-        let last = end - needle.count
-        while i <= last {
-            comparisons += 1
-            if haystack[i] == first {
-                var j = 1
-                while j < needle.count && haystack[i + j] == needle[j] { j += 1 }
-                comparisons += j - 1
-                if j == needle.count { return i }
-            }
-            i += 1
-        }
-        return nil
-    }
-
     /// BPE of ordinary text (no special tokens in it); each word is checked against `limit` first.
     func encodeText(_ text: String, limit: WordLimit, into output: inout [Int]) throws(InferenceError) {
         var offset = 0
@@ -348,52 +291,5 @@ public struct Tokenizer: Sendable {
     /// become U+FFFD).
     public func decode(_ ids: [Int], special: Bool = false) -> String {
         String(decoding: ids.flatMap { piece($0, special: special) }, as: UTF8.self)
-    }
-}
-
-extension Tokenizer {
-    /// Token ids of a rendered conversation: `.special` segments become their token (their text
-    /// must be a token of the vocabulary; if it is not, it is encoded as text), adjacent `.text`
-    /// segments are joined and encoded as one text with `parseSpecial: false`, so message contents
-    /// can never produce control tokens. BOS is added when the model asks for it. Refuses
-    /// (`.wordTooLong`) a word longer than `maxWordBytes` UTF-8 bytes, naming its byte offset in the
-    /// rendered conversation (all segments' texts joined, as `ChatTemplate.renderText` gives it).
-    public func encode(_ segments: [ChatSegment], addSpecial: Bool = true, maxWordBytes: Int) throws(InferenceError) -> [Int] {
-        var output: [Int] = []
-        if addSpecial, addsBOS, let bos { output.append(bos) }
-        var text: [UInt8] = []
-        var offset = 0 // of `text` in the rendered conversation
-        var limit = WordLimit(maxBytes: maxWordBytes, of: "the chat")
-        func flush() throws(InferenceError) {
-            if !text.isEmpty {
-                limit.base = offset
-                try encode(text, parseSpecial: false, limit: limit, into: &output)
-            }
-            offset += text.count
-            text.removeAll(keepingCapacity: true)
-        }
-        for segment in segments {
-            switch segment {
-            case let .text(t):
-                text += t.utf8
-            case let .special(s):
-                if let id = id(of: s), attributes[id] != .normal {
-                    try flush()
-                    output.append(id)
-                    offset += s.utf8.count
-                } else {
-                    text += s.utf8
-                }
-            }
-        }
-        try flush()
-        return output
-    }
-
-    /// `encode(_:addSpecial:maxWordBytes:)` without a limit on word length.
-    @available(*, deprecated, message: "no limit on word length: use encode(_:addSpecial:maxWordBytes:)")
-    public func encode(_ segments: [ChatSegment], addSpecial: Bool = true) -> [Int] {
-        // Cannot throw: there is no limit.
-        (try? encode(segments, addSpecial: addSpecial, maxWordBytes: .max)) ?? []
     }
 }

@@ -267,6 +267,7 @@ let package = Package(
         .testTarget(
             name: "AttestationTests",
             dependencies: ["Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["Vectors"],
             swiftSettings: strict
         ),
         .testTarget(

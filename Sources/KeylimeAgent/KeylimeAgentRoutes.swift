@@ -104,6 +104,8 @@ public struct KeylimeAgentRoutes: Sendable {
                                                  "enc_alg": .string(KeylimeAPI.encryptionAlgorithm(version: version)),
                                                  "sign_alg": .string(quoter.signAlgorithm), "pubkey": .string(keys.publicKeyPEM),
                                                  "boottime": .int(HostLogs.bootTime())])
+        } catch let busy as TPMGate.Busy {
+            return Self.respond(429, "Too Many Requests: \(busy)")
         } catch {
             logger.error("keylime identity quote failed", metadata: ["error": "\(error)"])
             return Self.respond(500, "Internal Server Error: the TPM could not quote: \(error)")
@@ -141,6 +143,8 @@ public struct KeylimeAgentRoutes: Sendable {
             logger.debug("keylime integrity quote", metadata: ["pcrs": "\(pcrs.map(String.init).joined(separator: ","))",
                                                               "partial": .string(partialText)])
             return Self.respond(200, "Success", results)
+        } catch let busy as TPMGate.Busy {
+            return Self.respond(429, "Too Many Requests: \(busy)")
         } catch {
             logger.error("keylime integrity quote failed", metadata: ["error": "\(error)"])
             return Self.respond(500, "Internal Server Error: the TPM could not quote: \(error)")

@@ -13,11 +13,14 @@ public struct KeylimeQuoter: Sendable {
     public let tpm: TPM
     public let attestationKeyHandle: UInt32
     public let attestationKeyType: AttestationKeyType
+    /// Quotes are TPM work a client triggers: a bounded number run and wait; the rest are refused.
+    public let gate: TPMGate
 
-    public init(tpm: TPM, attestationKeyHandle: UInt32, attestationKeyType: AttestationKeyType) {
+    public init(tpm: TPM, attestationKeyHandle: UInt32, attestationKeyType: AttestationKeyType, gate: TPMGate = TPMGate()) {
         self.tpm = tpm
         self.attestationKeyHandle = attestationKeyHandle
         self.attestationKeyType = attestationKeyType
+        self.gate = gate
     }
 
     /// Keylime's name of the quote signature scheme.
@@ -38,8 +41,12 @@ public struct KeylimeQuoter: Sendable {
     }
 
     /// Quotes `pcrs` with `nonce`; returns Keylime's quote string.
-    public func quote(nonce: String, pcrs: [Int]) async throws(TPMError) -> String {
-        let (quote, values) = try await tpm.quoteWithValues(attestationKeyHandle: attestationKeyHandle, nonce: Array(nonce.utf8), pcrs: pcrs)
+    /// Throws `TPMGate.Busy` at once when too many quotes run and wait.
+    public func quote(nonce: String, pcrs: [Int]) async throws -> String {
+        let (tpm, handle) = (tpm, attestationKeyHandle)
+        let (quote, values) = try await gate.run {
+            try await tpm.quoteWithValues(attestationKeyHandle: handle, nonce: Array(nonce.utf8), pcrs: pcrs)
+        }
         return "r" + Data(quote.attest).base64EncodedString() + ":" + Data(quote.signature).base64EncodedString() + ":"
             + Data(PCRFile.serialize(sha256: values)).base64EncodedString()
     }

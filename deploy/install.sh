@@ -265,6 +265,8 @@ limits:
   parallel: 4
   queue_depth: 64
   drain_seconds: 30
+  max_word_bytes: 8192
+  # per_key_concurrency: 2            # requests one API key may hold at once
 EOF
   )
   mv -f "$tmp" "$root$CONFIG"

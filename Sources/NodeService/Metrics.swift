@@ -12,6 +12,7 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
     private let completionTokens: Counter
     private let attestationReady: Gauge
     private let cancellations: Counter
+    private let promptCacheTokens: Counter
 
     static let latencyBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                                              .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -31,6 +32,8 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
                                                                   helpText: "Generated tokens of finished requests"))
         cancellations = registry.makeCounter(descriptor: .init(namespace: "securenode", metricName: "cancelled_requests", unitName: "total",
                                                                helpText: "Requests dropped because the client disconnected"))
+        promptCacheTokens = registry.makeCounter(descriptor: .init(namespace: "securenode", metricName: "prompt_cache_tokens", unitName: "total",
+                                                                   helpText: "Prompt tokens reused from the prompt cache instead of evaluated"))
         attestationReady = registry.makeGauge(descriptor: .init(namespace: "securenode", metricName: "attestation_ready",
                                                                 helpText: "1 while the model is verified, measured and loaded and the TPM answers"))
     }
@@ -48,6 +51,8 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
     }
 
     public func cancelled() { cancellations.increment() }
+
+    public func promptCacheHit(tokens: Int) { promptCacheTokens.increment(by: Int64(tokens)) }
 
     public func setReady(_ ready: Bool) { attestationReady.set(to: ready ? 1.0 : 0.0) }
 

@@ -98,7 +98,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         self.engine = engine
         self.tokenizer = tokenizer
         self.limits = SchedulerState.Limits(parallel: limits.parallel, queueDepth: limits.queueDepth, perKeyLimit: limits.perKeyLimit,
-                                            batchTokens: min(limits.batchTokens, engine.batchCapacity))
+                                            batchTokens: min(limits.batchTokens, engine.batchCapacity), promptCache: limits.promptCache)
         self.drainTimeout = drainTimeout
         self.observer = observer
         state = SchedulerState(limits: self.limits)
@@ -193,7 +193,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         condition.lock()
         let id = nextID
         do {
-            try state.admit(id: id, key: request.key, promptCount: request.promptIDs.count)
+            try state.admit(id: id, key: request.key, prompt: request.promptIDs)
         } catch {
             condition.unlock()
             switch error {
@@ -247,10 +247,23 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 for waiter in waiters { waiter() }
                 return
             }
-            let plan = state.plan()
+            var plan = state.plan()
+            // Keep the reused prompt prefix's KV rows (the prompt cache), forget the rest. Only this
+            // thread touches the sessions.
+            for start in plan.started {
+                let session = sessions[start.slot]
+                if start.reused > 0, (try? session.rewind(to: start.reused)) != nil {
+                    observer?.promptCacheHit(tokens: start.reused)
+                } else {
+                    session.reset()
+                    if start.reused > 0 {
+                        state.forgetReuse(start.id)
+                        plan = state.replan(plan)
+                    }
+                }
+            }
             let dropped = plan.dropped.compactMap { jobs.removeValue(forKey: $0) }
             let work = plan.items.map { (item: $0, job: jobs[$0.id]!) }
-            let startedSlots = plan.started.compactMap { state.jobs[$0]?.slot }
             observer?.queue(waiting: state.waitingCount, running: state.runningCount)
             condition.unlock()
 
@@ -259,7 +272,6 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 job.continuation.finish()
                 observer?.cancelled()
             }
-            for slot in startedSlots { sessions[slot].reset() }
             if !work.isEmpty { runStep(work) }
         }
     }
@@ -345,4 +357,6 @@ public protocol SchedulerObserver: Sendable {
     func completed(promptTokens: Int, completionTokens: Int)
     /// A request was dropped because its client went away.
     func cancelled()
+    /// A request started with `tokens` prompt tokens reused from the prompt cache.
+    func promptCacheHit(tokens: Int)
 }

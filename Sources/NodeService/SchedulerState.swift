@@ -9,7 +9,13 @@
 /// - a step holds at most `limits.batchTokens` tokens: one for every decoding job first, then
 ///   prompt chunks of running jobs in admission order;
 /// - a job with an empty prompt is never admitted (it would never produce a step);
-/// - once draining, nothing new is admitted; at the drain deadline every job left is failed.
+/// - once draining, nothing new is admitted; at the drain deadline every job left is failed;
+/// - prompt cache: a free slot keeps the KV rows of the prompt it last evaluated. A job starts in the
+///   free slot whose kept prompt shares the longest prefix with its own — only a slot last used by the
+///   same API key (no leak between keys), the least recently used one when nothing matches — and skips
+///   that prefix (always leaving at least one token to evaluate). Only prompt rows are kept, never
+///   generated ones: a prompt row is computed the same way whichever prompt it was part of, so the
+///   outputs equal recomputation bit for bit. Memory is the slots' own: nothing extra is allocated.
 public struct SchedulerState: Sendable {
     public struct Limits: Sendable, Equatable {
         public var parallel: Int
@@ -18,12 +24,15 @@ public struct SchedulerState: Sendable {
         public var perKeyLimit: Int?
         /// Tokens in one engine step.
         public var batchTokens: Int
+        /// Reuse the KV rows of a shared prompt prefix kept in a free slot.
+        public var promptCache: Bool
 
-        public init(parallel: Int, queueDepth: Int, perKeyLimit: Int? = nil, batchTokens: Int) {
+        public init(parallel: Int, queueDepth: Int, perKeyLimit: Int? = nil, batchTokens: Int, promptCache: Bool = true) {
             self.parallel = max(1, parallel)
             self.queueDepth = max(0, queueDepth)
             self.perKeyLimit = perKeyLimit.map { max(1, $0) }
             self.batchTokens = max(1, batchTokens)
+            self.promptCache = promptCache
         }
     }
 
@@ -42,7 +51,8 @@ public struct SchedulerState: Sendable {
     public struct Job: Sendable, Equatable {
         public let id: UInt64
         public let key: String?
-        public let promptCount: Int
+        public let prompt: [Int]
+        public var promptCount: Int { prompt.count }
         /// Prompt tokens already evaluated.
         public var promptOffset = 0
         /// The prompt is evaluated and the job generates one token per step.
@@ -72,12 +82,27 @@ public struct SchedulerState: Sendable {
         }
     }
 
+    /// A job that got a slot: its session keeps the first `reused` positions (the prompt cache) and
+    /// forgets the rest.
+    public struct Start: Sendable, Equatable {
+        public let id: UInt64
+        public let slot: Int
+        public let reused: Int
+    }
+
+    /// What a free slot's KV cache holds: the first tokens of the prompt it last evaluated.
+    struct Kept: Sendable, Equatable {
+        var key: String?
+        var tokens: [Int] = []
+        var lastUsed: UInt64 = 0
+    }
+
     /// What to do now.
     public struct Plan: Sendable, Equatable {
         /// Jobs dropped because they were cancelled: end their streams.
         public var dropped: [UInt64] = []
-        /// Jobs that got a slot this turn (their session must be reset).
-        public var started: [UInt64] = []
+        /// Jobs that got a slot this turn.
+        public var started: [Start] = []
         /// The engine step, possibly empty.
         public var items: [Item] = []
     }
@@ -89,13 +114,18 @@ public struct SchedulerState: Sendable {
     /// Running jobs in admission order.
     public private(set) var running: [UInt64] = []
     private var freeSlots: [Int]
+    private var kept: [Kept]
+    private var clock: UInt64 = 0
     private var perKey: [String: Int] = [:]
+    /// Prompt tokens skipped thanks to the prompt cache, since start.
+    public private(set) var reusedTokens = 0
     public private(set) var accepting = true
     public private(set) var drainDeadline: ContinuousClock.Instant?
 
     public init(limits: Limits) {
         self.limits = limits
         freeSlots = Array((0 ..< limits.parallel).reversed())
+        kept = Array(repeating: Kept(), count: limits.parallel)
     }
 
     public var waitingCount: Int { waiting.count }
@@ -106,13 +136,13 @@ public struct SchedulerState: Sendable {
     // MARK: Events
 
     /// A new request; refused without any change to the state when it cannot be taken.
-    public mutating func admit(id: UInt64, key: String?, promptCount: Int) throws(AdmitError) {
+    public mutating func admit(id: UInt64, key: String?, prompt: [Int]) throws(AdmitError) {
         guard accepting else { throw .draining }
-        guard promptCount > 0 else { throw .emptyPrompt }
+        guard !prompt.isEmpty else { throw .emptyPrompt }
         guard waiting.count + running.count < limits.parallel + limits.queueDepth else { throw .queueFull }
         if let key, let cap = limits.perKeyLimit, (perKey[key] ?? 0) >= cap { throw .keyLimit(cap) }
         precondition(jobs[id] == nil, "job ids are unique")
-        jobs[id] = Job(id: id, key: key, promptCount: promptCount)
+        jobs[id] = Job(id: id, key: key, prompt: prompt)
         waiting.append(id)
         if let key { perKey[key, default: 0] += 1 }
     }
@@ -139,17 +169,36 @@ public struct SchedulerState: Sendable {
             plan.dropped.append(id)
             remove(id)
         }
-        while !waiting.isEmpty, let slot = freeSlots.popLast() {
+        while !waiting.isEmpty, !freeSlots.isEmpty {
             let id = waiting.removeFirst()
+            let (index, reused) = chooseSlot(for: jobs[id]!)
+            let slot = freeSlots.remove(at: index)
             jobs[id]!.slot = slot
+            jobs[id]!.promptOffset = reused
+            reusedTokens += reused
+            kept[slot] = Kept(key: jobs[id]!.key, tokens: Array(jobs[id]!.prompt[..<reused]), lastUsed: clock)
             running.append(id)
-            plan.started.append(id)
+            plan.started.append(Start(id: id, slot: slot, reused: reused))
         }
+        plan.items = items()
+        return plan
+    }
+
+    /// The same plan with its step built again (after `forgetReuse`).
+    public func replan(_ plan: Plan) -> Plan {
+        var plan = plan
+        plan.items = items()
+        return plan
+    }
+
+    /// One token for every decoding job, then prompt chunks in admission order, within the budget.
+    private func items() -> [Item] {
+        var items: [Item] = []
         var budget = limits.batchTokens
         for id in running where budget > 0 {
             let job = jobs[id]!
             if job.decoding {
-                plan.items.append(Item(id: id, slot: job.slot!, work: .decode))
+                items.append(Item(id: id, slot: job.slot!, work: .decode))
                 budget -= 1
             }
         }
@@ -157,20 +206,50 @@ public struct SchedulerState: Sendable {
             let job = jobs[id]!
             guard !job.decoding, job.promptOffset < job.promptCount else { continue }
             let end = min(job.promptCount, job.promptOffset + budget)
-            plan.items.append(Item(id: id, slot: job.slot!, work: .prompt(range: job.promptOffset ..< end, last: end == job.promptCount)))
+            items.append(Item(id: id, slot: job.slot!, work: .prompt(range: job.promptOffset ..< end, last: end == job.promptCount)))
             budget -= end - job.promptOffset
         }
-        return plan
+        return items
     }
 
     /// The engine evaluated `item`: a prompt chunk advances the job (the last chunk starts its
-    /// decoding); a decode step changes nothing here (the caller decides whether the job goes on).
+    /// decoding) and its rows join what the slot keeps; a decode step changes nothing here (the
+    /// caller decides whether the job goes on).
     public mutating func completed(_ item: Item) {
-        guard jobs[item.id] != nil else { return }
+        guard let job = jobs[item.id] else { return }
         if case let .prompt(range, last) = item.work {
             jobs[item.id]!.promptOffset = range.upperBound
             if last { jobs[item.id]!.decoding = true }
+            // Rows of one-token prompts are computed like decoding rows: not kept.
+            if job.promptCount > 1 && kept[item.slot].tokens.count == range.lowerBound { kept[item.slot].tokens += job.prompt[range] }
         }
+    }
+
+    /// The free slot for `job` (an index into `freeSlots`) and how many prompt tokens it reuses:
+    /// the longest kept prefix of the same key, else the least recently used slot.
+    private mutating func chooseSlot(for job: Job) -> (index: Int, reused: Int) {
+        clock += 1
+        var best = (index: 0, reused: 0, lastUsed: UInt64.max)
+        for (index, slot) in freeSlots.enumerated() {
+            let k = kept[slot]
+            var shared = 0
+            if limits.promptCache && k.key == job.key {
+                let limit = min(k.tokens.count, job.prompt.count - 1)
+                while shared < limit && k.tokens[shared] == job.prompt[shared] { shared += 1 }
+            }
+            if shared > best.reused || (shared == best.reused && k.lastUsed < best.lastUsed) {
+                best = (index, shared, k.lastUsed)
+            }
+        }
+        return (best.index, best.reused)
+    }
+
+    /// The session of `id` could not keep its reused prefix: evaluate its whole prompt.
+    public mutating func forgetReuse(_ id: UInt64) {
+        guard let job = jobs[id], let slot = job.slot else { return }
+        reusedTokens -= job.promptOffset
+        jobs[id]!.promptOffset = 0
+        kept[slot].tokens = []
     }
 
     /// The job ended (finished, failed, or dropped by the caller): its slot is free.
@@ -196,7 +275,10 @@ public struct SchedulerState: Sendable {
         guard let job = jobs.removeValue(forKey: id) else { return }
         waiting.removeAll { $0 == id }
         running.removeAll { $0 == id }
-        if let slot = job.slot { freeSlots.append(slot) }
+        if let slot = job.slot {
+            freeSlots.append(slot)
+            kept[slot].lastUsed = clock
+        }
         if let key = job.key {
             perKey[key, default: 1] -= 1
             if perKey[key] == 0 { perKey[key] = nil }

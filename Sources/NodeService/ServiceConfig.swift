@@ -67,10 +67,11 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var threads: Int?
         public var perKeyConcurrency: Int?
         public var maxWordBytes: Int?
+        public var promptCache: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
-            case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes"
+            case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes", promptCache = "prompt_cache"
         }
     }
 
@@ -192,6 +193,8 @@ public struct ServiceSettings: Sendable {
     public var perKeyConcurrency: Int?
     /// Longest word (pre-token) of request text, in UTF-8 bytes: a longer one is refused before BPE.
     public var maxWordBytes = Tokenizer.defaultMaxWordBytes
+    /// Reuse a shared prompt prefix's KV rows kept in idle sequence slots (same API key only).
+    public var promptCache = true
 
     public init(modelID: String) { self.modelID = modelID }
 
@@ -230,6 +233,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.threads { threads = v }
             if let v = l.perKeyConcurrency { perKeyConcurrency = v }
             if let v = l.maxWordBytes { maxWordBytes = v }
+            if let v = l.promptCache { promptCache = v }
         }
         try validate()
     }

@@ -118,7 +118,7 @@ struct ServeCommand: AsyncParsableCommand {
             let scheduler = try InferenceScheduler(
                 engine: engine, tokenizer: tokenizer,
                 limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth, perKeyLimit: settings.perKeyConcurrency,
-                              batchTokens: engine.batchCapacity),
+                              batchTokens: engine.batchCapacity, promptCache: settings.promptCache),
                 contextLength: settings.contextLength, drainTimeout: .seconds(settings.drainSeconds), observer: metrics)
 
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.

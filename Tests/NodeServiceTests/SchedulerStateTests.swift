@@ -7,41 +7,41 @@ import Testing
 
     @Test func admitsUpToParallelPlusQueueThenRefuses() throws {
         var state = SchedulerState(limits: Self.limits)
-        for id in 1 ... 5 { try state.admit(id: UInt64(id), key: nil, promptCount: 4) }
-        #expect(throws: SchedulerState.AdmitError.queueFull) { try state.admit(id: 6, key: nil, promptCount: 4) }
+        for id in 1 ... 5 { try state.admit(id: UInt64(id), key: nil, prompt: Array(1 ... 4)) }
+        #expect(throws: SchedulerState.AdmitError.queueFull) { try state.admit(id: 6, key: nil, prompt: Array(1 ... 4)) }
         #expect(state.waitingCount == 5 && state.runningCount == 0)
         let plan = state.plan()
-        #expect(plan.started == [1, 2] && state.runningCount == 2 && state.waitingCount == 3)
+        #expect(plan.started.map(\.id) == [1, 2] && state.runningCount == 2 && state.waitingCount == 3)
     }
 
     @Test func neverAdmitsAnEmptyPromptThatWouldSpin() {
         var state = SchedulerState(limits: Self.limits)
-        #expect(throws: SchedulerState.AdmitError.emptyPrompt) { try state.admit(id: 1, key: nil, promptCount: 0) }
+        #expect(throws: SchedulerState.AdmitError.emptyPrompt) { try state.admit(id: 1, key: nil, prompt: []) }
         #expect(state.isIdle)
     }
 
     @Test func refusesOneKeyTakingEverySlot() throws {
         var state = SchedulerState(limits: .init(parallel: 4, queueDepth: 4, perKeyLimit: 2, batchTokens: 8))
-        try state.admit(id: 1, key: "key-1", promptCount: 1)
-        try state.admit(id: 2, key: "key-1", promptCount: 1)
-        #expect(throws: SchedulerState.AdmitError.keyLimit(2)) { try state.admit(id: 3, key: "key-1", promptCount: 1) }
+        try state.admit(id: 1, key: "key-1", prompt: Array(1 ... 1))
+        try state.admit(id: 2, key: "key-1", prompt: Array(1 ... 1))
+        #expect(throws: SchedulerState.AdmitError.keyLimit(2)) { try state.admit(id: 3, key: "key-1", prompt: Array(1 ... 1)) }
         // Another key, and requests without a key, still get in.
-        try state.admit(id: 4, key: "key-2", promptCount: 1)
-        try state.admit(id: 5, key: nil, promptCount: 1)
+        try state.admit(id: 4, key: "key-2", prompt: Array(1 ... 1))
+        try state.admit(id: 5, key: nil, prompt: Array(1 ... 1))
         // A finished job gives its key room again.
         state.finish(1)
-        try state.admit(id: 6, key: "key-1", promptCount: 1)
+        try state.admit(id: 6, key: "key-1", prompt: Array(1 ... 1))
         #expect(state.jobs(forKey: "key-1") == 2)
     }
 
     @Test func stepsDecodeEveryRunningJobFirstThenChunkPromptsWithinTheBudget() throws {
         var state = SchedulerState(limits: .init(parallel: 3, queueDepth: 0, batchTokens: 8))
-        try state.admit(id: 1, key: nil, promptCount: 3)
+        try state.admit(id: 1, key: nil, prompt: Array(1 ... 3))
         var plan = state.plan()
         #expect(plan.items == [.init(id: 1, slot: plan.items[0].slot, work: .prompt(range: 0 ..< 3, last: true))])
         for item in plan.items { state.completed(item) }
-        try state.admit(id: 2, key: nil, promptCount: 20)
-        try state.admit(id: 3, key: nil, promptCount: 20)
+        try state.admit(id: 2, key: nil, prompt: Array(1 ... 20))
+        try state.admit(id: 3, key: nil, prompt: Array(1 ... 20))
         plan = state.plan()
         // Job 1 decodes (1 token); job 2 gets the other 7 tokens of the budget; job 3 waits for the next step.
         #expect(plan.items.map(\.id) == [1, 2])
@@ -56,24 +56,24 @@ import Testing
 
     @Test func abandonedRequestsFreeTheirSlotsAtTheNextStep() throws {
         var state = SchedulerState(limits: Self.limits)
-        for id in 1 ... 4 { try state.admit(id: UInt64(id), key: "k", promptCount: 2) }
+        for id in 1 ... 4 { try state.admit(id: UInt64(id), key: "k", prompt: Array(1 ... 2)) }
         _ = state.plan()
         let cancelled = state.cancel(1) && state.cancel(3)
         let unknown = state.cancel(99)
         #expect(cancelled && !unknown)
         let plan = state.plan()
         #expect(Set(plan.dropped) == [1, 3])
-        #expect(plan.started == [4])
+        #expect(plan.started.map(\.id) == [4])
         #expect(state.runningCount == 2 && state.waitingCount == 0 && state.jobs(forKey: "k") == 2)
     }
 
     @Test func drainRefusesNewRequestsAndEndsAtItsDeadline() throws {
         var state = SchedulerState(limits: Self.limits)
-        for id in 1 ... 4 { try state.admit(id: UInt64(id), key: nil, promptCount: 2) }
+        for id in 1 ... 4 { try state.admit(id: UInt64(id), key: nil, prompt: Array(1 ... 2)) }
         _ = state.plan()
         let start = ContinuousClock.now
         state.beginDrain(deadline: start + .seconds(30))
-        #expect(throws: SchedulerState.AdmitError.draining) { try state.admit(id: 9, key: nil, promptCount: 1) }
+        #expect(throws: SchedulerState.AdmitError.draining) { try state.admit(id: 9, key: nil, prompt: Array(1 ... 1)) }
         #expect(state.expire(now: start + .seconds(29)).isEmpty)
         // Running and waiting jobs alike are failed at the deadline, however many there are.
         #expect(Set(state.expire(now: start + .seconds(30))) == [1, 2, 3, 4])
@@ -93,7 +93,7 @@ import Testing
                 switch Int.random(in: 0 ..< 10, using: &rng) {
                 case 0 ..< 4:
                     let key = ["a", "b", nil][Int.random(in: 0 ..< 3, using: &rng)]
-                    try? state.admit(id: next, key: key, promptCount: Int.random(in: 0 ... 40, using: &rng))
+                    try? state.admit(id: next, key: key, prompt: (0 ..< Int.random(in: 0 ... 40, using: &rng)).map { $0 % 3 })
                     next += 1
                 case 4:
                     if let id = state.jobs.keys.randomElement(using: &rng) { state.cancel(id) }
@@ -113,6 +113,64 @@ import Testing
                 #expect(state.jobs.values.allSatisfy { $0.promptCount > 0 })
             }
         }
+    }
+
+    // MARK: Prompt cache
+
+    /// Runs `id` through its whole prompt and finishes it, so its slot keeps the prompt.
+    static func evaluateAndFinish(_ state: inout SchedulerState, _ id: UInt64) {
+        while state.jobs[id]?.decoding == false {
+            let plan = state.plan()
+            for item in plan.items { state.completed(item) }
+        }
+        state.finish(id)
+    }
+
+    @Test func reusesTheLongestSharedPrefixOfTheSameKey() throws {
+        var state = SchedulerState(limits: .init(parallel: 2, queueDepth: 2, batchTokens: 64))
+        let system = Array(100 ..< 140)
+        try state.admit(id: 1, key: "k", prompt: system + [1, 2, 3])
+        Self.evaluateAndFinish(&state, 1)
+        try state.admit(id: 2, key: "k", prompt: system + [7, 8])
+        let plan = state.plan()
+        #expect(plan.started.map(\.reused) == [40])
+        #expect(plan.items.first?.work == .prompt(range: 40 ..< 42, last: true))
+        #expect(state.reusedTokens == 40)
+    }
+
+    @Test func refusesPromptCacheLeakBetweenKeys() throws {
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 64))
+        let secret = Array(200 ..< 260)
+        try state.admit(id: 1, key: "key-1", prompt: secret + [1])
+        Self.evaluateAndFinish(&state, 1)
+        // Another key with the same prefix starts from scratch (and cannot time the difference).
+        try state.admit(id: 2, key: "key-2", prompt: secret + [2])
+        #expect(state.plan().started.map(\.reused) == [0])
+        #expect(state.reusedTokens == 0)
+    }
+
+    @Test func alwaysLeavesOneTokenToEvaluateAndSkipsOneTokenPrompts() throws {
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 64))
+        try state.admit(id: 1, key: nil, prompt: [5, 6, 7])
+        Self.evaluateAndFinish(&state, 1)
+        try state.admit(id: 2, key: nil, prompt: [5, 6, 7])
+        let plan = state.plan()
+        #expect(plan.started.map(\.reused) == [2])
+        #expect(plan.items.first?.work == .prompt(range: 2 ..< 3, last: true))
+        Self.evaluateAndFinish(&state, 2)
+        // A one-token prompt's row is computed like a decoding row: never kept.
+        try state.admit(id: 3, key: nil, prompt: [9])
+        Self.evaluateAndFinish(&state, 3)
+        try state.admit(id: 4, key: nil, prompt: [9, 1])
+        #expect(state.plan().started.map(\.reused) == [0])
+    }
+
+    @Test func promptCacheOffReusesNothing() throws {
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 64, promptCache: false))
+        try state.admit(id: 1, key: nil, prompt: Array(1 ... 30))
+        Self.evaluateAndFinish(&state, 1)
+        try state.admit(id: 2, key: nil, prompt: Array(1 ... 31))
+        #expect(state.plan().started.map(\.reused) == [0])
     }
 }
 

@@ -38,7 +38,7 @@ import Testing
         let metrics: NodeMetrics
         let key: P256.Signing.PrivateKey
 
-        init(configure: (inout ServiceSettings) -> Void = { _ in }) async throws {
+        init(promptCache: Bool = true, configure: (inout ServiceSettings) -> Void = { _ in }) async throws {
             let (file, model, tokenizer) = try #require(ServiceRouteTests.loaded, "model not found: set SECURENODE_TEST_MODEL").get()
             var settings = ServiceSettings(modelID: "m")
             settings.contextLength = 2048
@@ -49,7 +49,7 @@ import Testing
             metrics = NodeMetrics()
             scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer,
                                                limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth,
-                                                             perKeyLimit: settings.perKeyConcurrency, batchTokens: 64),
+                                                             perKeyLimit: settings.perKeyConcurrency, batchTokens: 64, promptCache: promptCache),
                                                contextLength: settings.contextLength, drainTimeout: .seconds(2), observer: metrics)
             scheduler.start()
             key = P256.Signing.PrivateKey()
@@ -228,6 +228,36 @@ import Testing
         guard case .finished? = goodEnd else { Issue.record("the good request did not finish: \(String(describing: goodEnd))"); return }
         guard case let .failed(reason)? = badEnd else { Issue.record("the bad request did not fail"); return }
         #expect(reason.contains("outside the vocabulary"))
+    }
+
+    /// A chat's second turn reuses the first turn's prompt rows; its answer equals the one computed
+    /// from scratch, bit for bit (greedy and seeded sampling).
+    @Test(.enabled(if: runModelTests)) func promptCacheOutputsEqualRecomputation() async throws {
+        let tokenizer = try #require(Self.loaded).get().2
+        let history = try tokenizer.encode("You are a careful assistant. The user asks about the sea, ships and the weather at sea. "
+                                           + String(repeating: "Answer briefly and precisely. ", count: 8), maxWordBytes: 8192)
+        let first = history + (try tokenizer.encode(" First question: what is a tide?", addSpecial: false, maxWordBytes: 8192))
+        let second = history + (try tokenizer.encode(" Second question: why is the sea salty?", addSpecial: false, maxWordBytes: 8192))
+        func run(_ node: Node, _ prompt: [Int], temperature: Float) async throws -> String {
+            let options = GenerationOptions(maxTokens: 48, sampling: SamplingParameters(temperature: temperature, seed: 7))
+            var text = ""
+            for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
+                if case let .finished(done) = event { text = done.text }
+            }
+            return text
+        }
+        let cached = try await Node(promptCache: true)
+        let fresh = try await Node(promptCache: false)
+        defer { Task { await cached.stop(); await fresh.stop() } }
+        for temperature: Float in [0, 0.8] {
+            _ = try await run(cached, first, temperature: temperature)
+            let reused = try await run(cached, second, temperature: temperature)
+            let recomputed = try await run(fresh, second, temperature: temperature)
+            #expect(!reused.isEmpty && reused == recomputed)
+        }
+        let exposition = String(decoding: cached.metrics.exposition(), as: UTF8.self)
+        // Turn two of round one, and both turns of round two, start from the shared history (two slots).
+        #expect(exposition.contains("securenode_prompt_cache_tokens_total \(3 * history.count)"))
     }
 
     /// SIGTERM's drain ends at its deadline even with a queue of long requests nobody reads.

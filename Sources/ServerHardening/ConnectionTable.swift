@@ -5,12 +5,13 @@ import NIOConcurrencyHelpers
 /// The open connections of one listener and what each is doing, so that at the cap a new connection
 /// can displace one that holds a slot without a request being answered.
 ///
-/// Promise (documented in README "Hostile clients"): when `max_connections` connections are open, a
-/// new connection closes the connection that has waited longest for a complete request (idle
-/// keep-alive, a stalled TLS handshake, a slowloris trickling its head) or, when there is none, the
-/// one that has been uploading its body longest (a slow upload). A connection whose request is being
-/// answered is never displaced; when all of them are, new connections wait in the kernel's backlog.
-/// So connections that have not sent a request cannot keep `/healthz` or the API from answering.
+/// Promise (documented in README "Hostile clients"): when `max_connections` connections are open,
+/// the node closes one to accept the next, in this order: the connection trickling a request head
+/// longest (at once), the one that has waited longest without sending anything (idle keep-alive, a
+/// stalled TLS handshake), the longest upload (those two after `grace`, so that a request still on
+/// its way is not cut). A connection whose request is being answered is never displaced; when all of
+/// them are, new connections wait in the kernel's accept queue. So connections that have not sent a
+/// request cannot keep `/healthz` or the API from answering.
 public final class ConnectionTable: Sendable {
     /// What a connection is doing, in the order connections are displaced.
     public enum Phase: Int, Sendable, Comparable {

@@ -337,8 +337,15 @@ def ms(v):
     return "n/a" if v is None else f"{v * 1000:.1f} ms"
 
 
+def baseline_tps(res):
+    """The unattacked throughput: the mean of the baseline measured first and again last (this VM
+    is shared: one measurement alone moved by 1.5x between runs)."""
+    values = [p["legitimate"]["tokensPerSecond"] for p in res["phases"] if p["attack"].startswith("baseline")]
+    return sum(values) / len(values) if values else None
+
+
 def markdown(res):
-    base = res["phases"][0]
+    base_tps = baseline_tps(res)
     out = [f"# Hostile clients (issue 14), {res['date']}", "",
            f"- commit {res['git']['commit']}{' (with uncommitted source changes)' if res['git'].get('uncommittedSourceChanges') else ''}, "
            f"machine: {res['machine'].get('cpuModel', '?')}, {res['machine'].get('logicalCpus', '?')} logical CPUs, "
@@ -347,27 +354,31 @@ def markdown(res):
            f"{res['cap']}, other server.* limits default; {res['seconds']} s per phase",
            "- probe: GET /healthz on a fresh connection every 50 ms (failure = no 200 within 5 s, counted as 5 s); "
            "legitimate client: back-to-back non-streaming completions, max_tokens 32",
-           "- targets: /healthz p99 < 100 ms; legitimate tokens/s >= 70% of the baseline", "",
+           "- targets: /healthz p99 < 100 ms, no probe failure, and legitimate tokens/s >= 70% of the baseline "
+           f"(the mean of the two baseline phases, first and last: {base_tps:.1f} tokens/s)", "",
            "| phase | attack | /healthz p50 | /healthz p99 | /healthz max | probe failures | legit ok (failed) | legit latency p50 | "
            "legit tokens/s | vs baseline | node RSS max | verdict |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for p in res["phases"]:
         h, l_ = p["healthz"], p["legitimate"]
-        ratio = l_["tokensPerSecond"] / base["legitimate"]["tokensPerSecond"] if base["legitimate"]["tokensPerSecond"] else None
-        verdict = "" if p is base else ("PASS" if (h["p99"] or 9) < 0.1 and ratio is not None and ratio >= 0.7 and h["failures"] == 0 else "FAIL")
+        is_base = p["attack"].startswith("baseline")
+        ratio = l_["tokensPerSecond"] / base_tps if base_tps else None
+        verdict = "" if is_base else ("PASS" if (h["p99"] or 9) < 0.1 and ratio is not None and ratio >= 0.7 and h["failures"] == 0 else "FAIL")
         failed = ", ".join(f"{k}: {v}" for k, v in l_["failed"].items()) or "0"
         rss = "n/a" if p["rssMiB"]["max"] is None else f"{p['rssMiB']['max']:.0f} MiB"
         out.append(f"| {p['attack']} | {p.get('description', 'none')} | {ms(h['p50'])} | {ms(h['p99'])} | {ms(h['max'])} | "
                    f"{h['failures']}/{h['count']} | {l_['ok']} ({failed}) | {ms(l_['latencyP50'])} | {l_['tokensPerSecond']:.1f} | "
-                   f"{'' if ratio is None or p is base else f'{ratio * 100:.0f}%'} | "
+                   f"{'' if ratio is None or is_base else f'{ratio * 100:.0f}%'} | "
                    f"{rss} | {verdict} |")
         if p.get("stopExitCode") not in (0, None) or p.get("nodeExited"):
             notes.append(f"- {p['attack']}: the node {'exited during the phase' if p.get('nodeExited') else 'did not stop within 20 s of SIGTERM (killed)'}; "
                          f"stop took {p.get('stopSeconds', 0):.1f} s, exit code {p.get('stopExitCode')}")
     out += ["", "Stopping the node after each phase (SIGTERM, drain):", ""] + (notes or ["- every node stopped cleanly"])
     out += ["", "What the attack clients saw (status or outcome: count):", ""]
-    for p in res["phases"][1:]:
+    for p in res["phases"]:
+        if p["attack"].startswith("baseline"):
+            continue
         out.append(f"- {p['attack']}: " + (", ".join(f"{k}: {v}" for k, v in p["attackResults"].items()) or "nothing"))
     out += ["", "Re-run: `bench/hostile.sh` (no arguments; SECONDS_PER_PHASE=20 CAP=128 by default)."]
     return "\n".join(out) + "\n"
@@ -417,8 +428,8 @@ def main():
     phases = []
     only = set(filter(None, a.only.split(",")))
     try:
-        for name, description, make in [("baseline", "none", None)] + ATTACKS:
-            if only and name != "baseline" and name not in only:
+        for name, description, make in [("baseline", "none", None)] + ATTACKS + [("baseline-again", "none (after the attacks)", None)]:
+            if only and not name.startswith("baseline") and name not in only:
                 continue
             server, model = start_node()
             log(f"phase {name}: {description} (node on port {a.port})")

@@ -5,12 +5,13 @@ import NIOConcurrencyHelpers
 /// The open connections of one listener and what each is doing, so that at the cap a new connection
 /// can displace one that holds a slot without a request being answered.
 ///
-/// Promise (documented in README "Hostile clients"): when `max_connections` connections are open, a
-/// new connection closes the connection that has waited longest for a complete request (idle
-/// keep-alive, a stalled TLS handshake, a slowloris trickling its head) or, when there is none, the
-/// one that has been uploading its body longest (a slow upload). A connection whose request is being
-/// answered is never displaced; when all of them are, new connections wait in the kernel's backlog.
-/// So connections that have not sent a request cannot keep `/healthz` or the API from answering.
+/// Promise (documented in README "Hostile clients"): when `max_connections` connections are open,
+/// the node closes one to accept the next, in this order: the connection trickling a request head
+/// longest (at once), the one that has waited longest without sending anything (idle keep-alive, a
+/// stalled TLS handshake), the longest upload (those two after `grace`, so that a request still on
+/// its way is not cut). A connection whose request is being answered is never displaced; when all of
+/// them are, new connections wait in the kernel's accept queue. So connections that have not sent a
+/// request cannot keep `/healthz` or the API from answering.
 public final class ConnectionTable: Sendable {
     /// What a connection is doing, in the order connections are displaced.
     public enum Phase: Int, Sendable, Comparable {
@@ -63,17 +64,28 @@ public final class ConnectionTable: Sendable {
     /// anyone else is waiting) cannot displace a connection whose request is still on its way.
     public static let grace = TimeAmount.seconds(1)
 
+    /// What ``displaceOne()`` did.
+    public enum Displacement: Sendable, Equatable {
+        /// A connection is closing now (a slot frees in a moment).
+        case now
+        /// A connection will be closed when its grace time ends.
+        case afterGrace
+        /// Every connection is being answered: nothing to displace.
+        case nothing
+    }
+
     /// Closes, in this order, the connection trickling its request head the longest (at once), the
     /// one that has waited longest without sending anything, or the longest upload (those two at the
-    /// earliest `grace` after they entered that phase); none while a displaced connection is still
-    /// closing. Returns whether one is closing or will be.
+    /// earliest `grace` after they entered that phase); one at a time, except that a trickler is
+    /// displaced at once while another connection waits out its grace time.
     @discardableResult
-    public func displaceOne() -> Bool {
+    public func displaceOne() -> Displacement {
+        let pendingNow = entries.withLockedValue { entries in
+            entries.values.contains { $0.displaced && ($0.phase == .readingHead || $0.since + Self.grace <= .now()) }
+        }
+        if pendingNow { return .now }
         let victim: (channel: any Channel, phase: Phase, since: NIODeadline)? = entries.withLockedValue { entries in
-            // One displacement at a time, except that a trickler may be displaced at once while
-            // another waits out its grace time.
             let pending = entries.values.filter(\.displaced)
-            if pending.contains(where: { $0.phase == .readingHead }) { return nil }
             var best: (key: ObjectIdentifier, entry: Entry)?
             for (key, entry) in entries where !entry.displaced && entry.phase != .responding
                 && (pending.isEmpty || entry.phase == .readingHead) {
@@ -84,7 +96,9 @@ public final class ConnectionTable: Sendable {
             entries[best.key]?.displaced = true
             return (best.entry.channel, best.entry.phase, best.entry.since)
         }
-        guard let victim else { return entries.withLockedValue { $0.values.contains(where: \.displaced) } }
+        guard let victim else {
+            return entries.withLockedValue { $0.values.contains(where: \.displaced) } ? .afterGrace : .nothing
+        }
         let channel = victim.channel
         let deadline = victim.phase == .readingHead ? NIODeadline.now() : victim.since + Self.grace
         channel.eventLoop.scheduleTask(deadline: deadline) { [self] in
@@ -109,13 +123,19 @@ public final class ConnectionTable: Sendable {
                 break
             }
         }
-        return true
+        return deadline <= .now() ? .now : .afterGrace
     }
 }
 
-/// Hummingbird's accept gate: accepts while fewer than `limit` connections are open; at the cap it
-/// displaces one connection of the ``ConnectionTable`` (accepting resumes as soon as it has closed)
-/// and otherwise leaves new connections in the kernel's backlog.
+/// Hummingbird's accept gate: accepts while fewer than `limit` connections are open. At the cap it
+/// displaces one connection of the ``ConnectionTable`` and accepts again once that one has closed (at
+/// once for a slowloris, after the grace time for a connection that has sent nothing); when every
+/// connection is being answered, new connections wait in the kernel's accept queue.
+///
+/// (Accepting a few more while a displaced connection waits out its grace time would shorten that
+/// wait under a slowloris that reconnects faster than the cap turns over, but Hummingbird asks only
+/// when it is about to accept, so such a reserve would also let a connection past a cap held
+/// entirely by requests being answered: not done.)
 public struct ConnectionCap: AvailableConnectionsDelegate {
     public let limit: Int
     public let table: ConnectionTable

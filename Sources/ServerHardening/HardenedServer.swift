@@ -27,9 +27,12 @@ public struct HardenedServer: Sendable {
         return try .tls(http, tlsConfiguration: tls)
     }
 
-    /// The application configuration with the connection cap.
+    /// The application configuration with the connection cap. The kernel's accept queue holds up to
+    /// max(1024, 4 x max_connections) connections waiting for a slot (Linux caps it at
+    /// net.core.somaxconn, 4096 by default): when it is full, a client's connection attempt is dropped
+    /// and retried only a second later, so a deep queue keeps a slowloris from delaying everyone by that.
     public func configuration(address: BindAddress, serverName: String) -> ApplicationConfiguration {
-        ApplicationConfiguration(address: address, serverName: serverName,
+        ApplicationConfiguration(address: address, serverName: serverName, backlog: min(65535, max(1024, 4 * limits.maxConnections)),
                                  availableConnectionsDelegate: ConnectionCap(limit: limits.maxConnections, table: table))
     }
 }

@@ -1,8 +1,8 @@
 /// What one listener allows a client before it is cut off (configuration `server:`; the same values
 /// apply to the OpenAI API listener and to the Keylime agent listener, each with its own cap).
 ///
-/// - `maxConnections`: open connections at most. At the cap, each new connection displaces the
-///   connection that has waited longest without a complete request (see ``ConnectionTable``).
+/// - `maxConnections`: open connections at most. At the cap, a connection without a request being
+///   answered (a slowloris first) is closed to accept the next (see ``ConnectionTable``).
 /// - `headerTimeout`: a request head must be complete within this time of its first byte
 ///   (slowloris: a client trickling a header byte a second is cut although it is never idle).
 /// - `bodyTimeout`: a request body must be complete within this time of its head.

@@ -135,18 +135,18 @@ import Testing
         }
         table.update(answering, phase: .responding)
         table.update(uploading, phase: .readingBody)
-        #expect(table.displaceOne())
+        #expect(table.displaceOne() == .afterGrace)
         // Not before the grace time: its request may still be on its way.
         loop.advanceTime(to: .now() + ConnectionTable.grace - .milliseconds(100))
         #expect(idle.isActive)
         loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(100))
         #expect(!idle.isActive && uploading.isActive && answering.isActive)
         table.closed(idle)
-        #expect(table.displaceOne())
+        #expect(table.displaceOne() != .nothing)
         loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(100))
         #expect(!uploading.isActive && answering.isActive)
         table.closed(uploading)
-        #expect(!table.displaceOne())
+        #expect(table.displaceOne() == .nothing)
         #expect(answering.isActive && table.count == 1 && table.displaced == 2)
     }
 
@@ -158,7 +158,7 @@ import Testing
             try c.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
             table.opened(c)
         }
-        #expect(table.displaceOne())  // early is picked (it has waited longest)
+        #expect(table.displaceOne() == .afterGrace)  // early is picked (it has waited longest)
         table.update(early, phase: .responding)  // its request arrives
         loop.advanceTime(to: .now() + ConnectionTable.grace * 3)
         #expect(early.isActive && !late.isActive)
@@ -179,6 +179,34 @@ import Testing
         #expect(a.isActive && b.isActive)
         cap.connectionClosed()
         #expect(cap.isAcceptingNewConnections())
+    }
+
+    @Test func displacesASlowlorisAtOnceAndASilentConnectionAfterItsGraceTime() throws {
+        let table = ConnectionTable()
+        let loop = EmbeddedEventLoop()
+        var cap = ConnectionCap(limit: 2, table: table)
+        let trickling = EmbeddedChannel(loop: loop), silent = EmbeddedChannel(loop: loop)
+        for c in [trickling, silent] {
+            try c.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+            table.opened(c)
+            cap.connectionOpened()
+        }
+        table.update(trickling, phase: .readingHead)
+        #expect(!cap.isAcceptingNewConnections())  // the trickler goes at once; accept again when it has closed
+        loop.advanceTime(to: .now())
+        #expect(!trickling.isActive && silent.isActive)
+        table.closed(trickling)
+        cap.connectionClosed()
+        #expect(cap.isAcceptingNewConnections())
+        let next = EmbeddedChannel(loop: loop)
+        try next.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        table.opened(next)
+        cap.connectionOpened()
+        table.update(next, phase: .responding)
+        #expect(!cap.isAcceptingNewConnections())
+        #expect(table.displaceOne() == .afterGrace)  // the silent one, when its grace time is over
+        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(100))
+        #expect(!silent.isActive && next.isActive)
     }
 
     @Test func cutsStalledTLSHandshake() throws {

@@ -78,8 +78,14 @@ public struct CompletionRequestParser: Sendable {
         self.chatTemplate = chatTemplate
     }
 
+    /// No valid request needs more JSON values than a few per prompt token (token ids, messages and
+    /// their fields), so a body with more is refused by the linear pre-check, before decoding.
+    var jsonLimits: JSONShape.Limits {
+        JSONShape.Limits(depth: 32, values: min(200_000, 4 * settings.maxPromptTokens + 1024))
+    }
+
     func object(_ body: [UInt8]) throws(APIError) -> [String: JSONValue] {
-        try JSONShape.check(body)
+        try JSONShape.check(body, limits: jsonLimits)
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
             throw APIError(400, "the request body is not valid JSON")
         }

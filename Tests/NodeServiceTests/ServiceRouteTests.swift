@@ -146,6 +146,19 @@ import Testing
         }
     }
 
+    /// 150,000 token ids in a small body: refused by the pre-check, never decoded value by value.
+    @Test(.enabled(if: runModelTests)) func refusesHugeTokenIDArrayBeforeDecoding() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let body = #"{"model": "m", "max_tokens": 1, "prompt": ["# + Array(repeating: "1", count: 150_000).joined(separator: ",") + "]}"
+        try await node.app().test(.live) { client in
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: body)) { response in
+                #expect(response.status == .badRequest)
+                #expect((try? Self.errorCode(response.body)) == "json_too_large")
+            }
+        }
+    }
+
     @Test(.enabled(if: runModelTests)) func refusesTooManyOrTooLongStopStrings() async throws {
         let node = try await Node()
         defer { Task { await node.stop() } }

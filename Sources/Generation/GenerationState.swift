@@ -14,6 +14,8 @@ public struct GenerationState {
     var text = ""
     var emitted = 0
     public private(set) var stopReason: GenerationResult.StopReason?
+    /// With `options.logprobs`: one entry per token of `outputIDs`.
+    public private(set) var logprobs: [TokenLogprob] = []
     let stops: [String]
 
     public init(promptIDs: [Int], options: GenerationOptions, tokenizer: Tokenizer) throws(InferenceError) {
@@ -41,12 +43,13 @@ public struct GenerationState {
     /// generation has finished; `result` then holds everything).
     public mutating func accept(logits: [Float]) -> Step {
         guard stopReason == nil else { return Step(text: flush(), next: nil) }
-        let next = sampler.sample(logits, previous: promptIDs + outputIDs)
+        let next = sampler.sample(logits, previous: promptIDs + outputIDs, generated: outputIDs)
         if options.stopAtEndOfGeneration && tokenizer.endOfGeneration.contains(next) {
             stopReason = .endOfGeneration
             return Step(text: flush(), next: nil)
         }
         outputIDs.append(next)
+        if let k = options.logprobs { logprobs.append(TokenLogprob(logits: logits, chosen: next, top: k)) }
         text += decoder.append(tokenizer.piece(next))
         if let cut = Self.firstStop(in: text, stops) {
             text = String(text[..<cut])

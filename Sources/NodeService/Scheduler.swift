@@ -34,6 +34,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         public var completionTokens: Int
         public var text: String
         public var stopReason: GenerationResult.StopReason
+        /// With `options.logprobs`: one entry per generated token (else empty).
+        public var logprobs: [TokenLogprob] = []
         /// From submission to the first generated text (or to the end, if there was none).
         public var timeToFirstToken: Duration
     }
@@ -41,6 +43,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     public enum Event: Sendable {
         /// Generated text, in UTF-8-safe pieces, in order.
         case text(String)
+        /// With `options.logprobs`: the entries of the tokens generated since the last ones, sent
+        /// before the text those tokens produced (which may come in a later event, or only at the end).
+        case logprobs([TokenLogprob])
         case finished(Completion)
         /// The request could not complete (the node is stopping, or the engine refused it).
         case failed(String)
@@ -69,6 +74,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         var firstText: Duration?
         /// The token to evaluate at the next decode step.
         var next: Int?
+        /// Log-probability entries already sent.
+        var sentLogprobs = 0
 
         init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation) {
             self.generation = generation
@@ -282,6 +289,10 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             case let .success(logits):
                 guard let logits else { continue }
                 let step = job.generation.accept(logits: logits)
+                if job.generation.options.logprobs != nil, job.generation.logprobs.count > job.sentLogprobs {
+                    job.continuation.yield(.logprobs(Array(job.generation.logprobs[job.sentLogprobs...])))
+                    job.sentLogprobs = job.generation.logprobs.count
+                }
                 if !step.text.isEmpty {
                     if job.firstText == nil {
                         job.firstText = ContinuousClock.now - job.submitted
@@ -327,7 +338,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         let result = job.generation.result
         observer?.completed(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count)
         job.continuation.yield(.finished(Completion(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count,
-                                                    text: result.text, stopReason: result.stopReason,
+                                                    text: result.text, stopReason: result.stopReason, logprobs: job.generation.logprobs,
                                                     timeToFirstToken: job.firstText ?? (ContinuousClock.now - job.submitted))))
         job.continuation.finish()
     }

@@ -56,10 +56,12 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var threads: Int?
         public var perKeyConcurrency: Int?
         public var maxWordBytes: Int?
+        public var maxN: Int?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
             case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes"
+            case maxN = "max_n"
         }
     }
 
@@ -179,6 +181,8 @@ public struct ServiceSettings: Sendable {
     public var perKeyConcurrency: Int?
     /// Longest word (pre-token) of request text, in UTF-8 bytes: a longer one is refused before BPE.
     public var maxWordBytes = Tokenizer.defaultMaxWordBytes
+    /// Most choices (`n`) one completion request may ask for; each runs as its own sequence.
+    public var maxN = 4
 
     public init(modelID: String) { self.modelID = modelID }
 
@@ -212,6 +216,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.threads { threads = v }
             if let v = l.perKeyConcurrency { perKeyConcurrency = v }
             if let v = l.maxWordBytes { maxWordBytes = v }
+            if let v = l.maxN { maxN = v }
         }
         try validate()
     }
@@ -227,6 +232,7 @@ public struct ServiceSettings: Sendable {
         guard drainSeconds >= 0 else { throw ServiceError("limits.drain_seconds must be >= 0") }
         guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
         guard (16 ... (1 << 20)).contains(maxWordBytes) else { throw ServiceError("limits.max_word_bytes must be 16...1048576, not \(maxWordBytes)") }
+        guard (1 ... 16).contains(maxN) else { throw ServiceError("limits.max_n must be 1...16, not \(maxN)") }
         if let n = perKeyConcurrency, n < 1 { throw ServiceError("limits.per_key_concurrency must be >= 1, not \(n)") }
     }
 }

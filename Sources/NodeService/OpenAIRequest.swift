@@ -226,6 +226,12 @@ public struct CompletionRequestParser: Sendable {
         guard n <= settings.maxN else {
             throw APIError(400, "'n' is \(n); this node generates at most \(settings.maxN) choices per request (limits.max_n)", param: "n")
         }
+        // Each choice is a sequence of its own: n that can never be admitted whole is a 400, not a 429 forever.
+        let capacity = min(settings.parallel + settings.queueDepth, settings.perKeyConcurrency ?? .max)
+        guard n <= capacity else {
+            throw APIError(400, "'n' is \(n); this node holds at most \(capacity) sequences for one request (limits.parallel + limits.queue_depth, limits.per_key_concurrency)",
+                           param: "n")
+        }
         var penalties: [Float] = []
         for name in ["presence_penalty", "frequency_penalty"] {
             let v = try number(f, name) ?? 0
@@ -275,6 +281,7 @@ public struct CompletionRequestParser: Sendable {
             }
             return wanted ? (top ?? 0) : nil
         }
+        if case .bool(false)? = f["logprobs"] { return nil }
         if case .bool? = f["logprobs"] {
             throw APIError(400, "'logprobs' of a completion is a number of alternatives (0...\(most)), not a boolean", param: "logprobs")
         }

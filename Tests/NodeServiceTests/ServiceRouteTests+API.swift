@@ -163,6 +163,14 @@ extension ServiceRouteTests {
                     #expect(String(buffer: response.body).contains(#""param":"n""#))
                 }
             }
+            // Three choices never fit in two slots with no queue: a 400 naming the limits, not a 429 forever.
+            let tight = try await Node { $0.maxN = 3; $0.queueDepth = 0 }
+            defer { Task { await tight.stop() } }
+            try await tight.app().test(.live) { tightClient in
+                let response = try await Self.post(tightClient, "/v1/completions", #"{"model": "m", "prompt": "Hi", "n": 3}"#)
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("limits.parallel"))
+            }
         }
     }
 

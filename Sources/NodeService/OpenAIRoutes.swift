@@ -134,14 +134,16 @@ public struct OpenAIRoutes: Sendable {
         }
     }
 
-    /// Queues one job per choice (choice i with seed + i); if one is refused, the others are cancelled.
+    /// Queues one job per choice (choice i with seed + i; choices 1... copy choice 0's evaluated
+    /// prompt); if one is refused, the others are cancelled.
     func submitChoices(_ parsed: ParsedCompletionRequest, key: String?) throws -> [InferenceScheduler.Submission] {
         var submissions: [InferenceScheduler.Submission] = []
         do {
             for i in 0 ..< parsed.n {
                 var options = parsed.options
                 options.sampling.seed = parsed.options.sampling.seed &+ UInt64(i)
-                submissions.append(try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: options, key: key)))
+                submissions.append(try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: options, key: key, sharesPrompt: parsed.n > 1 && i == 0),
+                                                        sharingPromptOf: i == 0 ? nil : submissions.first))
             }
         } catch {
             for s in submissions { s.cancel() }

@@ -21,10 +21,15 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         public var options: GenerationOptions
         /// Who asked (an API key's label), for the per-key limit; nil without keys.
         public var key: String?
-        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil) {
+        /// Keep the logits of the prompt's end, so that later submissions with the same prompt
+        /// (`submit(_:sharingPromptOf:)`: the other choices of a request with n > 1) copy its
+        /// evaluation instead of repeating it.
+        public var sharesPrompt: Bool
+        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil, sharesPrompt: Bool = false) {
             self.promptIDs = promptIDs
             self.options = options
             self.key = key
+            self.sharesPrompt = sharesPrompt
         }
     }
 
@@ -55,6 +60,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     public struct Submission: Sendable {
         public let events: AsyncStream<Event>
         public let cancel: @Sendable () -> Void
+        let id: UInt64
     }
 
     public enum SubmitError: Error, Sendable, Equatable {
@@ -76,10 +82,14 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         var next: Int?
         /// Log-probability entries already sent.
         var sentLogprobs = 0
+        /// `Request.sharesPrompt`; then the logits after the prompt, once evaluated.
+        let sharesPrompt: Bool
+        var promptLogits: [Float]?
 
-        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation) {
+        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation, sharesPrompt: Bool = false) {
             self.generation = generation
             self.continuation = continuation
+            self.sharesPrompt = sharesPrompt
         }
     }
 
@@ -97,6 +107,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     private var stopped = false
     private var loopRunning = false
     private var loopDone: [@Sendable () -> Void] = []
+    private var sharedPrompts = 0
     private let observer: (any SchedulerObserver)?
 
     /// A scheduler with `limits.parallel` sessions of `contextLength` positions on `engine`.
@@ -178,6 +189,13 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         return state.accepting
     }
 
+    /// Prompts copied from another choice's evaluation instead of evaluated (for tests and metrics).
+    public var promptsShared: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return sharedPrompts
+    }
+
     /// Requests waiting, and running.
     public var counts: (waiting: Int, running: Int) {
         condition.lock()
@@ -189,7 +207,12 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
 
     /// Queues a request; its events arrive on the returned stream. Ending the stream early (the
     /// consumer stops iterating) cancels the request.
-    public func submit(_ request: Request) throws(SubmitError) -> Submission {
+    ///
+    /// With `source` (an earlier submission of the same prompt with `sharesPrompt`, still queued
+    /// or running), this one does not evaluate the prompt: it copies the source's KV cache rows
+    /// once the source has evaluated them, and starts from the same logits (the same result, bit
+    /// for bit; if the source ends first, it evaluates the prompt itself).
+    public func submit(_ request: Request, sharingPromptOf source: Submission? = nil) throws(SubmitError) -> Submission {
         let generation: GenerationState
         do {
             generation = try GenerationState(promptIDs: request.promptIDs, options: request.options, tokenizer: tokenizer)
@@ -200,7 +223,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         condition.lock()
         let id = nextID
         do {
-            try state.admit(id: id, key: request.key, promptCount: request.promptIDs.count)
+            let sharable = source.flatMap { s in jobs[s.id].map { $0.sharesPrompt && $0.generation.promptIDs == request.promptIDs } } ?? false
+            try state.admit(id: id, key: request.key, promptCount: request.promptIDs.count, promptSource: sharable ? source?.id : nil)
         } catch {
             condition.unlock()
             switch error {
@@ -211,11 +235,11 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             }
         }
         nextID += 1
-        jobs[id] = Job(generation: generation, continuation: continuation)
+        jobs[id] = Job(generation: generation, continuation: continuation, sharesPrompt: request.sharesPrompt)
         condition.signal()
         condition.unlock()
         continuation.onTermination = { [weak self] _ in self?.cancel(id) }
-        return Submission(events: stream, cancel: { [weak self] in self?.cancel(id) })
+        return Submission(events: stream, cancel: { [weak self] in self?.cancel(id) }, id: id)
     }
 
     func cancel(_ id: UInt64) {
@@ -257,6 +281,10 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             let plan = state.plan()
             let dropped = plan.dropped.compactMap { jobs.removeValue(forKey: $0) }
             let work = plan.items.map { (item: $0, job: jobs[$0.id]!) }
+            var sources: [UInt64: Job] = [:]
+            for item in plan.items {
+                if case let .sharePrompt(source, _) = item.work { sources[source] = jobs[source] }
+            }
             let startedSlots = plan.started.compactMap { state.jobs[$0]?.slot }
             observer?.queue(waiting: state.waitingCount, running: state.runningCount)
             condition.unlock()
@@ -267,19 +295,38 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 observer?.cancelled()
             }
             for slot in startedSlots { sessions[slot].reset() }
-            if !work.isEmpty { runStep(work) }
+            if !work.isEmpty { runStep(work, sources: sources) }
         }
     }
 
     /// One engine step. A step the engine refuses changes nothing (the engine checks every item
     /// first); then each item runs alone, so that only the item at fault fails.
-    private func runStep(_ work: [(item: SchedulerState.Item, job: Job)]) {
-        let items = work.map(stepItem)
-        var results: [Result<[Float]?, InferenceError>]
+    /// `.sharePrompt` items run first, without the engine: the source's prompt rows are copied and
+    /// its prompt logits taken (`sources`: the jobs they copy from).
+    private func runStep(_ all: [(item: SchedulerState.Item, job: Job)], sources: [UInt64: Job]) {
+        var work: [(item: SchedulerState.Item, job: Job)] = []
+        var results: [Result<[Float]?, InferenceError>] = []
+        var engineWork: [(item: SchedulerState.Item, job: Job)] = []
+        for entry in all {
+            guard case let .sharePrompt(source, sourceSlot) = entry.item.work else {
+                engineWork.append(entry)
+                continue
+            }
+            work.append(entry)
+            results.append(Result { () throws(InferenceError) -> [Float]? in
+                guard let logits = sources[source]?.promptLogits else {
+                    throw InferenceError(.invalidArgument, "the shared prompt's logits are missing")
+                }
+                try sessions[entry.item.slot].copyPrefix(of: sessions[sourceSlot], count: entry.job.generation.promptIDs.count)
+                return logits
+            })
+        }
+        let items = engineWork.map(stepItem)
+        work += engineWork
         do {
-            results = try engine.step(items).map { .success($0) }
+            results += try engine.step(items).map { .success($0) }
         } catch {
-            results = items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
+            results += items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
         }
         var finished: [(UInt64, Job, String?)] = []
         for ((item, job), result) in zip(work, results) {
@@ -288,6 +335,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 finished.append((item.id, job, error.reason))
             case let .success(logits):
                 guard let logits else { continue }
+                if job.sharesPrompt, case .prompt(_, true) = item.work { job.promptLogits = logits }
                 let step = job.generation.accept(logits: logits)
                 if job.generation.options.logprobs != nil, job.generation.logprobs.count > job.sentLogprobs {
                     job.continuation.yield(.logprobs(Array(job.generation.logprobs[job.sentLogprobs...])))
@@ -310,7 +358,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         }
         condition.lock()
         for ((item, _), result) in zip(work, results) {
-            if case .success = result { state.completed(item) }
+            guard case .success = result else { continue }
+            state.completed(item)
+            if case .sharePrompt = item.work { sharedPrompts += 1 }
         }
         for (id, _, _) in finished {
             state.finish(id)
@@ -330,6 +380,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         case let .prompt(range, last):
             let prompt = entry.job.generation.promptIDs
             return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last)
+        case .sharePrompt:
+            preconditionFailure("shared prompts are copied, not stepped")
         }
     }
 

@@ -289,4 +289,32 @@ extension ServiceRouteTests {
             do { let response = try await Self.post(client, "/tokenize", #"{"content": "Hi"}"#, headers: [.authorization: "Bearer key-one"]); #expect(response.status == .ok) }
         }
     }
+
+    /// The other choices copy choice 0's evaluated prompt: the same tokens and log-probabilities,
+    /// bit for bit, as a sequence that evaluated the prompt itself (a prompt of several chunks).
+    @Test(.enabled(if: runModelTests)) func copiesTheFirstChoicesPromptBitForBit() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        let prompt = node.scheduler.tokenizer.encode(String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20), addSpecial: true)
+        #expect(prompt.count > 128)
+        var options = GenerationOptions(maxTokens: 12, sampling: SamplingParameters(temperature: 0.9, topK: 0, topP: 1, minP: 0, seed: 3))
+        options.logprobs = 2
+        func finished(_ s: InferenceScheduler.Submission) async -> InferenceScheduler.Completion? {
+            for await event in s.events { if case let .finished(done) = event { return done } }
+            return nil
+        }
+        let before = node.scheduler.promptsShared
+        let leader = try node.scheduler.submit(.init(promptIDs: prompt, options: options, sharesPrompt: true))
+        var second = options
+        second.sampling.seed = 4
+        let follower = try node.scheduler.submit(.init(promptIDs: prompt, options: second), sharingPromptOf: leader)
+        let shared = try #require(await finished(follower))
+        _ = await finished(leader)
+        #expect(node.scheduler.promptsShared == before + 1)
+        let alone = try #require(await finished(try node.scheduler.submit(.init(promptIDs: prompt, options: second))))
+        #expect(node.scheduler.promptsShared == before + 1)
+        #expect(shared.text == alone.text)
+        #expect(shared.logprobs == alone.logprobs)
+        #expect(shared.completionTokens == alone.completionTokens)
+    }
 }

@@ -9,6 +9,9 @@ public struct GenerationOptions: Sendable {
     public var stopStrings: [String] = []
     /// Stop at an end-of-generation token (EOS, EOT, `<|im_end|>`, ...), which is not output.
     public var stopAtEndOfGeneration = true
+    /// Record each generated token's log-probability and this many alternatives (0...`TokenLogprob.maxTop`);
+    /// nil: none (no cost).
+    public var logprobs: Int?
 
     /// The most stop strings a generation takes (OpenAI's limit too).
     public static let maxStopStrings = 4

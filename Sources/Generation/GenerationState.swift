@@ -20,6 +20,8 @@ public struct GenerationState {
     var bytes: [UInt8] = []
     var emitted = 0
     public private(set) var stopReason: GenerationResult.StopReason?
+    /// With `options.logprobs`: one entry per token of `outputIDs`.
+    public private(set) var logprobs: [TokenLogprob] = []
 
     /// Refuses negative `maxTokens`, invalid sampling parameters, more than
     /// `GenerationOptions.maxStopStrings` stop strings and a stop string longer than
@@ -57,12 +59,13 @@ public struct GenerationState {
     /// generation has finished; `result` then holds everything).
     public mutating func accept(logits: [Float]) -> Step {
         guard stopReason == nil else { return Step(text: flush(), next: nil) }
-        let next = sampler.sample(logits, previous: recentIDs)
+        let next = sampler.sample(logits, previous: recentIDs, generated: outputIDs)
         if options.stopAtEndOfGeneration && tokenizer.endOfGeneration.contains(next) {
             stopReason = .endOfGeneration
             return Step(text: flush(), next: nil)
         }
         outputIDs.append(next)
+        if let k = options.logprobs { logprobs.append(TokenLogprob(logits: logits, chosen: next, top: k)) }
         if append(decoder.append(tokenizer.piece(next))) {
             return Step(text: flush(), next: nil)
         }

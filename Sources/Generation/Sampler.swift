@@ -1,8 +1,10 @@
 import Foundation
 
-/// How the next token is chosen from the logits. `temperature == 0` is greedy (argmax, lowest id
-/// among equal logits). Otherwise, in llama.cpp's order: repetition penalty on the last
-/// `repeatWindow` tokens, then top-k, top-p, min-p, then temperature, then a draw from the
+/// How the next token is chosen from the logits. First the penalties: the repetition penalty on
+/// the last `repeatWindow` tokens, then OpenAI's presence and frequency penalties over the
+/// generated tokens (`logit[t] -= count[t] * frequencyPenalty + (count[t] > 0 ? presencePenalty : 0)`).
+/// Then `temperature == 0` is greedy (argmax, lowest id among equal logits). Otherwise, in
+/// llama.cpp's order: top-k, top-p, min-p, then temperature, then a draw from the
 /// softmax with the sampler's own seeded PRNG, so that equal seeds give equal outputs.
 public struct SamplingParameters: Sendable, Equatable {
     /// 0 for greedy; otherwise logits are divided by it (0 < t <= 100).
@@ -19,9 +21,16 @@ public struct SamplingParameters: Sendable, Equatable {
     public var repeatWindow: Int = 64
     /// Seed of the sampler's PRNG.
     public var seed: UInt64 = 0
+    /// OpenAI's `presence_penalty` (-2...2): subtracted once from the logit of every token generated so far.
+    public var presencePenalty: Float = 0
+    /// OpenAI's `frequency_penalty` (-2...2): subtracted from a token's logit once per time it was generated.
+    public var frequencyPenalty: Float = 0
 
     public init(temperature: Float = 0, topK: Int = 40, topP: Float = 0.95, minP: Float = 0.05,
-                repetitionPenalty: Float = 1, repeatWindow: Int = 64, seed: UInt64 = 0) {
+                repetitionPenalty: Float = 1, repeatWindow: Int = 64, seed: UInt64 = 0,
+                presencePenalty: Float = 0, frequencyPenalty: Float = 0) {
+        self.presencePenalty = presencePenalty
+        self.frequencyPenalty = frequencyPenalty
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
@@ -42,6 +51,8 @@ public struct SamplingParameters: Sendable, Equatable {
             throw bad("repetition penalty must be in (0, 100], not \(repetitionPenalty)")
         }
         guard repeatWindow >= 0 else { throw bad("repeat window must be >= 0, not \(repeatWindow)") }
+        guard presencePenalty >= -2, presencePenalty <= 2 else { throw bad("presence penalty must be in -2...2, not \(presencePenalty)") }
+        guard frequencyPenalty >= -2, frequencyPenalty <= 2 else { throw bad("frequency penalty must be in -2...2, not \(frequencyPenalty)") }
     }
 }
 
@@ -89,6 +100,13 @@ public struct Sampler: Sendable {
         random = Xoshiro256(seed: parameters.seed)
     }
 
+    /// OpenAI's presence and frequency penalties over the generated tokens, in place.
+    public static func applyPenalties(_ logits: inout [Float], generated: [Int], presence: Float, frequency: Float) {
+        var counts: [Int: Int] = [:]
+        for id in generated where id >= 0 && id < logits.count { counts[id, default: 0] += 1 }
+        for (id, count) in counts { logits[id] -= Float(count) * frequency + presence }
+    }
+
     /// The index of the largest logit, the lowest index among equals (llama.cpp's greedy choice).
     public static func argmax(_ logits: [Float]) -> Int {
         var best = 0
@@ -96,14 +114,18 @@ public struct Sampler: Sendable {
         return best
     }
 
-    /// The next token given the logits and the tokens so far (for the repetition penalty).
-    public mutating func sample(_ logits: [Float], previous: [Int] = []) -> Int {
+    /// The next token given the logits, the tokens so far (for the repetition penalty) and the
+    /// generated tokens (for the presence and frequency penalties).
+    public mutating func sample(_ logits: [Float], previous: [Int] = [], generated: [Int] = []) -> Int {
         var logits = logits
         let p = parameters
         if p.repetitionPenalty != 1, p.repeatWindow > 0 {
             for id in Set(previous.suffix(p.repeatWindow)) where id >= 0 && id < logits.count {
                 logits[id] = logits[id] > 0 ? logits[id] / p.repetitionPenalty : logits[id] * p.repetitionPenalty
             }
+        }
+        if p.presencePenalty != 0 || p.frequencyPenalty != 0 {
+            Self.applyPenalties(&logits, generated: generated, presence: p.presencePenalty, frequency: p.frequencyPenalty)
         }
         if p.temperature == 0 { return Self.argmax(logits) }
 

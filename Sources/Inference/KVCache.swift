@@ -55,4 +55,15 @@ public final class KVCache: @unchecked Sendable {
             vd[i] = Half.bits(v[i])
         }
     }
+
+    /// Copies positions `0 ..< count` of every layer from `other` (same shape): a prompt evaluated
+    /// once, shared by sequences that continue it differently. Bit for bit what evaluating the same
+    /// tokens would have stored.
+    func copyPositions(from other: KVCache, count: Int) {
+        precondition(other.layers == layers && other.kvWidth == kvWidth && count <= capacity && count <= other.capacity)
+        for layer in 0 ..< layers {
+            key(layer, 0).update(from: other.key(layer, 0), count: count * kvWidth)
+            value(layer, 0).update(from: other.value(layer, 0), count: count * kvWidth)
+        }
+    }
 }

@@ -88,6 +88,17 @@ public final class LlamaSession {
     /// Forgets every position (the cache is overwritten as new tokens come).
     public func reset() { position = 0 }
 
+    /// Starts this session from the first `count` positions of `other` (same model; `count` at most
+    /// `other.position`): their KV cache rows are copied and this session continues at `count`, as
+    /// if it had evaluated the same tokens itself.
+    public func copyPrefix(of other: LlamaSession, count: Int) throws(InferenceError) {
+        guard other.model === model, count >= 0, count <= other.position, count <= contextLength else {
+            throw InferenceError(.invalidArgument, "cannot copy \(count) positions from a session at \(other.position) into one of \(contextLength)")
+        }
+        cache.copyPositions(from: other.cache, count: count)
+        position = count
+    }
+
     /// Rewinds to `position` (at most the current one), keeping the cache before it.
     public func rewind(to position: Int) throws(InferenceError) {
         guard position >= 0, position <= self.position else {

@@ -60,6 +60,8 @@ public struct ParsedCompletionRequest: Sendable {
     public var stream: Bool
     public var includeUsage: Bool
     public var model: String
+    /// Choices to generate (1...`limits.max_n`): choice i samples with seed + i.
+    public var n = 1
 }
 
 /// Parses and checks `/v1/chat/completions` and `/v1/completions` bodies against the node's
@@ -145,7 +147,7 @@ public struct CompletionRequestParser: Sendable {
         }
         var maxTokens = try int(f, "max_completion_tokens")
         if maxTokens == nil { maxTokens = try int(f, "max_tokens") }
-        return try finish(f, promptIDs: ids, maxTokens: maxTokens, model: model)
+        return try finish(f, promptIDs: ids, maxTokens: maxTokens, model: model, chat: true)
     }
 
     public func completion(_ body: [UInt8]) throws(APIError) -> ParsedCompletionRequest {
@@ -176,7 +178,7 @@ public struct CompletionRequestParser: Sendable {
         }
         if case .bool(true)? = f["echo"] { throw APIError(400, "'echo' is not supported", param: "echo") }
         if let suffix = f["suffix"], suffix != .null { throw APIError(400, "'suffix' is not supported", param: "suffix") }
-        return try finish(f, promptIDs: ids, maxTokens: try int(f, "max_tokens"), model: model)
+        return try finish(f, promptIDs: ids, maxTokens: try int(f, "max_tokens"), model: model, chat: false)
     }
 
     /// A completion prompt's ids, as llama.cpp tokenizes completions; a word over the limit is a 400.
@@ -198,7 +200,7 @@ public struct CompletionRequestParser: Sendable {
         return model
     }
 
-    func finish(_ f: [String: JSONValue], promptIDs: [Int], maxTokens requested: Int?, model: String) throws(APIError) -> ParsedCompletionRequest {
+    func finish(_ f: [String: JSONValue], promptIDs: [Int], maxTokens requested: Int?, model: String, chat: Bool) throws(APIError) -> ParsedCompletionRequest {
         guard !promptIDs.isEmpty else { throw APIError(400, "the prompt is empty") }
         guard promptIDs.count <= settings.maxPromptTokens else {
             throw APIError(400, "the prompt has \(promptIDs.count) tokens; this node accepts at most \(settings.maxPromptTokens)",
@@ -225,12 +227,24 @@ public struct CompletionRequestParser: Sendable {
         let topP = try number(f, "top_p") ?? 1
         guard topP > 0, topP <= 1 else { throw APIError(400, "'top_p' must be in (0, 1]", param: "top_p") }
         let seed = try int(f, "seed").map { UInt64(bitPattern: Int64($0)) } ?? UInt64.random(in: .min ... .max)
-        if let n = try int(f, "n"), n != 1 { throw APIError(400, "'n' must be 1: this node generates one choice", param: "n") }
-        for name in ["presence_penalty", "frequency_penalty"] {
-            if let v = try number(f, name), v != 0 { throw APIError(400, "'\(name)' is not supported (only 0)", param: name) }
+        let n = try int(f, "n") ?? 1
+        guard n >= 1 else { throw APIError(400, "'n' must be at least 1", param: "n") }
+        guard n <= settings.maxN else {
+            throw APIError(400, "'n' is \(n); this node generates at most \(settings.maxN) choices per request (limits.max_n)", param: "n")
         }
-        if case .bool(true)? = f["logprobs"] { throw APIError(400, "'logprobs' is not supported", param: "logprobs") }
-        if case .number? = f["logprobs"] { throw APIError(400, "'logprobs' is not supported", param: "logprobs") }
+        // Each choice is a sequence of its own: n that can never be admitted whole is a 400, not a 429 forever.
+        let capacity = min(settings.parallel + settings.queueDepth, settings.perKeyConcurrency ?? .max)
+        guard n <= capacity else {
+            throw APIError(400, "'n' is \(n); this node holds at most \(capacity) sequences for one request (limits.parallel + limits.queue_depth, limits.per_key_concurrency)",
+                           param: "n")
+        }
+        var penalties: [Float] = []
+        for name in ["presence_penalty", "frequency_penalty"] {
+            let v = try number(f, name) ?? 0
+            guard (-2 ... 2).contains(v) else { throw APIError(400, "'\(name)' must be between -2 and 2", param: name) }
+            penalties.append(Float(v))
+        }
+        let logprobs = try logprobCount(f, chat: chat)
         if let tools = f["tools"], tools != .null, tools != .array([]) { throw APIError(400, "'tools' is not supported", param: "tools") }
         var stops: [String] = []
         switch f["stop"] {
@@ -253,10 +267,33 @@ public struct CompletionRequestParser: Sendable {
         var includeUsage = false
         if case let .object(o)? = f["stream_options"], case let .bool(b)? = o["include_usage"] { includeUsage = b }
         let sampling = SamplingParameters(temperature: Float(temperature), topK: 0, topP: Float(topP), minP: 0,
-                                          repetitionPenalty: 1, seed: seed)
-        return ParsedCompletionRequest(promptIDs: promptIDs,
-                                       options: GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: stops),
-                                       stream: stream, includeUsage: includeUsage, model: model)
+                                          repetitionPenalty: 1, seed: seed, presencePenalty: penalties[0], frequencyPenalty: penalties[1])
+        var options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: stops)
+        options.logprobs = logprobs
+        return ParsedCompletionRequest(promptIDs: promptIDs, options: options, stream: stream, includeUsage: includeUsage, model: model, n: n)
+    }
+
+    /// How many alternatives to report per token, or nil for no log-probabilities. Chat:
+    /// `logprobs: true` with `top_logprobs: 0...20` (which needs `logprobs: true`); completions:
+    /// `logprobs: 0...20`.
+    func logprobCount(_ f: [String: JSONValue], chat: Bool) throws(APIError) -> Int? {
+        let most = TokenLogprob.maxTop
+        if chat {
+            let wanted = try bool(f, "logprobs") ?? false
+            let top = try int(f, "top_logprobs")
+            if let top {
+                guard wanted else { throw APIError(400, "'top_logprobs' needs 'logprobs': true", param: "top_logprobs") }
+                guard (0 ... most).contains(top) else { throw APIError(400, "'top_logprobs' must be between 0 and \(most), not \(top)", param: "top_logprobs") }
+            }
+            return wanted ? (top ?? 0) : nil
+        }
+        if case .bool(false)? = f["logprobs"] { return nil }
+        if case .bool? = f["logprobs"] {
+            throw APIError(400, "'logprobs' of a completion is a number of alternatives (0...\(most)), not a boolean", param: "logprobs")
+        }
+        guard let k = try int(f, "logprobs") else { return nil }
+        guard (0 ... most).contains(k) else { throw APIError(400, "'logprobs' must be between 0 and \(most), not \(k)", param: "logprobs") }
+        return k
     }
 
     func number(_ f: [String: JSONValue], _ key: String) throws(APIError) -> Double? {

@@ -42,7 +42,7 @@ public struct ReceiptIssuer: Sendable {
 
 /// The OpenAI-compatible endpoints: `GET /v1/models`, `POST /v1/chat/completions`,
 /// `POST /v1/completions` (with `stream: true` as server-sent events ending in `data: [DONE]`),
-/// and `GET /metrics`.
+/// `POST /tokenize`, `POST /detokenize`, and `GET /metrics`.
 ///
 /// A completion's path: readiness (cheap) → body, bounded by `limits.max_body_bytes` (413) → the
 /// request worker parses, renders and tokenizes it off the cooperative pool (400, 429) → the
@@ -91,6 +91,8 @@ public struct OpenAIRoutes: Sendable {
         router.post("/v1/completions") { request, context in
             try await complete(request, context: context, chat: false)
         }
+        router.post("/tokenize") { request, _ in try await tokens(request, detokenize: false) }
+        router.post("/detokenize") { request, _ in try await tokens(request, detokenize: true) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
@@ -109,54 +111,98 @@ public struct OpenAIRoutes: Sendable {
         let data: [ModelObject]
     }
 
-    func complete(_ request: Request, context: NodeRequestContext, chat: Bool) async throws -> Response {
+    /// `POST /tokenize` and `/detokenize` (see `CompletionRequestParser.tokenize`), on the request worker.
+    func tokens(_ request: Request, detokenize: Bool) async throws -> Response {
+        let body = try await readBody(request)
+        let parser = self.parser
+        let answer = try await worker.run { () throws(APIError) -> [UInt8] in
+            detokenize ? try parser.detokenize(body) : try parser.tokenize(body)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+    }
+
+    /// The request body, bounded by `limits.max_body_bytes` (413), once the node is ready (503).
+    func readBody(_ request: Request) async throws -> [UInt8] {
         let state = await readiness.state
         guard state.ready else {
             throw APIError(503, "the node is not ready: \(state.reason)", type: "service_unavailable", code: "not_ready")
         }
-        let body: [UInt8]
         do {
-            body = Array(try await request.body.collect(upTo: settings.maxBodyBytes).readableBytesView)
+            return Array(try await request.body.collect(upTo: settings.maxBodyBytes).readableBytesView)
         } catch {
             throw APIError(413, "the request body is larger than \(settings.maxBodyBytes) bytes", code: "request_too_large")
         }
+    }
+
+    /// Queues one job per choice (choice i with seed + i; choices 1... copy choice 0's evaluated
+    /// prompt); if one is refused, the others are cancelled.
+    func submitChoices(_ parsed: ParsedCompletionRequest, key: String?) throws -> [InferenceScheduler.Submission] {
+        var submissions: [InferenceScheduler.Submission] = []
+        do {
+            for i in 0 ..< parsed.n {
+                var options = parsed.options
+                options.sampling.seed = parsed.options.sampling.seed &+ UInt64(i)
+                submissions.append(try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: options, key: key, sharesPrompt: parsed.n > 1 && i == 0),
+                                                        sharingPromptOf: i == 0 ? nil : submissions.first))
+            }
+        } catch {
+            for s in submissions { s.cancel() }
+            throw error
+        }
+        return submissions
+    }
+
+    func complete(_ request: Request, context: NodeRequestContext, chat: Bool) async throws -> Response {
+        let body = try await readBody(request)
         let parser = self.parser
         let parsed = try await worker.run { () throws(APIError) -> ParsedCompletionRequest in
             chat ? try parser.chat(body) : try parser.completion(body)
         }
         // Watch the connection before queueing, so that a client that already left is not served.
         let watcher = parsed.stream ? nil : await context.disconnectWatcher()
-        let submission = try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: parsed.options, key: context.apiKey))
+        let submissions = try submitChoices(parsed, key: context.apiKey)
         let id = (chat ? "chatcmpl-" : "cmpl-") + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         context.logger.info("completion accepted", metadata: ["id": .string(id), "prompt_tokens": .stringConvertible(parsed.promptIDs.count),
                                                               "max_tokens": .stringConvertible(parsed.options.maxTokens),
-                                                              "stream": .stringConvertible(parsed.stream)])
-        let answer = Answer(id: id, created: created, chat: chat, parsed: parsed, body: body, fingerprint: fingerprint, receipts: receipts)
+                                                              "n": .stringConvertible(parsed.n), "stream": .stringConvertible(parsed.stream)])
+        let answer = Answer(id: id, created: created, chat: chat, parsed: parsed, body: body, fingerprint: fingerprint, receipts: receipts,
+                            tokenizer: scheduler.tokenizer)
         if parsed.stream {
-            return stream(submission, answer: answer, logger: context.logger)
+            return stream(submissions, answer: answer, logger: context.logger)
         }
         let token = watcher?.onDisconnect { [logger = context.logger] in
             logger.info("client disconnected; generation cancelled", metadata: ["id": .string(id)])
-            submission.cancel()
+            for s in submissions { s.cancel() }
         }
         defer { watcher?.forget(token) }
-        for await event in submission.events {
-            switch event {
-            case .text:
-                continue
-            case let .failed(reason):
-                throw APIError(503, "generation failed: \(reason)", type: "service_unavailable")
-            case let .finished(done):
-                let receipt = try answer.receipt(for: done)
-                context.logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(done.completionTokens),
-                                                                      "finish_reason": .string(Self.finishReason(done.stopReason))])
-                var response = try Self.json(answer.body(done, receipt: receipt))
-                response.headers[Self.receiptHeader] = receipt.jsonData().base64EncodedString()
-                return response
+        var results: [InferenceScheduler.Completion] = []
+        for submission in submissions {
+            var result: InferenceScheduler.Completion?
+            events: for await event in submission.events {
+                switch event {
+                case .text, .logprobs:
+                    continue
+                case let .failed(reason):
+                    for s in submissions { s.cancel() }
+                    throw APIError(503, "generation failed: \(reason)", type: "service_unavailable")
+                case let .finished(done):
+                    result = done
+                    break events
+                }
             }
+            guard let result else {
+                for s in submissions { s.cancel() }
+                throw APIError(499, "the client closed the connection; generation cancelled", type: "client_closed_request", code: "cancelled")
+            }
+            results.append(result)
         }
-        throw APIError(499, "the client closed the connection; generation cancelled", type: "client_closed_request", code: "cancelled")
+        let receipt = try answer.receipt(for: results)
+        context.logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(answer.usage(results).completion_tokens),
+                                                              "finish_reason": .string(Self.finishReason(results[0].stopReason))])
+        var response = try Self.json(answer.body(results, receipt: receipt))
+        response.headers[Self.receiptHeader] = receipt.jsonData().base64EncodedString()
+        return response
     }
 
     /// One answer's identity and its receipt.
@@ -168,23 +214,42 @@ public struct OpenAIRoutes: Sendable {
         let body: [UInt8]
         let fingerprint: String
         let receipts: ReceiptIssuer
+        let tokenizer: Tokenizer
 
         var object: String { chat ? "chat.completion" : "text_completion" }
         var chunkObject: String { chat ? "chat.completion.chunk" : "text_completion" }
+        var wantsLogprobs: Bool { parsed.options.logprobs != nil }
 
-        func receipt(for done: InferenceScheduler.Completion) throws(ResponseFailure) -> Receipt {
-            try receipts.issue(id: id, created: created, request: body, responseText: done.text)
+        func logprobs(_ entries: [TokenLogprob], firstOffset: Int = 0) -> ChoiceLogprobs {
+            ChoiceLogprobs(chat: chat, entries, tokenizer: tokenizer, firstOffset: firstOffset)
         }
 
-        func usage(_ done: InferenceScheduler.Completion) -> Usage {
-            Usage(prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens, total_tokens: done.promptTokens + done.completionTokens)
+        /// The receipt over the request body and `ResponseTranscript` of the choices.
+        func receipt(for results: [InferenceScheduler.Completion]) throws(ResponseFailure) -> Receipt {
+            let choices = results.enumerated().map { i, done in
+                ResponseTranscript.Choice(index: i, text: done.text, finishReason: OpenAIRoutes.finishReason(done.stopReason),
+                                          logprobs: wantsLogprobs ? logprobs(done.logprobs).entries.map {
+                                              ResponseTranscript.Token(token: $0.token, logprob: $0.logprob, top: $0.top.map { ($0.token, $0.logprob) })
+                                          } : nil)
+            }
+            return try receipts.issue(id: id, created: created, request: body, responseText: ResponseTranscript.text(choices))
+        }
+
+        /// `completion_tokens` sums every choice's tokens; the prompt counts once.
+        func usage(_ results: [InferenceScheduler.Completion]) -> Usage {
+            let prompt = results.first?.promptTokens ?? parsed.promptIDs.count
+            let completion = results.reduce(0) { $0 + $1.completionTokens }
+            return Usage(prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion)
         }
 
         /// The non-streaming body.
-        func body(_ done: InferenceScheduler.Completion, receipt: Receipt) -> CompletionBody {
-            CompletionBody(id: id, object: object, created: created, model: parsed.model, system_fingerprint: fingerprint,
-                           choices: [Choice(chat ? .message(done.text) : .text(done.text), finish: OpenAIRoutes.finishReason(done.stopReason))],
-                           usage: usage(done), receipt: receipt)
+        func body(_ results: [InferenceScheduler.Completion], receipt: Receipt) -> CompletionBody {
+            let choices = results.enumerated().map { i, done in
+                Choice(chat ? .message(done.text) : .text(done.text), index: i, finish: OpenAIRoutes.finishReason(done.stopReason),
+                       logprobs: wantsLogprobs ? logprobs(done.logprobs) : nil)
+            }
+            return CompletionBody(id: id, object: object, created: created, model: parsed.model, system_fingerprint: fingerprint,
+                                  choices: choices, usage: usage(results), receipt: receipt)
         }
 
         /// A streamed chunk with `choices`.
@@ -194,12 +259,17 @@ public struct OpenAIRoutes: Sendable {
         }
 
         /// One choice of a chunk: a chat delta, or completion text.
-        func piece(_ text: String?, role: String? = nil, finish: String? = nil) -> Choice {
-            Choice(chat ? .delta(role: role, content: text) : .text(text ?? ""), finish: finish)
+        func piece(_ text: String?, index: Int = 0, role: String? = nil, finish: String? = nil, logprobs: ChoiceLogprobs? = nil) -> Choice {
+            Choice(chat ? .delta(role: role, content: text) : .text(text ?? ""), index: index, finish: finish, logprobs: logprobs)
         }
     }
 
-    func stream(_ submission: InferenceScheduler.Submission, answer: Answer, logger: Logger) -> Response {
+    /// The event stream. With n > 1 the choices generate together, and their chunks are sent one
+    /// choice after the other (choice 0's to its end, then choice 1's, which waited in its buffer),
+    /// each ending with its `finish_reason`; the last choice's final chunk carries the receipt
+    /// (over every choice) and the usage. With logprobs, a chunk carries the entries of the tokens
+    /// generated since the previous chunk, and every choice's final chunk a (possibly empty) list.
+    func stream(_ submissions: [InferenceScheduler.Submission], answer: Answer, logger: Logger) -> Response {
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             let encoder = JSONEncoder()
@@ -210,42 +280,63 @@ public struct OpenAIRoutes: Sendable {
                 buffer.writeString("\n\n")
                 try await writer.write(buffer)
             }
-            var iterator = submission.events.makeAsyncIterator()
             do {
-                if answer.chat { try await send(answer.chunk([answer.piece("", role: "assistant")])) }
-                loop: while let event = await iterator.next() {
-                    switch event {
-                    case let .text(text):
-                        try await send(answer.chunk([answer.piece(text)]))
-                    case let .failed(reason):
-                        try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
-                        break loop
-                    case let .finished(done):
-                        let receipt: Receipt
-                        do {
-                            receipt = try answer.receipt(for: done)
-                        } catch {
-                            try await send(APIErrorEnvelope(error: .init(message: (error as? ResponseFailure)?.reason ?? "\(error)", type: "server_error")))
+                var results: [InferenceScheduler.Completion] = []
+                choices: for (index, submission) in submissions.enumerated() {
+                    if answer.chat { try await send(answer.chunk([answer.piece("", index: index, role: "assistant")])) }
+                    var pending: [TokenLogprob] = []
+                    var offset = 0
+                    func takeLogprobs() -> ChoiceLogprobs? {
+                        guard answer.wantsLogprobs else { return nil }
+                        let lp = answer.logprobs(pending, firstOffset: offset)
+                        offset += lp.byteCount
+                        pending = []
+                        return lp
+                    }
+                    var iterator = submission.events.makeAsyncIterator()
+                    loop: while let event = await iterator.next() {
+                        switch event {
+                        case let .logprobs(entries):
+                            pending += entries
+                        case let .text(text):
+                            try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                        case let .failed(reason):
+                            try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
+                            break choices
+                        case let .finished(done):
+                            results.append(done)
+                            let finish = Self.finishReason(done.stopReason)
+                            guard results.count == submissions.count else {
+                                try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())]))
+                                break loop
+                            }
+                            let receipt: Receipt
+                            do {
+                                receipt = try answer.receipt(for: results)
+                            } catch {
+                                try await send(APIErrorEnvelope(error: .init(message: (error as? ResponseFailure)?.reason ?? "\(error)", type: "server_error")))
+                                break choices
+                            }
+                            let usage = answer.usage(results)
+                            // The last choice chunk carries finish_reason and the receipt (and usage, unless the
+                            // client asked for OpenAI's separate usage chunk with no choices).
+                            try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())],
+                                                        usage: answer.parsed.includeUsage ? nil : usage, receipt: receipt))
+                            if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
+                            logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(usage.completion_tokens),
+                                                                          "finish_reason": .string(finish)])
                             break loop
                         }
-                        let usage = answer.usage(done)
-                        let finish = Self.finishReason(done.stopReason)
-                        // The last choice chunk carries finish_reason and the receipt (and usage, unless the
-                        // client asked for OpenAI's separate usage chunk with no choices).
-                        try await send(answer.chunk([answer.piece(nil, finish: finish)], usage: answer.parsed.includeUsage ? nil : usage,
-                                                    receipt: receipt))
-                        if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
-                        logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(done.completionTokens),
-                                                                      "finish_reason": .string(finish)])
-                        break loop
                     }
+                    if results.count <= index { break choices }
                 }
+                for s in submissions { s.cancel() }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             } catch {
                 // The client went away: stop generating for it.
                 logger.info("client disconnected; generation cancelled", metadata: ["id": .string(answer.id)])
-                submission.cancel()
+                for s in submissions { s.cancel() }
                 throw error
             }
         })
@@ -283,7 +374,7 @@ struct Usage: Encodable {
 }
 
 /// One choice of any of the four response shapes: `index`, the payload under its key (`message`,
-/// `delta` or `text`), `logprobs: null`, and `finish_reason` (null until the last chunk).
+/// `delta` or `text`), `logprobs` (null unless asked for: `ChoiceLogprobs`), and `finish_reason` (null until the last chunk).
 struct Choice: Encodable {
     enum Payload {
         case message(String)
@@ -291,11 +382,15 @@ struct Choice: Encodable {
         case text(String)
     }
     let payload: Payload
+    let index: Int
     let finish: String?
+    let logprobs: ChoiceLogprobs?
 
-    init(_ payload: Payload, finish: String?) {
+    init(_ payload: Payload, index: Int = 0, finish: String?, logprobs: ChoiceLogprobs? = nil) {
         self.payload = payload
+        self.index = index
         self.finish = finish
+        self.logprobs = logprobs
     }
 
     enum CodingKeys: String, CodingKey { case index, message, delta, text, logprobs, finish_reason }
@@ -303,7 +398,7 @@ struct Choice: Encodable {
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(0, forKey: .index)
+        try c.encode(index, forKey: .index)
         switch payload {
         case let .message(content):
             var m = c.nestedContainer(keyedBy: MessageKeys.self, forKey: .message)
@@ -316,7 +411,7 @@ struct Choice: Encodable {
         case let .text(text):
             try c.encode(text, forKey: .text)
         }
-        try c.encodeNil(forKey: .logprobs)
+        if let logprobs { try c.encode(logprobs, forKey: .logprobs) } else { try c.encodeNil(forKey: .logprobs) }
         if let finish { try c.encode(finish, forKey: .finish_reason) } else { try c.encodeNil(forKey: .finish_reason) }
     }
 }

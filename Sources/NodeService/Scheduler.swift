@@ -21,10 +21,15 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         public var options: GenerationOptions
         /// Who asked (an API key's label), for the per-key limit; nil without keys.
         public var key: String?
-        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil) {
+        /// Keep the logits of the prompt's end, so that later submissions with the same prompt
+        /// (`submit(_:sharingPromptOf:)`: the other choices of a request with n > 1) copy its
+        /// evaluation instead of repeating it.
+        public var sharesPrompt: Bool
+        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil, sharesPrompt: Bool = false) {
             self.promptIDs = promptIDs
             self.options = options
             self.key = key
+            self.sharesPrompt = sharesPrompt
         }
     }
 
@@ -34,6 +39,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         public var completionTokens: Int
         public var text: String
         public var stopReason: GenerationResult.StopReason
+        /// With `options.logprobs`: one entry per generated token (else empty).
+        public var logprobs: [TokenLogprob] = []
         /// From submission to the first generated text (or to the end, if there was none).
         public var timeToFirstToken: Duration
     }
@@ -41,6 +48,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     public enum Event: Sendable {
         /// Generated text, in UTF-8-safe pieces, in order.
         case text(String)
+        /// With `options.logprobs`: the entries of the tokens generated since the last ones, sent
+        /// before the text those tokens produced (which may come in a later event, or only at the end).
+        case logprobs([TokenLogprob])
         case finished(Completion)
         /// The request could not complete (the node is stopping, or the engine refused it).
         case failed(String)
@@ -50,6 +60,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     public struct Submission: Sendable {
         public let events: AsyncStream<Event>
         public let cancel: @Sendable () -> Void
+        let id: UInt64
     }
 
     public enum SubmitError: Error, Sendable, Equatable {
@@ -69,10 +80,16 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         var firstText: Duration?
         /// The token to evaluate at the next decode step.
         var next: Int?
+        /// Log-probability entries already sent.
+        var sentLogprobs = 0
+        /// `Request.sharesPrompt`; then the logits after the prompt, once evaluated.
+        let sharesPrompt: Bool
+        var promptLogits: [Float]?
 
-        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation) {
+        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation, sharesPrompt: Bool = false) {
             self.generation = generation
             self.continuation = continuation
+            self.sharesPrompt = sharesPrompt
         }
     }
 
@@ -90,6 +107,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     private var stopped = false
     private var loopRunning = false
     private var loopDone: [@Sendable () -> Void] = []
+    private var sharedPrompts = 0
     private let observer: (any SchedulerObserver)?
 
     /// A scheduler with `limits.parallel` sessions of `contextLength` positions on `engine`.
@@ -171,6 +189,13 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         return state.accepting
     }
 
+    /// Prompts copied from another choice's evaluation instead of evaluated (for tests and metrics).
+    public var promptsShared: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return sharedPrompts
+    }
+
     /// Requests waiting, and running.
     public var counts: (waiting: Int, running: Int) {
         condition.lock()
@@ -182,7 +207,12 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
 
     /// Queues a request; its events arrive on the returned stream. Ending the stream early (the
     /// consumer stops iterating) cancels the request.
-    public func submit(_ request: Request) throws(SubmitError) -> Submission {
+    ///
+    /// With `source` (an earlier submission of the same prompt with `sharesPrompt`, still queued
+    /// or running), this one does not evaluate the prompt: it copies the source's KV cache rows
+    /// once the source has evaluated them, and starts from the same logits (the same result, bit
+    /// for bit; if the source ends first, it evaluates the prompt itself).
+    public func submit(_ request: Request, sharingPromptOf source: Submission? = nil) throws(SubmitError) -> Submission {
         let generation: GenerationState
         do {
             generation = try GenerationState(promptIDs: request.promptIDs, options: request.options, tokenizer: tokenizer)
@@ -193,7 +223,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         condition.lock()
         let id = nextID
         do {
-            try state.admit(id: id, key: request.key, prompt: request.promptIDs)
+            let sharable = source.flatMap { s in jobs[s.id].map { $0.sharesPrompt && $0.generation.promptIDs == request.promptIDs } } ?? false
+            try state.admit(id: id, key: request.key, prompt: request.promptIDs, promptSource: sharable ? source?.id : nil)
         } catch {
             condition.unlock()
             switch error {
@@ -204,11 +235,11 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             }
         }
         nextID += 1
-        jobs[id] = Job(generation: generation, continuation: continuation)
+        jobs[id] = Job(generation: generation, continuation: continuation, sharesPrompt: request.sharesPrompt)
         condition.signal()
         condition.unlock()
         continuation.onTermination = { [weak self] _ in self?.cancel(id) }
-        return Submission(events: stream, cancel: { [weak self] in self?.cancel(id) })
+        return Submission(events: stream, cancel: { [weak self] in self?.cancel(id) }, id: id)
     }
 
     func cancel(_ id: UInt64) {
@@ -264,6 +295,10 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             }
             let dropped = plan.dropped.compactMap { jobs.removeValue(forKey: $0) }
             let work = plan.items.map { (item: $0, job: jobs[$0.id]!) }
+            var sources: [UInt64: Job] = [:]
+            for item in plan.items {
+                if case let .sharePrompt(source, _) = item.work { sources[source] = jobs[source] }
+            }
             observer?.queue(waiting: state.waitingCount, running: state.runningCount)
             condition.unlock()
 
@@ -272,19 +307,38 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 job.continuation.finish()
                 observer?.cancelled()
             }
-            if !work.isEmpty { runStep(work) }
+            if !work.isEmpty { runStep(work, sources: sources) }
         }
     }
 
     /// One engine step. A step the engine refuses changes nothing (the engine checks every item
     /// first); then each item runs alone, so that only the item at fault fails.
-    private func runStep(_ work: [(item: SchedulerState.Item, job: Job)]) {
-        let items = work.map(stepItem)
-        var results: [Result<[Float]?, InferenceError>]
+    /// `.sharePrompt` items run first, without the engine: the source's prompt rows are copied and
+    /// its prompt logits taken (`sources`: the jobs they copy from).
+    private func runStep(_ all: [(item: SchedulerState.Item, job: Job)], sources: [UInt64: Job]) {
+        var work: [(item: SchedulerState.Item, job: Job)] = []
+        var results: [Result<[Float]?, InferenceError>] = []
+        var engineWork: [(item: SchedulerState.Item, job: Job)] = []
+        for entry in all {
+            guard case let .sharePrompt(source, sourceSlot) = entry.item.work else {
+                engineWork.append(entry)
+                continue
+            }
+            work.append(entry)
+            results.append(Result { () throws(InferenceError) -> [Float]? in
+                guard let logits = sources[source]?.promptLogits else {
+                    throw InferenceError(.invalidArgument, "the shared prompt's logits are missing")
+                }
+                try sessions[entry.item.slot].copyPrefix(of: sessions[sourceSlot], count: entry.job.generation.promptIDs.count)
+                return logits
+            })
+        }
+        let items = engineWork.map(stepItem)
+        work += engineWork
         do {
-            results = try engine.step(items).map { .success($0) }
+            results += try engine.step(items).map { .success($0) }
         } catch {
-            results = items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
+            results += items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
         }
         var finished: [(UInt64, Job, String?)] = []
         for ((item, job), result) in zip(work, results) {
@@ -293,7 +347,12 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 finished.append((item.id, job, error.reason))
             case let .success(logits):
                 guard let logits else { continue }
+                if job.sharesPrompt, case .prompt(_, true) = item.work { job.promptLogits = logits }
                 let step = job.generation.accept(logits: logits)
+                if job.generation.options.logprobs != nil, job.generation.logprobs.count > job.sentLogprobs {
+                    job.continuation.yield(.logprobs(Array(job.generation.logprobs[job.sentLogprobs...])))
+                    job.sentLogprobs = job.generation.logprobs.count
+                }
                 if !step.text.isEmpty {
                     if job.firstText == nil {
                         job.firstText = ContinuousClock.now - job.submitted
@@ -311,7 +370,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         }
         condition.lock()
         for ((item, _), result) in zip(work, results) {
-            if case .success = result { state.completed(item) }
+            guard case .success = result else { continue }
+            state.completed(item)
+            if case .sharePrompt = item.work { sharedPrompts += 1 }
         }
         for (id, _, _) in finished {
             state.finish(id)
@@ -331,6 +392,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         case let .prompt(range, last):
             let prompt = entry.job.generation.promptIDs
             return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last)
+        case .sharePrompt:
+            preconditionFailure("shared prompts are copied, not stepped")
         }
     }
 
@@ -339,7 +402,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         let result = job.generation.result
         observer?.completed(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count)
         job.continuation.yield(.finished(Completion(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count,
-                                                    text: result.text, stopReason: result.stopReason,
+                                                    text: result.text, stopReason: result.stopReason, logprobs: job.generation.logprobs,
                                                     timeToFirstToken: job.firstText ?? (ContinuousClock.now - job.submitted))))
         job.continuation.finish()
     }

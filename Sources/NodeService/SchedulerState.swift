@@ -9,6 +9,9 @@
 /// - a step holds at most `limits.batchTokens` tokens: one for every decoding job first, then
 ///   prompt chunks of running jobs in admission order;
 /// - a job with an empty prompt is never admitted (it would never produce a step);
+/// - a job admitted with a `promptSource` (another choice of the same request, same prompt) gets no
+///   prompt chunks: once the source has evaluated the prompt, one `.sharePrompt` item copies it;
+///   if the source ends first, the job evaluates its prompt itself;
 /// - once draining, nothing new is admitted; at the drain deadline every job left is failed;
 /// - prompt cache: a free slot keeps the KV rows of the prompt it last evaluated. A job starts in the
 ///   free slot whose kept prompt shares the longest prefix with its own — only a slot last used by the
@@ -60,6 +63,8 @@ public struct SchedulerState: Sendable {
         /// The engine session it holds while running.
         public var slot: Int?
         public var cancelled = false
+        /// The job whose evaluated prompt (the same tokens) this one copies instead of evaluating it.
+        public var promptSource: UInt64?
     }
 
     /// One part of a step.
@@ -69,6 +74,9 @@ public struct SchedulerState: Sendable {
             case decode
             /// Prompt tokens `range`; `last`: the chunk ends the prompt (its logits are wanted).
             case prompt(range: Range<Int>, last: Bool)
+            /// No engine work: copy the whole prompt's KV cache from job `source` (in `sourceSlot`),
+            /// and take its last prompt logits.
+            case sharePrompt(source: UInt64, sourceSlot: Int)
         }
         public let id: UInt64
         public let slot: Int
@@ -78,6 +86,7 @@ public struct SchedulerState: Sendable {
             switch work {
             case .decode: 1
             case let .prompt(range, _): range.count
+            case .sharePrompt: 0
             }
         }
     }
@@ -136,13 +145,17 @@ public struct SchedulerState: Sendable {
     // MARK: Events
 
     /// A new request; refused without any change to the state when it cannot be taken.
-    public mutating func admit(id: UInt64, key: String?, prompt: [Int]) throws(AdmitError) {
+    /// `promptSource`: a job (waiting or running) with the same prompt whose evaluation this one will copy.
+    public mutating func admit(id: UInt64, key: String?, prompt: [Int], promptSource: UInt64? = nil) throws(AdmitError) {
         guard accepting else { throw .draining }
         guard !prompt.isEmpty else { throw .emptyPrompt }
         guard waiting.count + running.count < limits.parallel + limits.queueDepth else { throw .queueFull }
         if let key, let cap = limits.perKeyLimit, (perKey[key] ?? 0) >= cap { throw .keyLimit(cap) }
         precondition(jobs[id] == nil, "job ids are unique")
         jobs[id] = Job(id: id, key: key, prompt: prompt)
+        if let source = promptSource, let s = jobs[source], s.prompt == prompt, s.promptSource == nil {
+            jobs[id]!.promptSource = source
+        }
         waiting.append(id)
         if let key { perKey[key, default: 0] += 1 }
     }
@@ -205,6 +218,13 @@ public struct SchedulerState: Sendable {
         for id in running where budget > 0 {
             let job = jobs[id]!
             guard !job.decoding, job.promptOffset < job.promptCount else { continue }
+            if let source = job.promptSource {
+                // Wait for the source's prompt; then copy it (costs no engine tokens).
+                if let s = jobs[source], s.decoding, let sourceSlot = s.slot {
+                    items.append(Item(id: id, slot: job.slot!, work: .sharePrompt(source: source, sourceSlot: sourceSlot)))
+                }
+                continue
+            }
             let end = min(job.promptCount, job.promptOffset + budget)
             items.append(Item(id: id, slot: job.slot!, work: .prompt(range: job.promptOffset ..< end, last: end == job.promptCount)))
             budget -= end - job.promptOffset
@@ -217,11 +237,18 @@ public struct SchedulerState: Sendable {
     /// caller decides whether the job goes on).
     public mutating func completed(_ item: Item) {
         guard let job = jobs[item.id] else { return }
-        if case let .prompt(range, last) = item.work {
+        switch item.work {
+        case let .prompt(range, last):
             jobs[item.id]!.promptOffset = range.upperBound
             if last { jobs[item.id]!.decoding = true }
             // Rows of one-token prompts are computed like decoding rows: not kept.
             if job.promptCount > 1 && kept[item.slot].tokens.count == range.lowerBound { kept[item.slot].tokens += job.prompt[range] }
+        case .sharePrompt:
+            jobs[item.id]!.promptOffset = job.promptCount
+            jobs[item.id]!.decoding = true
+            if job.promptCount > 1 { kept[item.slot].tokens = job.prompt }
+        case .decode:
+            break
         }
     }
 
@@ -237,7 +264,7 @@ public struct SchedulerState: Sendable {
                 let limit = min(k.tokens.count, job.prompt.count - 1)
                 while shared < limit && k.tokens[shared] == job.prompt[shared] { shared += 1 }
             }
-            if shared > best.reused || (shared == best.reused && k.lastUsed < best.lastUsed) {
+            if shared > best.reused || (shared == best.reused && k.lastUsed <= best.lastUsed) {
                 best = (index, shared, k.lastUsed)
             }
         }
@@ -273,6 +300,10 @@ public struct SchedulerState: Sendable {
 
     private mutating func remove(_ id: UInt64) {
         guard let job = jobs.removeValue(forKey: id) else { return }
+        // Jobs still waiting for this one's prompt evaluate their own.
+        for (other, j) in jobs where j.promptSource == id {
+            jobs[other]!.promptSource = nil
+        }
         waiting.removeAll { $0 == id }
         running.removeAll { $0 == id }
         if let slot = job.slot {

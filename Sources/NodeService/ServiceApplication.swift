@@ -32,7 +32,7 @@ public struct AccessMiddleware: RouterMiddleware {
     }
 
     static func route(_ path: String) -> String {
-        let known = ["/healthz", "/readyz", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions",
+        let known = ["/healthz", "/readyz", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
                      "/v1/attestation", "/v1/enrollment", "/v1/enrollment/activate"]
         if known.contains(path) { return path }
         if path.hasPrefix("/v1/models/") { return "/v1/models/{id}" }

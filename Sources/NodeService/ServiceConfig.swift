@@ -68,10 +68,12 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var perKeyConcurrency: Int?
         public var maxWordBytes: Int?
         public var promptCache: Bool?
+        public var maxN: Int?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
             case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes", promptCache = "prompt_cache"
+            case maxN = "max_n"
         }
     }
 
@@ -195,6 +197,8 @@ public struct ServiceSettings: Sendable {
     public var maxWordBytes = Tokenizer.defaultMaxWordBytes
     /// Reuse a shared prompt prefix's KV rows kept in idle sequence slots (same API key only).
     public var promptCache = true
+    /// Most choices (`n`) one completion request may ask for; each runs as its own sequence.
+    public var maxN = 4
 
     public init(modelID: String) { self.modelID = modelID }
 
@@ -234,6 +238,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.perKeyConcurrency { perKeyConcurrency = v }
             if let v = l.maxWordBytes { maxWordBytes = v }
             if let v = l.promptCache { promptCache = v }
+            if let v = l.maxN { maxN = v }
         }
         try validate()
     }
@@ -259,6 +264,7 @@ public struct ServiceSettings: Sendable {
         guard drainSeconds >= 0 else { throw ServiceError("limits.drain_seconds must be >= 0") }
         guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
         guard (16 ... (1 << 20)).contains(maxWordBytes) else { throw ServiceError("limits.max_word_bytes must be 16...1048576, not \(maxWordBytes)") }
+        guard (1 ... 16).contains(maxN) else { throw ServiceError("limits.max_n must be 1...16, not \(maxN)") }
         if let n = perKeyConcurrency, n < 1 { throw ServiceError("limits.per_key_concurrency must be >= 1, not \(n)") }
     }
 }

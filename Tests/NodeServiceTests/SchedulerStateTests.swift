@@ -186,3 +186,45 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Choices of one request (n > 1) evaluate their common prompt once.
+@Suite struct PromptSharingStateTests {
+    @Test func aChoiceCopiesItsSourcesPromptOnceEvaluated() throws {
+        var state = SchedulerState(limits: .init(parallel: 3, queueDepth: 0, batchTokens: 8))
+        try state.admit(id: 1, key: nil, prompt: Array(1 ... 12))
+        try state.admit(id: 2, key: nil, prompt: Array(1 ... 12), promptSource: 1)
+        // The follower gets no prompt chunks while its source evaluates the prompt.
+        var plan = state.plan()
+        #expect(plan.items == [.init(id: 1, slot: 0, work: .prompt(range: 0 ..< 8, last: false))])
+        for item in plan.items { state.completed(item) }
+        plan = state.plan()
+        #expect(plan.items == [.init(id: 1, slot: 0, work: .prompt(range: 8 ..< 12, last: true))])
+        for item in plan.items { state.completed(item) }
+        // Then one copy, costing no engine tokens, beside the source's first decode.
+        plan = state.plan()
+        #expect(plan.items == [.init(id: 1, slot: 0, work: .decode), .init(id: 2, slot: 1, work: .sharePrompt(source: 1, sourceSlot: 0))])
+        for item in plan.items { state.completed(item) }
+        plan = state.plan()
+        #expect(plan.items == [.init(id: 1, slot: 0, work: .decode), .init(id: 2, slot: 1, work: .decode)])
+    }
+
+    @Test func aChoiceWhoseSourceIsCancelledEvaluatesItsOwnPrompt() throws {
+        var state = SchedulerState(limits: .init(parallel: 2, queueDepth: 0, batchTokens: 64))
+        try state.admit(id: 1, key: nil, prompt: Array(1 ... 5))
+        try state.admit(id: 2, key: nil, prompt: Array(1 ... 5), promptSource: 1)
+        #expect(state.plan().items == [.init(id: 1, slot: 0, work: .prompt(range: 0 ..< 5, last: true))])
+        // The source goes away before its prompt was evaluated.
+        state.cancel(1)
+        let plan = state.plan()
+        #expect(plan.dropped == [1])
+        #expect(plan.items == [.init(id: 2, slot: 1, work: .prompt(range: 0 ..< 5, last: true))])
+    }
+
+    @Test func refusesToShareADifferentPromptOrAChainedSource() throws {
+        var state = SchedulerState(limits: .init(parallel: 3, queueDepth: 0, batchTokens: 64))
+        try state.admit(id: 1, key: nil, prompt: Array(1 ... 5))
+        try state.admit(id: 2, key: nil, prompt: Array(1 ... 6), promptSource: 1)
+        try state.admit(id: 3, key: nil, prompt: Array(1 ... 5), promptSource: 9)
+        #expect(state.jobs[2]?.promptSource == nil && state.jobs[3]?.promptSource == nil)
+    }
+}

@@ -53,6 +53,7 @@ import Testing
         var settings = ServiceSettings(modelID: "x")
         try settings.apply(config)
         #expect(settings.host == "127.0.0.1")
+        #expect(settings.maxN == 4)
     }
 
     @Test func anEmptyFileMeansDefaults() throws {
@@ -79,7 +80,8 @@ import Testing
     }
 
     @Test func outOfRangeLimitsAreRefused() throws {
-        for bad in ["limits:\n  parallel: 0", "limits:\n  max_body_bytes: 10", "server:\n  port: 70000", "limits:\n  queue_depth: -1"] {
+        for bad in ["limits:\n  parallel: 0", "limits:\n  max_body_bytes: 10", "server:\n  port: 70000", "limits:\n  queue_depth: -1",
+                    "limits:\n  max_n: 0", "limits:\n  max_n: 17"] {
             var settings = ServiceSettings(modelID: "m")
             #expect(throws: ServiceError.self) { try settings.apply(try ServiceConfig(yaml: bad)) }
         }

@@ -7,12 +7,14 @@ sends SIGTERM and checks that a running stream is drained, not cut.
 """
 import base64
 import concurrent.futures
+import hashlib
 import json
 import os
 import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -53,6 +55,167 @@ def generate_cli(prompt, max_tokens, chat):
         args.append("--chat")
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def response_transcript(choices):
+    """What a receipt's responseSHA256 covers (README.md, "Receipts"): the text of a single choice
+    without logprobs; otherwise securenode.response.v2 lines over every choice and its logprobs.
+    `choices`: dicts {index, text, finish_reason, logprobs: None or [(token, logprob, [(token, logprob)])]}."""
+    if len(choices) == 1 and choices[0]["logprobs"] is None:
+        return choices[0]["text"]
+
+    def bits(x):
+        return struct.pack(">f", x).hex()
+    out = "securenode.response.v2\n"
+    for c in sorted(choices, key=lambda c: c["index"]):
+        out += f"choice {c['index']} {c['finish_reason']} {hashlib.sha256(c['text'].encode()).hexdigest()}\n"
+        for token, logprob, top in c["logprobs"] or []:
+            alternatives = sorted(f"{t.encode().hex()}:{bits(v)}" for t, v in top)
+            out += " ".join(["token", token.encode().hex(), bits(logprob)] + alternatives) + "\n"
+    return out
+
+
+def sha256_hex(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chat_logprobs(logprobs):
+    return [(e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in logprobs.content]
+
+
+def test_chat_logprobs_in_openais_shape_streamed_too_and_covered_by_the_receipt():
+    messages = [{"role": "user", "content": "Name a colour."}]
+    r = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=10, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for e in content:
+        assert len(e.top_logprobs) == 3
+        values = [t.logprob for t in e.top_logprobs]
+        assert values == sorted(values, reverse=True) and e.logprob <= 0
+        assert e.token == e.top_logprobs[0].token and e.logprob == values[0]  # greedy: the most likely token
+        assert bytes(e.bytes).decode("utf-8", "replace") == e.token
+    assert sum(2.718281828 ** t.logprob for t in content[0].top_logprobs) <= 1.0001
+    if r.choices[0].finish_reason == "length":
+        assert b"".join(bytes(e.bytes) for e in content).decode() == r.choices[0].message.content
+    choice = {"index": 0, "text": r.choices[0].message.content, "finish_reason": r.choices[0].finish_reason,
+              "logprobs": chat_logprobs(r.choices[0].logprobs)}
+    assert r.model_extra["receipt"]["responseSHA256"] == sha256_hex(response_transcript([choice]))
+    # Streamed: the same entries over the chunks, and the receipt over the same transcript.
+    stream = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=10, logprobs=True, top_logprobs=3,
+                                            stream=True)
+    entries, text, receipt = [], "", None
+    for chunk in stream:
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            if c.logprobs:
+                entries += chat_logprobs(c.logprobs)
+        receipt = (chunk.model_extra or {}).get("receipt", receipt)
+    assert text == choice["text"] and entries == choice["logprobs"]
+    assert receipt["responseSHA256"] == sha256_hex(response_transcript([choice]))
+
+
+def test_completion_logprobs_in_the_legacy_shape():
+    r = client.completions.create(model=MODEL, prompt="The capital of France is", temperature=0, max_tokens=6, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == r.usage.completion_tokens
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    for value, top in zip(lp.token_logprobs, lp.top_logprobs):
+        assert 1 <= len(top) <= 2 and value == max(top.values())
+    assert "".join(lp.tokens) == r.choices[0].text
+    choice = {"index": 0, "text": r.choices[0].text, "finish_reason": r.choices[0].finish_reason,
+              "logprobs": [(t, v, list(top.items())) for t, v, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs)]}
+    assert r.model_extra["receipt"]["responseSHA256"] == sha256_hex(response_transcript([choice]))
+
+
+def test_n_choices_each_with_seed_plus_index():
+    messages = [{"role": "user", "content": "Tell me a short story."}]
+    args = dict(model=MODEL, messages=messages, temperature=1, max_tokens=12)
+    r = client.chat.completions.create(n=2, seed=7, **args)
+    assert [c.index for c in r.choices] == [0, 1]
+    alone = [client.chat.completions.create(seed=seed, **args) for seed in (7, 8)]
+    assert [c.message.content for c in r.choices] == [a.choices[0].message.content for a in alone]
+    assert r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    assert r.usage.prompt_tokens == alone[0].usage.prompt_tokens
+    choices = [{"index": c.index, "text": c.message.content, "finish_reason": c.finish_reason, "logprobs": None} for c in r.choices]
+    assert r.model_extra["receipt"]["responseSHA256"] == sha256_hex(response_transcript(choices))
+    try:
+        client.chat.completions.create(n=5, **args)
+        raise AssertionError("n above limits.max_n was accepted")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "n", e.body
+
+
+def test_streamed_n_with_logprobs_verifies_with_verify_receipt():
+    request = json.dumps({"model": MODEL, "prompt": "Colours:", "temperature": 0.8, "seed": 3, "max_tokens": 8, "n": 2, "logprobs": 1,
+                          "stream": True}).encode()
+    status, headers, body = http("POST", "/v1/completions", request)
+    assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
+    _, _, evidence = http("GET", "/v1/attestation?nonce=" + secrets.token_hex(16), key=False)
+    paths = {}
+    for name, data in [("request", request), ("response", body), ("evidence", evidence)]:
+        paths[name] = os.path.join(WORK, "n-" + name)
+        open(paths[name], "wb").write(data)
+
+    def verify(response):
+        return subprocess.run([BIN, "verify-receipt", "--receipt", paths["response"], "--request", paths["request"], "--response", response,
+                               "--evidence", paths["evidence"]], capture_output=True, text=True)
+    ok = verify(paths["response"])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The same transcript rebuilt here gives the receipt's digest.
+    gathered = {}
+    receipt = None
+    for line in body.decode().splitlines():
+        if not line.startswith("data: {"):
+            continue
+        chunk = json.loads(line[6:])
+        receipt = chunk.get("receipt", receipt)
+        for c in chunk["choices"]:
+            g = gathered.setdefault(c["index"], {"index": c["index"], "text": "", "finish_reason": None, "logprobs": []})
+            g["text"] += c["text"]
+            g["finish_reason"] = c["finish_reason"] or g["finish_reason"]
+            lp = c["logprobs"]
+            g["logprobs"] += [(t, v, list(top.items())) for t, v, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])]
+    assert sorted(gathered) == [0, 1]
+    assert receipt["responseSHA256"] == sha256_hex(response_transcript(list(gathered.values())))
+    # A changed log-probability is a different response.
+    first = re.search(rb'"token_logprobs":\[([-0-9.e]+)', body)
+    tampered = body[:first.start(1)] + (b"-7.25" if first.group(1) != b"-7.25" else b"-7.5") + body[first.end(1):]
+    assert tampered != body
+    open(paths["response"] + "2", "wb").write(tampered)
+    bad = verify(paths["response"] + "2")
+    assert bad.returncode == 1 and "response-digest" in bad.stderr, bad.stderr
+
+
+def test_presence_and_frequency_penalties():
+    args = dict(model=MODEL, prompt="1, 2, 1, 2, 1, 2, 1, 2,", temperature=0, max_tokens=16)
+    plain = client.completions.create(**args).choices[0].text
+    penalized = client.completions.create(frequency_penalty=2, presence_penalty=2, **args).choices[0].text
+    assert penalized != plain, (plain, penalized)
+    assert client.completions.create(frequency_penalty=0, presence_penalty=0, **args).choices[0].text == plain
+    for bad in [dict(presence_penalty=2.5), dict(frequency_penalty=-2.1)]:
+        try:
+            client.completions.create(**args, **bad)
+            raise AssertionError(f"{bad} was accepted")
+        except openai.BadRequestError as e:
+            assert e.body["param"] in bad, e.body
+
+
+def test_tokenize_and_detokenize_as_llama_server_names_them():
+    prompt = "The three primary colors are"
+    expected = generate_cli(prompt, 1, chat=False)["prompt_ids"]
+    status, _, body = http("POST", "/tokenize", {"content": prompt, "add_special": True})
+    assert status == 200 and json.loads(body)["tokens"] == expected, body
+    status, _, body = http("POST", "/tokenize", {"content": prompt, "with_pieces": True})
+    pieces = json.loads(body)["tokens"]
+    assert "".join(p["piece"] for p in pieces) == prompt
+    status, _, body = http("POST", "/detokenize", {"tokens": [p["id"] for p in pieces]})
+    assert status == 200 and json.loads(body)["content"] == prompt
+    status, _, body = http("POST", "/detokenize", {"tokens": [1, 10 ** 9]})
+    assert status == 400 and "tokens[1]" in json.loads(body)["error"]["message"], body
+    status, _, body = http("POST", "/tokenize", {"content": "x" * 70000})
+    assert status == 413, status
+    status, _, _ = http("POST", "/tokenize", {"content": prompt}, key=False)
+    assert status == 401
 
 
 def test_models_lists_the_served_model():

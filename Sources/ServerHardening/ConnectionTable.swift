@@ -61,8 +61,13 @@ public final class ConnectionTable: Sendable {
 
     /// A connection that has sent nothing yet (or is uploading) is displaced only once it has been in
     /// that phase this long, so reaching the cap (Hummingbird asks on every accept, whether or not
-    /// anyone else is waiting) cannot displace a connection whose request is still on its way.
-    public static let grace = TimeAmount.seconds(1)
+    /// anyone else is waiting) does not displace a connection whose request is already on its way.
+    /// Short on purpose: the cap is reached only under attack or overload, a client sends its head
+    /// (or its TLS hello) right after connecting, and a slowloris that reconnects silently must not
+    /// hold `/healthz` up for long (with a 1 s grace, probes under a reconnecting slowloris waited 1 s).
+    /// A client whose first bytes take longer than this to arrive, while the node is at its cap, may be
+    /// cut and retries.
+    public static let grace = TimeAmount.milliseconds(50)
 
     /// What ``displaceOne()`` did.
     public enum Displacement: Sendable, Equatable {

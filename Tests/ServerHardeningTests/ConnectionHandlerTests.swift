@@ -137,13 +137,13 @@ import Testing
         table.update(uploading, phase: .readingBody)
         #expect(table.displaceOne() == .afterGrace)
         // Not before the grace time: its request may still be on its way.
-        loop.advanceTime(to: .now() + ConnectionTable.grace - .milliseconds(100))
+        loop.advanceTime(to: .now() + ConnectionTable.grace - .milliseconds(20))
         #expect(idle.isActive)
-        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(100))
+        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(20))
         #expect(!idle.isActive && uploading.isActive && answering.isActive)
         table.closed(idle)
         #expect(table.displaceOne() != .nothing)
-        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(100))
+        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(20))
         #expect(!uploading.isActive && answering.isActive)
         table.closed(uploading)
         #expect(table.displaceOne() == .nothing)
@@ -205,7 +205,7 @@ import Testing
         table.update(next, phase: .responding)
         #expect(!cap.isAcceptingNewConnections())
         #expect(table.displaceOne() == .afterGrace)  // the silent one, when its grace time is over
-        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(100))
+        loop.advanceTime(to: .now() + ConnectionTable.grace + .milliseconds(20))
         #expect(!silent.isActive && next.isActive)
     }
 

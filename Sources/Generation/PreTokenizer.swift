@@ -11,11 +11,13 @@
 /// | `gpt2`, `gpt-2`, `phi-2`, `roberta-bpe`, `mpt`, `olmo`, `jais` | GPT-2: `'s\|'t\|'re\|'ve\|'m\|'ll\|'d\| ?\p{L}+\| ?\p{N}+\| ?[^\s\p{L}\p{N}]+\|\s+(?!\S)` |
 /// | `smollm`, `starcoder`, `refact`, `command-r`, `codeshell`, `exaone`, `minerva` | `\p{N}`, then GPT-2 |
 /// | `llama3`, `llama-v3`, `llama-bpe`, `dbrx`, `smaug-bpe` | Llama 3: `(?i:'s\|'t\|'re\|'ve\|'m\|'ll\|'d)\|[^\r\n\p{L}\p{N}]?\p{L}+\|\p{N}{1,3}\| ?[^\s\p{L}\p{N}]+[\r\n]*\|\s*[\r\n]+\|\s+(?!\S)\|\s+` (and whole words found in the vocabulary skip the merges) |
+/// | `qwen2`, `deepseek-r1-qwen` | Qwen2: Llama 3 with `\p{N}` (one digit) for `\p{N}{1,3}` (and no whole-word shortcut) |
 /// | `default` or absent | `[\p{P}\$\+<=>\^~\|]+`, GPT-2, `\p{N}+`, `[0-9][0-9][0-9]` |
 public enum PreTokenizer: String, Sendable {
     case gpt2
     case smollm
     case llama3
+    case qwen2
     case standard = "default"
 
     /// The variant for a `tokenizer.ggml.pre` value; nil when it is not one of the table's names.
@@ -29,6 +31,7 @@ public enum PreTokenizer: String, Sendable {
         case "gpt2", "gpt-2", "phi-2", "roberta-bpe", "mpt", "olmo", "jais": self = .gpt2
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva": self = .smollm
         case "llama3", "llama-v3", "llama-bpe", "dbrx", "smaug-bpe": self = .llama3
+        case "qwen2", "deepseek-r1-qwen": self = .qwen2
         default: return nil
         }
     }
@@ -48,6 +51,8 @@ public enum PreTokenizer: String, Sendable {
             lengths = Self.gpt2(scalars, lengths)
         case .llama3:
             lengths = Self.llama3(scalars, lengths)
+        case .qwen2:
+            lengths = Self.llama3(scalars, lengths, maxDigits: 1)
         case .standard:
             lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) }
             lengths = Self.gpt2(scalars, lengths)
@@ -183,8 +188,9 @@ public enum PreTokenizer: String, Sendable {
         return out
     }
 
-    /// llama.cpp's `unicode_regex_split_custom_llama3`.
-    static func llama3(_ s: [Unicode.Scalar], _ lengths: [Int]) -> [Int] {
+    /// llama.cpp's `unicode_regex_split_custom_llama3`; with `maxDigits: 1`, Qwen2's regex (which
+    /// llama.cpp runs through `std::regex`; it differs from Llama 3's only in `\p{N}` for `\p{N}{1,3}`).
+    static func llama3(_ s: [Unicode.Scalar], _ lengths: [Int], maxDigits: Int = 3) -> [Int] {
         var out: [Int] = []
         var start = 0
         for length in lengths {
@@ -233,7 +239,7 @@ public enum PreTokenizer: String, Sendable {
                     var first = pos
                     while flags(pos)?.contains(.number) == true {
                         pos += 1
-                        if pos - first >= 3 {
+                        if pos - first >= maxDigits {
                             add(pos)
                             first = pos
                         }

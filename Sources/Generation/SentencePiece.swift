@@ -21,8 +21,10 @@
 public struct SentencePiece: Sendable {
     /// Whether a `▁` is put in front of a fragment that starts the text or follows a special token.
     public let addsSpacePrefix: Bool
-    /// Token text -> id (the last id of a text that appears twice, as llama.cpp).
-    let ids: [String: Int]
+    /// Token text's UTF-8 -> id (the last id of a text that appears twice, as llama.cpp). Keyed by
+    /// bytes, not `String`: Swift compares strings by canonical equivalence, so `e` + U+0301 would
+    /// find the `é` token and U+0340 the U+0300 one, which llama.cpp (and the model) never do.
+    let ids: [[UInt8]: Int]
     /// Merge rank of each token id: 0 for the highest score; equal scores share a rank.
     let ranks: [Int]
     /// The byte-fallback token of each byte value.
@@ -30,9 +32,12 @@ public struct SentencePiece: Sendable {
 
     static let escapedSpace: [UInt8] = Array("\u{2581}".utf8)
 
-    init(tokens: [String], ids: [String: Int], scores: [Float], unknown: Int?, addsSpacePrefix: Bool) {
+    init(tokens: [String], scores: [Float], unknown: Int?, addsSpacePrefix: Bool) {
         self.addsSpacePrefix = addsSpacePrefix
-        self.ids = ids
+        var byteIds: [[UInt8]: Int] = [:]
+        byteIds.reserveCapacity(tokens.count)
+        for (id, text) in tokens.enumerated() { byteIds[Array(text.utf8)] = id }
+        self.ids = byteIds
         let clean = scores.map { $0.isNaN ? -Float.infinity : $0 }
         let order = clean.indices.sorted { clean[$0] > clean[$1] }
         var ranks = [Int](repeating: 0, count: tokens.count)
@@ -45,8 +50,8 @@ public struct SentencePiece: Sendable {
         let hex = Array("0123456789ABCDEF")
         self.byteTokens = (0 ..< 256).map { b in
             let name = "<0x" + String(hex[b >> 4]) + String(hex[b & 15]) + ">"
-            if let id = ids[name] { return id }
-            if b < 0x80, let id = ids[String(Unicode.Scalar(UInt8(b)))] { return id }
+            if let id = byteIds[Array(name.utf8)] { return id }
+            if b < 0x80, let id = byteIds[[UInt8(b)]] { return id }
             return unknown
         }
     }
@@ -71,7 +76,7 @@ public struct SentencePiece: Sendable {
 
         let text = escape(bytes, spacePrefix: spacePrefix)
         for symbol in merge(text, operations: &operations) {
-            if let id = ids[String(decoding: text[symbol], as: UTF8.self)] {
+            if let id = ids[Array(text[symbol])] {
                 output.append(id)
             } else {
                 for byte in text[symbol] {
@@ -115,7 +120,7 @@ public struct SentencePiece: Sendable {
         func enqueue(_ left: Int, _ right: Int) {
             guard left >= 0, right >= 0 else { return }
             let start = starts[left], size = lengths[left] + lengths[right]
-            guard let id = ids[String(decoding: text[start ..< start + size], as: UTF8.self)] else { return }
+            guard let id = ids[Array(text[start ..< start + size])] else { return }
             queue.push(BigramQueue.Bigram(rank: ranks[id], left: left, right: right, size: size))
         }
         for i in 0 ..< n - 1 { enqueue(i, i + 1) }

@@ -143,7 +143,7 @@ public struct Tokenizer: Sendable {
                 }
             }
             let unknown = try special("tokenizer.ggml.unknown_token_id")
-            model = .sentencePiece(SentencePiece(tokens: tokens, ids: ids, scores: scores, unknown: unknown,
+            model = .sentencePiece(SentencePiece(tokens: tokens, scores: scores, unknown: unknown,
                                                  addsSpacePrefix: try file.optionalBool("tokenizer.ggml.add_space_prefix") ?? true))
         }
 
@@ -271,8 +271,9 @@ public struct Tokenizer: Sendable {
 
     /// The text of `ids` (their pieces concatenated, then decoded as UTF-8; invalid sequences
     /// become U+FFFD). As `llama_detokenize`: for SentencePiece with `add_space_prefix`, one
-    /// leading space of the first token's piece is removed (the space encoding put in front);
-    /// `piece` never removes it (a generated token's space is text).
+    /// leading space of the first token's piece is removed (the space encoding put in front;
+    /// when the first token is BOS, its empty piece takes that turn and the space stays, as in
+    /// llama.cpp); `piece` never removes it (a generated token's space is text).
     public func decode(_ ids: [Int], special: Bool = false) -> String {
         var bytes: [UInt8] = []
         for (i, id) in ids.enumerated() {

@@ -12,12 +12,14 @@
 /// | `smollm`, `starcoder`, `refact`, `command-r`, `codeshell`, `exaone`, `minerva` | `\p{N}`, then GPT-2 |
 /// | `llama3`, `llama-v3`, `llama-bpe`, `dbrx`, `smaug-bpe` | Llama 3: `(?i:'s\|'t\|'re\|'ve\|'m\|'ll\|'d)\|[^\r\n\p{L}\p{N}]?\p{L}+\|\p{N}{1,3}\| ?[^\s\p{L}\p{N}]+[\r\n]*\|\s*[\r\n]+\|\s+(?!\S)\|\s+` (and whole words found in the vocabulary skip the merges) |
 /// | `qwen2`, `deepseek-r1-qwen` | Qwen2: Llama 3 with `\p{N}` (one digit) for `\p{N}{1,3}` (and no whole-word shortcut) |
+/// | `falcon` | ``[\p{P}\$\+<=>\^~\|`]+``, GPT-2, `[0-9][0-9][0-9]` |
 /// | `default` or absent | `[\p{P}\$\+<=>\^~\|]+`, GPT-2, `\p{N}+`, `[0-9][0-9][0-9]` |
 public enum PreTokenizer: String, Sendable {
     case gpt2
     case smollm
     case llama3
     case qwen2
+    case falcon
     case standard = "default"
 
     /// The variant for a `tokenizer.ggml.pre` value; nil when it is not one of the table's names.
@@ -32,6 +34,7 @@ public enum PreTokenizer: String, Sendable {
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva": self = .smollm
         case "llama3", "llama-v3", "llama-bpe", "dbrx", "smaug-bpe": self = .llama3
         case "qwen2", "deepseek-r1-qwen": self = .qwen2
+        case "falcon": self = .falcon
         default: return nil
         }
     }
@@ -53,6 +56,10 @@ public enum PreTokenizer: String, Sendable {
             lengths = Self.llama3(scalars, lengths)
         case .qwen2:
             lengths = Self.llama3(scalars, lengths, maxDigits: 1)
+        case .falcon:
+            lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) || $0 == "`" }
+            lengths = Self.gpt2(scalars, lengths)
+            lengths = Self.runs(scalars, lengths, exactRun: 3) { $0.value >= 0x30 && $0.value <= 0x39 }
         case .standard:
             lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) }
             lengths = Self.gpt2(scalars, lengths)

@@ -13,6 +13,7 @@
 /// | `llama3`, `llama-v3`, `llama-bpe`, `dbrx`, `smaug-bpe` | Llama 3: `(?i:'s\|'t\|'re\|'ve\|'m\|'ll\|'d)\|[^\r\n\p{L}\p{N}]?\p{L}+\|\p{N}{1,3}\| ?[^\s\p{L}\p{N}]+[\r\n]*\|\s*[\r\n]+\|\s+(?!\S)\|\s+` (and whole words found in the vocabulary skip the merges) |
 /// | `qwen2`, `deepseek-r1-qwen` | Qwen2: Llama 3 with `\p{N}` (one digit) for `\p{N}{1,3}` (and no whole-word shortcut) |
 /// | `falcon` | ``[\p{P}\$\+<=>\^~\|`]+``, GPT-2, `[0-9][0-9][0-9]` |
+/// | `deepseek-coder` | `[\r\n]`, `\s?\p{L}+`, `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}` |
 /// | `default` or absent | `[\p{P}\$\+<=>\^~\|]+`, GPT-2, `\p{N}+`, `[0-9][0-9][0-9]` |
 public enum PreTokenizer: String, Sendable {
     case gpt2
@@ -20,6 +21,7 @@ public enum PreTokenizer: String, Sendable {
     case llama3
     case qwen2
     case falcon
+    case deepseekCoder = "deepseek-coder"
     case standard = "default"
 
     /// The variant for a `tokenizer.ggml.pre` value; nil when it is not one of the table's names.
@@ -35,6 +37,7 @@ public enum PreTokenizer: String, Sendable {
         case "llama3", "llama-v3", "llama-bpe", "dbrx", "smaug-bpe": self = .llama3
         case "qwen2", "deepseek-r1-qwen": self = .qwen2
         case "falcon": self = .falcon
+        case "deepseek-coder": self = .deepseekCoder
         default: return nil
         }
     }
@@ -60,6 +63,14 @@ public enum PreTokenizer: String, Sendable {
             lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) || $0 == "`" }
             lengths = Self.gpt2(scalars, lengths)
             lengths = Self.runs(scalars, lengths, exactRun: 3) { $0.value >= 0x30 && $0.value <= 0x39 }
+        case .deepseekCoder:
+            lengths = Self.runs(scalars, lengths, maxRun: 1) { $0 == "\r" || $0 == "\n" }
+            lengths = Self.prefixedRuns(scalars, lengths) { CodepointClass.of($0).contains(.letter) }
+            lengths = Self.prefixedRuns(scalars, lengths) { CodepointClass.of($0).contains(.punctuation) }
+            lengths = Self.runs(scalars, lengths) {
+                (0x4E00 ... 0x9FA5).contains($0.value) || (0x0800 ... 0x4E00).contains($0.value) || (0xAC00 ... 0xD7FF).contains($0.value)
+            }
+            lengths = Self.runs(scalars, lengths, maxRun: 1) { CodepointClass.of($0).contains(.number) }
         case .standard:
             lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) }
             lengths = Self.gpt2(scalars, lengths)
@@ -123,6 +134,35 @@ public enum PreTokenizer: String, Sendable {
                     p = matchEnd
                 }
                 pos = runEnd
+            }
+            if end > gapStart { out.append(end - gapStart) }
+            start = end
+        }
+        return out
+    }
+
+    /// `\s?[class]+`: an optional whitespace character, then a run of the class (leftmost,
+    /// greedy). Matches and the text between them become pieces.
+    static func prefixedRuns(_ s: [Unicode.Scalar], _ lengths: [Int], _ inClass: (Unicode.Scalar) -> Bool) -> [Int] {
+        var out: [Int] = []
+        var start = 0
+        for length in lengths {
+            let end = start + length
+            var gapStart = start
+            var pos = start
+            while pos < end {
+                var matchStart = -1
+                if inClass(s[pos]) {
+                    matchStart = pos
+                } else if CodepointClass.of(s[pos]).contains(.whitespace), pos + 1 < end, inClass(s[pos + 1]) {
+                    matchStart = pos
+                    pos += 1
+                }
+                guard matchStart >= 0 else { pos += 1; continue }
+                while pos < end, inClass(s[pos]) { pos += 1 }
+                if matchStart > gapStart { out.append(matchStart - gapStart) }
+                out.append(pos - matchStart)
+                gapStart = pos
             }
             if end > gapStart { out.append(end - gapStart) }
             start = end

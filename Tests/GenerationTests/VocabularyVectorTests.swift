@@ -21,7 +21,7 @@ enum VocabularyVectors {
     static let missing: Comment = "llama.cpp vocab vectors not found: run scripts/setup.sh --test-tools or set SECURENODE_VOCAB_DIR"
 
     /// Vocabularies whose algorithm and pre-tokenizer are supported: every case must pass.
-    static let supported = ["llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "mpt", "refact", "starcoder", "command-r", "falcon", "deepseek-coder"]
+    static let supported = ["llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "mpt", "refact", "starcoder", "command-r", "falcon", "deepseek-coder", "qwen35"]
     /// Vocabularies whose tokenizer model is refused, with the model named in the error.
     static let refusedModels = ["bert-bge": "bert", "gemma-4": "gemma4", "nomic-bert-moe": "t5"]
 

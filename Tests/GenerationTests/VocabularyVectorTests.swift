@@ -84,7 +84,7 @@ struct VocabularyVectorTests {
     func refusesUnsupportedTokenizerModel(_ pair: [String]) throws {
         let dir = try #require(VocabularyVectors.directory, VocabularyVectors.missing)
         let path = "\(dir)/ggml-vocab-\(pair[0]).gguf"
-        guard FileManager.default.fileExists(atPath: path) else { return }
+        try #require(FileManager.default.fileExists(atPath: path), "\(path) is missing")
         let file = try GGUFFile.parse(GGUFBuffer.read(contentsOf: path))
         do {
             _ = try Tokenizer(file: file)

@@ -5,7 +5,8 @@
 #
 #   scripts/setup.sh [--no-build] [--release] [--test-tools]
 #
-# --test-tools also installs the deployment checkers that only scripts/test.sh needs.
+# --test-tools also installs the deployment checkers that only scripts/test.sh needs, and llama.cpp's
+# tokenizer test vectors (models/cache/llama-vocab).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 build=debug
@@ -97,6 +98,30 @@ fi
 # its wheel declares no dependencies, so they are pinned here; it imports `gpg`, which only Debian's
 # python3-gpg provides (linked into a venv made from Debian's python3); its configuration templates
 # ship only in the sdist, from which keylime_upgrade_config writes the default configuration files.
+# llama.cpp's tokenizer test vectors (vocabulary-only GGUFs with .inp/.out files) for
+# Tests/GenerationTests/VocabularyVectorTests.swift, from the pinned llama-cpp-python sdist (PyPI):
+# only vendor/llama.cpp/models/ggml-vocab-* is extracted, into $SECURENODE_CACHE/llama-vocab.
+if [[ $test_tools == 1 ]]; then
+  LLAMA_CPP_PYTHON_VERSION="0.3.36"
+  LLAMA_CPP_PYTHON_SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+  vocab_dir="$SECURENODE_CACHE/llama-vocab"
+  vocab_stamp="$vocab_dir/.securenode-sdist-sha256"
+  if [[ "$(cat "$vocab_stamp" 2>/dev/null)" != "$LLAMA_CPP_PYTHON_SDIST_SHA256" ]]; then
+    log "fetching llama.cpp tokenizer vectors (llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist) into $vocab_dir"
+    tmp="$(mktemp -d)"
+    "$SECURENODE_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
+      "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$tmp"
+    sdist="$tmp/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
+    echo "$LLAMA_CPP_PYTHON_SDIST_SHA256  $sdist" | sha256sum -c --quiet - || { rm -rf "$tmp"; die "llama-cpp-python sdist: SHA-256 mismatch"; }
+    rm -rf "$vocab_dir"
+    mkdir -p "$vocab_dir"
+    tar -xzf "$sdist" -C "$vocab_dir" --strip-components=4 --wildcards \
+      "llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp/models/ggml-vocab-*"
+    rm -rf "$tmp"
+    printf '%s' "$LLAMA_CPP_PYTHON_SDIST_SHA256" > "$vocab_stamp"
+  fi
+fi
+
 if [[ $test_tools == 1 ]]; then
   KEYLIME_VERSION="7.14.3"
   KEYLIME_PIP_PACKAGES=("keylime==$KEYLIME_VERSION" "cryptography==50.0.2" "tornado==6.6.1" "pyzmq==27.3.0" "PyYAML==6.0.3"

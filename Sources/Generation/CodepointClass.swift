@@ -1,5 +1,5 @@
 /// The Unicode classes the pre-tokenizer regexes test, from `Unicode.Scalar.Properties`:
-/// `\p{L}` (general category L*), `\p{N}` (N*), `\p{P}` (P*) and `\s` (the White_Space property,
+/// `\p{L}` (general category L*), `\p{N}` (N*), `\p{P}` (P*), `\p{M}` (M*) and `\s` (the White_Space property,
 /// the same set as llama.cpp's `unicode_set_whitespace`).
 struct CodepointClass: OptionSet {
     let rawValue: UInt8
@@ -7,6 +7,7 @@ struct CodepointClass: OptionSet {
     static let number = CodepointClass(rawValue: 2)
     static let whitespace = CodepointClass(rawValue: 4)
     static let punctuation = CodepointClass(rawValue: 8)
+    static let mark = CodepointClass(rawValue: 16)
 
     /// ASCII classes, computed once.
     private static let ascii: [CodepointClass] = (0 ..< 128).map { compute(Unicode.Scalar(UInt8($0))) }
@@ -26,6 +27,8 @@ struct CodepointClass: OptionSet {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
              .initialPunctuation, .finalPunctuation, .otherPunctuation:
             result.insert(.punctuation)
+        case .nonspacingMark, .spacingMark, .enclosingMark:
+            result.insert(.mark)
         default:
             break
         }

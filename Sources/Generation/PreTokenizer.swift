@@ -11,11 +11,19 @@
 /// | `gpt2`, `gpt-2`, `phi-2`, `roberta-bpe`, `mpt`, `olmo`, `jais` | GPT-2: `'s\|'t\|'re\|'ve\|'m\|'ll\|'d\| ?\p{L}+\| ?\p{N}+\| ?[^\s\p{L}\p{N}]+\|\s+(?!\S)` |
 /// | `smollm`, `starcoder`, `refact`, `command-r`, `codeshell`, `exaone`, `minerva` | `\p{N}`, then GPT-2 |
 /// | `llama3`, `llama-v3`, `llama-bpe`, `dbrx`, `smaug-bpe` | Llama 3: `(?i:'s\|'t\|'re\|'ve\|'m\|'ll\|'d)\|[^\r\n\p{L}\p{N}]?\p{L}+\|\p{N}{1,3}\| ?[^\s\p{L}\p{N}]+[\r\n]*\|\s*[\r\n]+\|\s+(?!\S)\|\s+` (and whole words found in the vocabulary skip the merges) |
+/// | `qwen2`, `deepseek-r1-qwen` | Qwen2: Llama 3 with `\p{N}` (one digit) for `\p{N}{1,3}` (and no whole-word shortcut) |
+/// | `qwen35` | Qwen2 with `[\p{L}\p{M}]+` for `\p{L}+` and `[^\s\p{L}\p{M}\p{N}]` for `[^\s\p{L}\p{N}]` |
+/// | `falcon` | ``[\p{P}\$\+<=>\^~\|`]+``, GPT-2, `[0-9][0-9][0-9]` |
+/// | `deepseek-coder` | `[\r\n]`, `\s?\p{L}+`, `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}` |
 /// | `default` or absent | `[\p{P}\$\+<=>\^~\|]+`, GPT-2, `\p{N}+`, `[0-9][0-9][0-9]` |
 public enum PreTokenizer: String, Sendable {
     case gpt2
     case smollm
     case llama3
+    case qwen2
+    case qwen35
+    case falcon
+    case deepseekCoder = "deepseek-coder"
     case standard = "default"
 
     /// The variant for a `tokenizer.ggml.pre` value; nil when it is not one of the table's names.
@@ -29,6 +37,10 @@ public enum PreTokenizer: String, Sendable {
         case "gpt2", "gpt-2", "phi-2", "roberta-bpe", "mpt", "olmo", "jais": self = .gpt2
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva": self = .smollm
         case "llama3", "llama-v3", "llama-bpe", "dbrx", "smaug-bpe": self = .llama3
+        case "qwen2", "deepseek-r1-qwen": self = .qwen2
+        case "falcon": self = .falcon
+        case "qwen35": self = .qwen35
+        case "deepseek-coder": self = .deepseekCoder
         default: return nil
         }
     }
@@ -48,6 +60,22 @@ public enum PreTokenizer: String, Sendable {
             lengths = Self.gpt2(scalars, lengths)
         case .llama3:
             lengths = Self.llama3(scalars, lengths)
+        case .qwen2:
+            lengths = Self.llama3(scalars, lengths, maxDigits: 1)
+        case .qwen35:
+            lengths = Self.llama3(scalars, lengths, maxDigits: 1, marksAreLetters: true)
+        case .falcon:
+            lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) || $0 == "`" }
+            lengths = Self.gpt2(scalars, lengths)
+            lengths = Self.runs(scalars, lengths, exactRun: 3) { $0.value >= 0x30 && $0.value <= 0x39 }
+        case .deepseekCoder:
+            lengths = Self.runs(scalars, lengths, maxRun: 1) { $0 == "\r" || $0 == "\n" }
+            lengths = Self.prefixedRuns(scalars, lengths) { CodepointClass.of($0).contains(.letter) }
+            lengths = Self.prefixedRuns(scalars, lengths) { CodepointClass.of($0).contains(.punctuation) }
+            lengths = Self.runs(scalars, lengths) {
+                (0x4E00 ... 0x9FA5).contains($0.value) || (0x0800 ... 0x4E00).contains($0.value) || (0xAC00 ... 0xD7FF).contains($0.value)
+            }
+            lengths = Self.runs(scalars, lengths, maxRun: 1) { CodepointClass.of($0).contains(.number) }
         case .standard:
             lengths = Self.runs(scalars, lengths) { Self.isDefaultPunctuation($0) }
             lengths = Self.gpt2(scalars, lengths)
@@ -111,6 +139,35 @@ public enum PreTokenizer: String, Sendable {
                     p = matchEnd
                 }
                 pos = runEnd
+            }
+            if end > gapStart { out.append(end - gapStart) }
+            start = end
+        }
+        return out
+    }
+
+    /// `\s?[class]+`: an optional whitespace character, then a run of the class (leftmost,
+    /// greedy). Matches and the text between them become pieces.
+    static func prefixedRuns(_ s: [Unicode.Scalar], _ lengths: [Int], _ inClass: (Unicode.Scalar) -> Bool) -> [Int] {
+        var out: [Int] = []
+        var start = 0
+        for length in lengths {
+            let end = start + length
+            var gapStart = start
+            var pos = start
+            while pos < end {
+                var matchStart = -1
+                if inClass(s[pos]) {
+                    matchStart = pos
+                } else if CodepointClass.of(s[pos]).contains(.whitespace), pos + 1 < end, inClass(s[pos + 1]) {
+                    matchStart = pos
+                    pos += 1
+                }
+                guard matchStart >= 0 else { pos += 1; continue }
+                while pos < end, inClass(s[pos]) { pos += 1 }
+                if matchStart > gapStart { out.append(matchStart - gapStart) }
+                out.append(pos - matchStart)
+                gapStart = pos
             }
             if end > gapStart { out.append(end - gapStart) }
             start = end
@@ -183,8 +240,13 @@ public enum PreTokenizer: String, Sendable {
         return out
     }
 
-    /// llama.cpp's `unicode_regex_split_custom_llama3`.
-    static func llama3(_ s: [Unicode.Scalar], _ lengths: [Int]) -> [Int] {
+    /// llama.cpp's `unicode_regex_split_custom_llama3`; with `maxDigits: 1`, Qwen2's regex (which
+    /// llama.cpp runs through `std::regex`; it differs from Llama 3's only in `\p{N}` for `\p{N}{1,3}`).
+    /// With `marksAreLetters`, Qwen3.5's: `\p{M}` joins `\p{L}` in the letter runs and leaves the
+    /// "other" class.
+    static func llama3(_ s: [Unicode.Scalar], _ lengths: [Int], maxDigits: Int = 3, marksAreLetters: Bool = false) -> [Int] {
+        let word: CodepointClass = marksAreLetters ? [.letter, .mark] : .letter
+        let notOther: CodepointClass = marksAreLetters ? [.whitespace, .letter, .mark, .number] : [.whitespace, .letter, .number]
         var out: [Int] = []
         var start = 0
         for length in lengths {
@@ -219,11 +281,11 @@ public enum PreTokenizer: String, Sendable {
                         }
                     }
                 }
-                // [^\r\n\p{L}\p{N}]?\p{L}+
+                // [^\r\n\p{L}\p{N}]?\p{L}+ (qwen35: [^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+)
                 if !(c == "\r" || c == "\n" || f.contains(.number)) {
-                    if f.contains(.letter) || flags(pos + 1)?.contains(.letter) == true {
+                    if !f.isDisjoint(with: word) || flags(pos + 1).map({ !$0.isDisjoint(with: word) }) == true {
                         pos += 1
-                        while flags(pos)?.contains(.letter) == true { pos += 1 }
+                        while let g = flags(pos), !g.isDisjoint(with: word) { pos += 1 }
                         add(pos)
                         continue
                     }
@@ -233,7 +295,7 @@ public enum PreTokenizer: String, Sendable {
                     var first = pos
                     while flags(pos)?.contains(.number) == true {
                         pos += 1
-                        if pos - first >= 3 {
+                        if pos - first >= maxDigits {
                             add(pos)
                             first = pos
                         }
@@ -243,9 +305,9 @@ public enum PreTokenizer: String, Sendable {
                 }
                 // <space>?[^\s\p{L}\p{N}]+[\r\n]*
                 let f2 = c == " " ? flags(pos + 1) : f
-                if f2 == nil || f2!.isDisjoint(with: [.whitespace, .letter, .number]) {
+                if f2 == nil || f2!.isDisjoint(with: notOther) {
                     if c == " " { pos += 1 }
-                    while f2 != nil, let g = flags(pos), g.isDisjoint(with: [.whitespace, .letter, .number]) { pos += 1 }
+                    while f2 != nil, let g = flags(pos), g.isDisjoint(with: notOther) { pos += 1 }
                     while let r = scalar(pos), r == "\r" || r == "\n" { pos += 1 }
                     add(pos)
                     continue

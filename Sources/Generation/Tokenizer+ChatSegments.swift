@@ -2,7 +2,7 @@ extension Tokenizer {
     /// Token ids of a rendered conversation: `.special` segments become their token (their text
     /// must be a token of the vocabulary; if it is not, it is encoded as text), adjacent `.text`
     /// segments are joined and encoded as one text with `parseSpecial: false`, so message contents
-    /// can never produce control tokens. BOS is added when the model asks for it. Refuses
+    /// can never produce control tokens. BOS and EOS are added when the model asks for them. Refuses
     /// (`.wordTooLong`) a word longer than `maxWordBytes` UTF-8 bytes, naming its byte offset in the
     /// rendered conversation (all segments' texts joined, as `ChatTemplate.renderText` gives it).
     public func encode(_ segments: [ChatSegment], addSpecial: Bool = true, maxWordBytes: Int) throws(InferenceError) -> [Int] {
@@ -34,6 +34,7 @@ extension Tokenizer {
             }
         }
         try flush()
+        if addSpecial, addsEOS, let eos { output.append(eos) }
         return output
     }
 

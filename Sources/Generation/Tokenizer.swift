@@ -1,17 +1,26 @@
 import ModelFormat
 
-/// A byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = gpt2`) built from the model's own
-/// vocabulary, merges and token types, encoding and decoding as llama.cpp does (`llama_tokenize`,
-/// `llama_token_to_piece`).
+/// A tokenizer built from the model's own vocabulary, encoding and decoding as llama.cpp does
+/// (`llama_tokenize`, `llama_token_to_piece`, `llama_detokenize`), with one of two algorithms
+/// (`TokenizerModel`, GGUF `tokenizer.ggml.model`):
 ///
-/// Encoding: (1) special tokens are cut out of the text first, longest text first: user-defined
-/// tokens always, control tokens only with `parseSpecial` (so text written by a user cannot turn
-/// into `<|im_start|>` unless the caller allows it); (2) the rest is split into words by the
-/// model's `PreTokenizer`; (3) each word's UTF-8 bytes are written in the byte-level alphabet and
-/// merged pairwise, lowest merge rank first (leftmost among equals), until no merge applies (a
-/// priority queue, O(n log n) in the word's length);
-/// (4) each symbol becomes its token id. `tokenizer.ggml.add_bos_token` decides whether a BOS is
-/// added in front (llama3 pre-tokenizers default to yes, others to no).
+/// - `gpt2`, byte-level BPE (`Tokenizer+BPE.swift`): (1) special tokens are cut out of the text
+///   first, longest text first: user-defined tokens always, control tokens only with
+///   `parseSpecial` (so text written by a user cannot turn into `<|im_start|>` unless the caller
+///   allows it); (2) the rest is split into words by the model's `PreTokenizer`; (3) each word's
+///   UTF-8 bytes are written in the byte-level alphabet and merged pairwise, lowest merge rank
+///   first (leftmost among equals), until no merge applies (a priority queue, O(n log n) in the
+///   word's length); (4) each symbol becomes its token id.
+/// - `llama`, SentencePiece (`SentencePiece.swift`): (1) the same special-token partition; (2) each
+///   text fragment gets a space in front when `tokenizer.ggml.add_space_prefix` (default true)
+///   and it starts the text or follows a special token, and its spaces become `▁` (U+2581);
+///   (3) its UTF-8 characters are merged pairwise, the merge whose result is the token with the
+///   highest `tokenizer.ggml.scores` first (leftmost among equals), O(n log n); (4) each symbol
+///   becomes its token, or when it is not one, its bytes' `<0xXX>` tokens (byte fallback).
+///
+/// `tokenizer.ggml.add_bos_token` decides whether a BOS is added in front (default: yes for
+/// `llama` and for llama3 pre-tokenizers, no otherwise), `tokenizer.ggml.add_eos_token` whether
+/// an EOS is added at the end (default no).
 ///
 /// Decoding gives bytes, not text: a token may end in the middle of a UTF-8 character. Use
 /// `StreamingDecoder` to print as tokens come.
@@ -19,6 +28,9 @@ public struct Tokenizer: Sendable {
     /// Token texts, by id (byte-level alphabet for normal tokens).
     public let tokens: [String]
     public let attributes: [TokenAttribute]
+    /// The algorithm (`tokenizer.ggml.model`).
+    public let model: TokenizerModel
+    /// How BPE splits text into words (`tokenizer.ggml.pre`); `.standard` and unused for SentencePiece.
     public let preTokenizer: PreTokenizer
     /// `tokenizer.ggml.bos_token_id`, if any.
     public let bos: Int?
@@ -26,11 +38,13 @@ public struct Tokenizer: Sendable {
     public let eos: Int?
     /// Whether encoding a prompt adds `bos` in front (`tokenizer.ggml.add_bos_token`).
     public let addsBOS: Bool
+    /// Whether encoding a prompt adds `eos` at the end (`tokenizer.ggml.add_eos_token`).
+    public let addsEOS: Bool
     /// End-of-generation tokens: EOS, EOT and the control tokens llama.cpp treats as ends of turns
     /// (`<|endoftext|>`, `<|im_end|>`, `<|eot_id|>`, `<|end|>`, `<end_of_turn>`, `<|eom_id|>`, ...).
     public let endOfGeneration: Set<Int>
 
-    private let ids: [String: Int]
+    let ids: [String: Int]
     /// "left right" -> rank.
     let ranks: [String: Int]
     /// Special tokens to cut out of raw text, longest first: (id, UTF-8 of the text, attribute).
@@ -42,18 +56,23 @@ public struct Tokenizer: Sendable {
         "<｜end▁of▁sentence｜>",
     ]
 
-    /// Builds the tokenizer from `file`'s metadata. Refuses a tokenizer model other than `gpt2`, an
-    /// unknown pre-tokenizer, token types or merges that are missing, malformed or inconsistent
-    /// with the token list, and special ids outside it.
+    /// Builds the tokenizer from `file`'s metadata (nothing else: a vocabulary-only GGUF is
+    /// enough). Refuses a tokenizer model other than `gpt2` and `llama` (naming it), an unknown
+    /// pre-tokenizer (BPE), token types, merges (BPE) or scores (SentencePiece) that are missing,
+    /// malformed or inconsistent with the token list, and special ids outside it.
     public init(file: GGUFFile) throws(InferenceError) {
         func fail(_ reason: String) -> InferenceError { InferenceError(.invalidVocabulary, reason) }
-        let model = try file.optionalString("tokenizer.ggml.model")
-        guard model == "gpt2" else {
-            throw fail("tokenizer.ggml.model is \(model.map { "\"\($0)\"" } ?? "absent"); only \"gpt2\" (byte-level BPE) is supported")
-        }
-        let pre = try file.optionalString("tokenizer.ggml.pre")
-        guard let preTokenizer = PreTokenizer(name: pre) else {
-            throw fail("unknown pre-tokenizer tokenizer.ggml.pre = \"\(pre ?? "")\"")
+        let modelName = try file.optionalString("tokenizer.ggml.model")
+        let kind = try TokenizerModel.Kind(name: modelName)
+        let preTokenizer: PreTokenizer
+        if kind == .bpe {
+            let pre = try file.optionalString("tokenizer.ggml.pre")
+            guard let variant = PreTokenizer(name: pre) else {
+                throw fail("unknown pre-tokenizer tokenizer.ggml.pre = \"\(pre ?? "")\"")
+            }
+            preTokenizer = variant
+        } else {
+            preTokenizer = .standard // llama.cpp ignores tokenizer.ggml.pre for SentencePiece
         }
         guard let tokenArray = file.array("tokenizer.ggml.tokens") else { throw fail("the model has no tokenizer.ggml.tokens") }
         let tokens: [String]
@@ -74,9 +93,13 @@ public struct Tokenizer: Sendable {
                 attributes[i] = attribute
             }
         }
-        guard let mergeArray = file.array("tokenizer.ggml.merges") else { throw fail("the model has no tokenizer.ggml.merges") }
         let merges: [String]
-        do { merges = try mergeArray.strings() } catch { throw fail("tokenizer.ggml.merges: \(error)") }
+        if kind == .bpe {
+            guard let mergeArray = file.array("tokenizer.ggml.merges") else { throw fail("the model has no tokenizer.ggml.merges") }
+            do { merges = try mergeArray.strings() } catch { throw fail("tokenizer.ggml.merges: \(error)") }
+        } else {
+            merges = []
+        }
         var ranks: [String: Int] = [:]
         ranks.reserveCapacity(merges.count)
         for (rank, merge) in merges.enumerated() {
@@ -89,7 +112,8 @@ public struct Tokenizer: Sendable {
         }
         var ids: [String: Int] = [:]
         ids.reserveCapacity(tokens.count)
-        for (id, text) in tokens.enumerated() where ids[text] == nil { ids[text] = id }
+        // As llama.cpp's token_to_id: a text that appears twice maps to its last id.
+        for (id, text) in tokens.enumerated() { ids[text] = id }
 
         func special(_ key: String) throws(InferenceError) -> Int? {
             guard let id = try file.optionalInt(key, in: Int(Int32.min) ... Int(Int32.max)) else { return nil }
@@ -101,8 +125,27 @@ public struct Tokenizer: Sendable {
         let eos = try special("tokenizer.ggml.eos_token_id")
         let eot = try special("tokenizer.ggml.eot_token_id")
         let eom = try special("tokenizer.ggml.eom_token_id")
-        let addsBOS = try file.optionalBool("tokenizer.ggml.add_bos_token") ?? (preTokenizer == .llama3)
+        let addsBOS = try file.optionalBool("tokenizer.ggml.add_bos_token") ?? (kind == .sentencePiece || preTokenizer == .llama3)
         if addsBOS && bos == nil { throw fail("tokenizer.ggml.add_bos_token is true but there is no bos_token_id") }
+        let addsEOS = try file.optionalBool("tokenizer.ggml.add_eos_token") ?? false
+        if addsEOS && eos == nil { throw fail("tokenizer.ggml.add_eos_token is true but there is no eos_token_id") }
+
+        let model: TokenizerModel
+        switch kind {
+        case .bpe:
+            model = .bpe
+        case .sentencePiece:
+            var scores = [Float](repeating: 0, count: tokens.count)
+            if let scoreArray = file.array("tokenizer.ggml.scores") {
+                do { scores = try scoreArray.float32s() } catch { throw fail("tokenizer.ggml.scores: \(error)") }
+                guard scores.count == tokens.count else {
+                    throw fail("tokenizer.ggml.scores has \(scores.count) entries for \(tokens.count) tokens")
+                }
+            }
+            let unknown = try special("tokenizer.ggml.unknown_token_id")
+            model = .sentencePiece(SentencePiece(tokens: tokens, scores: scores, unknown: unknown,
+                                                 addsSpacePrefix: try file.optionalBool("tokenizer.ggml.add_space_prefix") ?? true))
+        }
 
         var endOfGeneration = Set([eos, eot, eom].compactMap { $0 })
         for (id, text) in tokens.enumerated() where Self.endOfGenerationTexts.contains(text) {
@@ -112,6 +155,8 @@ public struct Tokenizer: Sendable {
         }
 
         self.tokens = tokens
+        self.model = model
+        self.addsEOS = addsEOS
         self.attributes = attributes
         self.preTokenizer = preTokenizer
         self.bos = bos
@@ -147,6 +192,7 @@ public struct Tokenizer: Sendable {
         if addSpecial, addsBOS, let bos { output.append(bos) }
         try encode(Array(text.utf8), parseSpecial: parseSpecial, limit: WordLimit(maxBytes: maxWordBytes, of: "the text"),
                    into: &output)
+        if addSpecial, addsEOS, let eos { output.append(eos) }
         return output
     }
 
@@ -171,94 +217,27 @@ public struct Tokenizer: Sendable {
         }
     }
 
-    /// Encodes `bytes` (special tokens, then BPE of the text between them) into `output`.
+    /// Encodes `bytes` (special tokens, then the model's algorithm on the text between them) into
+    /// `output`. `bytes` starts the text or follows a special token (SentencePiece's space prefix).
     func encode(_ bytes: [UInt8], parseSpecial: Bool, limit: WordLimit, into output: inout [Int]) throws(InferenceError) {
+        var previousIsSpecial = true
         for fragment in partition(bytes, parseSpecial: parseSpecial) {
             switch fragment {
             case let .token(id):
                 output.append(id)
+                previousIsSpecial = true
             case let .text(range):
                 var fragmentLimit = limit
                 fragmentLimit.base += range.lowerBound
-                try encodeText(String(decoding: bytes[range], as: UTF8.self), limit: fragmentLimit, into: &output)
-            }
-        }
-    }
-
-    /// BPE of ordinary text (no special tokens in it); each word is checked against `limit` first.
-    func encodeText(_ text: String, limit: WordLimit, into output: inout [Int]) throws(InferenceError) {
-        var offset = 0
-        for word in preTokenizer.split(text) {
-            let length = word.utf8.count
-            try limit.check(length, at: offset)
-            offset += length
-            let encoded = ByteLevel.encode(word.utf8)
-            if preTokenizer.ignoresMerges, let id = ids[encoded] {
-                output.append(id)
-                continue
-            }
-            for symbol in merge(encoded) {
-                if let id = ids[symbol] {
-                    output.append(id)
-                } else {
-                    // As llama.cpp: fall back to the symbol's characters one by one, skipping any
-                    // that are not tokens either.
-                    for scalar in symbol.unicodeScalars {
-                        if let id = ids[String(scalar)] { output.append(id) }
-                    }
+                switch model {
+                case .bpe:
+                    try encodeBPE(String(decoding: bytes[range], as: UTF8.self), limit: fragmentLimit, into: &output)
+                case let .sentencePiece(spm):
+                    try spm.encode(bytes[range], spacePrefix: previousIsSpecial, limit: fragmentLimit, into: &output)
                 }
+                previousIsSpecial = false
             }
         }
-    }
-
-    /// The BPE merges of one word (already in the byte-level alphabet): repeatedly merge the
-    /// adjacent pair with the lowest rank, the leftmost among equal ranks, until no adjacent pair
-    /// has a rank. As llama.cpp's `llm_tokenizer_bpe_session`: the symbols are a doubly linked list
-    /// over the word's scalars and the candidate pairs a min-heap (`BigramQueue`), so a word of n
-    /// scalars costs O(n log n), not O(n²) (a prompt that is one long word cannot stall the node).
-    func merge(_ word: String) -> [String] {
-        var operations = 0
-        return merge(word, operations: &operations)
-    }
-
-    /// `merge(_:)`, adding the heap operations it performed to `operations`.
-    func merge(_ word: String, operations: inout Int) -> [String] {
-        // Symbol i starts at scalar i; merged symbols keep the left one's index.
-        var texts = word.unicodeScalars.map { String($0) }
-        let n = texts.count
-        guard n > 1 else { return texts }
-        var lengths = [Int](repeating: 1, count: n) // scalars in symbol i; 0 once merged into its left
-        var previous = Array(-1 ..< n - 1)
-        var next = Array(1 ... n)
-        next[n - 1] = -1
-        var queue = BigramQueue(capacity: n)
-        func enqueue(_ left: Int, _ right: Int) {
-            guard left >= 0, right >= 0, let rank = ranks[texts[left] + " " + texts[right]] else { return }
-            queue.push(BigramQueue.Bigram(rank: rank, left: left, right: right, size: lengths[left] + lengths[right]))
-        }
-        for i in 0 ..< n - 1 { enqueue(i, i + 1) }
-        while let bigram = queue.pop() {
-            let left = bigram.left, right = bigram.right
-            // Symbols only grow, so equal sizes mean neither changed since the pair was queued.
-            guard lengths[left] > 0, lengths[right] > 0, next[left] == right,
-                  lengths[left] + lengths[right] == bigram.size else { continue }
-            texts[left] += texts[right]
-            texts[right] = ""
-            lengths[left] += lengths[right]
-            lengths[right] = 0
-            next[left] = next[right]
-            if next[right] >= 0 { previous[next[right]] = left }
-            enqueue(previous[left], left)
-            enqueue(left, next[left])
-        }
-        operations += queue.operations
-        var symbols: [String] = []
-        var i = 0 // symbol 0 is never merged away
-        while i >= 0 {
-            symbols.append(texts[i])
-            i = next[i]
-        }
-        return symbols
     }
 
     // MARK: Decoding
@@ -274,7 +253,10 @@ public struct Tokenizer: Sendable {
         case .userDefined:
             return Array(tokens[id].utf8)
         case .normal:
-            return ByteLevel.decode(tokens[id])
+            switch model {
+            case .bpe: return ByteLevel.decode(tokens[id])
+            case .sentencePiece: return SentencePiece.unescape(tokens[id])
+            }
         case .byte:
             let text = tokens[id]
             if text.count == 6, text.hasPrefix("<0x"), text.hasSuffix(">"),
@@ -288,8 +270,17 @@ public struct Tokenizer: Sendable {
     }
 
     /// The text of `ids` (their pieces concatenated, then decoded as UTF-8; invalid sequences
-    /// become U+FFFD).
+    /// become U+FFFD). As `llama_detokenize`: for SentencePiece with `add_space_prefix`, one
+    /// leading space of the first token's piece is removed (the space encoding put in front;
+    /// when the first token is BOS, its empty piece takes that turn and the space stays, as in
+    /// llama.cpp); `piece` never removes it (a generated token's space is text).
     public func decode(_ ids: [Int], special: Bool = false) -> String {
-        String(decoding: ids.flatMap { piece($0, special: special) }, as: UTF8.self)
+        var bytes: [UInt8] = []
+        for (i, id) in ids.enumerated() {
+            var p = piece(id, special: special)
+            if i == 0, case let .sentencePiece(spm) = model, spm.addsSpacePrefix, p.first == 0x20 { p.removeFirst() }
+            bytes += p
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

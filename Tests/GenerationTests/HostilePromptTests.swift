@@ -141,7 +141,7 @@ struct HostilePromptTests {
             String(repeating: "1", count: 300_000), String(repeating: "1a", count: 150_000), String(repeating: "!?", count: 150_000),
             String(repeating: "\r\n ", count: 100_000), String(repeating: " é中😀", count: 75_000),
         ]
-        for pre in [PreTokenizer.gpt2, .smollm, .llama3, .standard] {
+        for pre in [PreTokenizer.gpt2, .smollm, .llama3, .qwen2, .qwen35, .falcon, .deepseekCoder, .standard] {
             for text in shapes {
                 let words = pre.split(text)
                 #expect(words.joined() == text, "\(pre) on \(text.prefix(6).debugDescription)…")

@@ -182,7 +182,7 @@ struct ServeCommand: AsyncParsableCommand {
                 }
             })
             await health.check()
-            let routes = NodeRoutes(attestor: attestor, readiness: readiness, gate: TPMGate(concurrent: 2, waiting: 8), health: health)
+            let routes = NodeRoutes(attestor: attestor, readiness: readiness, gate: TPMGate(concurrent: 2, waiting: 8, perSecond: 10, burst: 20), health: health)
             let app = try ServiceApplication.make(nodeRoutes: routes, openAI: openAI,
                                                   settings: settings, logger: logger, additionalServices: keylimeServices) { port in
                 StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16)))\n")

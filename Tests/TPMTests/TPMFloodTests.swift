@@ -38,6 +38,21 @@ import TPMTestSupport
         #expect(outcomes.filter { !$0 }.count == 6)
     }
 
+    /// A flood that never waits for anything is still held to the rate: a burst, then refusals.
+    @Test func gateRateLimitsAFlood() async throws {
+        let gate = TPMGate(concurrent: 4, waiting: 100, perSecond: 1, burst: 3)
+        var admitted = 0, refused = 0
+        for _ in 0 ..< 10 {
+            do {
+                try await gate.run {}
+                admitted += 1
+            } catch is TPMGate.Busy {
+                refused += 1
+            }
+        }
+        #expect(admitted == 3 && refused == 7)
+    }
+
     /// Fifty concurrent attestation requests on a real swtpm: every one is answered (evidence or
     /// 429), some are refused, and /readyz and /healthz answer meanwhile.
     @Test(.enabled(if: TPMTools.swtpm, "swtpm is not installed; run scripts/setup.sh"))

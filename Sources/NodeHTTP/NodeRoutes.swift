@@ -2,6 +2,7 @@ import Attestation
 import Foundation
 import Hummingbird
 import ModelSigning
+import NIOConcurrencyHelpers
 import NodeCore
 import TPM
 
@@ -47,15 +48,28 @@ public struct NodeRoutes: Sendable {
     }
 
     /// Runs TPM work through the gate; 429 with `Retry-After` when it is full.
+    /// A refused caller's 429 is held back for `refusalDelay` (its `Retry-After`), up to
+    /// `heldRefusals` at a time: a client that floods back to back is slowed to a request a second
+    /// without the node spending anything on it meanwhile (answering thousands of 429s a second took
+    /// most of a core from inference); beyond that many, refusals are answered at once, so held
+    /// answers cannot fill the connection slots.
     func gated(_ work: @Sendable () async -> Response) async -> Response {
         do {
             return try await gate.run { await work() }
         } catch {
             var response = Self.error("\(error)", status: .tooManyRequests)
             response.headers[.retryAfter] = "1"
+            if Self.heldRefusals.withLockedValue({ held in held < Self.maxHeldRefusals ? { held += 1; return true }() : false }) {
+                try? await Task.sleep(for: Self.refusalDelay)
+                Self.heldRefusals.withLockedValue { $0 -= 1 }
+            }
             return response
         }
     }
+
+    static let refusalDelay = Duration.seconds(1)
+    static let maxHeldRefusals = 64
+    static let heldRefusals = NIOLockedValueBox(0)
 
     func attestation(_ request: Request) async -> Response {
         guard let text = request.uri.queryParameters.get("nonce"), let nonce = ModelSigning.bytes(fromHex: text),

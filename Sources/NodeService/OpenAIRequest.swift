@@ -246,6 +246,13 @@ public struct CompletionRequestParser: Sendable {
         }
         let logprobs = try logprobCount(f, chat: chat)
         if let tools = f["tools"], tools != .null, tools != .array([]) { throw APIError(400, "'tools' is not supported", param: "tools") }
+        // Refused by name rather than ignored: an answer that claims a JSON format it was not held to
+        // would mislead the client (grammar-constrained sampling is not implemented yet).
+        if let format = f["response_format"], format != .null {
+            guard case let .object(o) = format, o["type"] == .string("text") else {
+                throw APIError(400, "'response_format' other than {\"type\": \"text\"} is not supported yet", param: "response_format")
+            }
+        }
         var stops: [String] = []
         switch f["stop"] {
         case nil, .null?: break

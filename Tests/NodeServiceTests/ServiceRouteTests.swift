@@ -159,6 +159,23 @@ import Testing
         }
     }
 
+    /// A structured-output request is refused by name, not answered with unconstrained text.
+    @Test(.enabled(if: runModelTests)) func refusesResponseFormatItCannotHonour() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        try await node.app().test(.live) { client in
+            let json = #"{"model": "m", "prompt": "hi", "max_tokens": 2, "response_format": {"type": "json_object"}}"#
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: json)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("response_format"))
+            }
+            let text = #"{"model": "m", "prompt": "hi", "max_tokens": 2, "response_format": {"type": "text"}}"#
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: text)) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
     @Test(.enabled(if: runModelTests)) func refusesTooManyOrTooLongStopStrings() async throws {
         let node = try await Node()
         defer { Task { await node.stop() } }

@@ -267,6 +267,7 @@ limits:
   drain_seconds: 30
   prompt_cache: true                  # reuse a shared prompt prefix kept in an idle slot (same API key only)
   max_word_bytes: 8192
+  max_n: 4
   # per_key_concurrency: 2            # requests one API key may hold at once
 EOF
   )

@@ -13,16 +13,7 @@ DURATION="${DURATION:-1800}"
 STREAMS="${STREAMS:-16}"
 OUT="${OUT:-$REPO/bench/results/soak}"
 [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
-if [[ -n "${SECURENODE_BIN:-}" ]]; then
-  bin="$SECURENODE_BIN"
-else
-  log "building (release)"
-  (cd "$REPO" && flock /tmp/securenode-build.lock swift build -c release --product securenode >&2)
-  bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
-fi
-[[ -x "$bin" ]] || die "no securenode binary at $bin"
-python="${SECURENODE_VENV}/bin/python"
-[[ -x "$python" ]] || python=python3
+bench_tools  # sets $bin (release, or $SECURENODE_BIN) and $python
 mkdir -p "$(dirname "$OUT")"
 "$python" "$REPO/bench/soak_bench.py" --securenode "$bin" --model-dir "$DEFAULT_MODEL_DIR" \
   --signature "$DEFAULT_MODEL_SIGNATURE" --public-key "$DEFAULT_MODEL_PUBLISHER_KEY" \

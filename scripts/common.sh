@@ -23,3 +23,18 @@ export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# For the benchmarks that start the node: $bin is $SECURENODE_BIN, or the release build (built
+# here, under the build lock); $python is the checkers' venv interpreter.
+bench_tools() {
+  if [[ -n "${SECURENODE_BIN:-}" ]]; then
+    bin="$SECURENODE_BIN"
+  else
+    log "building (release)"
+    (cd "$REPO" && flock /tmp/securenode-build.lock swift build -c release --product securenode >&2)
+    bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
+  fi
+  [[ -x "$bin" ]] || die "no securenode binary at $bin"
+  python="${SECURENODE_VENV}/bin/python"
+  [[ -x "$python" ]] || python=python3
+}

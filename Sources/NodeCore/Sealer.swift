@@ -29,19 +29,22 @@ public struct SealedSecretFile: Sendable, Codable, Equatable {
 public struct Sealer: Sendable {
     public let tpm: TPM
     public let profile: FirmwareProfile
+    /// The PCRs sealed to: the profile's seal PCRs, or a subset a caller chose (the node keys leave
+    /// out the PCRs the node extends itself, see ``NodeKeyStore``). Approvals are bound to this set.
+    public let pcrs: [Int]
 
-    public init(tpm: TPM, profile: FirmwareProfile) {
+    public init(tpm: TPM, profile: FirmwareProfile, pcrs: [Int]? = nil) {
         self.tpm = tpm
         self.profile = profile
+        self.pcrs = pcrs ?? profile.seal.pcrs
     }
 
-    /// Seals `secret` to `profile.seal.pcrs`: to their current values, or, with an authorization
+    /// Seals `secret` to `pcrs`: to their current values, or, with an authorization
     /// key, to whatever values that key approves.
     public func seal(_ secret: [UInt8], authorizationKey: P256.Signing.PublicKey?) async throws -> SealedSecretFile {
         guard !secret.isEmpty, secret.count <= 128 else {
             throw NodeError("a sealed secret must be 1 to 128 bytes (seal a key, not a document); got \(secret.count)")
         }
-        let pcrs = profile.seal.pcrs
         try Self.checkSealPCRs(pcrs, profile: profile.id)
         let authPolicy: [UInt8]
         var keyName: String?
@@ -70,12 +73,12 @@ public struct Sealer: Sendable {
         }
         let object = SealedObject(publicArea: Array(pub), privateArea: Array(priv))
         // The PCR selection comes from the profile, not the (editable) file.
-        try Self.checkSealPCRs(profile.seal.pcrs, profile: profile.id)
-        guard file.profile == profile.id, file.pcrs.sorted() == profile.seal.pcrs.sorted() else {
+        try Self.checkSealPCRs(pcrs, profile: profile.id)
+        guard file.profile == profile.id, file.pcrs.sorted() == pcrs.sorted() else {
             throw NodeError("the sealed file says profile \(file.profile), PCRs \(file.pcrs.sorted()), but this node's profile \(profile.id) seals to PCRs "
-                            + "\(profile.seal.pcrs.sorted()): the file was edited or belongs to another profile; refusing to unseal")
+                            + "\(pcrs.sorted()): the file was edited or belongs to another profile; refusing to unseal")
         }
-        let current = try await tpm.pcrValues(profile.seal.pcrs)
+        let current = try await tpm.pcrValues(pcrs)
         var authorization: PolicyAuthorization?
         if file.policy == "authorize" {
             guard let authorizationKey else {
@@ -85,12 +88,12 @@ public struct Sealer: Sendable {
             guard hexString(name) == file.authorizationKeyName else {
                 throw NodeError("the policy-authorization key given is not the one this secret was sealed to")
             }
-            let ref = PolicyDigests.sealPolicyRef(profile: profile.id, pcrs: profile.seal.pcrs)
+            let ref = PolicyDigests.sealPolicyRef(profile: profile.id, pcrs: pcrs)
             guard file.policyRef == nil || file.policyRef?.lowercased() == hexString(ref) else {
                 throw NodeError("the sealed file names policyRef \(file.policyRef ?? ""), not profile \(profile.id)'s \(hexString(ref)): refusing to unseal")
             }
             let wanted = hexString(PolicyDigests.policyPCR(values: current))
-            let required = Set(profile.seal.pcrs.map(String.init))
+            let required = Set(pcrs.map(String.init))
             // An approval counts only for this purpose (profile, policyRef) and exactly these PCRs.
             guard let approval = approvals.first(where: { $0.schema == PolicyApproval.schemaName && $0.approvedPolicy == wanted
                     && $0.keyName == file.authorizationKeyName && $0.profile == profile.id
@@ -108,13 +111,16 @@ public struct Sealer: Sendable {
         }
         let result: Result<[UInt8], TPMError>
         do {
-            result = .success(try await tpm.unseal(object, pcrs: profile.seal.pcrs, authorization: authorization))
+            result = .success(try await tpm.unseal(object, pcrs: pcrs, authorization: authorization))
         } catch {
             result = .failure(error)
         }
         switch result {
         case .success(let secret):
             return secret
+        case .failure(let error) where error.kind == .command && error.command.hasPrefix("TPM2_Load"):
+            // The storage root derives from this TPM's owner seed: another TPM's blob does not load.
+            throw NodeError("sealed under a different TPM (was the state directory copied from another machine?): \(error.decoded)")
         case .failure(let error) where error.kind == .command && error.command.hasPrefix("TPM2_Unseal"):
             throw NodeError("the TPM refused to unseal: PCRs \(file.pcrs) no longer hold the values this secret was sealed to (\(error.decoded))")
         case .failure(let error):

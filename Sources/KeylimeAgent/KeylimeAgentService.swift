@@ -1,3 +1,5 @@
+import Crypto
+import CryptoExtras
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -7,19 +9,30 @@ import ServerHardening
 import ServiceLifecycle
 import TPM
 
-/// The node's Keylime agent: binds its per-process key into PCR 16, serves the agent API on its own
+/// The agent's long-term keys, from the node's key store (``AgentTLSIdentity``, ``KeylimeKeys``):
+/// unsealed by the TPM, held in memory only. Immutable (swift-crypto's RSA key is not yet marked
+/// Sendable), hence `@unchecked`.
+public struct AgentKeyMaterial: @unchecked Sendable {
+    public let tlsKey: P256.Signing.PrivateKey
+    public let payloadKey: _RSA.Encryption.PrivateKey
+    public init(tlsKey: P256.Signing.PrivateKey, payloadKey: _RSA.Encryption.PrivateKey) {
+        self.tlsKey = tlsKey
+        self.payloadKey = payloadKey
+    }
+}
+
+/// The node's Keylime agent: binds its payload key into PCR 16, serves the agent API on its own
 /// listener (mutual TLS by default), and registers with the registrar in the background, retrying
 /// with backoff until it succeeds or the node stops.
 public enum KeylimeAgent {
     /// The services to run beside the node's own (the agent API server and the registration loop).
     public static func services(configuration: KeylimeAgentConfiguration, tpm: TPM, attestationKeyHandle: UInt32,
-                                attestationKeyType: AttestationKeyType, logger: Logger,
+                                attestationKeyType: AttestationKeyType, keys nodeKeys: AgentKeyMaterial, logger: Logger,
                                 onRevoked: @escaping @Sendable (String) async -> Void,
                                 onRunning: @escaping @Sendable (Int) async -> Void = { _ in },
                                 onAttested: @escaping @Sendable () async -> Void = {}) async throws(KeylimeError) -> [any Service] {
         try configuration.validate()
-        let keys = try KeylimeKeys(uuid: configuration.uuid, keyPath: URL(fileURLWithPath: configuration.stateDirectory)
-            .appendingPathComponent("keylime/agent-payload-key.pem").path)
+        let keys = try KeylimeKeys(uuid: configuration.uuid, privateKey: nodeKeys.payloadKey)
         let quoter = KeylimeQuoter(tpm: tpm, attestationKeyHandle: attestationKeyHandle, attestationKeyType: attestationKeyType)
         do {
             try await quoter.bind(publicKeyPEM: keys.publicKeyPEM)
@@ -34,7 +47,7 @@ public enum KeylimeAgent {
         }
         let noticeLog = RevocationNoticeLog(file: URL(fileURLWithPath: configuration.stateDirectory).appendingPathComponent("keylime/revocation-notices.json"),
                                             maximumAge: TimeInterval(configuration.revocationMaxAgeSeconds))
-        let identity = configuration.mtls ? try AgentTLSIdentity.load(configuration: configuration) : nil
+        let identity = configuration.mtls ? try AgentTLSIdentity.load(configuration: configuration, nodeKey: nodeKeys.tlsKey) : nil
         let payloadPath = URL(fileURLWithPath: configuration.stateDirectory).appendingPathComponent("keylime/payload.zip").path
         let routes = KeylimeAgentRoutes(uuid: configuration.uuid, quoter: quoter, keys: keys, revocations: revocations, logger: logger,
                                         onRevoked: onRevoked, onPayload: { payload in

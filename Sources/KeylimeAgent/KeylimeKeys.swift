@@ -3,8 +3,8 @@ import CryptoExtras
 import Foundation
 import ModelSigning
 
-/// The agent's half of Keylime's key bootstrap. The node makes an RSA-2048 key per process (its
-/// public key rides in quotes and is bound to the TPM through PCR 16); the tenant sends U and the
+/// The agent's half of Keylime's key bootstrap. The agent's RSA-2048 key (the node key
+/// `keylime-payload`; its public key rides in quotes and is bound to the TPM through PCR 16); the tenant sends U and the
 /// verifier sends V, each RSA-OAEP(SHA-1) encrypted to it; K = U xor V, accepted only when
 /// HMAC-SHA384(K, uuid) equals the tenant's auth tag. K then answers `keys/verify` challenges and
 /// decrypts the tenant's optional payload (AES-256-GCM). K, U and V are never logged or written.
@@ -21,33 +21,18 @@ public actor KeylimeKeys {
     /// The decrypted payload, once K is known and a payload came with U.
     public private(set) var payload: [UInt8]?
 
-    /// A fresh key, or the one kept at `path` (PEM, mode 0600), made there when absent. Keeping it
-    /// across restarts keeps PCR 16 at the value the verifier knows, so a node restarted with the
-    /// same model stays attested (a new key would fail its next quote).
-    public init(uuid: String, keyPath: String? = nil) throws(KeylimeError) {
+    /// The node's `keylime-payload` key (sealed by the TPM, held in memory only), or a fresh one.
+    /// The node keeps the same key across restarts so PCR 16 takes the value the verifier knows, and
+    /// a node restarted with the same model stays attested.
+    public init(uuid: String, privateKey: _RSA.Encryption.PrivateKey? = nil) throws(KeylimeError) {
         self.uuid = uuid
         let key: _RSA.Encryption.PrivateKey
         do {
-            if let keyPath, let data = FileManager.default.contents(atPath: keyPath) {
-                key = try _RSA.Encryption.PrivateKey(pemRepresentation: String(decoding: data, as: UTF8.self))
-            } else {
-                key = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
-                if let keyPath {
-                    let directory = (keyPath as NSString).deletingLastPathComponent
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                            attributes: [.posixPermissions: 0o700])
-                    guard FileManager.default.createFile(atPath: keyPath, contents: Data(key.pemRepresentation.utf8),
-                                                         attributes: [.posixPermissions: 0o600]) else {
-                        throw KeylimeError("cannot write \(keyPath)")
-                    }
-                }
-            }
-        } catch let error as KeylimeError {
-            throw error
+            key = try privateKey ?? _RSA.Encryption.PrivateKey(keySize: .bits2048)
         } catch {
-            throw KeylimeError("cannot load or make the agent's RSA key\(keyPath.map { " (\($0))" } ?? ""): \(error)")
+            throw KeylimeError("cannot make the agent's RSA key: \(error)")
         }
-        privateKey = key
+        self.privateKey = key
         publicKeyPEM = key.publicKey.pemRepresentation + "\n"
     }
 

@@ -148,15 +148,16 @@ private func opensslHMAC(key: [UInt8], message: String) throws -> String {
         await #expect(throws: KeylimeError.self) { try await keys.receive(.u, encryptedKey: u, authTag: "zz", payload: nil) }
     }
 
-    @Test func theKeyIsKeptAcrossRestartsOwnerOnly() throws {
+    @Test func usesTheNodesPayloadKeyAndWritesNoFile() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("keylime/agent-payload-key.pem").path
-        let first = try KeylimeKeys(uuid: "a", keyPath: path)
-        let second = try KeylimeKeys(uuid: "a", keyPath: path)
+        // The node key store hands the same keylime-payload key to every start: PCR 16 stays as the verifier knows it.
+        let nodeKey = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
+        let first = try KeylimeKeys(uuid: "a", privateKey: nodeKey)
+        let second = try KeylimeKeys(uuid: "a", privateKey: nodeKey)
         #expect(first.publicKeyPEM == second.publicKeyPEM)
-        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
-        #expect(mode == 0o600)
+        #expect(first.publicKeyPEM == nodeKey.publicKey.pemRepresentation + "\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
 }
 

@@ -87,6 +87,8 @@ let package = Package(
         // SwiGLU, activation quantization) and the thread pool; each bit-identical to its Swift reference
         // in Kernels, which the tests compare it with. Optimized in debug builds too.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        // prctl(PR_SET_DUMPABLE, 0) for `serve` (prctl is variadic: Swift cannot call it).
+        .target(name: "CProcess"),
         // Everything that touches request text or sampling: the BPE tokenizer and pre-tokenizers, chat
         // templates, the sampler, UTF-8-safe streaming, stop strings and the per-sequence generation
         // state; InferenceError. Safe optimization (-O), never -Ounchecked.
@@ -105,7 +107,8 @@ let package = Package(
         // The node's composition of TPM, attestation and signed models: measure, event log, evidence.
         .target(
             name: "NodeCore",
-            dependencies: ["TPM", "Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["TPM", "Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "CryptoExtras", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // What every listener of the node shares against hostile clients: a connection cap that displaces
@@ -114,6 +117,9 @@ let package = Package(
         .target(
             name: "ServerHardening",
             dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -191,11 +197,13 @@ let package = Package(
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening", "CProcess",
                 .product(name: "Hummingbird", package: "hummingbird"), "Generation", "Inference", "Accelerators", "KeylimeAgent",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -274,6 +282,7 @@ let package = Package(
             name: "TPMTests",
             dependencies: ["TPMTestSupport", "TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
                            .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "CryptoExtras", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates"),
                            .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: strict

@@ -92,7 +92,7 @@ public struct AccessMiddleware: RouterMiddleware {
 /// its own, run beside the application so that SIGTERM drains it first (see `ServeCommand`).
 public enum ServiceApplication {
     public static func make(nodeRoutes: NodeRoutes, openAI: OpenAIRoutes, settings: ServiceSettings, logger: Logger,
-                            additionalServices: [any Service] = [],
+                            additionalServices: [any Service] = [], tls nodeKeyTLS: TLSConfiguration? = nil,
                             onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = router(nodeRoutes: nodeRoutes, openAI: openAI, settings: settings)
         let hardened = HardenedServer(limits: settings.connections)
@@ -102,7 +102,7 @@ public enum ServiceApplication {
         }
         // Every connection also gets a DisconnectWatcher: a non-streaming completion whose client hangs up is cancelled.
         let server = try hardened.builder(maxBodyBytes: settings.maxBodyBytes, refusal: refusal,
-                                          tls: try settings.tls.map { tls throws(ServiceError) in try tlsConfiguration(tls) },
+                                          tls: try nodeKeyTLS ?? settings.tls.map { tls throws(ServiceError) in try tlsConfiguration(tls) },
                                           extraHandlers: { [DisconnectWatcher()] })
         return Application(router: router, server: server,
                            configuration: hardened.configuration(address: .hostname(settings.host, port: settings.port), serverName: "securenode"),
@@ -127,9 +127,14 @@ public enum ServiceApplication {
         .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()]))
     }
 
+    /// TLS from the operator's files (`server.tls.certificate` / `private_key`). `tls: {}` (the node's
+    /// own key) is built by the caller from the key store and passed to `make(tls:)`.
     static func tlsConfiguration(_ tls: ServiceConfig.TLS) throws(ServiceError) -> TLSConfiguration {
+        guard let certificate = tls.certificate, let privateKey = tls.privateKey else {
+            throw ServiceError("server.tls: {} serves with the node's api-tls key: the caller must unlock it (securenode serve does)")
+        }
         do {
-            return try ServerTLS.configuration(certificate: tls.certificate, privateKey: tls.privateKey, clientCA: tls.clientCA,
+            return try ServerTLS.configuration(certificate: certificate, privateKey: privateKey, clientCA: tls.clientCA,
                                                fields: .init(certificate: "server.tls.certificate", privateKey: "server.tls.private_key",
                                                              clientCA: "server.tls.client_ca"))
         } catch {

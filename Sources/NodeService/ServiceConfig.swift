@@ -19,9 +19,14 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         }
     }
 
+    /// `server.tls`. Without `certificate` and `private_key` (`tls: {}`) the node serves with its
+    /// own `api-tls` key, sealed by the TPM and held in memory, and a self-signed certificate for
+    /// it; with both, the operator's files (bring your own certificate: weaker, the key is a file).
     public struct TLS: Sendable, Equatable, Decodable {
-        public var certificate: String
-        public var privateKey: String
+        public var certificate: String?
+        public var privateKey: String?
+        /// Whether the node's own `api-tls` key serves (no certificate/key files given).
+        public var usesNodeKey: Bool { certificate == nil && privateKey == nil }
         /// Clients must present a certificate from this CA (mutual TLS) when set.
         public var clientCA: String?
         enum CodingKeys: String, CodingKey, CaseIterable {
@@ -97,6 +102,18 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         }
     }
 
+    /// The node's long-term keys (README "Node keys"; `securenode keys`).
+    public struct Keys: Sendable, Equatable, Decodable {
+        /// PEM P-256 public key allowed to approve seal-PCR values for the node keys (PolicyAuthorize),
+        /// used when `serve` makes the keys on first start (default: the profile's seal.policyAuthorizationKey).
+        public var policyKey: String?
+        /// `securenode approve-policy --node-keys` approvals (JSON) to unseal the node keys with.
+        public var approvals: [String]?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case policyKey = "policy_key", approvals
+        }
+    }
+
     public var profile: String?
     public var tcti: String?
     public var stateDir: String?
@@ -105,9 +122,10 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
     public var auth: Auth?
     public var limits: Limits?
     public var keylime: Keylime?
+    public var keys: Keys?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case profile, tcti, stateDir = "state_dir", model, server, auth, limits, keylime
+        case profile, tcti, stateDir = "state_dir", model, server, auth, limits, keylime, keys
     }
 
     public init() {}
@@ -129,6 +147,7 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
             try Self.checkKeys(m["auth"], allowed: Auth.CodingKeys.allCases.map(\.rawValue), path: "auth.", source: source)
             try Self.checkKeys(m["limits"], allowed: Limits.CodingKeys.allCases.map(\.rawValue), path: "limits.", source: source)
             try Self.checkKeys(m["keylime"], allowed: Keylime.CodingKeys.allCases.map(\.rawValue), path: "keylime.", source: source)
+            try Self.checkKeys(m["keys"], allowed: Keys.CodingKeys.allCases.map(\.rawValue), path: "keys.", source: source)
         }
         do {
             self = try YAMLDecoder().decode(ServiceConfig.self, from: node)
@@ -214,6 +233,9 @@ public struct ServiceSettings: Sendable {
             if let v = s.bodyTimeoutSeconds { connections.bodyTimeout = .seconds(v) }
             if let v = s.idleTimeoutSeconds { connections.idleTimeout = .seconds(v) }
             if let v = s.tlsHandshakeTimeoutSeconds { connections.tlsHandshakeTimeout = .seconds(v) }
+        }
+        if let t = tls, (t.certificate == nil) != (t.privateKey == nil) {
+            throw ServiceError("server.tls needs both certificate and private_key (your own files), or neither (tls: {} serves with the node's TPM-sealed api-tls key)")
         }
         if let a = config.auth {
             apiKeyDigests = []

@@ -6,8 +6,8 @@ import ModelSigning
 import NodeCore
 import TPM
 
-/// Reads the policy-authorization public key from --policy-key or the profile's seal policy.
-private func policyKey(option: String?, profilePath: String, profile: FirmwareProfile) throws -> P256.Signing.PublicKey? {
+/// Reads the policy-authorization public key from --policy-key (or keys.policy_key) or the profile's seal policy.
+func policyKey(option: String?, profilePath: String, profile: FirmwareProfile) throws -> P256.Signing.PublicKey? {
     guard let reference = option ?? profile.seal.policyAuthorizationKey else { return nil }
     let pem: String
     if reference.contains("-----BEGIN") {
@@ -21,6 +21,19 @@ private func policyKey(option: String?, profilePath: String, profile: FirmwarePr
         return try P256.Signing.PublicKey(pemRepresentation: pem)
     } catch {
         throw CLIFailure("the policy-authorization key must be a P-256 public key in PEM")
+    }
+}
+
+/// `securenode approve-policy` outputs, each refused by path when it is not one.
+func loadApprovals(_ paths: [String]) throws -> [PolicyApproval] {
+    try paths.map { path -> PolicyApproval in
+        do {
+            return try JSONDecoder().decode(PolicyApproval.self, from: Data(try FileText.readBytes(path, what: "approval")))
+        } catch let error as CLIFailure {
+            throw error
+        } catch {
+            throw CLIFailure("\(path) is not a policy approval")
+        }
     }
 }
 
@@ -84,15 +97,7 @@ struct UnsealCommand: AsyncParsableCommand {
             } catch {
                 throw CLIFailure("\(input) is not a sealed secret")
             }
-            let approvals = try approval.map { path -> PolicyApproval in
-                do {
-                    return try JSONDecoder().decode(PolicyApproval.self, from: Data(try FileText.readBytes(path, what: "approval")))
-                } catch let error as CLIFailure {
-                    throw error
-                } catch {
-                    throw CLIFailure("\(path) is not a policy approval")
-                }
-            }
+            let approvals = try loadApprovals(approval)
             let secret = try await Sealer(tpm: attestor.tpm, profile: attestor.profile).unseal(sealed, approvals: approvals, authorizationKey: key)
             try Sealer.writeOwnerOnly(secret, to: output)
             print("unsealed \(secret.count) bytes -> \(output)")
@@ -107,7 +112,9 @@ struct ApprovePolicyCommand: AsyncParsableCommand {
         discussion: """
             Give the values with --pcr INDEX=HEX (repeat), e.g. from a verified node's evidence after a firmware update. \
             The approval is bound to --profile: to its id and its seal PCRs (the policyRef it signs names both), \
-            so it must give exactly those PCRs; it unseals nothing sealed under another profile or PCR selection.
+            so it must give exactly those PCRs; it unseals nothing sealed under another profile or PCR selection. \
+            With --node-keys it approves values for the node keys (`securenode keys`), which are sealed to the \
+            profile's seal PCRs without the ones the node extends itself (measurementPCR, receiptKeyPCR).
             """
     )
     @Option(help: "The firmware profile whose sealed secrets this approves (its id and seal.pcrs are bound into the approval).")
@@ -118,6 +125,8 @@ struct ApprovePolicyCommand: AsyncParsableCommand {
     var pcr: [String]
     @Option(name: .customLong("out"), help: "Where to write the approval (JSON).")
     var output: String
+    @Flag(name: .customLong("node-keys"), help: "Approve for the node keys: the profile's seal PCRs without the ones the node extends itself.")
+    var nodeKeys = false
 
     func run() async throws {
         try await reportingFailures {
@@ -139,7 +148,8 @@ struct ApprovePolicyCommand: AsyncParsableCommand {
                 throw CLIFailure("the policy-authorization key must be an unencrypted P-256 private key in PEM")
             }
             let p = try FirmwareProfile.load(path: profile)
-            let approval = try PolicyApproval(values: values, key: key, profile: p.id, sealPCRs: p.seal.pcrs)
+            let sealPCRs = nodeKeys ? try NodeKeyStore.sealPCRs(for: p).pcrs : p.seal.pcrs
+            let approval = try PolicyApproval(values: values, key: key, profile: p.id, sealPCRs: sealPCRs)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try FileText.writeAtomically(Array(try encoder.encode(approval)), to: output)

@@ -94,6 +94,8 @@ struct ServeCommand: AsyncParsableCommand {
             let unboundAttestor = try TPMOptions.attestor(profile: profilePath,
                                                    tcti: tcti ?? environment["SECURENODE_TCTI"] ?? file.tcti ?? "device:/dev/tpmrm0",
                                                    stateDirectory: stateDirectory ?? environment["SECURENODE_STATE_DIR"] ?? file.stateDir)
+            // The process will hold unsealed private keys: no core dumps, no ptrace by the same user.
+            ServedKeys.hardenProcess()
             var logger = Logger(label: "securenode")
             logger.logLevel = .info
 
@@ -102,6 +104,8 @@ struct ServeCommand: AsyncParsableCommand {
             if let revoked = await readiness.revocation {
                 StandardError.write("securenode: starting revoked, completions are refused: \(revoked)\n")
             }
+            // The node keys (README "Node keys"): refused here, before the model, when they do not unseal.
+            let servedKeys = try await ServedKeys.open(file: file, settings: settings, attestor: unboundAttestor, profilePath: profilePath)
             let loaded = try await LoadedModel.open(model: modelPath, signature: signaturePath, trust: try TrustOptions.anchor(publicKey: trustKey, certificateChain: trustChain))
             try await unboundAttestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
             let llama = try LlamaModel(file: loaded.gguf)
@@ -148,13 +152,13 @@ struct ServeCommand: AsyncParsableCommand {
                 metrics.setReady(false)
             }
             var keylimeServices: [any Service] = []
-            if let section = file.keylime {
+            if let section = file.keylime, let agentKeys = servedKeys.agent {
                 let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path,
                                                             labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations,
                                                             connections: settings.connections)
                 keylimeServices = try await KeylimeAgent.services(
                     configuration: keylime, tpm: attestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
-                    logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
+                    keys: agentKeys, logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
                     onRunning: { [keylime] port in
                         StandardError.write("securenode: keylime agent \(keylime.uuid) on \(keylime.mtls ? "https" : "http")://\(keylime.host):\(port) (registrar \(keylime.registrar.absoluteString))\n")
                     },
@@ -184,8 +188,9 @@ struct ServeCommand: AsyncParsableCommand {
             await health.check()
             let routes = NodeRoutes(attestor: attestor, readiness: readiness, gate: TPMGate(concurrent: 2, waiting: 8, perSecond: 10, burst: 20), health: health)
             let app = try ServiceApplication.make(nodeRoutes: routes, openAI: openAI,
-                                                  settings: settings, logger: logger, additionalServices: keylimeServices) { port in
-                StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16)))\n")
+                                                  settings: settings, logger: logger, additionalServices: keylimeServices,
+                                                  tls: servedKeys.apiTLS) { port in
+                StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16))\(servedKeys.apiSPKISHA256.map { ", TLS key spki-sha256 \($0.prefix(16))" } ?? ""))\n")
             }
             // Graceful shutdown runs in reverse order: the scheduler drains first (new completions get 503, running
             // ones finish until limits.drain_seconds, the rest fail), then the HTTP server closes its connections.

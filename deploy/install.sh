@@ -249,10 +249,12 @@ server:
   body_timeout_seconds: 60            # a request body must be complete this long after its head
   idle_timeout_seconds: 60            # a connection with no request in progress is closed after this long
   tls_handshake_timeout_seconds: 10   # the TLS handshake must be complete this long after connecting
-  # tls:                              # optional; mutual TLS when client_ca is set
-  #   certificate: $ETC/tls/server.crt
+  # tls: {}                          # optional: TLS with the node's TPM-sealed api-tls key (README "Node keys");
+  #   certificate: $ETC/tls/server.crt   # or bring your own (weaker): both certificate and private_key
   #   private_key: $ETC/tls/server.key
-  #   client_ca: $ETC/tls/clients-ca.pem
+  #   client_ca: $ETC/tls/clients-ca.pem # mutual TLS
+keys:                                 # node keys: made by serve on first start (PCR policy), or securenode keys init
+  approvals: []                       # securenode approve-policy --node-keys files
 auth:
   api_key_sha256: []                  # hex SHA-256 of each bearer key; never the keys themselves
   open_health: true

@@ -130,6 +130,64 @@ kill "$serve" 2>/dev/null || true
 wait "$serve" 2>/dev/null || true
 serve=""
 
+# Node keys (README "Node keys"): `keys init`, then TLS with the TPM-sealed api-tls key held only in
+# memory (server.tls: {}); curl and the openai client trust the node's self-signed certificate as their
+# CA and get a completion; no private key in the clear in the state directory or the log; a rotated
+# key serves a new certificate the old one does not vouch for.
+keys_ok=0 keys_failed=0
+kcheck() { if "$@"; then keys_ok=$((keys_ok + 1)); else keys_failed=$((keys_failed + 1)); echo "FAIL keys: $*"; fi; }
+sed -e '/^    certificate: /d' -e '/^    private_key: /d' -e '/^    client_ca: /d' -e 's/^  tls:$/  tls: {}/' \
+  "$work/securenode.yaml" > "$work/keys.yaml"
+grep -qx '  tls: {}' "$work/keys.yaml" || die "could not write the node-keys configuration"
+"$bin" keys init --config "$work/keys.yaml" --tcti "$tcti" > "$work/keys-init.out" 2>&1 || { cat "$work/keys-init.out"; die "keys init failed"; }
+kcheck bash -c "! '$bin' keys init --config '$work/keys.yaml' --tcti '$tcti' > '$work/keys-init2.out' 2>&1 && grep -q -- '--force' '$work/keys-init2.out'"
+"$bin" keys status --config "$work/keys.yaml" --tcti "$tcti" --json > "$work/keys-status.json" || { cat "$work/keys-status.json"; die "keys status failed"; }
+kcheck python3 -c "
+import json, sys
+s = json.load(open('$work/keys-status.json'))
+sys.exit(0 if s['unseals'] and s['index']['pcrs'] == [0, 2, 4, 7] and s['index']['excludedPCRs'] == [15] else 1)"
+spki_of() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1; }
+serve_keys() {
+  "$bin" serve --config "$work/keys.yaml" --tcti "$tcti" > "$1" 2>&1 &
+  serve=$!
+  for _ in $(seq 1 600); do
+    [[ -f "$SECURENODE_STATE_DIR/keys/api-tls.crt.pem" ]] \
+      && curl -fs --cacert "$SECURENODE_STATE_DIR/keys/api-tls.crt.pem" "https://127.0.0.1:$port/readyz" > /dev/null 2>&1 && return 0
+    kill -0 "$serve" 2>/dev/null || { cat "$1"; die "serve (node keys) exited"; }
+    sleep 0.1
+  done
+  cat "$1"; die "serve (node keys) did not become ready"
+}
+serve_keys "$work/serve-keys.log"
+ca="$SECURENODE_STATE_DIR/keys/api-tls.crt.pem"
+cp "$ca" "$work/api-tls-before.crt.pem"
+kcheck test "$(spki_of "$ca")" = "$(python3 -c "import json; print(next(k['spkiSHA256'] for k in json.load(open('$work/keys-status.json'))['index']['keys'] if k['name'] == 'api-tls'))")"
+body=$(curl -fs --cacert "$ca" -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
+  "https://127.0.0.1:$port/v1/completions" -d '{"model":"smollm2-135m-instruct","prompt":"Hello","max_tokens":4,"temperature":0}' || true)
+kcheck grep -q '"text_completion"' <<<"$body"
+kcheck "$SECURENODE_VENV/bin/python" -c "
+import openai, ssl, sys
+http = openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile='$ca'))
+c = openai.OpenAI(base_url='https://127.0.0.1:$port/v1', api_key='$api_key', http_client=http, max_retries=0)
+r = c.chat.completions.create(model='smollm2-135m-instruct', messages=[{'role': 'user', 'content': 'Say hi'}], max_tokens=8, temperature=0)
+sys.exit(0 if r.choices[0].message.content else 1)"
+kcheck grep -q "TLS key spki-sha256 $(spki_of "$ca" | cut -c1-16)" "$work/serve-keys.log"
+# Public material only (the swtpm's own CA key, in swtpm/, is the software TPM's, not the node's).
+kcheck bash -c "! grep -rl --exclude-dir=swtpm 'PRIVATE KEY' '$SECURENODE_STATE_DIR' '$work/serve-keys.log'"
+kcheck test ! -e "$SECURENODE_STATE_DIR/keylime/agent-key.pem"
+kill "$serve" 2>/dev/null || true
+wait "$serve" 2>/dev/null || true
+serve=""
+"$bin" keys rotate --key api-tls --config "$work/keys.yaml" --tcti "$tcti" > "$work/keys-rotate.out" 2>&1 || { cat "$work/keys-rotate.out"; die "keys rotate failed"; }
+serve_keys "$work/serve-keys2.log"
+kcheck test "$(spki_of "$ca")" != "$(spki_of "$work/api-tls-before.crt.pem")"
+kcheck bash -c "! curl -fs --cacert '$work/api-tls-before.crt.pem' 'https://127.0.0.1:$port/readyz' > /dev/null 2>&1"
+kill "$serve" 2>/dev/null || true
+wait "$serve" 2>/dev/null || true
+serve=""
+echo "node keys e2e: $keys_ok passed, $keys_failed failed"
+[[ $keys_failed == 0 ]] || rc=1
+
 # Hostile clients (Tests/service/test_hostile_connections.py): the node again, plain HTTP, with small
 # connection limits so that the attacks reach them with few connections.
 cat > "$work/hostile.yaml" <<YAML

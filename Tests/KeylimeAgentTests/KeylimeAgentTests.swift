@@ -152,11 +152,11 @@ private func opensslHMAC(key: [UInt8], message: String) throws -> String {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         // The node key store hands the same keylime-payload key to every start: PCR 16 stays as the verifier knows it.
-        let nodeKey = try _RSA.Encryption.PrivateKey(keySize: .bits2048)
-        let first = try KeylimeKeys(uuid: "a", privateKey: nodeKey)
-        let second = try KeylimeKeys(uuid: "a", privateKey: nodeKey)
+        let der = try _RSA.Encryption.PrivateKey(keySize: .bits2048).derRepresentation
+        let first = try KeylimeKeys(uuid: "a", privateKey: try _RSA.Encryption.PrivateKey(derRepresentation: der))
+        let second = try KeylimeKeys(uuid: "a", privateKey: try _RSA.Encryption.PrivateKey(derRepresentation: der))
         #expect(first.publicKeyPEM == second.publicKeyPEM)
-        #expect(first.publicKeyPEM == nodeKey.publicKey.pemRepresentation + "\n")
+        #expect(first.publicKeyPEM == (try _RSA.Encryption.PrivateKey(derRepresentation: der)).publicKey.pemRepresentation + "\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
 }

@@ -364,6 +364,13 @@ keylime:
     count = status()["attestation_count"]
     after = wait_for("attestations after the restart", lambda: (s := status())["attestation_count"] >= count + 3 and s, 90)
     check("after a restart with the same model the node is still attested", after["attestation_status"] == "PASS", after)
+    # The agent's keys are the TPM-sealed node keys (README "Node keys"): nothing private in the clear.
+    files = [os.path.join(d, f) for d, _, fs in os.walk(state) if "swtpm" not in d.split(os.sep) for f in fs]
+    check("the agent's keys are sealed node keys: keys/index.json, no agent-key.pem, no PRIVATE KEY in the state directory",
+          os.path.exists(os.path.join(state, "keys", "index.json"))
+          and not os.path.exists(os.path.join(state, "keylime", "agent-key.pem"))
+          and not any(b"PRIVATE KEY" in open(f, "rb").read() for f in files),
+          sorted(os.path.relpath(f, state) for f in files))
 
     # 6. A different model: another manifest (an extra file) signed by another (test-only) key.
     other = os.path.join(work, "other-model")

@@ -56,6 +56,21 @@ import Testing
         #expect(settings.maxN == 4)
     }
 
+    @Test func tlsWithoutFilesServesWithTheNodeKey() throws {
+        var settings = ServiceSettings(modelID: "m")
+        let config = try ServiceConfig(yaml: "server:\n  tls: {}\nkeys:\n  policy_key: /k.pem\n  approvals: [/a.json]\n")
+        try settings.apply(config)
+        #expect(settings.tls?.usesNodeKey == true)
+        #expect(config.keys?.approvals == ["/a.json"] && config.keys?.policyKey == "/k.pem")
+    }
+
+    @Test func refusesTLSWithOnlyOneOfCertificateAndKey() throws {
+        var settings = ServiceSettings(modelID: "m")
+        let config = try ServiceConfig(yaml: "server:\n  tls:\n    certificate: /c.pem\n")
+        #expect(throws: ServiceError.self) { try settings.apply(config) }
+        #expect(throws: ServiceError.self) { try ServiceConfig(yaml: "keys:\n  policy_keys: /k.pem\n") }
+    }
+
     @Test func anEmptyFileMeansDefaults() throws {
         var settings = ServiceSettings(modelID: "m")
         try settings.apply(try ServiceConfig(yaml: ""))

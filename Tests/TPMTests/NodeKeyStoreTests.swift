@@ -173,6 +173,14 @@ struct NodeKeyStoreTests {
         #expect(hexString(Array(SHA256.hash(data: after.apiTLS.publicKey.derRepresentation))) == new.spkiSHA256)
     }
 
+    @Test func namesLegacyClearKeyFiles() throws {
+        #expect(store.legacyClearKeys().isEmpty)
+        try FileManager.default.createDirectory(at: state.appendingPathComponent("keylime"), withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: state.appendingPathComponent("keylime/agent-payload-key.pem").path, contents: Data("x".utf8)))
+        let named = store.legacyClearKeys()
+        #expect(named.count == 1 && named[0].hasSuffix("keylime/agent-payload-key.pem"))
+    }
+
     @Test func refusesACiphertextMovedToAnotherKeysName() async throws {
         let index = try await store.initialize(authorizationKey: nil, force: false)
         // Swap the two P-256 keys' files in the index: each tag binds the key's name, so both fail.

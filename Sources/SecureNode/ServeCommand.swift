@@ -125,9 +125,19 @@ struct ServeCommand: AsyncParsableCommand {
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
             try await unboundAttestor.measureReceiptKey(sha256: keyDigest)
-            // This process's evidence names its own model and key, whatever else shares the TPM.
+            // The key of the certificate the API serves is bound to this process too (after the receipt key), so that a
+            // client (`securenode proxy`, `enroll`) accepts that certificate only from the node its evidence attests.
+            let tlsKeyDigest = try settings.tls.map { tls throws in
+                try TLSKeyMeasurement.keyDigest(certificatePEM: String(contentsOfFile: tls.certificate, encoding: .utf8),
+                                                source: "server.tls.certificate \(tls.certificate)")
+            }
+            let measureTLSKey = { @Sendable (attestor: Attestor) async throws in
+                if let tlsKeyDigest { try await attestor.measureTLSKey(sha256: tlsKeyDigest, receiptKeySHA256: keyDigest) }
+            }
+            try await measureTLSKey(unboundAttestor)
+            // This process's evidence names its own model and keys, whatever else shares the TPM.
             let attestor = unboundAttestor.serving(model: ModelMeasurement(verified: loaded.verified, profile: unboundAttestor.profile.id),
-                                                   receiptKeySHA256: keyDigest)
+                                                   receiptKeySHA256: keyDigest, tlsKeySHA256: tlsKeyDigest)
             guard let akHandle = attestor.profile.akHandle, let akType = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
                 throw CLIFailure("profile \(attestor.profile.id) has no usable attestation key")
             }
@@ -175,6 +185,7 @@ struct ServeCommand: AsyncParsableCommand {
             let health = TPMHealth(attestor: attestor, remeasure: {
                 try await attestor.measure(verified, localSigners: [verified.signer.fingerprint])
                 try await attestor.measureReceiptKey(sha256: keyDigest)
+                try await measureTLSKey(attestor)
             }, onChange: { healthy in
                 Task {
                     let ready = await readiness.state.ready
@@ -185,7 +196,7 @@ struct ServeCommand: AsyncParsableCommand {
             let routes = NodeRoutes(attestor: attestor, readiness: readiness, gate: TPMGate(concurrent: 2, waiting: 8, perSecond: 10, burst: 20), health: health)
             let app = try ServiceApplication.make(nodeRoutes: routes, openAI: openAI,
                                                   settings: settings, logger: logger, additionalServices: keylimeServices) { port in
-                StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16)))\n")
+                StandardError.write("securenode: serving model \(final.modelID) on \(scheme)://\(final.host):\(port) (profile \(attestor.profile.id), \(final.parallel) parallel, receipt key \(keyDigest.prefix(16))\(tlsKeyDigest.map { ", TLS key \($0.prefix(16))" } ?? ""))\n")
             }
             // Graceful shutdown runs in reverse order: the scheduler drains first (new completions get 503, running
             // ones finish until limits.drain_seconds, the rest fail), then the HTTP server closes its connections.

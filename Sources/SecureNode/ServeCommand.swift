@@ -238,7 +238,9 @@ struct EnrollCommand: AsyncParsableCommand {
             Fetches the node's EK and AK (GET /v1/enrollment), checks the EK certificate against the profile's \
             ekCAs (and --ek-ca), challenges the AK with MakeCredential against that EK, and requires the node to \
             answer it with TPM2_ActivateCredential (POST /v1/enrollment/activate). Writes the enrollment record \
-            that `securenode verify --enrolled` trusts.
+            that `securenode verify --enrolled` trusts. Over https, a certificate that no trusted CA signed (a \
+            self-signed one) is accepted only if the node's evidence, fetched for a fresh nonce after the AK is \
+            activated and appraised as `securenode verify` does, binds its key.
             """
     )
 
@@ -267,7 +269,11 @@ struct EnrollCommand: AsyncParsableCommand {
             guard !cas.isEmpty else {
                 throw CLIFailure("no EK CA to trust: none of the profile's ekCAs exist (\((fromProfile.missing + fromFlags.missing).joined(separator: ", "))); give --ek-ca")
             }
-            let record = try await EnrollmentClient(node: url, profile: profile, verifier: EnrollmentVerifier(trustedCAs: cas)).enroll()
+            // Over https, a certificate no CA vouches for is accepted only if the node's appraised evidence binds its key.
+            let (record, certificate) = try await EnrollmentClient(node: url, profile: profile, verifier: EnrollmentVerifier(trustedCAs: cas),
+                                                                   vendorCAs: try EvidenceVerifier.loadVendorCAs(profile: profile, profilePath: self.profile))
+                .enrollReportingCertificate()
+            if case .boundByEvidence(let key) = certificate { print("the node's TLS certificate (key \(key)) is the one its evidence binds") }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try FileText.writeAtomically(Array(try encoder.encode(record)), to: output)

@@ -144,6 +144,9 @@ public actor AttestedNode {
         }
         do throws(ChannelFailure) {
             let a = try await attest(over: connection)
+            guard connection.isReusable else {
+                throw ChannelFailure("connect", "the node closed the connection after its evidence: a connection is used only after it was attested")
+            }
             attested = a
             failure = nil
             observe(.attested(a))

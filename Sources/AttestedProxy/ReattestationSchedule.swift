@@ -14,10 +14,12 @@ public struct ReattestationSchedule: Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: interval)
-            if Task.isCancelled || Task.isShuttingDownGracefully { break }
-            await node.reattest()
+        // SIGTERM ends the wait at once (not after up to `interval`).
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: interval)
+                await node.reattest()
+            }
         }
     }
 }

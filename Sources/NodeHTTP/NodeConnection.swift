@@ -220,9 +220,10 @@ public final class NodeConnection: Sendable {
                                 break reading
                             }
                         }
+                        // Reusable before the caller hears the end, so that it can give the connection back at once.
+                        reusable.withLockedValue { $0 = keepAlive }
                         job.response.finish()
                         guard keepAlive else { break }
-                        reusable.withLockedValue { $0 = true }
                     } catch {
                         job.response.finish(throwing: error)
                         throw error

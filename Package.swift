@@ -132,12 +132,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // HTTP endpoints (Hummingbird 2): attestation, enrollment, health.
+        // HTTP endpoints (Hummingbird 2): attestation, enrollment, health; the client side's connection to a
+        // node (NIO HTTP/1.1 over TLS pinned to the key the node's evidence binds).
         .target(
             name: "NodeHTTP",
             dependencies: ["NodeCore", "Attestation", "TPM", "ModelSigning", .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOTLS", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strict
         ),
         // The service: configuration file, OpenAI-compatible API, continuous-batching scheduler,
@@ -157,6 +161,23 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // The client side of an attested channel (`securenode proxy`): attests the node over each connection,
+        // pins its TLS key to the evidence, verifies every receipt, serves an OpenAI-compatible endpoint on loopback.
+        .target(
+            name: "AttestedProxy",
+            dependencies: [
+                "NodeHTTP", "NodeService", "Attestation", "ModelSigning", "ServerHardening",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -197,7 +218,7 @@ let package = Package(
         .executableTarget(
             name: "SecureNode",
             dependencies: [
-                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening", "CProcess",
+                "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening", "CProcess", "AttestedProxy",
                 .product(name: "Hummingbird", package: "hummingbird"), "Generation", "Inference", "Accelerators", "KeylimeAgent",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -280,11 +301,14 @@ let package = Package(
         ),
         .testTarget(
             name: "TPMTests",
-            dependencies: ["TPMTestSupport", "TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning",
+            dependencies: ["TPMTestSupport", "TPM", "SoftwareTPM", "Attestation", "NodeCore", "NodeHTTP", "ModelSigning", "AttestedProxy",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "CryptoExtras", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates"),
-                           .product(name: "Hummingbird", package: "hummingbird")],
+                           .product(name: "SwiftASN1", package: "swift-asn1"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HummingbirdTLS", package: "hummingbird"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: strict
         ),
     ]

@@ -2,7 +2,7 @@
 # Sets up everything (scripts/setup.sh) and runs every test: the Swift test suites (with the real
 # model and the real model-signing tool required, not optional), the CLI end-to-end checks, a
 # short libFuzzer run of the GGUF reader, the service end-to-end suite (openai client, hostile
-# clients), a 2-minute soak (bench/soak.sh), the fleet
+# clients), the attested channel's end-to-end suite (securenode proxy), a 2-minute soak (bench/soak.sh), the fleet
 # attestation suite (real Keylime) and the deployment checks.
 #
 #   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzer; default 30)
@@ -35,6 +35,9 @@ log "CLI end-to-end"
 
 log "service end-to-end (openai client)"
 "$REPO/scripts/e2e-service.sh"
+
+log "attested channel end-to-end (securenode proxy, TLS key bound to the evidence, MITM, tampering)"
+"$REPO/scripts/e2e-proxy.sh"
 
 log "soak: 16 concurrent streams for 120 s, every response checked against its receipt (bench/soak.sh)"
 soak_out=$(mktemp -d)

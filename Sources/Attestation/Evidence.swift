@@ -71,10 +71,14 @@ public struct Evidence: Sendable, Codable, Equatable {
     /// receipt-key event follows the event of `model` in the log. Absent in `securenode quote`'s
     /// evidence (no serving process).
     public var receiptKeySHA256: String?
+    /// The key of the TLS certificate the serving process's API presents: SHA-256 (hex) of its DER
+    /// SubjectPublicKeyInfo, whose TLS-key event (naming `receiptKeySHA256`) follows the receipt-key
+    /// event in the log. Absent when the node serves plain HTTP, and in `securenode quote`'s evidence.
+    public var tlsKeySHA256: String?
 
     public init(version: Int = Evidence.currentVersion, nonce: String, quote: QuotePart, ak: AKPart, pcrs: PCRPart,
                 eventLog: [EventLogEntry], ekCertificate: String?, model: ModelPart?, profile: String,
-                devices: [DeviceEvidence]? = nil, receiptKeySHA256: String? = nil) {
+                devices: [DeviceEvidence]? = nil, receiptKeySHA256: String? = nil, tlsKeySHA256: String? = nil) {
         self.version = version
         self.nonce = nonce
         self.quote = quote
@@ -86,6 +90,7 @@ public struct Evidence: Sendable, Codable, Equatable {
         self.profile = profile
         self.devices = devices
         self.receiptKeySHA256 = receiptKeySHA256
+        self.tlsKeySHA256 = tlsKeySHA256
     }
 
     public static let maximumSize = 4 << 20

@@ -24,6 +24,8 @@ public struct Appraisal: Sendable, Codable, Equatable {
     public var model: Evidence.ModelPart?
     /// The serving process the evidence speaks for (SHA-256 of its receipt key), when it names one.
     public var receiptKeySHA256: String?
+    /// The TLS key the evidence binds to that process (SHA-256 of its SubjectPublicKeyInfo), when it names one.
+    public var tlsKeySHA256: String?
     public var checks: [Check]
 
     /// The first failed check's name, if any.
@@ -43,7 +45,7 @@ public struct Appraisal: Sendable, Codable, Equatable {
 /// 4. `pcr-digest`: the quoted selection is the SHA-256 bank and exactly the PCRs in the evidence,
 ///    every profile-quoted PCR is present, and the quote's PCR digest equals SHA-256 of their values.
 /// 5. `event-log-replay`: every event's digest is SHA-256 of its bytes, every event extends a quoted
-///    PCR, model events sit in the measurement PCR and receipt-key events in the receipt-key PCR,
+///    PCR, model events sit in the measurement PCR, receipt-key and TLS-key events in the receipt-key PCR,
 ///    replaying the log from zeros gives the quoted value of every PCR it touches, and the
 ///    measurement PCR and the receipt-key PCR replay exactly (a PCR the log leaves unexplained,
 ///    e.g. because an event was dropped, fails naming the PCR).
@@ -55,10 +57,18 @@ public struct Appraisal: Sendable, Codable, Equatable {
 ///    `receiptKeySHA256` (a serving node's evidence), the log holds that receipt key's event and
 ///    `model` is the last model event before it; without (`securenode quote`), `model`, if
 ///    present, is the log's last model event.
+/// 9. `tls-key-bound`: with `tlsKeySHA256` (a node serving TLS), the evidence also names
+///    `receiptKeySHA256`, and the log's last TLS-key event for that receipt key (in the receipt-key
+///    PCR, under this profile, after the receipt key's event: the same process, since the PCRs were
+///    last reset) names exactly that TLS key. When the verifier is given the key the node presented
+///    in its TLS handshake (``presentedTLSKeySHA256``: `verify --tls-certificate`, `enroll` and
+///    `proxy` over https), the evidence must bind exactly that key: evidence without a TLS key, or
+///    binding another, fails. Without either (a plain-HTTP node, evidence from before TLS keys were
+///    bound), the check passes saying no TLS key is bound.
 ///
 /// When the profile selects a device backend (or the evidence carries device evidence), four more
 /// checks follow, for each device (see ``deviceCheckNames`` and DeviceAppraisal.swift):
-/// 9. `device-certificate`, 10. `device-signature`, 11. `device-nonce`, 12. `device-measurements`.
+/// 10. `device-certificate`, 11. `device-signature`, 12. `device-nonce`, 13. `device-measurements`.
 /// Device certificate chains are validated by swift-certificates, which is asynchronous: use
 /// ``appraiseWithDevices(json:nonce:)``; the synchronous ``appraise(_:nonce:deviceCertificates:)``
 /// fails `device-certificate` unless it is given the chains already validated.
@@ -71,17 +81,22 @@ public struct EvidenceVerifier: Sendable {
     public var localSigners: [String]
     /// Device vendor CAs (from the profile's `backend.vendorCAs`: see ``loadVendorCAs(profile:profilePath:)``).
     public var vendorCAs: [Certificate]
+    /// The key (SHA-256 hex of the SubjectPublicKeyInfo) of the certificate the node presented in the
+    /// TLS handshake over which the evidence came, or that the caller holds: `tls-key-bound`
+    /// requires the evidence to bind exactly it.
+    public var presentedTLSKeySHA256: String?
 
     public init(profile: FirmwareProfile, enrolled: [EnrollmentRecord] = [], localSigners: [String] = [],
-                vendorCAs: [Certificate] = []) {
+                vendorCAs: [Certificate] = [], presentedTLSKeySHA256: String? = nil) {
         self.profile = profile
         self.enrolled = enrolled
         self.localSigners = localSigners
         self.vendorCAs = vendorCAs
+        self.presentedTLSKeySHA256 = presentedTLSKeySHA256?.lowercased()
     }
 
     public static let checkNames = ["ak-trusted", "quote-signature", "nonce", "pcr-digest", "event-log-replay",
-                                    "reference-values", "model-allowed", "model-bound"]
+                                    "reference-values", "model-allowed", "model-bound", "tls-key-bound"]
 
     /// The checks of device evidence, after ``checkNames``, when the profile selects a device backend.
     public static let deviceCheckNames = ["device-certificate", "device-signature", "device-nonce", "device-measurements"]
@@ -103,7 +118,7 @@ public struct EvidenceVerifier: Sendable {
             return appraisal
         } catch {
             return Appraisal(result: .fail, profile: profile.id, nonce: hexString(expectedNonce), model: nil, receiptKeySHA256: nil,
-                             checks: [.init(check: "evidence-format", result: .fail, detail: error.reason)]
+                             tlsKeySHA256: nil, checks: [.init(check: "evidence-format", result: .fail, detail: error.reason)]
                                  + expectedCheckNames.map { .init(check: $0, result: .skipped, detail: "not checked: the evidence is unreadable") })
         }
     }
@@ -171,6 +186,9 @@ public struct EvidenceVerifier: Sendable {
                 }
                 if entry.type == ReceiptKeyMeasurement.eventType, entry.pcr != profile.receiptPCR {
                     throw AttestationError(.malformed, "eventLog[\(i)] is a receipt-key event in PCR \(entry.pcr), but profile \(profile.id) measures receipt keys into PCR \(profile.receiptPCR)")
+                }
+                if entry.type == TLSKeyMeasurement.eventType, entry.pcr != profile.receiptPCR {
+                    throw AttestationError(.malformed, "eventLog[\(i)] is a TLS-key event in PCR \(entry.pcr), but profile \(profile.id) measures TLS keys into PCR \(profile.receiptPCR)")
                 }
             }
             let replayed = EventLogReplay.replay(evidence.eventLog)
@@ -256,12 +274,48 @@ public struct EvidenceVerifier: Sendable {
             }
             return "the process with receipt key \(key) (eventLog[\(k)]) loaded model \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)])"
         }
+        run("tls-key-bound") { () throws(AttestationError) -> String in try checkTLSKey(evidence) }
         if profile.backend.selectsDevice || !(evidence.devices ?? []).isEmpty {
             appraiseDevices(evidence, nonce: expectedNonce, certificates: deviceCertificates, run)
         }
 
         return Appraisal(result: ordered.failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
-                         model: evidence.model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(), checks: ordered.checks)
+                         model: evidence.model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(),
+                         tlsKeySHA256: evidence.tlsKeySHA256?.lowercased(), checks: ordered.checks)
+    }
+
+    /// Check 9, `tls-key-bound` (see the type's documentation).
+    func checkTLSKey(_ evidence: Evidence) throws(AttestationError) -> String {
+        guard let tlsKey = evidence.tlsKeySHA256?.lowercased() else {
+            if let presented = presentedTLSKeySHA256 {
+                throw AttestationError(.malformed, "the node presented TLS key \(presented), but its evidence binds no TLS key")
+            }
+            return "no TLS key is bound (a plain-HTTP node)"
+        }
+        guard let receiptKey = evidence.receiptKeySHA256?.lowercased() else {
+            throw AttestationError(.malformed, "the evidence names TLS key \(tlsKey) but no receipt key (no serving process to bind it to)")
+        }
+        let log = evidence.eventLog
+        guard let k = log.lastIndex(where: { $0.type == ReceiptKeyMeasurement.eventType && $0.pcr == profile.receiptPCR
+            && (try? ReceiptKeyMeasurement(canonical: Array($0.event.utf8)))?.keySHA256 == receiptKey }) else {
+            throw AttestationError(.malformed, "the event log has no receipt-key event for \(receiptKey)")
+        }
+        guard let t = log.indices.last(where: { i in i > k && log[i].type == TLSKeyMeasurement.eventType && log[i].pcr == profile.receiptPCR
+            && (try? TLSKeyMeasurement(canonical: Array(log[i].event.utf8)))?.receiptKeySHA256 == receiptKey }) else {
+            throw AttestationError(.malformed, "the evidence names TLS key \(tlsKey), but the event log has no TLS-key event of the process with receipt key \(receiptKey) after its receipt key's event (eventLog[\(k)])")
+        }
+        let event = try TLSKeyMeasurement(canonical: Array(log[t].event.utf8))
+        guard event.profile == profile.id else {
+            throw AttestationError(.malformed, "eventLog[\(t)]: TLS key \(event.keySHA256) was measured under profile \(event.profile), not \(profile.id)")
+        }
+        guard constantTimeEquals(Array(event.keySHA256.utf8), Array(tlsKey.utf8)) else {
+            throw AttestationError(.malformed, "the evidence names TLS key \(tlsKey), but the process's last TLS-key event (eventLog[\(t)]) binds \(event.keySHA256)")
+        }
+        if let presented = presentedTLSKeySHA256, !constantTimeEquals(Array(presented.utf8), Array(tlsKey.utf8)) {
+            throw AttestationError(.malformed, "the node presented TLS key \(presented), but its evidence binds TLS key \(tlsKey): not the attested node's certificate")
+        }
+        return "TLS key \(tlsKey) belongs to the process with receipt key \(receiptKey) (eventLog[\(t)])"
+            + (presentedTLSKeySHA256 == nil ? "" : "; the node presented exactly that key")
     }
 
     static func same(_ claimed: Evidence.ModelPart, _ measured: ModelMeasurement) -> Bool {

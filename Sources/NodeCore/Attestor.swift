@@ -29,9 +29,11 @@ public struct Attestor: Sendable {
     /// The same attestor, speaking for the process that loaded `model` and measured its receipt key
     /// `receiptKeySHA256`: its evidence names that model and that key (not whatever another process
     /// sharing the TPM measured last).
-    public func serving(model: ModelMeasurement, receiptKeySHA256: String) -> Attestor {
+    /// With `tlsKeySHA256` (the key of the certificate the API presents, measured by
+    /// ``measureTLSKey(sha256:receiptKeySHA256:)``), the evidence names that TLS key too.
+    public func serving(model: ModelMeasurement, receiptKeySHA256: String, tlsKeySHA256: String? = nil) -> Attestor {
         Attestor(tpm: tpm, profile: profile, store: store, devices: devices,
-                 process: ServingProcess(model: model, receiptKeySHA256: receiptKeySHA256.lowercased()))
+                 process: ServingProcess(model: model, receiptKeySHA256: receiptKeySHA256.lowercased(), tlsKeySHA256: tlsKeySHA256?.lowercased()))
     }
 
     /// The stored log, checked against the TPM: it must replay to the measurement PCR's current
@@ -93,6 +95,21 @@ public struct Attestor: Sendable {
         return entry
     }
 
+    /// Extends the key of the TLS certificate the serving process's API presents (SHA-256 of its DER
+    /// SubjectPublicKeyInfo), naming the process's receipt key, into the receipt-key PCR and records
+    /// it, after the receipt key: a quote then proves which TLS key the process that loaded the model
+    /// holds (see `EvidenceVerifier`, `tls-key-bound`). A new certificate is measured again.
+    @discardableResult
+    public func measureTLSKey(sha256 keyDigest: String, receiptKeySHA256: String) async throws -> EventLogEntry {
+        var log = try await currentLog()
+        let measurement = TLSKeyMeasurement(keySHA256: keyDigest, profile: profile.id, receiptKeySHA256: receiptKeySHA256)
+        let entry = EventLogEntry(pcr: profile.receiptPCR, tlsKey: measurement)
+        log.append(entry)
+        try store.save(log)
+        try await tpm.extend(pcr: profile.receiptPCR, sha256: measurement.digest)
+        return entry
+    }
+
     /// Evidence for `nonce`: a quote by the profile's AK over the profile's PCRs, the PCR values,
     /// the event log, the EK certificate, the measured model, and each device's measurements signed
     /// for the same nonce. A profile that selects a device backend and has no device to answer is
@@ -129,6 +146,13 @@ public struct Attestor: Sendable {
                   (try? ModelMeasurement(canonical: Array(m.event.utf8))) == process.model else {
                 throw NodeError("the event log \(store.file.path) no longer shows this process's model before its receipt key; refusing to attest")
             }
+            if let tlsKey = process.tlsKeySHA256 {
+                guard let t = log.lastIndex(where: { $0.type == TLSKeyMeasurement.eventType && $0.pcr == profile.receiptPCR
+                          && (try? TLSKeyMeasurement(canonical: Array($0.event.utf8)))?.receiptKeySHA256 == process.receiptKeySHA256 }),
+                      t > k, (try? TLSKeyMeasurement(canonical: Array(log[t].event.utf8)))?.keySHA256 == tlsKey else {
+                    throw NodeError("the event log \(store.file.path) no longer binds this process's TLS key; refusing to attest")
+                }
+            }
             measured = process.model
         } else {
             measured = log.last(where: { $0.type == ModelMeasurement.eventType }).flatMap { try? ModelMeasurement(canonical: Array($0.event.utf8)) }
@@ -147,17 +171,22 @@ public struct Attestor: Sendable {
             model: model,
             profile: profile.id,
             devices: deviceEvidence.isEmpty ? nil : deviceEvidence,
-            receiptKeySHA256: process?.receiptKeySHA256)
+            receiptKeySHA256: process?.receiptKeySHA256,
+            tlsKeySHA256: process?.tlsKeySHA256)
     }
 }
 
-/// A serving process's identity in the event log: the model it loaded and its receipt key.
+/// A serving process's identity in the event log: the model it loaded, its receipt key and, when
+/// its API serves TLS, the key of its certificate.
 public struct ServingProcess: Sendable, Equatable {
     public var model: ModelMeasurement
     /// SHA-256 (hex) of the receipt key's DER SubjectPublicKeyInfo.
     public var receiptKeySHA256: String
-    public init(model: ModelMeasurement, receiptKeySHA256: String) {
+    /// SHA-256 (hex) of the API's TLS certificate's DER SubjectPublicKeyInfo.
+    public var tlsKeySHA256: String?
+    public init(model: ModelMeasurement, receiptKeySHA256: String, tlsKeySHA256: String? = nil) {
         self.model = model
         self.receiptKeySHA256 = receiptKeySHA256
+        self.tlsKeySHA256 = tlsKeySHA256
     }
 }

@@ -53,7 +53,7 @@ public final class TPMHealth: Service, Sendable {
             let log = try await attestor.currentLog()
             if log.isEmpty {
                 try await remeasure()
-                result = (true, "the TPM was reset; the model and receipt key were measured again")
+                result = (true, "the TPM was reset; the model, receipt key and TLS key were measured again")
             } else {
                 result = (true, "the TPM answers")
             }

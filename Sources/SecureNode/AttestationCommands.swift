@@ -88,6 +88,8 @@ struct VerifyCommand: AsyncParsableCommand {
             Prints a JSON appraisal naming each check in order (\(EvidenceVerifier.checkNames.joined(separator: ", "))) \
             and its result; a profile that selects a device backend adds \(EvidenceVerifier.deviceCheckNames.joined(separator: ", ")), \
             against the profile's backend.deviceReferenceValues and backend.vendorCAs. \
+            The appraisal names the TLS key the evidence binds (tlsKeySHA256, also printed on stderr); with \
+            --tls-certificate, tls-key-bound requires the evidence to bind exactly that certificate's key. \
             Exit status 0 when every check passes, 1 otherwise.
             """
     )
@@ -100,16 +102,22 @@ struct VerifyCommand: AsyncParsableCommand {
     var profile: String
     @Option(help: "Enrollment record(s) from `securenode enroll`: the AKs to trust.")
     var enrolled: [String] = []
+    @Option(name: .customLong("tls-certificate"), help: "The node's TLS certificate (PEM, leaf first): the evidence must bind its key.")
+    var tlsCertificate: String?
 
     func run() async throws {
         let appraisal: Appraisal
         do {
+            let presented = try tlsCertificate.map { path throws in
+                try TLSKeyMeasurement.keyDigest(certificatePEM: String(decoding: try FileText.readBytes(path, what: "TLS certificate", limit: 1 << 20), as: UTF8.self),
+                                                source: path)
+            }
             let profile = try FirmwareProfile.load(path: self.profile)
             let records = try enrolled.map { path throws(AttestationError) in try EnrollmentRecord.load(path: path) }
             guard let expected = ModelSigning.bytes(fromHex: nonce) else { throw CLIFailure("--nonce must be hex") }
             let data = try FileText.readBytes(evidence, what: "evidence", limit: Evidence.maximumSize)
             let vendorCAs = try EvidenceVerifier.loadVendorCAs(profile: profile, profilePath: self.profile)
-            appraisal = await EvidenceVerifier(profile: profile, enrolled: records, vendorCAs: vendorCAs)
+            appraisal = await EvidenceVerifier(profile: profile, enrolled: records, vendorCAs: vendorCAs, presentedTLSKeySHA256: presented)
                 .appraiseWithDevices(json: data, nonce: expected)
         } catch {
             StandardError.write("error: \(error)\n")
@@ -118,6 +126,7 @@ struct VerifyCommand: AsyncParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         print(String(decoding: try encoder.encode(appraisal), as: UTF8.self))
+        StandardError.write("TLS key bound by the evidence: \(appraisal.tlsKeySHA256 ?? "none (a plain-HTTP node)")\n")
         if appraisal.result != .pass { throw ExitCode(1) }
     }
 }

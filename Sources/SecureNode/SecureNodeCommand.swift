@@ -5,7 +5,7 @@ struct SecureNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "securenode",
         abstract: "An attested inference node that loads only signed model weights.",
-        subcommands: [ModelCommand.self, ServeCommand.self, EnrollCommand.self, DevTPMCommand.self, MeasureCommand.self, QuoteCommand.self, VerifyCommand.self, SealCommand.self, UnsealCommand.self, ApprovePolicyCommand.self, KeysCommand.self, ProfileCommand.self, GenerateCommand.self, BenchEngineCommand.self, VerifyReceiptCommand.self, BackendsCommand.self, KeylimePolicyCommand.self, RevocationCommand.self]
+        subcommands: [ModelCommand.self, ServeCommand.self, EnrollCommand.self, DevTPMCommand.self, MeasureCommand.self, QuoteCommand.self, VerifyCommand.self, SealCommand.self, UnsealCommand.self, ApprovePolicyCommand.self, KeysCommand.self, ProfileCommand.self, GenerateCommand.self, BenchEngineCommand.self, VerifyReceiptCommand.self, ProxyCommand.self, BackendsCommand.self, KeylimePolicyCommand.self, RevocationCommand.self]
     )
 }
 

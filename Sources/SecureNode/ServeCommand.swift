@@ -129,9 +129,19 @@ struct ServeCommand: AsyncParsableCommand {
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
             try await unboundAttestor.measureReceiptKey(sha256: keyDigest)
-            // This process's evidence names its own model and key, whatever else shares the TPM.
+            // The key of the certificate the API serves is bound to this process too (after the receipt key), so that a
+            // client (`securenode proxy`, `enroll`) accepts that certificate only from the node its evidence attests.
+            // Whichever path serves TLS (the node's sealed api-tls key, or the operator's files), this is its certificate.
+            let tlsKeyDigest = try servedKeys.apiCertificatePEM.map { pem throws in
+                try TLSKeyMeasurement.keyDigest(certificatePEM: pem, source: "the API's TLS certificate")
+            }
+            let measureTLSKey = { @Sendable (attestor: Attestor) async throws in
+                if let tlsKeyDigest { try await attestor.measureTLSKey(sha256: tlsKeyDigest, receiptKeySHA256: keyDigest) }
+            }
+            try await measureTLSKey(unboundAttestor)
+            // This process's evidence names its own model and keys, whatever else shares the TPM.
             let attestor = unboundAttestor.serving(model: ModelMeasurement(verified: loaded.verified, profile: unboundAttestor.profile.id),
-                                                   receiptKeySHA256: keyDigest)
+                                                   receiptKeySHA256: keyDigest, tlsKeySHA256: tlsKeyDigest)
             guard let akHandle = attestor.profile.akHandle, let akType = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
                 throw CLIFailure("profile \(attestor.profile.id) has no usable attestation key")
             }
@@ -179,6 +189,7 @@ struct ServeCommand: AsyncParsableCommand {
             let health = TPMHealth(attestor: attestor, remeasure: {
                 try await attestor.measure(verified, localSigners: [verified.signer.fingerprint])
                 try await attestor.measureReceiptKey(sha256: keyDigest)
+                try await measureTLSKey(attestor)
             }, onChange: { healthy in
                 Task {
                     let ready = await readiness.state.ready
@@ -232,7 +243,9 @@ struct EnrollCommand: AsyncParsableCommand {
             Fetches the node's EK and AK (GET /v1/enrollment), checks the EK certificate against the profile's \
             ekCAs (and --ek-ca), challenges the AK with MakeCredential against that EK, and requires the node to \
             answer it with TPM2_ActivateCredential (POST /v1/enrollment/activate). Writes the enrollment record \
-            that `securenode verify --enrolled` trusts.
+            that `securenode verify --enrolled` trusts. Over https, a certificate that no trusted CA signed (a \
+            self-signed one) is accepted only if the node's evidence, fetched for a fresh nonce after the AK is \
+            activated and appraised as `securenode verify` does, binds its key.
             """
     )
 
@@ -261,7 +274,11 @@ struct EnrollCommand: AsyncParsableCommand {
             guard !cas.isEmpty else {
                 throw CLIFailure("no EK CA to trust: none of the profile's ekCAs exist (\((fromProfile.missing + fromFlags.missing).joined(separator: ", "))); give --ek-ca")
             }
-            let record = try await EnrollmentClient(node: url, profile: profile, verifier: EnrollmentVerifier(trustedCAs: cas)).enroll()
+            // Over https, a certificate no CA vouches for is accepted only if the node's appraised evidence binds its key.
+            let (record, certificate) = try await EnrollmentClient(node: url, profile: profile, verifier: EnrollmentVerifier(trustedCAs: cas),
+                                                                   vendorCAs: try EvidenceVerifier.loadVendorCAs(profile: profile, profilePath: self.profile))
+                .enrollReportingCertificate()
+            if case .boundByEvidence(let key) = certificate { print("the node's TLS certificate (key \(key)) is the one its evidence binds") }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try FileText.writeAtomically(Array(try encoder.encode(record)), to: output)

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# End-to-end tests of the attested channel: `securenode serve` over TLS on a software TPM with a
+# self-signed certificate made here (its key measured into the evidence), `securenode verify
+# --tls-certificate`, `securenode enroll` over https (the self-signed certificate accepted only because
+# the evidence binds its key), then Tests/service/test_proxy.py: the unchanged `openai` client against
+# `securenode proxy` (chat, streaming, the node's errors, metrics), a man in the middle with another
+# certificate, a tampering relay, and the node restarted with a model its profile does not allow.
+# Stops every process it started.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export PATH="$SECURENODE_VENV/bin:$PATH"
+bin="${SECURENODE_BIN:-$(cd "$REPO" && swift build --show-bin-path)/securenode}"
+[[ -x "$bin" ]] || die "build first: swift build"
+[[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh"
+
+work=$(mktemp -d)
+dev_tpm="" serve=""
+cleanup() {
+  [[ -n "$serve" ]] && kill "$serve" 2>/dev/null || true
+  [[ -f "$work/serve-model2.pid" ]] && kill "$(cat "$work/serve-model2.pid")" 2>/dev/null || true
+  [[ -n "$dev_tpm" ]] && kill "$dev_tpm" 2>/dev/null || true
+  [[ -n "$serve" ]] && wait "$serve" 2>/dev/null || true
+  [[ -n "$dev_tpm" ]] && wait "$dev_tpm" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export SECURENODE_STATE_DIR="$work/state"
+mkdir -p "$SECURENODE_STATE_DIR" && chmod 700 "$SECURENODE_STATE_DIR"
+"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
+dev_tpm=$!
+for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
+tcti=$(head -n1 "$work/tcti")
+[[ -n "$tcti" ]] || { cat "$work/dev-tpm.log"; die "the software TPM did not start"; }
+
+# Two self-signed certificates for 127.0.0.1: the node's, and a man in the middle's.
+for who in node mitm; do
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/$who.key" -out "$work/$who.crt" \
+    -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+done
+node_key_sha256=$(openssl x509 -in "$work/node.crt" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
+
+api_key="sk-test-$(openssl rand -hex 16)"
+printf '%s\n' "$api_key" > "$work/api-key" && chmod 600 "$work/api-key"
+key_hash=$(printf '%s' "$api_key" | sha256sum | cut -d' ' -f1)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+profile="$REPO/firmware-profiles/swtpm-dev.json"
+cat > "$work/securenode.yaml" <<YAML
+profile: $profile
+model:
+  id: smollm2-135m-instruct
+server:
+  host: 127.0.0.1
+  port: $port
+  tls:
+    certificate: $work/node.crt
+    private_key: $work/node.key
+auth:
+  api_key_sha256: ["$key_hash"]
+limits:
+  max_tokens: 256
+  context_length: 1024
+  parallel: 2
+  threads: 2
+YAML
+serve_args=("$bin" serve --config "$work/securenode.yaml" --tcti "$tcti")
+model1=(--model "$DEFAULT_MODEL_DIR" --signature "$DEFAULT_MODEL_SIGNATURE" --public-key "$DEFAULT_MODEL_PUBLISHER_KEY")
+"${serve_args[@]}" "${model1[@]}" > "$work/serve.log" 2>&1 &
+serve=$!
+base="https://127.0.0.1:$port"
+for _ in $(seq 1 600); do
+  curl -fsk "$base/readyz" > /dev/null 2>&1 && break
+  kill -0 "$serve" 2>/dev/null || { cat "$work/serve.log"; die "serve exited"; }
+  sleep 0.1
+done
+curl -fsk "$base/readyz" > /dev/null || { cat "$work/serve.log"; die "the node did not become ready"; }
+
+ok=0 failed=0
+check() { local what=$1; shift; if "$@" > "$work/check.out" 2>&1; then ok=$((ok + 1)); else failed=$((failed + 1)); echo "FAIL $what"; cat "$work/check.out"; fi; }
+
+# verify --tls-certificate: the evidence binds the node's certificate, not another.
+nonce=$(openssl rand -hex 16)
+curl -fsk "$base/v1/attestation?nonce=$nonce" > "$work/evidence.json"
+check "the evidence names the served certificate's key" grep -q "\"tlsKeySHA256\":\"$node_key_sha256\"" "$work/evidence.json"
+# Enroll over https: no CA signed the node's certificate; the appraised evidence binds its key.
+check "enroll accepts the self-signed certificate the evidence binds" bash -c \
+  "'$bin' enroll --node '$base' --profile '$profile' --out '$work/enrolled.json' | grep -q 'is the one its evidence binds'"
+check "verify --tls-certificate accepts the node's certificate" \
+  "$bin" verify --evidence "$work/evidence.json" --nonce "$nonce" --profile "$profile" --enrolled "$work/enrolled.json" --tls-certificate "$work/node.crt"
+check "verify --tls-certificate refuses another certificate" bash -c \
+  "! '$bin' verify --evidence '$work/evidence.json' --nonce '$nonce' --profile '$profile' --enrolled '$work/enrolled.json' --tls-certificate '$work/mitm.crt' > '$work/verify-mitm.json' && grep -q 'not the attested node.s certificate' '$work/verify-mitm.json'"
+check "the proxy refuses plain HTTP without the development flag" bash -c \
+  "'$bin' proxy --node 'http://127.0.0.1:$port' --profile '$profile' --enrolled '$work/enrolled.json' 2>&1 | grep -q 'never downgrades'"
+echo "channel checks: $ok passed, $failed failed"
+
+# A second model: the same weights under another name, signed by a key the profile does not name.
+mkdir -p "$work/model2"
+cp "$DEFAULT_MODEL_FILE" "$work/model2/other-model.gguf"
+openssl ecparam -name prime256v1 -genkey -noout -out "$work/model2.key" 2>/dev/null
+openssl ec -in "$work/model2.key" -pubout -out "$work/model2.pub" 2>/dev/null
+"$bin" model sign "$work/model2" --private-key "$work/model2.key" --signature "$work/model2.sig" > /dev/null
+
+json_array() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
+export NODE_URL="$base" NODE_API_KEY_FILE="$work/api-key" NODE_PROFILE="$profile" ENROLLED="$work/enrolled.json"
+export SECURENODE_BIN="$bin" NODE_WORK="$work" NODE_PID="$serve" NODE_CERT="$work/node.crt" NODE_KEY="$work/node.key"
+export MITM_CERT="$work/mitm.crt" MITM_KEY="$work/mitm.key" NODE_TLS_KEY_SHA256="$node_key_sha256"
+export NODE_SERVE_ARGS="$(json_array "${serve_args[@]}")"
+export MODEL2_ARGS="$(json_array --model "$work/model2" --signature "$work/model2.sig" --public-key "$work/model2.pub")"
+rc=0
+if ! "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_proxy.py"; then
+  rc=1
+  echo "---- serve log (tail) ----"; tail -20 "$work/serve.log"
+fi
+[[ $failed == 0 ]] || rc=1
+exit $rc

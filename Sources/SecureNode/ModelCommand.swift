@@ -6,8 +6,8 @@ import X509
 struct ModelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Sign and verify models with OpenSSF model-signing bundles.",
-        subcommands: [ModelSignCommand.self, ModelVerifyCommand.self, ModelInspectCommand.self]
+        abstract: "Sign, verify, inspect and encrypt models (OpenSSF model-signing bundles).",
+        subcommands: [ModelSignCommand.self, ModelVerifyCommand.self, ModelInspectCommand.self, ModelEncryptCommand.self]
     )
 }
 

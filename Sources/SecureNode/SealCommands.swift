@@ -7,7 +7,7 @@ import NodeCore
 import TPM
 
 /// Reads the policy-authorization public key from --policy-key or the profile's seal policy.
-private func policyKey(option: String?, profilePath: String, profile: FirmwareProfile) throws -> P256.Signing.PublicKey? {
+func policyKey(option: String?, profilePath: String, profile: FirmwareProfile) throws -> P256.Signing.PublicKey? {
     guard let reference = option ?? profile.seal.policyAuthorizationKey else { return nil }
     let pem: String
     if reference.contains("-----BEGIN") {
@@ -21,6 +21,31 @@ private func policyKey(option: String?, profilePath: String, profile: FirmwarePr
         return try P256.Signing.PublicKey(pemRepresentation: pem)
     } catch {
         throw CLIFailure("the policy-authorization key must be a P-256 public key in PEM")
+    }
+}
+
+/// What `unseal` and `serve` (model.key.sealed) read: a sealed secret and publisher approvals.
+enum SealedInputs {
+    static func sealedSecret(_ path: String) throws -> SealedSecretFile {
+        do {
+            return try JSONDecoder().decode(SealedSecretFile.self, from: Data(try FileText.readBytes(path, what: "sealed secret")))
+        } catch let error as CLIFailure {
+            throw error
+        } catch {
+            throw CLIFailure("\(path) is not a sealed secret")
+        }
+    }
+
+    static func approvals(_ paths: [String]) throws -> [PolicyApproval] {
+        try paths.map { path -> PolicyApproval in
+            do {
+                return try JSONDecoder().decode(PolicyApproval.self, from: Data(try FileText.readBytes(path, what: "approval")))
+            } catch let error as CLIFailure {
+                throw error
+            } catch {
+                throw CLIFailure("\(path) is not a policy approval")
+            }
+        }
     }
 }
 
@@ -76,23 +101,8 @@ struct UnsealCommand: AsyncParsableCommand {
         try await reportingFailures {
             let attestor = try tpm.attestor()
             let key = try policyKey(option: policyKeyPath, profilePath: tpm.profile, profile: attestor.profile)
-            let sealed: SealedSecretFile
-            do {
-                sealed = try JSONDecoder().decode(SealedSecretFile.self, from: Data(try FileText.readBytes(input, what: "sealed secret")))
-            } catch let error as CLIFailure {
-                throw error
-            } catch {
-                throw CLIFailure("\(input) is not a sealed secret")
-            }
-            let approvals = try approval.map { path -> PolicyApproval in
-                do {
-                    return try JSONDecoder().decode(PolicyApproval.self, from: Data(try FileText.readBytes(path, what: "approval")))
-                } catch let error as CLIFailure {
-                    throw error
-                } catch {
-                    throw CLIFailure("\(path) is not a policy approval")
-                }
-            }
+            let sealed = try SealedInputs.sealedSecret(input)
+            let approvals = try SealedInputs.approvals(approval)
             let secret = try await Sealer(tpm: attestor.tpm, profile: attestor.profile).unseal(sealed, approvals: approvals, authorizationKey: key)
             try Sealer.writeOwnerOnly(secret, to: output)
             print("unsealed \(secret.count) bytes -> \(output)")

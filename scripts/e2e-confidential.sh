@@ -158,5 +158,10 @@ expect "no GGUF magic, model bytes or key in the state directory, logs and the n
 expect "... nor in any file that appeared in /tmp meanwhile" 0 '^no leaks' -- \
   "$python" "$REPO/Tests/confidential/no_leaks.py" --model "$DEFAULT_MODEL_FILE" --key "$key" --newer "$marker" /tmp
 
+# The checker itself must see a leak: a planted model prefix and the key in hex.
+mkdir -p "$work/control"; head -c 4096 "$DEFAULT_MODEL_FILE" > "$work/control/planted"; od -An -tx1 "$key" | tr -d ' \n' > "$work/control/key.txt"
+expect "control: the leak check finds a planted model prefix and the key in hex" 1 '^3 leak\(s\) in 2 files' -- \
+  "$python" "$REPO/Tests/confidential/no_leaks.py" --model "$DEFAULT_MODEL_FILE" --key "$key" "$work/control"
+
 echo "e2e-confidential: $passed passed, $failed failed"
 [[ $failed == 0 ]]

@@ -39,7 +39,7 @@ def main():
             samples[name].append(timed(cmd, shell=isinstance(cmd, str)))
     speed = subprocess.run(["openssl", "speed", "-evp", "aes-256-gcm", "-bytes", "1048576", "-seconds", "3"],
                            capture_output=True, text=True).stdout
-    match = re.search(r"aes-256-gcm\s+([0-9.]+)k", speed)
+    match = re.search(r"aes-256-gcm\s+([0-9.]+)k", speed, re.IGNORECASE)
     gcm_bound = float(match.group(1)) * 1000 if match else None  # bytes/s
     medians = {name: statistics.median(v) for name, v in samples.items()}
     result = {

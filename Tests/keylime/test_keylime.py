@@ -423,6 +423,16 @@ keylime:
     # node starts its agent, waits for the key (keylime_tenant -f), keeps it in memory only, then
     # decrypts, verifies, measures and serves; the answer equals the plaintext model's.
     stop(node)
+    # A reboot first: the software TPM restarts on its state (same EK, same AK) with its PCRs reset, as
+    # at boot. (PCR 15 still holds the history of steps 4-7, another model among them: the
+    # --key-release policy rightly refuses such a node, which the verifier showed while this was written.)
+    stop(dev_tpm)
+    tcti_file = os.path.join(work, "tcti-after-reboot")
+    with open(tcti_file, "wb") as out:
+        dev_tpm = subprocess.Popen([BIN, "dev-tpm"], env=tpm_env, stdout=out,
+                                   stderr=open(os.path.join(logs, "dev-tpm.log"), "ab"), start_new_session=True)
+    processes.append(("dev-tpm", dev_tpm))
+    tcti = wait_for("the software TPM after the reboot", lambda: open(tcti_file).read().strip(), 30)
     marker = os.path.join(work, "confidential-started")
     open(marker, "w").close()
     enc, model_key = os.path.join(work, "enc"), os.path.join(work, "model.key")

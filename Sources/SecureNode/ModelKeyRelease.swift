@@ -47,8 +47,13 @@ enum ModelKeySource: Sendable, Equatable {
 /// The Keylime agent's hand-over of its decrypted payload to `serve`: in memory, taken once.
 final class KeylimeKeyMailbox: Sendable {
     private let slot = Mutex<[UInt8]?>(nil)
+    private let failure = Mutex<String?>(nil)
 
     func deliver(_ bytes: [UInt8]) { slot.withLock { $0 = bytes } }
+
+    /// The agent stopped before it delivered anything (e.g. its port is taken): waiting is pointless.
+    func fail(_ reason: String) { failure.withLock { $0 = reason } }
+    var failed: String? { failure.withLock { $0 } }
 
     func take() -> [UInt8]? {
         slot.withLock { slot in
@@ -104,6 +109,9 @@ enum ModelKeyRelease {
                 StandardError.write("securenode: the Keylime verifier released the model's data key (in memory)\n")
             }
             if let key, await readiness.revocation == nil { return key }
+            if key == nil, let reason = mailbox.failed {
+                throw CLIFailure("the Keylime agent stopped before the model's data key arrived: \(reason)")
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
         if key != nil, let reason = await readiness.revocation { throw revokedRefusal(reason) }

@@ -148,7 +148,14 @@ struct ServeCommand: AsyncParsableCommand {
                 let mailbox = KeylimeKeyMailbox()
                 let services = try await makeKeylimeServices(keylime) { payload in mailbox.deliver(payload) }
                 let group = ServiceGroup(configuration: .init(services: services, logger: logger))
-                earlyKeylime = (group, Task { try await group.run() })
+                earlyKeylime = (group, Task {
+                    do {
+                        try await group.run()
+                    } catch {
+                        mailbox.fail("\(error)")
+                        throw error
+                    }
+                })
                 StandardError.write("securenode: waiting up to \(seconds) s for Keylime to release the model's data key (keylime_tenant -c add ... -f KEYFILE)\n")
                 dataKey = try await ModelKeyRelease.awaitKeylime(mailbox: mailbox, readiness: readiness, seconds: seconds)
             case nil:

@@ -42,12 +42,14 @@ def main():
     match = re.search(r"aes-256-gcm\s+([0-9.]+)k", speed, re.IGNORECASE)
     gcm_bound = float(match.group(1)) * 1000 if match else None  # bytes/s
     medians = {name: statistics.median(v) for name, v in samples.items()}
+    load = os.getloadavg()[0]
     result = {
         "benchmark": "decrypt + verify of the encrypted default model (whole commands, warm page cache, interleaved)",
         "file_bytes": size, "runs": a.runs, "cpu": platform.processor() or platform.machine(),
         "results": {name: {"median_s": medians[name], "MB_per_s": size / medians[name] / 1e6, "samples_s": samples[name]}
                     for name in commands},
         "openssl_speed_aes_256_gcm_1MiB_bytes_per_s": gcm_bound,
+        "load_average_1min_after": load,
         "date": time.strftime("%Y-%m-%d"),
     }
     with open(a.out + ".json", "w") as f:
@@ -64,6 +66,7 @@ def main():
         table += f"| {label} | {m*1000:.0f} ms | {size/m/1e6:.0f} MB/s | {m/ours:.2f}x the time |\n"
     if gcm_bound:
         table += f"| bound: `openssl speed -evp aes-256-gcm -bytes 1048576` (AES-GCM alone, no hashing, no I/O) | {size/gcm_bound*1000:.0f} ms | {gcm_bound/1e6:.0f} MB/s | |\n"
+    table += f"\n(2 cores, load average {load:.2f} after the runs: other work shared the machine; all commands are whole processes.)\n"
     with open(a.out + ".md", "w") as f:
         f.write(table)
     print(table)

@@ -241,6 +241,14 @@ model:
   path: $MODELS/$model_name
   signature: $MODELS/$model_name.sig
   $trust_line
+  # An encrypted model ("securenode model encrypt"; README "Confidential models"): where serve gets its
+  # data key, into memory only. For a plaintext model leave sealed empty and keylime false.
+  key:
+    sealed:                           # the data key sealed by "securenode seal --in KEY", e.g. /var/lib/securenode/model-key.sealed.json
+    approvals: []                     # publisher approvals ("securenode approve-policy") for a key sealed to a policy key
+    policy_key:                       # that policy key's public PEM (default: the profile's seal.policyAuthorizationKey)
+    keylime: false                    # true: wait for Keylime's secure payload (keylime_tenant -c add ... -f KEY); needs keylime:
+    wait_seconds: 300                 # how long serve waits for Keylime to release the key, then refuses to start
 server:
   host: 127.0.0.1
   port: 8080

@@ -33,6 +33,9 @@ fi
 log "CLI end-to-end"
 "$REPO/scripts/e2e-cli.sh"
 
+log "confidential models end-to-end (encrypt, sealed key on swtpm, refusals, output equal to plaintext, no leaks)"
+"$REPO/scripts/e2e-confidential.sh"
+
 log "service end-to-end (openai client)"
 "$REPO/scripts/e2e-service.sh"
 

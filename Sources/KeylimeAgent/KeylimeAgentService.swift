@@ -30,7 +30,8 @@ public enum KeylimeAgent {
                                 attestationKeyType: AttestationKeyType, keys nodeKeys: AgentKeyMaterial, logger: Logger,
                                 onRevoked: @escaping @Sendable (String) async -> Void,
                                 onRunning: @escaping @Sendable (Int) async -> Void = { _ in },
-                                onAttested: @escaping @Sendable () async -> Void = {}) async throws(KeylimeError) -> [any Service] {
+                                onAttested: @escaping @Sendable () async -> Void = {},
+                                onPayload: (@Sendable ([UInt8]) async -> Void)? = nil) async throws(KeylimeError) -> [any Service] {
         try configuration.validate()
         let keys = try KeylimeKeys(uuid: configuration.uuid, privateKey: nodeKeys.payloadKey)
         let quoter = KeylimeQuoter(tpm: tpm, attestationKeyHandle: attestationKeyHandle, attestationKeyType: attestationKeyType)
@@ -51,6 +52,13 @@ public enum KeylimeAgent {
         let payloadPath = URL(fileURLWithPath: configuration.stateDirectory).appendingPathComponent("keylime/payload.zip").path
         let routes = KeylimeAgentRoutes(uuid: configuration.uuid, quoter: quoter, keys: keys, revocations: revocations, logger: logger,
                                         onRevoked: onRevoked, onPayload: { payload in
+            if let onPayload {
+                // A secret for the node itself (an encrypted model's data key): handed over in memory, never written.
+                await onPayload(payload)
+                await keys.discardPayload()
+                logger.info("keylime payload delivered in memory", metadata: ["bytes": .stringConvertible(payload.count)])
+                return
+            }
             // Kept for the operator (e.g. certificates a tenant delivers); never executed.
             let directory = (payloadPath as NSString).deletingLastPathComponent
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

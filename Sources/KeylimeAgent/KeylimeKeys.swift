@@ -78,6 +78,10 @@ public actor KeylimeKeys {
         return true
     }
 
+    /// Forgets the decrypted payload once its receiver has it: the receiver then holds the only
+    /// copy of its bytes and wipes it when done.
+    public func discardPayload() { payload = nil }
+
     /// `keys/verify`: HMAC-SHA384(K, challenge) as hex, or nil while K is unknown.
     public func verify(challenge: String) -> String? {
         guard let key else { return nil }

@@ -4,25 +4,45 @@ import Glibc
 import Darwin
 #endif
 
-/// A model file's bytes in private, page-aligned anonymous memory, filled while the file was hashed.
+/// A model file's bytes in private, page-aligned anonymous memory, filled while the file was hashed
+/// (or decrypted and hashed, for an encrypted model).
 ///
 /// These are the bytes that were verified: nothing else can write them, so there is no gap between
 /// checking the file and using it. The memory is read-only to everyone after verification, with one
 /// exception: loading a Llama model rearranges its weight matrices in place, once, into the CPU
 /// kernels' layout (`GGUFBuffer.rearrangeOnce`, `LlamaWeights`), a fixed permutation of the
 /// verified bytes that avoids holding the weights twice.
+///
+/// The memory is an anonymous private mapping (`mmap(MAP_PRIVATE | MAP_ANONYMOUS)`), never backed by
+/// a file, and left out of core dumps (`madvise(MADV_DONTDUMP)`). For a confidential (decrypted)
+/// model the advice is required and the bytes are overwritten with zeros before the mapping is
+/// released.
 public final class ModelBytes: @unchecked Sendable {
     public let count: Int
     private let base: UnsafeMutableRawPointer
+    private let length: Int
+    private let confidential: Bool
 
-    init?(count: Int) {
-        var pointer: UnsafeMutableRawPointer?
-        guard posix_memalign(&pointer, 4096, max(count, 1)) == 0, let pointer else { return nil }
+    init?(count: Int, confidential: Bool = false) {
+        let length = max(count, 1)
+        let pointer = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let pointer, pointer != MAP_FAILED else { return nil }
+        #if os(Linux)
+        if madvise(pointer, length, MADV_DONTDUMP) != 0 && confidential {
+            munmap(pointer, length)
+            return nil
+        }
+        #endif
         self.base = pointer
+        self.length = length
         self.count = count
+        self.confidential = confidential
     }
 
-    deinit { free(base) }
+    deinit {
+        if confidential { DataKey.wipe(UnsafeMutableRawBufferPointer(start: base, count: count)) }
+        munmap(base, length)
+    }
 
     var mutableBuffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
 

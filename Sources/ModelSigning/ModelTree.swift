@@ -99,7 +99,7 @@ struct ModelTree {
     }
 
     /// Opens a file found by the walk, refusing symlinks at every level and a different inode.
-    private func open(_ file: File) throws(ModelSigningError) -> Int32 {
+    func open(_ file: File) throws(ModelSigningError) -> Int32 {
         let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC
         var fd: Int32
         if isSingleFile {

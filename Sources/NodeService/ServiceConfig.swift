@@ -14,8 +14,27 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var signature: String?
         public var publicKey: String?
         public var certificateChain: [String]?
+        /// Where the data key of an encrypted model (`securenode model encrypt`) comes from.
+        public var key: Key?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case id, path, signature, publicKey = "public_key", certificateChain = "certificate_chain"
+            case id, path, signature, publicKey = "public_key", certificateChain = "certificate_chain", key
+        }
+    }
+
+    /// `model.key`: the release of an encrypted model's data key (README "Confidential models").
+    public struct Key: Sendable, Equatable, Decodable {
+        /// The data key sealed with `securenode seal` (unsealed into memory at start).
+        public var sealed: String?
+        /// Publisher approvals for a key sealed to a policy-authorization key (as `unseal --approval`).
+        public var approvals: [String]?
+        /// The policy-authorization public key (as `unseal --policy-key`; default: the profile's).
+        public var policyKey: String?
+        /// Wait for the key as Keylime's secure payload (`keylime_tenant -c add ... -f KEY`).
+        public var keylime: Bool?
+        /// How long `serve` waits for Keylime to deliver the key before it gives up.
+        public var waitSeconds: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case sealed, approvals, policyKey = "policy_key", keylime, waitSeconds = "wait_seconds"
         }
     }
 
@@ -142,6 +161,7 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         try Self.checkKeys(node, allowed: CodingKeys.allCases.map(\.rawValue), path: "", source: source)
         if let m = node.mapping {
             try Self.checkKeys(m["model"], allowed: Model.CodingKeys.allCases.map(\.rawValue), path: "model.", source: source)
+            try Self.checkKeys(m["model"]?.mapping?["key"], allowed: Key.CodingKeys.allCases.map(\.rawValue), path: "model.key.", source: source)
             try Self.checkKeys(m["server"], allowed: Server.CodingKeys.allCases.map(\.rawValue), path: "server.", source: source)
             try Self.checkKeys(m["server"]?.mapping?["tls"], allowed: TLS.CodingKeys.allCases.map(\.rawValue), path: "server.tls.", source: source)
             try Self.checkKeys(m["auth"], allowed: Auth.CodingKeys.allCases.map(\.rawValue), path: "auth.", source: source)

@@ -16,9 +16,12 @@ struct KeylimePolicyCommand: AsyncParsableCommand {
             (securenode.model.v1: manifest root, model name, signer fingerprint, profile id) and prints \
             {"<measurementPCR>": ["<SHA-256(zeros || event digest)>"]}: the PCR's value once the node has \
             loaded that model since boot (a restart with the same model keeps it; any other model changes it). \
-            Give it to `keylime_tenant -c add --tpm_policy '...'`. See deploy/keylime/README.md.
+            Give it to `keylime_tenant -c add --tpm_policy '...'`. See deploy/keylime/README.md.             With --key-release (a node whose encrypted model's data key Keylime delivers, `model.key.keylime`),             the PCR may also be unextended: {"<measurementPCR>": ["<zeros>", "<value>"]}, because the verifier             must pass a quote taken before the key arrives, and the node measures the model only after it has             decrypted it; any other model still fails. For an encrypted model directory (`model encrypt`) the             value comes from the signed manifest (signature and file list checked; the bytes cannot be read             without the key).
             """
     )
+    @Flag(name: .customLong("key-release"),
+          help: "The node gets its model key from this Keylime tenant: also accept the unextended model PCR (all zeros).")
+    var keyRelease = false
 
     @Option(help: "Firmware profile the node runs (firmware-profiles/*.json).")
     var profile: String
@@ -33,11 +36,30 @@ struct KeylimePolicyCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let profile = try FirmwareProfile.load(path: self.profile)
-            let verified = try await SignedModel.verify(model: model, signature: signature, trust: try trust.anchor(),
-                                                        ignorePaths: ignorePaths)
-            let event = ModelMeasurement(verified: verified, profile: profile.id)
-            let value = Array(SHA256.hash(data: [UInt8](repeating: 0, count: 32) + event.digest))
-            print("{\"\(profile.measurementPCR)\": [\"\(hexString(value))\"]}")
+            let event: ModelMeasurement
+            if EncryptedModel.isEncrypted(path: model) {
+                // Without the key: the signer, the signed manifest, and the header's file list against it.
+                let bundle = try SigstoreBundle(json: try FileText.readBytes(signature, what: "signature bundle", limit: SigstoreBundle.maximumSize))
+                let signer = try await ModelVerifier.checkSigner(bundle: bundle, trust: try trust.anchor())
+                let manifest = try ModelManifest(statement: bundle.payload)
+                let listed = Set(try EncryptedModel(path: model).header.files.map(\.name))
+                let ignored = manifest.ignorePaths + ignorePaths + ModelManifest.gitPaths
+                let missing = manifest.resources.map(\.name).filter { !listed.contains($0) }
+                let extra = listed.filter { name in manifest.resources.allSatisfy { $0.name != name } && !ignored.contains { name == $0 || name.hasPrefix($0 + "/") } }
+                guard missing.isEmpty, extra.isEmpty else {
+                    throw CLIFailure("the encrypted model's files do not match its signed manifest (missing: \(missing.sorted()), extra: \(extra.sorted()))")
+                }
+                event = ModelMeasurement(manifestRoot: hexString(manifest.rootDigest), modelName: manifest.subjectName,
+                                         signer: signer.fingerprint, profile: profile.id)
+            } else {
+                let verified = try await SignedModel.verify(model: model, signature: signature, trust: try trust.anchor(),
+                                                            ignorePaths: ignorePaths)
+                event = ModelMeasurement(verified: verified, profile: profile.id)
+            }
+            let zeros = [UInt8](repeating: 0, count: 32)
+            let value = hexString(Array(SHA256.hash(data: zeros + event.digest)))
+            let accepted = keyRelease ? "\"\(hexString(zeros))\", \"\(value)\"" : "\"\(value)\""
+            print("{\"\(profile.measurementPCR)\": [\(accepted)]}")
         }
     }
 }

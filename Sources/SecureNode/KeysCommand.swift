@@ -34,7 +34,7 @@ struct KeyStoreOptions: ParsableArguments {
         let attestor = try TPMOptions.attestor(profile: profilePath, tcti: tcti ?? environment["SECURENODE_TCTI"] ?? file.tcti ?? "device:/dev/tpmrm0",
                                                stateDirectory: stateDirectory ?? environment["SECURENODE_STATE_DIR"] ?? file.stateDir)
         let store = NodeKeyStore(stateDirectory: attestor.store.directory, tpm: attestor.tpm, profile: attestor.profile)
-        return Opened(store: store, profilePath: profilePath, file: file, approvals: try loadApprovals((file.keys?.approvals ?? []) + approval))
+        return Opened(store: store, profilePath: profilePath, file: file, approvals: try SealedInputs.approvals((file.keys?.approvals ?? []) + approval))
     }
 }
 

@@ -6,8 +6,8 @@ import X509
 struct ModelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Sign and verify models with OpenSSF model-signing bundles.",
-        subcommands: [ModelSignCommand.self, ModelVerifyCommand.self, ModelInspectCommand.self]
+        abstract: "Sign, verify, inspect and encrypt models (OpenSSF model-signing bundles).",
+        subcommands: [ModelSignCommand.self, ModelVerifyCommand.self, ModelInspectCommand.self, ModelEncryptCommand.self]
     )
 }
 
@@ -61,10 +61,25 @@ struct ModelVerifyCommand: AsyncParsableCommand {
             help: "Paths inside the model to leave out (relative to the model).")
     var ignorePaths: [String] = []
 
+    @Option(name: .customLong("key"),
+            help: "For an encrypted model (`model encrypt`): its data key; the model is decrypted in memory and verified there.")
+    var key: String?
+
     func run() async throws {
         try await reportingFailures {
-            let verified = try await SignedModel.verify(model: model, signature: signature, trust: try trust.anchor(),
+            let verified: VerifiedModel
+            if EncryptedModel.isEncrypted(path: model) {
+                guard let key else { throw CLIFailure("the model \(model) is encrypted: give its data key with --key") }
+                var raw = try FileText.readBytes(key, what: "data key", limit: 64)
+                defer { DataKey.wipe(&raw) }
+                let dataKey = try DataKey(bytes: raw)
+                defer { dataKey.wipe() }
+                verified = try await SignedModel.verify(encrypted: model, signature: signature, trust: try trust.anchor(), key: dataKey)
+            } else {
+                guard key == nil else { throw CLIFailure("--key is for an encrypted model; \(model) is not encrypted") }
+                verified = try await SignedModel.verify(model: model, signature: signature, trust: try trust.anchor(),
                                                         ignorePaths: ignorePaths)
+            }
             print("verified \(model): \(verified.manifest.resources.count) file(s), \(verified.totalBytes) bytes, "
                   + "root sha256:\(verified.rootDigestHex), signed by \(verified.signer)")
         }

@@ -75,9 +75,23 @@ struct LoadedModel {
     let fileName: String
     let gguf: GGUFFile
 
-    static func open(model: String, signature: String, trust: ModelTrustAnchor) async throws -> LoadedModel {
+    /// An encrypted model (`model encrypt`) needs its data key; a plaintext model must not be given one.
+    static func open(model: String, signature: String, trust: ModelTrustAnchor, key: DataKey? = nil) async throws -> LoadedModel {
         let isGGUF: @Sendable (String) -> Bool = { $0 == "." || $0.hasSuffix(".gguf") }
-        let verified = try await SignedModel.verify(model: model, signature: signature, trust: trust, load: isGGUF)
+        let verified: VerifiedModel
+        if EncryptedModel.isEncrypted(path: model) {
+            guard let key else {
+                throw CLIFailure("the model \(model) is encrypted (it holds \(EncryptedModelHeader.fileName)): serve it with its data key "
+                                 + "(model.key.sealed or model.key.keylime; README \"Confidential models\")")
+            }
+            verified = try await SignedModel.verify(encrypted: model, signature: signature, trust: trust, key: key, load: isGGUF)
+        } else {
+            guard key == nil else {
+                throw CLIFailure("a model data key is configured (model.key), but the model \(model) is not encrypted "
+                                 + "(no \(EncryptedModelHeader.fileName)); refusing to serve it as if it were")
+            }
+            verified = try await SignedModel.verify(model: model, signature: signature, trust: trust, load: isGGUF)
+        }
         let candidates = verified.loadedFiles.keys.sorted()
         guard candidates.count == 1, let name = candidates.first, let bytes = verified.loadedFiles[name] else {
             throw CLIFailure(candidates.isEmpty

@@ -24,15 +24,27 @@ func policyKey(option: String?, profilePath: String, profile: FirmwareProfile) t
     }
 }
 
-/// `securenode approve-policy` outputs, each refused by path when it is not one.
-func loadApprovals(_ paths: [String]) throws -> [PolicyApproval] {
-    try paths.map { path -> PolicyApproval in
+/// What `unseal` and `serve` (model.key.sealed) read: a sealed secret and publisher approvals.
+enum SealedInputs {
+    static func sealedSecret(_ path: String) throws -> SealedSecretFile {
         do {
-            return try JSONDecoder().decode(PolicyApproval.self, from: Data(try FileText.readBytes(path, what: "approval")))
+            return try JSONDecoder().decode(SealedSecretFile.self, from: Data(try FileText.readBytes(path, what: "sealed secret")))
         } catch let error as CLIFailure {
             throw error
         } catch {
-            throw CLIFailure("\(path) is not a policy approval")
+            throw CLIFailure("\(path) is not a sealed secret")
+        }
+    }
+
+    static func approvals(_ paths: [String]) throws -> [PolicyApproval] {
+        try paths.map { path -> PolicyApproval in
+            do {
+                return try JSONDecoder().decode(PolicyApproval.self, from: Data(try FileText.readBytes(path, what: "approval")))
+            } catch let error as CLIFailure {
+                throw error
+            } catch {
+                throw CLIFailure("\(path) is not a policy approval")
+            }
         }
     }
 }
@@ -89,15 +101,8 @@ struct UnsealCommand: AsyncParsableCommand {
         try await reportingFailures {
             let attestor = try tpm.attestor()
             let key = try policyKey(option: policyKeyPath, profilePath: tpm.profile, profile: attestor.profile)
-            let sealed: SealedSecretFile
-            do {
-                sealed = try JSONDecoder().decode(SealedSecretFile.self, from: Data(try FileText.readBytes(input, what: "sealed secret")))
-            } catch let error as CLIFailure {
-                throw error
-            } catch {
-                throw CLIFailure("\(input) is not a sealed secret")
-            }
-            let approvals = try loadApprovals(approval)
+            let sealed = try SealedInputs.sealedSecret(input)
+            let approvals = try SealedInputs.approvals(approval)
             let secret = try await Sealer(tpm: attestor.tpm, profile: attestor.profile).unseal(sealed, approvals: approvals, authorizationKey: key)
             try Sealer.writeOwnerOnly(secret, to: output)
             print("unsealed \(secret.count) bytes -> \(output)")

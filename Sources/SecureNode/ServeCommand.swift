@@ -57,6 +57,13 @@ struct ServeCommand: AsyncParsableCommand {
     var port: Int?
     @Option(help: "Engine threads (default: 2, or limits.threads).")
     var threads: Int?
+    @Option(name: .customLong("model-key-sealed"),
+            help: "An encrypted model's data key, sealed with `securenode seal` (model.key.sealed): unsealed into memory at start.")
+    var modelKeySealed: String?
+    @Option(name: .customLong("model-key-approval"), help: "A publisher approval for the sealed model key (model.key.approvals; repeat).")
+    var modelKeyApprovals: [String] = []
+    @Option(name: .customLong("model-key-policy-key"), help: "The policy-authorization public key of the sealed model key (model.key.policy_key; default: the profile's).")
+    var modelKeyPolicyKey: String?
     @Flag(name: .customLong("keylime-lab-unauthenticated-revocations"),
           help: "Lab only: allow keylime.mtls: false without keylime.revocation_certificate (anyone who reaches the agent API can revoke the node).")
     var keylimeLabUnauthenticatedRevocations = false
@@ -106,7 +113,66 @@ struct ServeCommand: AsyncParsableCommand {
             }
             // The node keys (README "Node keys"): refused here, before the model, when they do not unseal.
             let servedKeys = try await ServedKeys.open(file: file, settings: settings, attestor: unboundAttestor, profilePath: profilePath)
-            let loaded = try await LoadedModel.open(model: modelPath, signature: signaturePath, trust: try TrustOptions.anchor(publicKey: trustKey, certificateChain: trustChain))
+            guard let akHandle = unboundAttestor.profile.akHandle, let akType = AttestationKeyType(rawValue: unboundAttestor.profile.attestationKey.type) else {
+                throw CLIFailure("profile \(unboundAttestor.profile.id) has no usable attestation key")
+            }
+            // The Keylime agent: started here when it must deliver the model's key (before the model loads), else with the API.
+            let keylime = try file.keylime.map { section in
+                try Self.keylimeConfiguration(section, stateDirectory: unboundAttestor.store.directory.path,
+                                              labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations,
+                                              connections: settings.connections)
+            }
+            let makeKeylimeServices = { (keylime: KeylimeAgentConfiguration, onPayload: (@Sendable ([UInt8]) async -> Void)?) async throws -> [any Service] in
+                guard let agentKeys = servedKeys.agent else { throw CLIFailure("the Keylime agent's node keys are not open") }
+                return try await KeylimeAgent.services(
+                    configuration: keylime, tpm: unboundAttestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
+                    keys: agentKeys, logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
+                    onRunning: { [keylime] port in
+                        StandardError.write("securenode: keylime agent \(keylime.uuid) on \(keylime.mtls ? "https" : "http")://\(keylime.host):\(port) (registrar \(keylime.registrar.absoluteString))\n")
+                    },
+                    onAttested: {
+                        // Keylime's verifier sends V only after this node's quote passed its policy.
+                        if await readiness.reinstate(reason: "the Keylime verifier attested the node again") {
+                            StandardError.write("securenode: the Keylime verifier attested the node again; the revocation is cleared\n")
+                        }
+                    },
+                    onPayload: onPayload)
+            }
+
+            // An encrypted model: its data key is released into memory only (README "Confidential models").
+            let keySource = try ModelKeySource.resolve(file.model?.key, sealedFlag: modelKeySealed, approvalFlags: modelKeyApprovals,
+                                                       policyKeyFlag: modelKeyPolicyKey, keylimeConfigured: keylime != nil)
+            var dataKey: DataKey?
+            var earlyKeylime: (group: ServiceGroup, task: Task<Void, any Error>)?
+            switch keySource {
+            case .sealed(let path, let approvals, let policyKeyPath)?:
+                dataKey = try await ModelKeyRelease.unseal(path: path, approvals: approvals, policyKeyPath: policyKeyPath,
+                                                           profilePath: profilePath, attestor: unboundAttestor, readiness: readiness)
+            case .keylime(let seconds)?:
+                guard let keylime else { throw CLIFailure("model.key.keylime needs the keylime: section") }
+                let mailbox = KeylimeKeyMailbox()
+                let services = try await makeKeylimeServices(keylime) { payload in mailbox.deliver(payload) }
+                let group = ServiceGroup(configuration: .init(services: services, logger: logger))
+                earlyKeylime = (group, Task {
+                    do {
+                        try await group.run()
+                    } catch {
+                        mailbox.fail("\(error)")
+                        throw error
+                    }
+                })
+                StandardError.write("securenode: waiting up to \(seconds) s for Keylime to release the model's data key (keylime_tenant -c add ... -f KEYFILE)\n")
+                dataKey = try await ModelKeyRelease.awaitKeylime(mailbox: mailbox, readiness: readiness, seconds: seconds)
+            case nil:
+                break
+            }
+            let loaded: LoadedModel
+            do {
+                defer { dataKey?.wipe() }
+                loaded = try await LoadedModel.open(model: modelPath, signature: signaturePath,
+                                                    trust: try TrustOptions.anchor(publicKey: trustKey, certificateChain: trustChain), key: dataKey)
+            }
+            dataKey = nil
             try await unboundAttestor.measure(loaded.verified, localSigners: [loaded.verified.signer.fingerprint])
             let llama = try LlamaModel(file: loaded.gguf)
             let tokenizer = try Tokenizer(file: loaded.gguf)
@@ -142,9 +208,6 @@ struct ServeCommand: AsyncParsableCommand {
             // This process's evidence names its own model and keys, whatever else shares the TPM.
             let attestor = unboundAttestor.serving(model: ModelMeasurement(verified: loaded.verified, profile: unboundAttestor.profile.id),
                                                    receiptKeySHA256: keyDigest, tlsKeySHA256: tlsKeyDigest)
-            guard let akHandle = attestor.profile.akHandle, let akType = AttestationKeyType(rawValue: attestor.profile.attestationKey.type) else {
-                throw CLIFailure("profile \(attestor.profile.id) has no usable attestation key")
-            }
             let ak = try await attestor.tpm.attestationKey(akType, persistentHandle: akHandle)
             let akName = hexString(try TPMPublicKey(marshaled: ak.publicArea).name)
             let scheme = settings.tls == nil ? "http" : "https"
@@ -162,22 +225,8 @@ struct ServeCommand: AsyncParsableCommand {
                 metrics.setReady(false)
             }
             var keylimeServices: [any Service] = []
-            if let section = file.keylime, let agentKeys = servedKeys.agent {
-                let keylime = try Self.keylimeConfiguration(section, stateDirectory: attestor.store.directory.path,
-                                                            labUnauthenticatedRevocations: keylimeLabUnauthenticatedRevocations,
-                                                            connections: settings.connections)
-                keylimeServices = try await KeylimeAgent.services(
-                    configuration: keylime, tpm: attestor.tpm, attestationKeyHandle: akHandle, attestationKeyType: akType,
-                    keys: agentKeys, logger: logger, onRevoked: { reason in await readiness.revoke(reason: reason) },
-                    onRunning: { [keylime] port in
-                        StandardError.write("securenode: keylime agent \(keylime.uuid) on \(keylime.mtls ? "https" : "http")://\(keylime.host):\(port) (registrar \(keylime.registrar.absoluteString))\n")
-                    },
-                    onAttested: {
-                        // Keylime's verifier sends V only after this node's quote passed its policy.
-                        if await readiness.reinstate(reason: "the Keylime verifier attested the node again") {
-                            StandardError.write("securenode: the Keylime verifier attested the node again; the revocation is cleared\n")
-                        }
-                    })
+            if let keylime, earlyKeylime == nil {
+                keylimeServices = try await makeKeylimeServices(keylime, nil)
             }
             await readiness.onReinstatement { [metrics] _ in metrics.setReady(true) }
             await readiness.set(ready: true, reason: "\(loaded.verified.manifest.subjectName) (\(loaded.verified.rootDigestHex))")
@@ -209,6 +258,10 @@ struct ServeCommand: AsyncParsableCommand {
                                                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
             worker.stop()
+            if let earlyKeylime {
+                await earlyKeylime.group.triggerGracefulShutdown()
+                _ = await earlyKeylime.task.result
+            }
         }
     }
 }

@@ -59,7 +59,7 @@ struct ServedKeys {
         }
         let keys: NodeKeys
         do {
-            keys = try await store.unlock(approvals: try loadApprovals(file.keys?.approvals ?? []))
+            keys = try await store.unlock(approvals: try SealedInputs.approvals(file.keys?.approvals ?? []))
         } catch let error as NodeError {
             throw CLIFailure(error.description)
         }

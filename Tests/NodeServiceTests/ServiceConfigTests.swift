@@ -83,6 +83,18 @@ import Testing
         #expect { try ServiceConfig(yaml: "prot: 1") } throws: { ($0 as? ServiceError)?.reason.contains("unknown key prot") == true }
     }
 
+    @Test func theModelKeySectionParsesAndRefusesMisspelledKeys() throws {
+        let sealed = Self.example.replacingOccurrences(of: "  public_key: /etc/securenode/publisher.pub.pem\n",
+            with: "  public_key: /etc/securenode/publisher.pub.pem\n  key:\n    sealed: /s/key.sealed.json\n    approvals: [/a/1.json]\n    policy_key:\n    keylime: false\n    wait_seconds: 60\n")
+        let config = try ServiceConfig(yaml: sealed)
+        #expect(config.model?.key == .init(sealed: "/s/key.sealed.json", approvals: ["/a/1.json"], policyKey: nil, keylime: false, waitSeconds: 60))
+        let misspelled = sealed.replacingOccurrences(of: "sealed: /s", with: "seal: /s")
+        #expect { try ServiceConfig(yaml: misspelled) } throws: { ($0 as? ServiceError)?.reason.contains("unknown key model.key.seal") == true }
+        let committed = try ServiceConfig.load(path: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../deploy/securenode.yaml.example").standardized.path)
+        #expect(committed.model?.key?.sealed == nil && committed.model?.key?.keylime == false, "the example serves a plaintext model")
+    }
+
     @Test func aWrongTypeIsRefusedWithItsPath() {
         let text = Self.example.replacingOccurrences(of: "port: 8443", with: "port: eighty")
         #expect { try ServiceConfig(yaml: text) } throws: { ($0 as? ServiceError)?.reason.contains("server.port") == true }

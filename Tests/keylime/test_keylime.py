@@ -17,7 +17,12 @@ Run by scripts/e2e-keylime.sh with the Keylime venv's Python. Steps (each prints
   7. the revocation survives the process: the node is killed (kill -9) and restarted, even with the
      allowed model, and is still not ready (503) and refuses completions, because the revocation is
      persisted in its state directory (Keylime's verifier no longer polls a failed agent, so nothing
-     else would tell it); `securenode revocation clear` (the operator) ends it.
+     else would tell it); `securenode revocation clear` (the operator) ends it;
+  8. a confidential model (`securenode model encrypt`) whose data key Keylime releases: the node
+     starts its agent and waits; `keylime_tenant -c add -f MODEL_KEY` with the `keylime-policy
+     --key-release` policy delivers it; the node decrypts in memory, serves the same greedy answer as
+     the plaintext model, stays attested, and neither its state, its logs nor /tmp hold the model's
+     bytes or the key.
 Every process started here is stopped at the end, whatever happens.
 """
 import json
@@ -207,7 +212,7 @@ def run(work, logs):
     # 2. The node, with its Keylime agent.
     node_log = os.path.join(logs, "node.log")
 
-    def node_config(model_dir, signature, public_key, name):
+    def node_config(model_dir, signature, public_key, name, model_extra=""):
         path = os.path.join(work, f"{name}.yaml")
         with open(path, "w") as f:
             f.write(f"""profile: {PROFILE}
@@ -217,7 +222,7 @@ model:
   path: {model_dir}
   signature: {signature}
   public_key: {public_key}
-server:
+{model_extra}server:
   host: 127.0.0.1
   port: {node_port}
 limits:
@@ -357,6 +362,7 @@ keylime:
           os.path.exists(delivered) and open(delivered).read() == open(payload).read())
     status_code, answer = completion()
     check("an attested node serves completions", status_code == 200 and answer["choices"][0]["text"], answer)
+    plain_text = answer["choices"][0]["text"] if status_code == 200 else None
 
     # A restart with the same model keeps the model PCR (and the agent key behind PCR 16): still attested.
     stop(node)
@@ -419,6 +425,67 @@ keylime:
     check("securenode revocation clear --state-dir clears it (operator)",
           cleared.returncode == 0 and "cleared" in cleared.stdout, cleared.stdout + cleared.stderr)
     node = start_node(config_a)
+
+    # 8. A confidential model whose data key only Keylime releases (README "Confidential models"): the
+    # node starts its agent, waits for the key (keylime_tenant -f), keeps it in memory only, then
+    # decrypts, verifies, measures and serves; the answer equals the plaintext model's.
+    stop(node)
+    # A reboot first: the software TPM restarts on its state (same EK, same AK) with its PCRs reset, as
+    # at boot. (PCR 15 still holds the history of steps 4-7, another model among them: the
+    # --key-release policy rightly refuses such a node, which the verifier showed while this was written.)
+    stop(dev_tpm)
+    tcti_file = os.path.join(work, "tcti-after-reboot")
+    with open(tcti_file, "wb") as out:
+        dev_tpm = subprocess.Popen([BIN, "dev-tpm"], env=tpm_env, stdout=out,
+                                   stderr=open(os.path.join(logs, "dev-tpm.log"), "ab"), start_new_session=True)
+    processes.append(("dev-tpm", dev_tpm))
+    tcti = wait_for("the software TPM after the reboot", lambda: open(tcti_file).read().strip(), 30)
+    marker = os.path.join(work, "confidential-started")
+    open(marker, "w").close()
+    enc, model_key = os.path.join(work, "enc"), os.path.join(work, "model.key")
+    subprocess.run([BIN, "model", "encrypt", MODEL_DIR, "--out", enc, "--key-out", model_key, "--signature", MODEL_SIG],
+                   check=True, capture_output=True)
+    subprocess.run([os.path.join(kbin, "keylime_tenant"), "-c", "delete", "-u", UUID], env=env, capture_output=True, timeout=120)
+    stored_payload = os.path.join(state, "keylime", "payload.zip")
+    if os.path.exists(stored_payload):
+        os.remove(stored_payload)
+    config_enc = node_config(enc, os.path.join(enc, "model.sig"), MODEL_KEY, "node-enc",
+                             model_extra="  key:\n    keylime: true\n    wait_seconds: 240\n")
+    with open(node_log, "ab") as f:
+        f.write(f"==== start {config_enc}\n".encode())
+    registered_before = open(node_log, "rb").read().count(b"registered and activated")
+    os.makedirs(os.path.join(work, "node-tmp"), exist_ok=True)
+    node = start("node", [BIN, "serve", "--config", config_enc, "--tcti", tcti], env=dict(tpm_env, TMPDIR=os.path.join(work, "node-tmp")),
+                 log_dir=logs)
+    wait_for("the node to register and wait for its model key",
+             lambda: open(node_log, "rb").read().count(b"registered and activated") > registered_before or node.poll() is not None, 90)
+    check("the node with an encrypted model runs its Keylime agent before it has the key, and is not serving yet",
+          node.poll() is None and node_get("/readyz")[0] == 0 and b"waiting up to" in open(node_log, "rb").read(), tail(node_log))
+    key_policy = subprocess.run([BIN, "keylime-policy", "--profile", PROFILE, "--model", enc, "--signature", os.path.join(enc, "model.sig"),
+                                 "--public-key", MODEL_KEY, "--key-release"], capture_output=True, text=True, check=True).stdout.strip()
+    check("keylime-policy --key-release accepts PCR 15 unextended or holding this model",
+          json.loads(key_policy)["15"][0] == "0" * 64 and json.loads(key_policy)["15"][1] == json.loads(policy)["15"][0], key_policy)
+    tenant = subprocess.run([os.path.join(kbin, "keylime_tenant"), "-c", "add", "-t", "127.0.0.1", "-tp", str(agent_port),
+                             "-u", UUID, "--tpm_policy", key_policy, "-f", model_key, "--verify"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    check("keylime_tenant -c add -f MODEL_KEY --verify delivers the data key (K = U xor V, V only after a passing quote)",
+          tenant.returncode == 0, tenant.stdout[-3000:] + tenant.stderr[-3000:])
+    wait_for("the node to decrypt, verify, measure and serve", lambda: node_get("/readyz")[0] == 200 or node.poll() is not None, 180)
+    check("the node serves the confidential model once Keylime released its key", node_get("/readyz")[0] == 200, tail(node_log))
+    status_code, answer = completion()
+    check("greedy output of the decrypted model equals the plaintext model's",
+          status_code == 200 and plain_text is not None and answer["choices"][0]["text"] == plain_text, (answer, plain_text))
+    count = status()["attestation_count"]
+    after = wait_for("attestations of the confidential node", lambda: (s := status())["attestation_count"] >= count + 3 and s, 90)
+    check("the verifier keeps attesting the node after it measured the model (PASS)", after["attestation_status"] == "PASS", after)
+    check("the payload (the data key) was kept in memory: no payload.zip in the state directory", not os.path.exists(stored_payload))
+    stop(node)
+    for label, args in [("the state directory, the logs and the node's TMPDIR", [state, logs, os.path.join(work, "node-tmp")]),
+                        ("files that appeared in /tmp meanwhile", ["--newer", marker, "--exclude", work, "/tmp"])]:
+        leaks = subprocess.run([sys.executable, os.path.join(REPO, "Tests", "confidential", "no_leaks.py"),
+                                "--model", os.path.join(MODEL_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf"), "--key", model_key] + args,
+                               capture_output=True, text=True)
+        check(f"no GGUF magic, model bytes or data key in {label}", leaks.returncode == 0, leaks.stdout[-2000:] + leaks.stderr[-1000:])
 
 
 if __name__ == "__main__":

@@ -114,11 +114,19 @@ public struct JSONSchemaGrammar {
         for key in s.keys.sorted() where !Self.keywords.contains(key) && !Self.annotations.contains(key) {
             throw unsupported(path, "the keyword '\(key)'")
         }
+        // Keywords that replace the schema here: anything beside them (but annotations) would be
+        // ignored, so the output could break it: refused instead.
+        let constraints = s.keys.filter { !Self.annotations.contains($0) }.sorted()
+        for key in ["$ref", "anyOf", "oneOf", "allOf", "enum", "const"] where s[key] != nil {
+            let others = constraints.filter { $0 != key && !(["enum", "const"].contains(key) && $0 == "type") }
+            if let other = others.first { throw unsupported(path, "'\(key)' beside '\(other)'") }
+        }
         if let ref = s["$ref"] {
             guard case let .string(target) = ref else { throw invalid(path, "'$ref' must be a string") }
             return try reference(target, path: path, depth: depth)
         }
         if let value = s["const"] {
+            guard try matchesType(value, s, path: path) else { throw invalid(path, "'const' does not have the schema's 'type'") }
             let bytes = try literal(value, path: path + "/const")
             return try grammar { b throws(InferenceError) in try b.rule("\(path)/const", [[.literal(bytes)]]) }
         }
@@ -129,7 +137,10 @@ public struct JSONSchemaGrammar {
                               reason: "\(path): 'enum' has \(items.count) values, more than \(limits.enumValues) (limit: enum values)")
             }
             var alternatives: [[Symbol]] = []
-            for item in items { alternatives.append([.literal(try literal(item, path: path + "/enum"))]) }
+            for item in items where try matchesType(item, s, path: path) {
+                alternatives.append([.literal(try literal(item, path: path + "/enum"))])
+            }
+            guard !alternatives.isEmpty else { throw invalid(path, "no 'enum' value has the schema's 'type'") }
             return try grammar { b throws(InferenceError) in try b.rule("\(path)/enum", alternatives) }
         }
         for key in ["anyOf", "oneOf"] {
@@ -170,6 +181,24 @@ public struct JSONSchemaGrammar {
         }
         if alternatives.count == 1, case let .rule(r) = alternatives[0][0] { return r }
         return try grammar { b throws(InferenceError) in try b.rule("\(path)/type", alternatives) }
+    }
+
+    /// Whether `value` has one of the types `s["type"]` names (true without `type`).
+    func matchesType(_ value: JSONValue, _ s: [String: JSONValue], path: String) throws(Refusal) -> Bool {
+        let types: [String]
+        switch s["type"] {
+        case nil: return true
+        case let .string(t)?: types = [t]
+        case let .array(items)?: types = items.compactMap { if case let .string(t) = $0 { t } else { nil } }
+        default: throw invalid(path, "'type' must be a string or an array of strings")
+        }
+        return types.contains { t in
+            switch (t, value) {
+            case ("null", .null), ("boolean", .bool), ("number", .number), ("string", .string), ("array", .array), ("object", .object): true
+            case let ("integer", .number(n)): n == n.rounded() && abs(n) < 1e15
+            default: false
+            }
+        }
     }
 
     /// `$ref`: `#`, `#/$defs/NAME` or `#/definitions/NAME`, compiled once (so recursion is a rule

@@ -92,6 +92,15 @@ struct JSONSchemaGrammarTests {
             let r = try Self.refusal(schema)
             #expect(r.code == "unsupported_schema" && r.reason.contains(name), "\(r.reason)")
         }
+        // A keyword beside one that replaces the schema would be ignored: refused instead.
+        for (schema, name) in [(##"{"$ref": "#/$defs/a", "minLength": 3, "$defs": {"a": {"type": "string"}}}"##, "'$ref' beside 'minLength'"),
+                               (##"{"type": "object", "anyOf": [{"type": "null"}]}"##, "'anyOf' beside 'type'")] {
+            let r = try Self.refusal(schema)
+            #expect(r.code == "unsupported_schema" && r.reason.contains(name), "\(r.reason)")
+        }
+        // enum values of another type than the schema's are not generated.
+        let typed = try Self.compile(##"{"type": "string", "enum": ["a", 1, null]}"##)
+        #expect(Self.matches(typed, ##""a""##) && !Self.matches(typed, "1") && !Self.matches(typed, "null"))
         let r = try Self.refusal(##"{"type": "object", "properties": {"a": {"type": "strin"}}}"##)
         #expect(r.code == "invalid_schema" && r.reason.contains("#/properties/a") && r.reason.contains("strin"), "\(r.reason)")
     }

@@ -198,7 +198,7 @@ import Testing
                  "unsupported_schema", "'pattern'"),
                 (##"{"model": "m", "prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}"##,
                  "invalid_schema", "without consuming input"),
-                (##"{"model": "m", "prompt": "hi", "response_format": {"type": "yaml"}}"##, "", "\"yaml\" is not supported"),
+                (##"{"model": "m", "prompt": "hi", "response_format": {"type": "yaml"}}"##, "", "is not supported (text, json_object, json_schema)"),
                 (##"{"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}"##,
                  "tools_unsupported", "chat template"),
             ]

@@ -93,11 +93,13 @@ extension GrammarMatcher {
         struct Frame {
             var node: Int32
             var stacks: [Int32]
+            /// The bytes any of `stacks` accepts: children with another byte are skipped at once.
+            var bytes: ByteSet
             var child: Int32
             var mark: Int
         }
         let start = positions.count
-        var frames = [Frame(node: 0, stacks: stacks, child: 1, mark: start)]
+        var frames = [Frame(node: 0, stacks: stacks, bytes: nextBytes(of: stacks), child: 1, mark: start)]
         while !frames.isEmpty {
             let top = frames.count - 1
             let child = frames[top].child
@@ -107,6 +109,7 @@ extension GrammarMatcher {
                 continue
             }
             frames[top].child = trie.subtreeEnd[Int(child)]
+            guard frames[top].bytes.contains(trie.bytes[Int(child)]) else { continue }
             let mark = positions.count
             var accepting = false
             let next = advance(frames[top].stacks, trie.bytes[Int(child)], accepting: &accepting)
@@ -120,7 +123,7 @@ extension GrammarMatcher {
                 mask[id / 64] |= 1 << UInt64(id % 64)
             }
             if !next.isEmpty && trie.subtreeEnd[Int(child)] > child + 1 {
-                frames.append(Frame(node: child, stacks: next, child: child + 1, mark: mark))
+                frames.append(Frame(node: child, stacks: next, bytes: nextBytes(of: next), child: child + 1, mark: mark))
             } else {
                 truncate(to: mark)
             }

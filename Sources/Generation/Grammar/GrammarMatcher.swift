@@ -71,7 +71,9 @@ public struct GrammarMatcher: Sendable {
     }
 
     /// Every byte that may come next.
-    public func nextBytes() -> ByteSet {
+    public func nextBytes() -> ByteSet { nextBytes(of: stacks) }
+
+    func nextBytes(of stacks: [Int32]) -> ByteSet {
         var set = ByteSet()
         for n in stacks {
             if case let .bytes(c) = grammar.elements[Int(positions[Int(n)])] {
@@ -138,6 +140,15 @@ public struct GrammarMatcher: Sendable {
 
     /// Stacks with the same top position and the same node below are one; at most `maxStacks`.
     func dedupe(_ stacks: [Int32]) -> [Int32] {
+        if stacks.count <= 16 {
+            // Few stacks (the usual case): a linear scan, no hashing.
+            var out: [Int32] = []
+            out.reserveCapacity(stacks.count)
+            for n in stacks where !out.contains(where: { positions[Int($0)] == positions[Int(n)] && parents[Int($0)] == parents[Int(n)] }) {
+                out.append(n)
+            }
+            return out
+        }
         var seen = Set<UInt64>()
         var out: [Int32] = []
         for n in stacks {

@@ -94,6 +94,17 @@ if [[ $test_tools == 1 ]]; then
   fi
 fi
 
+# jsonschema validates the structured outputs (response_format) in Tests/service/test_openai_api.py.
+if [[ $test_tools == 1 ]]; then
+  TEST_PIP_PACKAGES=("jsonschema==4.26.0")
+  test_stamp="$SECURENODE_VENV/.securenode-test-requirements"
+  if [[ "$(cat "$test_stamp" 2>/dev/null)" != "${TEST_PIP_PACKAGES[*]}" ]]; then
+    log "installing test checkers: ${TEST_PIP_PACKAGES[*]}"
+    "$SECURENODE_VENV/bin/pip" install -q --disable-pip-version-check "${TEST_PIP_PACKAGES[@]}"
+    printf '%s' "${TEST_PIP_PACKAGES[*]}" > "$test_stamp"
+  fi
+fi
+
 # Keylime 7.14.3 (registrar, verifier, tenant) for the fleet-attestation test (scripts/e2e-keylime.sh):
 # its wheel declares no dependencies, so they are pinned here; it imports `gpg`, which only Debian's
 # python3-gpg provides (linked into a venv made from Debian's python3); its configuration templates

@@ -12,6 +12,10 @@ public struct GenerationOptions: Sendable {
     /// Record each generated token's log-probability and this many alternatives (0...`TokenLogprob.maxTop`);
     /// nil: none (no cost).
     public var logprobs: Int?
+    /// Hold the output to a grammar (a response format's JSON schema): only tokens the grammar
+    /// allows are sampled, end of generation only once the output is complete, and the generation
+    /// ends as soon as nothing more can follow. nil: free text (no cost).
+    public var grammar: GrammarConstraint?
 
     /// The most stop strings a generation takes (OpenAI's limit too).
     public static let maxStopStrings = 4

@@ -22,6 +22,8 @@ public struct GenerationState {
     public private(set) var stopReason: GenerationResult.StopReason?
     /// With `options.logprobs`: one entry per token of `outputIDs`.
     public private(set) var logprobs: [TokenLogprob] = []
+    /// With `options.grammar`: where the output stands in the grammar.
+    public private(set) var constraint: TokenConstraint?
 
     /// Refuses negative `maxTokens`, invalid sampling parameters, more than
     /// `GenerationOptions.maxStopStrings` stop strings and a stop string longer than
@@ -43,6 +45,7 @@ public struct GenerationState {
         self.tokenizer = tokenizer
         sampler = try Sampler(options.sampling)
         stops = StopStringMatcher(options.stopStrings)
+        constraint = options.grammar.map(TokenConstraint.init)
         if options.maxTokens == 0 { stopReason = .length }
     }
 
@@ -59,14 +62,34 @@ public struct GenerationState {
     /// generation has finished; `result` then holds everything).
     public mutating func accept(logits: [Float]) -> Step {
         guard stopReason == nil else { return Step(text: flush(), next: nil) }
-        let next = sampler.sample(logits, previous: recentIDs, generated: outputIDs)
+        var next = sampler.sample(logits, previous: recentIDs, generated: outputIDs)
+        if constraint != nil, !constraint!.allows(next) {
+            // The model's choice breaks the grammar: choose again among the tokens it allows
+            // (the fast path above costs one token's bytes; this one a walk of the vocabulary).
+            let mask = constraint!.mask()
+            guard mask.contains(where: { $0 != 0 }) else {
+                stopReason = .length
+                return Step(text: flush(), next: nil)
+            }
+            next = sampler.sample(logits, previous: recentIDs, generated: outputIDs, allowed: mask)
+        }
         if options.stopAtEndOfGeneration && tokenizer.endOfGeneration.contains(next) {
             stopReason = .endOfGeneration
+            return Step(text: flush(), next: nil)
+        }
+        if constraint != nil, !constraint!.accept(next) {
+            // Cannot happen (`next` was allowed); if it did, the output ends rather than breaks the grammar.
+            stopReason = .length
             return Step(text: flush(), next: nil)
         }
         outputIDs.append(next)
         if let k = options.logprobs { logprobs.append(TokenLogprob(logits: logits, chosen: next, top: k)) }
         if append(decoder.append(tokenizer.piece(next))) {
+            return Step(text: flush(), next: nil)
+        }
+        if constraint?.isFinished == true {
+            // The output is complete and nothing may follow: end as at an end-of-generation token.
+            stopReason = .endOfGeneration
             return Step(text: flush(), next: nil)
         }
         if outputIDs.count >= options.maxTokens {

@@ -26,6 +26,9 @@ public struct InferenceError: Error, Sendable, Equatable, CustomStringConvertibl
         /// A word (pre-token) of a prompt is longer than the caller's limit (`maxWordBytes`); the
         /// reason names its byte offset, its length and the limit.
         case wordTooLong
+        /// A grammar (a response format's schema compiled) exceeds a limit, refers to itself without
+        /// consuming input, or admits no finite output; the reason names which.
+        case grammarRefused
     }
 
     public let code: Code

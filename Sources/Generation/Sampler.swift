@@ -114,9 +114,25 @@ public struct Sampler: Sendable {
         return best
     }
 
+    /// `argmax(_:)` among the tokens of `allowed` (all when nil).
+    public static func argmax(_ logits: [Float], allowed: [UInt64]?) -> Int {
+        guard let allowed else { return argmax(logits) }
+        var best = -1
+        for i in logits.indices where isAllowed(i, allowed) && (best < 0 || logits[i] > logits[best]) { best = i }
+        return max(best, 0)
+    }
+
+    /// Bit `i % 64` of word `i / 64` of `mask` (a `TokenConstraint.mask()`).
+    @inline(__always)
+    public static func isAllowed(_ i: Int, _ mask: [UInt64]) -> Bool {
+        i >> 6 < mask.count && mask[i >> 6] & (1 << UInt64(i & 63)) != 0
+    }
+
     /// The next token given the logits, the tokens so far (for the repetition penalty) and the
-    /// generated tokens (for the presence and frequency penalties).
-    public mutating func sample(_ logits: [Float], previous: [Int] = [], generated: [Int] = []) -> Int {
+    /// generated tokens (for the presence and frequency penalties). With `allowed` (a bitset over
+    /// the vocabulary: a grammar's mask), only allowed tokens are candidates: the others are
+    /// removed after the penalties, before greedy choice or top-k/top-p/min-p.
+    public mutating func sample(_ logits: [Float], previous: [Int] = [], generated: [Int] = [], allowed: [UInt64]? = nil) -> Int {
         var logits = logits
         let p = parameters
         if p.repetitionPenalty != 1, p.repeatWindow > 0 {
@@ -127,13 +143,14 @@ public struct Sampler: Sendable {
         if p.presencePenalty != 0 || p.frequencyPenalty != 0 {
             Self.applyPenalties(&logits, generated: generated, presence: p.presencePenalty, frequency: p.frequencyPenalty)
         }
-        if p.temperature == 0 { return Self.argmax(logits) }
+        if p.temperature == 0 { return Self.argmax(logits, allowed: allowed) }
 
         // Candidates sorted by logit, descending (ties by id), truncated by top-k.
-        var candidates = logits.indices.filter { !logits[$0].isNaN }
+        var candidates = allowed.map { mask in logits.indices.filter { !logits[$0].isNaN && Self.isAllowed($0, mask) } }
+            ?? logits.indices.filter { !logits[$0].isNaN }
         candidates.sort { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
         if p.topK > 0 && candidates.count > p.topK { candidates.removeLast(candidates.count - p.topK) }
-        guard !candidates.isEmpty else { return Self.argmax(logits) }
+        guard !candidates.isEmpty, logits[candidates[0]] > -.infinity else { return Self.argmax(logits, allowed: allowed) }
 
         // Probabilities at temperature 1 for top-p and min-p (llama.cpp's default chain applies
         // the temperature last).

@@ -73,11 +73,16 @@ public struct CompletionRequestParser: Sendable {
     public let settings: ServiceSettings
     public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate?
+    /// The vocabulary's token bytes as a trie, for `response_format` grammars (built once).
+    public let tokenTrie: TokenTrie
+    /// Bounds on a `response_format` schema (`JSONSchemaGrammar.Limits`).
+    public var schemaLimits = JSONSchemaGrammar.Limits()
 
     public init(settings: ServiceSettings, tokenizer: Tokenizer, chatTemplate: ChatTemplate?) {
         self.settings = settings
         self.tokenizer = tokenizer
         self.chatTemplate = chatTemplate
+        tokenTrie = TokenTrie(tokenizer: tokenizer)
     }
 
     /// No valid request needs more JSON values than a few per prompt token (token ids, messages and
@@ -245,14 +250,14 @@ public struct CompletionRequestParser: Sendable {
             penalties.append(Float(v))
         }
         let logprobs = try logprobCount(f, chat: chat)
-        if let tools = f["tools"], tools != .null, tools != .array([]) { throw APIError(400, "'tools' is not supported", param: "tools") }
-        // Refused by name rather than ignored: an answer that claims a JSON format it was not held to
-        // would mislead the client (grammar-constrained sampling is not implemented yet).
-        if let format = f["response_format"], format != .null {
-            guard case let .object(o) = format, o["type"] == .string("text") else {
-                throw APIError(400, "'response_format' other than {\"type\": \"text\"} is not supported yet", param: "response_format")
-            }
+        if let tools = f["tools"], tools != .null, tools != .array([]) {
+            throw APIError(400, "'tools' is not supported: the model's chat template is rendered without tools (this node renders ChatML, Llama 3, Llama 2 and Zephyr conversations; SmolLM2's tokenizer.chat_template has no tools section)",
+                           param: "tools", code: "tools_unsupported")
         }
+        if let choice = f["tool_choice"], choice != .null, choice != .string("none") {
+            throw APIError(400, "'tool_choice' is not supported: no tools can be given to this model", param: "tool_choice", code: "tools_unsupported")
+        }
+        let grammar = try responseGrammar(f)
         var stops: [String] = []
         switch f["stop"] {
         case nil, .null?: break
@@ -277,6 +282,7 @@ public struct CompletionRequestParser: Sendable {
                                           repetitionPenalty: 1, seed: seed, presencePenalty: penalties[0], frequencyPenalty: penalties[1])
         var options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: stops)
         options.logprobs = logprobs
+        options.grammar = grammar.map { GrammarConstraint(grammar: $0, trie: tokenTrie) }
         return ParsedCompletionRequest(promptIDs: promptIDs, options: options, stream: stream, includeUsage: includeUsage, model: model, n: n)
     }
 

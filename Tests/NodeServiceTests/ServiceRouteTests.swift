@@ -160,16 +160,59 @@ import Testing
     }
 
     /// A structured-output request is refused by name, not answered with unconstrained text.
-    @Test(.enabled(if: runModelTests)) func refusesResponseFormatItCannotHonour() async throws {
+    @Test(.enabled(if: runModelTests)) func answersJSONSchemaOutputThatParsesAndValidates() async throws {
         let node = try await Node()
         defer { Task { await node.stop() } }
         try await node.app().test(.live) { client in
-            let json = #"{"model": "m", "prompt": "hi", "max_tokens": 2, "response_format": {"type": "json_object"}}"#
-            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: json)) { response in
-                #expect(response.status == .badRequest)
-                #expect(String(buffer: response.body).contains("response_format"))
+            let schema = ##"{"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}, "count": {"type": "integer"}}, "required": ["answer", "count"], "additionalProperties": false}"##
+            let json = ##"{"model": "m", "messages": [{"role": "user", "content": "Is the sky blue? Answer in JSON."}], "max_tokens": 40, "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": "## + schema + "}}}"
+            try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: json)) { response in
+                #expect(response.status == .ok)
+                let choice = try #require((try Self.json(response.body)["choices"] as? [[String: Any]])?.first)
+                #expect(choice["finish_reason"] as? String == "stop")
+                let content = try #require((choice["message"] as? [String: Any])?["content"] as? String)
+                let value = try #require(JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any], "\(content)")
+                #expect(Set(value.keys) == ["answer", "count"])
+                #expect(["yes", "no"].contains(value["answer"] as? String))
+                #expect(value["count"] is Int)
             }
-            let text = #"{"model": "m", "prompt": "hi", "max_tokens": 2, "response_format": {"type": "text"}}"#
+            let object = ##"{"model": "m", "prompt": "A JSON object describing a cat:", "max_tokens": 60, "temperature": 0.7, "seed": 3, "response_format": {"type": "json_object"}}"##
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: object)) { response in
+                #expect(response.status == .ok)
+                let choice = try #require((try Self.json(response.body)["choices"] as? [[String: Any]])?.first)
+                let text = try #require(choice["text"] as? String)
+                #expect(text.hasPrefix("{"))
+                if choice["finish_reason"] as? String == "stop" {
+                    #expect(try JSONSerialization.jsonObject(with: Data(text.utf8)) is [String: Any], "\(text)")
+                }
+            }
+        }
+    }
+
+    @Test(.enabled(if: runModelTests)) func refusesSchemaFeaturesAndToolsByName() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        try await node.app().test(.live) { client in
+            let cases: [(body: String, code: String, says: String)] = [
+                (##"{"model": "m", "prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a+$"}}}}"##,
+                 "unsupported_schema", "'pattern'"),
+                (##"{"model": "m", "prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}"##,
+                 "invalid_schema", "without consuming input"),
+                (##"{"model": "m", "prompt": "hi", "response_format": {"type": "yaml"}}"##, "", "is not supported (text, json_object, json_schema)"),
+                (##"{"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}"##,
+                 "tools_unsupported", "chat template"),
+            ]
+            for c in cases {
+                let uri = c.body.contains("messages") ? "/v1/chat/completions" : "/v1/completions"
+                try await client.execute(uri: uri, method: .post, body: ByteBuffer(string: c.body)) { response in
+                    #expect(response.status == .badRequest)
+                    let text = String(buffer: response.body)
+                    #expect(text.contains(c.says), "\(text)")
+                    let code = try Self.errorCode(response.body)
+                    if !c.code.isEmpty { #expect(code == c.code) }
+                }
+            }
+            let text = ##"{"model": "m", "prompt": "hi", "max_tokens": 2, "response_format": {"type": "text"}}"##
             try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: text)) { response in
                 #expect(response.status == .ok)
             }

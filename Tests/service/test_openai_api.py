@@ -22,7 +22,9 @@ import traceback
 import urllib.error
 import urllib.request
 
+import jsonschema
 import openai
+import pydantic
 
 URL = os.environ["NODE_URL"]
 KEY = os.environ["NODE_API_KEY"]
@@ -198,6 +200,103 @@ def test_presence_and_frequency_penalties():
             raise AssertionError(f"{bad} was accepted")
         except openai.BadRequestError as e:
             assert e.body["param"] in bad, e.body
+
+
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 40},
+        "age": {"type": "integer"},
+        "colour": {"enum": ["red", "green", "blue"]},
+        "pets": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 3},
+        "address": {"anyOf": [{"$ref": "#/$defs/address"}, {"type": "null"}]},
+    },
+    "required": ["name", "age", "colour", "pets", "address"],
+    "additionalProperties": False,
+    "$defs": {"address": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"],
+                          "additionalProperties": False}},
+}
+
+
+def test_json_object_output_parses():
+    messages = [{"role": "user", "content": "Describe a cat as a JSON object."}]
+    for seed in (1, 2):
+        r = client.chat.completions.create(model=MODEL, messages=messages, temperature=0.8, seed=seed, max_tokens=120,
+                                           response_format={"type": "json_object"})
+        text = r.choices[0].message.content
+        assert text.startswith("{"), text
+        if r.choices[0].finish_reason == "stop":
+            assert isinstance(json.loads(text), dict), text
+        assert r.model_extra["receipt"]["responseSHA256"] == sha256_hex(text)
+
+
+def test_json_schema_output_validates_with_jsonschema_streamed_too():
+    messages = [{"role": "user", "content": "Invent a person. Reply in JSON."}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "strict": True, "schema": PERSON_SCHEMA}}
+    finished = 0
+    for seed in (1, 2, 3):
+        r = client.chat.completions.create(model=MODEL, messages=messages, temperature=0.7, seed=seed, max_tokens=200, response_format=fmt)
+        text = r.choices[0].message.content
+        if r.choices[0].finish_reason == "stop":
+            finished += 1
+            jsonschema.validate(json.loads(text), PERSON_SCHEMA)
+        assert r.model_extra["receipt"]["responseSHA256"] == sha256_hex(text)
+    assert finished >= 1
+    # Streamed with the same seed: the same text, and the receipt over it.
+    stream = client.chat.completions.create(model=MODEL, messages=messages, temperature=0.7, seed=1, max_tokens=200, response_format=fmt,
+                                            stream=True)
+    streamed, receipt = "", None
+    for chunk in stream:
+        for c in chunk.choices:
+            streamed += c.delta.content or ""
+        receipt = (chunk.model_extra or {}).get("receipt", receipt)
+    first = client.chat.completions.create(model=MODEL, messages=messages, temperature=0.7, seed=1, max_tokens=200, response_format=fmt)
+    assert streamed == first.choices[0].message.content
+    assert receipt["responseSHA256"] == sha256_hex(streamed)
+
+
+def test_json_schema_length_finish_when_max_tokens_cuts_the_json():
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON_SCHEMA}}
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "A person, in JSON."}], temperature=0, max_tokens=4,
+                                       response_format=fmt)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 4
+    assert r.choices[0].message.content.startswith("{")
+
+
+class City(pydantic.BaseModel):
+    name: str
+    country: str
+    population: int
+    coastal: bool
+
+
+def test_beta_parse_with_a_pydantic_model():
+    r = client.beta.chat.completions.parse(model=MODEL, messages=[{"role": "user", "content": "Tell me about Paris as JSON."}], temperature=0,
+                                           max_tokens=120, response_format=City)
+    choice = r.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    city = choice.message.parsed
+    assert isinstance(city, City) and isinstance(city.population, int), choice.message.content
+    jsonschema.validate(json.loads(choice.message.content), City.model_json_schema())
+
+
+def test_schema_features_and_tools_refused_by_name():
+    bad = [({"type": "string", "pattern": "^a+$"}, "'pattern'", "unsupported_schema"),
+           ({"type": "integer", "minimum": 3}, "'minimum'", "unsupported_schema"),
+           ({"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]}, "no finite value", "invalid_schema")]
+    for schema, says, code in bad:
+        try:
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=4,
+                                           response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+            raise AssertionError(f"{schema} was accepted")
+        except openai.BadRequestError as e:
+            assert says in e.body["message"] and e.body["code"] == code and e.body["param"] == "response_format", e.body
+    try:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=4,
+                                       tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+        raise AssertionError("tools were accepted")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "tools" and e.body["code"] == "tools_unsupported" and "chat template" in e.body["message"], e.body
 
 
 def test_tokenize_and_detokenize_as_llama_server_names_them():
@@ -525,6 +624,8 @@ def test_sigterm_drains_running_requests():
 
 if __name__ == "__main__":
     tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    if len(sys.argv) > 1:  # only the tests named on the command line
+        tests = [(name, fn) for name, fn in tests if name in sys.argv[1:]]
     tests.sort(key=lambda t: t[0] == "test_sigterm_drains_running_requests")  # drain last
     failed = 0
     for name, fn in tests:

@@ -38,6 +38,13 @@ public enum BLAS {
         return preferredCoreType
     }
 
+    /// Whether this process runs OpenBLAS's non-AVX-512 kernels on an AVX-512 CPU because
+    /// `OPENBLAS_CORETYPE` says so (an operator's choice, kept, but worth a warning: sgemm is then
+    /// 1.5-5x slower here).
+    public static func coreTypeSetTooLow(environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        environment["OPENBLAS_CORETYPE"] != nil && sn_cpu_has_avx512() != 0 && !avx512Cores.contains(coreName.lowercased())
+    }
+
     /// Makes OpenBLAS single-threaded (idempotent); called before the first product.
     static let singleThreaded: Void = { openblas_set_num_threads(1) }()
 

@@ -6,10 +6,15 @@ import Kernels
 /// Prescott kernels, 3-5x slower for sgemm here) and with `OPENBLAS_CORETYPE` unset, the process
 /// re-executes itself once with `OPENBLAS_CORETYPE=SkylakeX` (`BLAS.coreTypeToForce`). Setting the
 /// variable from inside the running process would come too late. An operator's own
-/// `OPENBLAS_CORETYPE` is never overridden. Called first thing by `generate`, `serve` and
+/// `OPENBLAS_CORETYPE` is never overridden; if it names a non-AVX-512 family on an AVX-512 CPU, a
+/// warning says so. Called first thing by `generate`, `serve` and
 /// `bench-engine` (not with `--exact`, which never calls BLAS), before any file or socket is opened.
 enum OpenBLASCoreType {
     static func reexecIfMisdetected() {
+        if BLAS.coreTypeSetTooLow() {
+            StandardError.write("securenode: warning: OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "") selects OpenBLAS's \(BLAS.coreName) kernels on a CPU with AVX-512; prompt processing would be faster with OPENBLAS_CORETYPE=\(BLAS.preferredCoreType) or unset\n")
+            return
+        }
         guard let core = BLAS.coreTypeToForce() else { return }
         let detected = BLAS.coreName
         setenv("OPENBLAS_CORETYPE", core, 1)

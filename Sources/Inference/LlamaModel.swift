@@ -249,12 +249,13 @@ public final class LlamaEngine {
     deinit { attentionScratch.deallocate() }
 
     /// Rows per prompt batch for a BLAS engine: 512 (llama.cpp's default batch), fewer for models
-    /// whose per-row scratch would pass 64 MiB at 512 rows (about 256 for an 8B model), a multiple
-    /// of 64 and at least 64.
+    /// whose per-row scratch would pass 48 MiB at 512 rows (320 for Llama-3.2-1B shapes, 128 for
+    /// 8B), a multiple of 64 and at least 64. At 64 MiB (448 rows) a 1B model's peak RSS passed
+    /// model + KV cache + 150 MiB by 5 MiB (`bench/scale.sh`).
     public static func promptBatchRows(_ c: LlamaConfig) -> Int {
         let floats = 3 * c.embeddingLength + 2 * c.queryWidth + 2 * c.keyValueWidth + 2 * c.feedForwardLength + c.ropeDimensions
         let bytesPerRow = 4 * floats + 4 * (max(c.embeddingLength, c.queryWidth, c.feedForwardLength) + 256)
-        let rows = (64 << 20) / max(1, bytesPerRow)
+        let rows = (48 << 20) / max(1, bytesPerRow)
         return max(64, min(512, rows / 64 * 64))
     }
 

@@ -80,9 +80,13 @@ let package = Package(
             swiftSettings: strict
         ),
         // Numeric kernels: block formats (F32/F16/BF16/Q4_0/Q4_1/Q8_0/Q4_K/Q6_K), reference dequantizers and
-        // dot products, activation quantizers, vector ops, matrix products. Optimized even in debug builds
+        // dot products, activation quantizers, vector ops, matrix products, the OpenBLAS wrapper. Optimized even in debug builds
         // so that the test suite can run the real model.
-        .target(name: "Kernels", dependencies: ["CKernels"], swiftSettings: strict + numeric),
+        .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"], swiftSettings: strict + numeric),
+        // OpenBLAS (libopenblas-dev, pkg-config openblas): cblas_sgemm for prompt batches above a
+        // measured threshold (`PrefillMode`), and its thread and kernel-family controls. Only Kernels
+        // imports it (`BLAS`).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // The innermost kernels in C with AVX2/FMA/F16C intrinsics (quantized matrix products, attention,
         // SwiGLU, activation quantization) and the thread pool; each bit-identical to its Swift reference
         // in Kernels, which the tests compare it with. Optimized in debug builds too.
@@ -219,7 +223,7 @@ let package = Package(
             name: "SecureNode",
             dependencies: [
                 "ModelFormat", "ModelSigning", "Attestation", "NodeCore", "NodeHTTP", "NodeService", "TPM", "SoftwareTPM", "ServerHardening", "CProcess", "AttestedProxy",
-                .product(name: "Hummingbird", package: "hummingbird"), "Generation", "Inference", "Accelerators", "KeylimeAgent",
+                .product(name: "Hummingbird", package: "hummingbird"), "Generation", "Inference", "Kernels", "Accelerators", "KeylimeAgent",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -278,6 +278,7 @@ limits:
   prompt_cache: true                  # reuse a shared prompt prefix kept in an idle slot (same API key only)
   max_word_bytes: 8192
   max_n: 4
+  exact: false                        # true: prompts bit-exact too, never OpenBLAS
   # per_key_concurrency: 2            # requests one API key may hold at once
 EOF
   )

@@ -18,6 +18,12 @@ int sn_kernels_available(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
+int sn_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+
 // MARK: - Helpers
 
 SN_INLINE float f16_to_f32(const uint8_t *p) {
@@ -808,6 +814,7 @@ SN_TARGET void sn_f16_to_f32(const uint16_t *x, float *out, int count) {
 #else  // not x86-64: the Swift reference paths are used.
 
 int sn_kernels_available(void) { return 0; }
+int sn_cpu_has_avx512(void) { return 0; }
 void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
     (void)type; (void)w; (void)row_bytes; (void)rows; (void)blocks; (void)scratch;
 }

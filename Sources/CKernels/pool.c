@@ -136,6 +136,32 @@ void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *c
 
 // MARK: - Parallel operations
 
+struct for_ctx {
+    void (*fn)(void *, int, int);
+    void *ctx;
+    int count;
+    _Atomic int next;
+};
+
+static void for_member(void *arg, int ith, int nth) {
+    (void)nth;
+    struct for_ctx *c = arg;
+    for (;;) {
+        const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (i >= c->count) return;
+        c->fn(c->ctx, i, ith);
+    }
+}
+
+void sn_pool_for(sn_pool *pool, int count, void (*fn)(void *ctx, int index, int member), void *ctx) {
+    struct for_ctx c = {fn, ctx, count, 0};
+    if (count <= 1) {
+        for_member(&c, 0, 1);
+        return;
+    }
+    sn_pool_run(pool, for_member, &c);
+}
+
 struct matmul_ctx {
     const sn_matmul_job *jobs;
     int count;

@@ -90,6 +90,12 @@ public protocol ComputeBackend: AnyObject {
     /// `projection.activationFormat.rowBytes(columns) * count` bytes.
     func project(_ projection: Projection, input: UnsafePointer<Float>, count: Int, scratch: UnsafeMutableRawPointer)
 
+    /// `project` in single precision, for a prompt batch (`PrefillMode.blas`): the weights
+    /// dequantized to F32 and multiplied by the F32 input (no activation quantization), so results
+    /// are within a tolerance of `project`'s, not equal. Returns false, having done nothing, when the
+    /// backend has no such path (the default); the engine then calls `project`.
+    func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool
+
     /// Runs (and empties) a batch of attention heads over F16 caches with KV row stride `stride`.
     /// `scratch` holds `scratchPerMember * capabilities.parallelism` floats.
     func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
@@ -105,15 +111,24 @@ public protocol ComputeBackend: AnyObject {
     func synchronize()
 }
 
+extension ComputeBackend {
+    /// No single-precision path: the engine stays on `project`.
+    public func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool { false }
+}
+
 /// The host CPU: the C kernels (AVX2/FMA/F16C) on a thread pool where the CPU has them, the Swift
-/// reference kernels otherwise. Bit-identical either way.
+/// reference kernels otherwise. Bit-identical either way. Prompt batches may instead run in F32
+/// through OpenBLAS on the same pool (`projectInFloat`, `BLASProjector`) when the engine's
+/// `PrefillMode` asks for it.
 public final class CPUBackend: ComputeBackend {
     public let name = "cpu"
     public let pool: ThreadPool
     public let capabilities: BackendCapabilities
+    private let blas: BLASProjector
 
     public init(threads: Int) {
         pool = ThreadPool(threads: threads)
+        blas = BLASProjector(pool: pool)
         capabilities = BackendCapabilities(
             operations: Set(BackendOperation.allCases),
             weightTypes: [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K],
@@ -132,6 +147,11 @@ public final class CPUBackend: ComputeBackend {
         for (w, out) in zip(p.matrices, p.outputs) {
             MatMul.multiply(w, quantized: scratch, count: count, into: out, threads: pool.size)
         }
+    }
+
+    public func projectInFloat(_ p: Projection, input: UnsafePointer<Float>, count: Int) -> Bool {
+        blas.project(p, input: input, count: count)
+        return true
     }
 
     public func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,

@@ -6,15 +6,18 @@ import Generation
 public struct Generator {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
+    /// Whether the prompt may run in F32 through BLAS (`PrefillMode`; decoding is always exact).
+    public let prefill: PrefillMode
 
     /// Checks that the tokenizer fits the model (same vocabulary size).
-    public init(model: LlamaModel, tokenizer: Tokenizer) throws(InferenceError) {
+    public init(model: LlamaModel, tokenizer: Tokenizer, prefill: PrefillMode = .exact) throws(InferenceError) {
         guard tokenizer.count == model.config.vocabularySize else {
             throw InferenceError(.invalidVocabulary,
                                  "vocabulary size mismatch: the tokenizer has \(tokenizer.count) tokens, the model \(model.config.vocabularySize)")
         }
         self.model = model
         self.tokenizer = tokenizer
+        self.prefill = prefill
     }
 
     /// Generates from `promptIDs` in a fresh session sized `promptIDs.count + maxTokens` (refused if
@@ -32,7 +35,7 @@ public struct Generator {
             throw InferenceError(.contextOverflow,
                                  "the prompt (\(promptIDs.count) tokens) plus \(options.maxTokens) new tokens is longer than the model's context of \(model.config.contextLength)")
         }
-        let session = try model.makeSession(contextLength: max(needed, 1))
+        let session = try model.makeSession(contextLength: max(needed, 1), prefill: prefill)
         var state = try GenerationState(promptIDs: promptIDs, options: options, tokenizer: tokenizer)
         var logits = try session.evaluate(promptIDs)
         while true {

@@ -22,8 +22,10 @@ public final class LlamaModel: Sendable {
     ///
     /// `profile` picks which build of llama.cpp the arithmetic reproduces bit for bit (see
     /// `SIMDProfile`); the default is the AVX-512 one the committed references were made with.
+    /// `prefill` says whether prompt batches may run in F32 through BLAS (`PrefillMode`); the
+    /// default here is `.exact` (the CLI and the service pass `PrefillMode.default`).
     public func makeSession(contextLength: Int? = nil, threads: Int? = nil,
-                            profile: SIMDProfile = .default) throws(InferenceError) -> LlamaSession {
+                            profile: SIMDProfile = .default, prefill: PrefillMode = .exact) throws(InferenceError) -> LlamaSession {
         let length = contextLength ?? min(config.contextLength, 4096)
         guard length >= 1 else {
             throw InferenceError(.invalidArgument, "a context length must be at least 1, not \(length)")
@@ -32,7 +34,8 @@ public final class LlamaModel: Sendable {
             throw InferenceError(.contextOverflow, "a context of \(length) tokens is longer than the model's \(config.contextLength)")
         }
         return LlamaSession(model: self, contextLength: length,
-                            threads: threads ?? min(2, ProcessInfo.processInfo.activeProcessorCount), profile: profile)
+                            threads: threads ?? min(2, ProcessInfo.processInfo.activeProcessorCount), profile: profile,
+                            prefill: prefill)
     }
 }
 
@@ -69,10 +72,14 @@ public final class LlamaSession {
     /// Bytes of its KV cache.
     public var cacheBytes: Int { cache.byteCount }
 
-    init(model: LlamaModel, contextLength: Int, threads: Int, profile: SIMDProfile) {
+    init(model: LlamaModel, contextLength: Int, threads: Int, profile: SIMDProfile, prefill: PrefillMode) {
         self.model = model
         self.contextLength = contextLength
-        engine = LlamaEngine(model: model, backend: CPUBackend(threads: threads), contextCapacity: contextLength, profile: profile)
+        // BLAS wants large batches (sgemm is 2-3x faster at 512 rows than at 64): a BLAS session's
+        // own engine takes prompts in batches of up to `promptBatchRows`, with logits for 64 rows.
+        let batch = prefill.isExact ? 64 : LlamaEngine.promptBatchRows(model.config)
+        engine = LlamaEngine(model: model, backend: CPUBackend(threads: threads), contextCapacity: contextLength,
+                             batchCapacity: batch, profile: profile, prefill: prefill, logitRows: min(batch, 64))
         let c = model.config
         cache = KVCache(layers: c.layerCount, capacity: contextLength, kvWidth: c.keyValueWidth)
     }
@@ -131,8 +138,10 @@ public final class LlamaSession {
         // llama.cpp picks its attention kernels by whether the whole call has more than one token.
         let order: Attention.DotOrder = (promptLength ?? tokens.count) > 1 ? .tinyBLAS : .vecDotF16
         var start = 0
+        // With every row's logits wanted, a batch is at most `logitRows` rows.
+        let batch = logits == .all ? engine.logitRows : engine.batchCapacity
         while start < tokens.count {
-            let n = min(tokens.count - start, engine.batchCapacity)
+            let n = min(tokens.count - start, batch)
             let isLast = start + n == tokens.count
             var rows: [LlamaEngine.Row] = []
             rows.reserveCapacity(n)
@@ -144,7 +153,7 @@ public final class LlamaSession {
                 }
                 rows.append(LlamaEngine.Row(token: tokens[start + i], cache: cache, position: position + i, order: order, wantsLogits: wants))
             }
-            result += engine.forward(rows)
+            result += engine.forward(rows, inFloat: engine.prefill.usesBLAS(rows: n))
             position += n
             start += n
         }
@@ -181,8 +190,12 @@ public final class LlamaEngine {
     public let model: LlamaModel
     public let backend: any ComputeBackend
     public let profile: SIMDProfile
+    /// Whether large passes run in F32 through BLAS (`PrefillMode`).
+    public let prefill: PrefillMode
     /// Most rows per forward pass.
     public let batchCapacity: Int
+    /// Most rows per forward pass that want logits (the logits buffer holds this many).
+    public let logitRows: Int
     /// Longest context any session of this engine may have.
     public let contextCapacity: Int
     let state: LlamaRunState
@@ -193,16 +206,20 @@ public final class LlamaEngine {
     private let attentionScratch: UnsafeMutablePointer<Float>
 
     /// An engine for `model` on `backend`, for sessions of up to `contextCapacity` positions and
-    /// batches of up to `batchCapacity` rows.
+    /// batches of up to `batchCapacity` rows, of which up to `logitRows` (default: all) want logits.
+    /// `prefill` decides which passes run in F32 through BLAS (default: none).
     public init(model: LlamaModel, backend: any ComputeBackend, contextCapacity: Int, batchCapacity: Int = 64,
-                profile: SIMDProfile = .default) {
+                profile: SIMDProfile = .default, prefill: PrefillMode = .exact, logitRows: Int? = nil) {
         self.model = model
         self.backend = backend
         self.profile = profile
+        self.prefill = prefill
         self.batchCapacity = max(1, batchCapacity)
+        self.logitRows = min(self.batchCapacity, max(1, logitRows ?? self.batchCapacity))
         self.contextCapacity = contextCapacity
         let c = model.config, w = model.weights
-        let s = LlamaRunState(config: c, batchCapacity: self.batchCapacity, contextCapacity: contextCapacity)
+        let s = LlamaRunState(config: c, batchCapacity: self.batchCapacity, logitRows: self.logitRows,
+                              contextCapacity: contextCapacity)
         state = s
         func projection(_ matrices: [WeightMatrix], _ outputs: [UnsafeMutablePointer<Float>]) -> Projection {
             // LlamaWeights checked the shapes: matrices of one group share their input width. Mixed
@@ -230,6 +247,17 @@ public final class LlamaEngine {
     }
 
     deinit { attentionScratch.deallocate() }
+
+    /// Rows per prompt batch for a BLAS engine: 512 (llama.cpp's default batch), fewer for models
+    /// whose per-row scratch would pass 48 MiB at 512 rows (320 for Llama-3.2-1B shapes, 128 for
+    /// 8B), a multiple of 64 and at least 64. At 64 MiB (448 rows) a 1B model's peak RSS passed
+    /// model + KV cache + 150 MiB by 5 MiB (`bench/scale.sh`).
+    public static func promptBatchRows(_ c: LlamaConfig) -> Int {
+        let floats = 3 * c.embeddingLength + 2 * c.queryWidth + 2 * c.keyValueWidth + 2 * c.feedForwardLength + c.ropeDimensions
+        let bytesPerRow = 4 * floats + 4 * (max(c.embeddingLength, c.queryWidth, c.feedForwardLength) + 256)
+        let rows = (48 << 20) / max(1, bytesPerRow)
+        return max(64, min(512, rows / 64 * 64))
+    }
 
     /// A new session on this engine (its forward passes share this engine's backend and buffers).
     public func makeSession(contextLength: Int) throws(InferenceError) -> LlamaSession {
@@ -291,6 +319,10 @@ public final class LlamaEngine {
                                      "\(item.tokens.count) more tokens do not fit: \(item.session.position) of \(item.session.contextLength) positions are used")
             }
         }
+        let wanted = items.filter(\.wantsLogits).count
+        guard wanted <= logitRows else {
+            throw InferenceError(.invalidArgument, "a step may want logits for at most \(logitRows) sessions, not \(wanted)")
+        }
         var rows: [Row] = []
         rows.reserveCapacity(total)
         for item in items {
@@ -300,7 +332,10 @@ public final class LlamaEngine {
                                 wantsLogits: item.wantsLogits && i == item.tokens.count - 1))
             }
         }
-        let logits = forward(rows)  // valid until the next forward pass: copied once, below
+        // BLAS only when every item is large enough by itself: a decoding row is never computed
+        // differently because of what it was batched with.
+        let inFloat = items.allSatisfy { prefill.usesBLAS(rows: $0.tokens.count) }
+        let logits = forward(rows, inFloat: inFloat)  // valid until the next forward pass: copied once, below
         let v = c.vocabularySize
         var next = 0
         var result: [[Float]?] = []
@@ -316,9 +351,12 @@ public final class LlamaEngine {
         return result
     }
 
-    /// The transformer over `rows` (at most `batchCapacity`); returns the logits of the rows that
-    /// want them, row-major, in the engine's own buffer (valid until the next forward pass).
-    func forward(_ rows: [Row]) -> UnsafeBufferPointer<Float> {
+    /// The transformer over `rows` (at most `batchCapacity`, at most `logitRows` wanting logits);
+    /// returns the logits of the rows that want them, row-major, in the engine's own buffer (valid
+    /// until the next forward pass). `inFloat`: the matrix products in F32 through the backend's
+    /// BLAS path (`projectInFloat`), where it has one; the output projection too when at least
+    /// the prefill mode's minimum rows want logits.
+    func forward(_ rows: [Row], inFloat: Bool = false) -> UnsafeBufferPointer<Float> {
         let c = model.config, w = model.weights, s = state, b = backend
         let n = rows.count, dim = c.embeddingLength, qw = c.queryWidth, kvw = c.keyValueWidth, ff = c.feedForwardLength
         let hd = c.headDimension, group = c.headCount / c.headCountKV
@@ -342,7 +380,7 @@ public final class LlamaEngine {
             for t in 0 ..< n {
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.attentionNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            project(plans.qkv, [layer.query, layer.key, layer.value], [s.q, s.k, s.v], input: s.xb, count: n)
+            project(plans.qkv, [layer.query, layer.key, layer.value], [s.q, s.k, s.v], input: s.xb, count: n, inFloat: inFloat)
             // RoPE on q and k, then k and v go into each row's cache at its position.
             for (t, row) in rows.enumerated() {
                 let table = UnsafePointer(s.ropeTables + t * c.ropeDimensions)
@@ -364,38 +402,46 @@ public final class LlamaEngine {
             b.attention(attentionBatch, stride: kvw, headDim: hd, scale: scale, profile: profile,
                         scratch: attentionScratch, scratchPerMember: scratchPerMember)
             // x += Wo attention.
-            b.project(plans.output, input: s.attention, count: n, scratch: s.quantized)
+            project(plans.output, input: s.attention, count: n, inFloat: inFloat)
             VectorOps.add(s.x, s.xb2, count: n * dim)
 
             // 3. Feed-forward block: x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm.
             for t in 0 ..< n {
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.feedForwardNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            project(plans.gateUp, [layer.gate, layer.up], [s.hb, s.hb2], input: s.xb, count: n)
+            project(plans.gateUp, [layer.gate, layer.up], [s.hb, s.hb2], input: s.xb, count: n, inFloat: inFloat)
             b.swiglu(s.hb, s.hb2, rows: n, width: ff, profile: profile)
-            b.project(plans.down, input: s.hb, count: n, scratch: s.quantized)
+            project(plans.down, input: s.hb, count: n, inFloat: inFloat)
             VectorOps.add(s.x, s.xb2, count: n * dim)
         }
 
         // 4. Final norm and output projection, only for the rows that want logits.
         let wanted = rows.indices.filter { rows[$0].wantsLogits }
         guard !wanted.isEmpty else { return UnsafeBufferPointer(start: s.logits, count: 0) }
+        precondition(wanted.count <= logitRows, "more rows want logits than the engine holds")
         for (i, t) in wanted.enumerated() {
             VectorOps.rmsNorm(s.x + t * dim, weight: w.outputNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + i * dim)
         }
-        b.project(outputProjection, input: s.xb, count: wanted.count, scratch: s.quantized)
+        project(outputProjection, input: s.xb, count: wanted.count,
+                inFloat: inFloat && prefill.usesBLAS(rows: wanted.count))
         b.synchronize()
         return UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize)
     }
 
+    /// One projection: in F32 through BLAS when `inFloat` and the backend can, else exactly.
+    private func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, inFloat: Bool) {
+        if inFloat && backend.projectInFloat(p, input: input, count: count) { return }
+        backend.project(p, input: input, count: count, scratch: state.quantized)
+    }
+
     /// `plan` when the matrices form one projection; otherwise one projection per matrix.
     private func project(_ plan: Projection, _ matrices: [WeightMatrix], _ outputs: [UnsafeMutablePointer<Float>],
-                         input: UnsafePointer<Float>, count: Int) {
+                         input: UnsafePointer<Float>, count: Int, inFloat: Bool) {
         if plan.matrices.count == matrices.count {
-            backend.project(plan, input: input, count: count, scratch: state.quantized)
+            project(plan, input: input, count: count, inFloat: inFloat)
         } else {
             for (m, o) in zip(matrices, outputs) {
-                if let p = Projection([m], outputs: [o]) { backend.project(p, input: input, count: count, scratch: state.quantized) }
+                if let p = Projection([m], outputs: [o]) { project(p, input: input, count: count, inFloat: inFloat) }
             }
         }
     }

@@ -22,7 +22,7 @@ final class LlamaRunState {
     let hb: UnsafeMutablePointer<Float>
     /// SwiGLU up projection, `[batch][ff]`.
     let hb2: UnsafeMutablePointer<Float>
-    /// Logits of the rows that want them, `[batch][vocab]`.
+    /// Logits of the rows that want them, `[logitRows][vocab]`.
     let logits: UnsafeMutablePointer<Float>
     /// RoPE cos/sin pairs per token of the batch, `[batch][ropeDims]`.
     let ropeTables: UnsafeMutablePointer<Float>
@@ -31,7 +31,7 @@ final class LlamaRunState {
     let quantized: UnsafeMutableRawPointer
     private var allocations: [UnsafeMutablePointer<Float>] = []
 
-    init(config c: LlamaConfig, batchCapacity: Int, contextCapacity: Int) {
+    init(config c: LlamaConfig, batchCapacity: Int, logitRows: Int, contextCapacity: Int) {
         self.batchCapacity = batchCapacity
         var owned: [UnsafeMutablePointer<Float>] = []
         func buffer(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -50,7 +50,7 @@ final class LlamaRunState {
         attention = buffer(b * c.queryWidth)
         hb = buffer(b * c.feedForwardLength)
         hb2 = buffer(b * c.feedForwardLength)
-        logits = buffer(b * c.vocabularySize)
+        logits = buffer(min(b, logitRows) * c.vocabularySize)
         ropeTables = buffer(b * c.ropeDimensions)
         allocations = owned
         let widest = max(c.embeddingLength, c.queryWidth, c.feedForwardLength)

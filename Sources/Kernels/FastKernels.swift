@@ -208,6 +208,20 @@ public final class ThreadPool: @unchecked Sendable {
                        activations.assumingMemoryBound(to: UInt8.self), activationStride, Int32(count))
     }
 
+    /// Calls `body(index, member)` once for every `index < count`, spread over the members (each
+    /// takes the next index when it is free); `member` (below `size`) names the calling member, for
+    /// its own scratch. Returns when every call has returned.
+    public func forEach(_ count: Int, _ body: (_ index: Int, _ member: Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var closure = body
+            withUnsafeMutablePointer(to: &closure) { context in
+                sn_pool_for(pool, Int32(count), { context, index, member in
+                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(index), Int(member))
+                }, context)
+            }
+        }
+    }
+
     /// Runs the batch's heads (sharing `stride`, `headDim`, `scale` and the profile) and empties it;
     /// `scratch` holds `size * scratchPerMember` floats, `scratchPerMember >=
     /// Attention.scratchCount(positions:headDim:)` for the longest head.

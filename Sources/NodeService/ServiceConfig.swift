@@ -93,11 +93,12 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var maxWordBytes: Int?
         public var promptCache: Bool?
         public var maxN: Int?
+        public var exact: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
             case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes", promptCache = "prompt_cache"
-            case maxN = "max_n"
+            case maxN = "max_n", exact
         }
     }
 
@@ -238,6 +239,9 @@ public struct ServiceSettings: Sendable {
     public var promptCache = true
     /// Most choices (`n`) one completion request may ask for; each runs as its own sequence.
     public var maxN = 4
+    /// Prompts through the bit-exact kernels too, never BLAS (`PrefillMode.exact`); default false:
+    /// prompt batches of `PrefillMode.measuredMinimumRows`+ tokens run in F32 through OpenBLAS.
+    public var exact = false
 
     public init(modelID: String) { self.modelID = modelID }
 
@@ -281,6 +285,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.maxWordBytes { maxWordBytes = v }
             if let v = l.promptCache { promptCache = v }
             if let v = l.maxN { maxN = v }
+            if let v = l.exact { exact = v }
         }
         try validate()
     }

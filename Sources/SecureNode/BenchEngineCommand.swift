@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inference
+import Kernels
 import ModelFormat
 
 /// `securenode bench-engine`: the engine's side of `bench/inference.sh` (one JSON object on stdout).
@@ -14,7 +15,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
             a 128-token prompt, and --decode-tokens greedy decoding steps after a 1-token prompt. Prompt \
             tokens are ids (1 + 7919 i) mod vocabulary, as the llama.cpp side of the benchmark uses. Prints \
             one JSON object: engine, threads, modelBytes, kvCacheBytes, coldStartSeconds, verifySeconds, \
-            prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds}, peakRSSBytes.
+            prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds}, peakRSSBytes, prefillMode \
+            (exact, or blas with its threshold), promptBatch, blasCore (OpenBLAS's kernel family).
             """
     )
 
@@ -31,8 +33,13 @@ struct BenchEngineCommand: AsyncParsableCommand {
     var decodeTokens = 128
     @Option(name: .customLong("context"), help: "KV cache positions.")
     var context = 2048
+    @Flag(help: "Bit-exact kernels for prompts too, never BLAS.")
+    var exact = false
+    @Option(name: .customLong("blas-min-rows"), help: "Smallest prompt batch that runs through BLAS (default: the measured threshold).")
+    var blasMinimumRows: Int?
 
     func run() async throws {
+        if !exact { OpenBLASCoreType.reexecIfMisdetected() }
         try await reportingFailures {
             let lengths = try promptLengths.split(separator: ",").map { part -> Int in
                 guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 1 else {
@@ -49,7 +56,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
             let loaded = try await LoadedModel.open(model: model, signature: signature, trust: try trust.anchor())
             let verified = clock.now
             let llama = try LlamaModel(file: loaded.gguf)
-            let session = try llama.makeSession(contextLength: context, threads: threads)
+            let mode: PrefillMode = exact ? .exact : .blas(minimumRows: blasMinimumRows ?? PrefillMode.measuredMinimumRows)
+            let session = try llama.makeSession(contextLength: context, threads: threads, prefill: mode)
             let ready = clock.now
             let vocab = llama.config.vocabularySize
             func ids(_ n: Int) -> [Int] { (0 ..< n).map { (1 + $0 * 7919) % vocab } }
@@ -81,6 +89,9 @@ struct BenchEngineCommand: AsyncParsableCommand {
             getrusage(RUSAGE_SELF.rawValue, &usage)
             let result: [String: Any] = [
                 "engine": "securenode",
+                "prefillMode": mode.description,
+                "promptBatch": session.engine.batchCapacity,
+                "blasCore": BLAS.coreName,
                 "threads": session.threads,
                 "modelBytes": loaded.gguf.buffer.count,
                 "kvCacheBytes": session.cacheBytes,

@@ -62,17 +62,21 @@ struct GenerateCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON line: {\"prompt_ids\": [...], \"output_ids\": [...], \"text\": \"...\"}.")
     var json = false
 
+    @Flag(help: "Bit-exact kernels for the prompt too (llama.cpp's CPU arithmetic), never BLAS (slower prefill).")
+    var exact = false
+
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be >= 0") }
         if systemMessage != nil && !chat { throw ValidationError("--system needs --chat") }
     }
 
     func run() async throws {
+        if !exact { OpenBLASCoreType.reexecIfMisdetected() }
         try await reportingFailures {
             let loaded = try await LoadedModel.open(model: model, signature: signature, trust: try trust.anchor())
             let llama = try LlamaModel(file: loaded.gguf)
             let tokenizer = try Tokenizer(file: loaded.gguf)
-            let generator = try Generator(model: llama, tokenizer: tokenizer)
+            let generator = try Generator(model: llama, tokenizer: tokenizer, prefill: exact ? .exact : .default)
             let promptIDs: [Int]
             if chat {
                 guard let source = loaded.gguf.string("tokenizer.chat_template"), let template = ChatTemplate(template: source) else {

@@ -64,6 +64,8 @@ struct ServeCommand: AsyncParsableCommand {
     var modelKeyApprovals: [String] = []
     @Option(name: .customLong("model-key-policy-key"), help: "The policy-authorization public key of the sealed model key (model.key.policy_key; default: the profile's).")
     var modelKeyPolicyKey: String?
+    @Flag(help: "Bit-exact kernels for prompts too, never BLAS (or limits.exact: true).")
+    var exact = false
     @Flag(name: .customLong("keylime-lab-unauthenticated-revocations"),
           help: "Lab only: allow keylime.mtls: false without keylime.revocation_certificate (anyone who reaches the agent API can revoke the node).")
     var keylimeLabUnauthenticatedRevocations = false
@@ -88,6 +90,8 @@ struct ServeCommand: AsyncParsableCommand {
             if let host { settings.host = host }
             if let port { settings.port = port }
             if let threads { settings.threads = threads }
+            if exact { settings.exact = true }
+            if !settings.exact { OpenBLASCoreType.reexecIfMisdetected() }
             try settings.validate()
             // Every listener may hold server.max_connections connections: the open-file limit must allow them.
             let listeners = file.keylime == nil ? 1 : 2
@@ -184,7 +188,7 @@ struct ServeCommand: AsyncParsableCommand {
             // The profile picks the backend: the CPU, or a modeled device (computes on the host, accounts the device's time).
             let backend = try BackendFactory.backend(for: unboundAttestor.profile.backend, threads: settings.threads)
             let engine = LlamaEngine(model: llama, backend: backend, contextCapacity: settings.contextLength,
-                                     batchCapacity: max(64, settings.parallel))
+                                     batchCapacity: max(64, settings.parallel), prefill: settings.exact ? .exact : .default)
             let scheduler = try InferenceScheduler(
                 engine: engine, tokenizer: tokenizer,
                 limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth, perKeyLimit: settings.perKeyConcurrency,

@@ -22,6 +22,9 @@ extern "C" {
 /// 1 when the CPU has what the kernels are compiled for (AVX2, FMA, F16C), else 0.
 int sn_kernels_available(void);
 
+/// 1 when the CPU has the AVX-512 subsets OpenBLAS's SkylakeX kernels use (F, CD, BW, DQ, VL), else 0.
+int sn_cpu_has_avx512(void);
+
 // MARK: - Quantized matrix products
 
 /// Weight formats of `sn_matmul_job`.
@@ -106,6 +109,11 @@ int sn_pool_size(const sn_pool *pool);
 /// Calls `fn(ctx, i, n)` on every member i of n and returns when all have returned. Not reentrant:
 /// one caller at a time.
 void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+
+/// Calls `fn(ctx, index, member)` once for every `index < count`, the indices taken in order from a
+/// shared counter by whichever member is free (a descheduled member does less, not late); `member`
+/// is the calling member's number (for its own scratch). Returns when every call has returned.
+void sn_pool_for(sn_pool *pool, int count, void (*fn)(void *ctx, int index, int member), void *ctx);
 
 /// Runs `count` matrix products that share `tokens` activations on the pool: the rows of all jobs
 /// are split evenly among the members.

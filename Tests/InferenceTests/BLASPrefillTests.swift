@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+import Generation
+import Kernels
+@testable import Inference
+
+/// The BLAS prompt path (`PrefillMode.blas`: weights dequantized to F32, OpenBLAS sgemm, activations
+/// never quantized) against llama.cpp on the real model. Its results are within a tolerance of
+/// llama.cpp's, not equal: the exact path (`ReferenceModelTests`) stays bit for bit.
+@Suite("SmolLM2-135M BLAS prefill against llama.cpp", .enabled(if: TestPaths.runReferenceTests, TestPaths.referenceMissing))
+struct BLASPrefillTests {
+    /// Largest |ours - llama.cpp| allowed over the reference top-10 logits (about 17 for the top
+    /// one) when every matrix product runs in F32 (llama.cpp rounds activations to 8 bits; F32 does
+    /// not). Measured: 0.327.
+    static let blasPrefillTolerance: Float = 0.5
+    /// Perplexity on the bundled text within 0.5% of llama.cpp's (issue 19).
+    static let blasPerplexityTolerance = 0.005
+
+    /// Every forward pass through BLAS (minimum 1 row, the decoding steps included): final logits
+    /// within `blasPrefillTolerance` of llama.cpp's top 10 and the same top token.
+    @Test func blasPrefillStaysWithinToleranceOfLlamaCpp() throws {
+        let model = try RealModel.model()
+        let reference: LogitsReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-logits-top10.json"))
+        var worst: Float = 0
+        for result in reference.results {
+            let session = try model.makeSession(contextLength: 64, prefill: .blas(minimumRows: 1))
+            let logits = try session.evaluate(result.prompt_ids)
+            for entry in result.top10 { worst = max(worst, abs(logits[entry.id] - entry.logit)) }
+            #expect(Sampler.argmax(logits) == result.top10[0].id, "prompt \(result.prompt)")
+        }
+        print("BLAS prefill: max |ours - llama.cpp| over the top 10 = \(worst) (tolerance \(Self.blasPrefillTolerance)); OpenBLAS \(BLAS.coreName), \(BLAS.threads) thread(s)")
+        #expect(worst < Self.blasPrefillTolerance)
+        #expect(BLAS.threads == 1, "OpenBLAS must not start threads of its own beside the engine's pool")
+    }
+
+    /// As the CLI runs it (prompt through BLAS, decoding exact): the token chosen right after the
+    /// BLAS prompt is llama.cpp's on every reference prompt. The continuation is reported, not
+    /// required: decoding from a KV cache that differs in the last bits leaves llama.cpp's greedy
+    /// path at the first near-tie (measured: 5, 13 and 29 of 64 tokens agree; exact path: 64 of 64).
+    @Test func blasPrefillKeepsLlamaCppsFirstToken() throws {
+        let model = try RealModel.model()
+        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
+        #expect(!reference.results.isEmpty)
+        for result in reference.results {
+            let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
+            var logits = try session.evaluate(result.prompt_ids)
+            var output: [Int] = []
+            for _ in 0 ..< reference.n_gen {
+                let next = Sampler.argmax(logits)
+                output.append(next)
+                logits = try session.evaluate([next])
+            }
+            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
+            print("BLAS greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
+            #expect(agreeing >= 1, "prompt \(result.prompt.debugDescription): the first token after a BLAS prompt is not llama.cpp's")
+        }
+    }
+
+    /// Perplexity with every chunk (256 tokens, all logits) through BLAS: within 0.5% of llama.cpp's.
+    @Test func blasPerplexityWithinHalfAPercentOfLlamaCpp() throws {
+        let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
+        let model = try RealModel.model()
+        let vocab = model.config.vocabularySize
+        let tokens = fixture.token_ids
+        var nll: Double = 0
+        var scored = 0
+        for c in 0 ..< tokens.count / fixture.n_ctx {
+            let chunk = Array(tokens[c * fixture.n_ctx ..< (c + 1) * fixture.n_ctx])
+            let session = try model.makeSession(contextLength: fixture.n_ctx, prefill: .blas(minimumRows: 2))
+            let logits = try session.evaluate(chunk, logits: .all)
+            for i in 1 ..< chunk.count {
+                let row = logits[(i - 1) * vocab ..< i * vocab]
+                let top = Double(row.max()!)
+                let lse = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
+                nll += lse - Double(row[row.startIndex + chunk[i]])
+                scored += 1
+            }
+        }
+        let perplexity = exp(nll / Double(scored))
+        print("BLAS perplexity: ours \(perplexity), llama.cpp \(fixture.perplexity)")
+        #expect(abs(perplexity - fixture.perplexity) / fixture.perplexity < Self.blasPerplexityTolerance)
+    }
+
+    /// The tiled single-precision products (`BLASProjector`: tiles of rows per pool member, a
+    /// partial last tile, packed Q8_0, Q4_0, F16 and F32 weights) equal the dequantized rows
+    /// multiplied in double precision, to F32 rounding: no tile lands on the wrong rows or outputs.
+    @Test func blasTilesComputeEveryRowOfEveryMatrix() throws {
+        var generator = SystemRandomNumberGenerator()
+        let rows = 200, columns = 96, count = 5
+        let input = (0 ..< count * columns).map { _ in Float.random(in: -1 ... 1, using: &generator) }
+        for type in [BlockType.q8_0, .q4_0, .f16, .f32] {
+            let rowBytes = type.rowBytes(columns)!
+            let bytes = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
+            defer { bytes.deallocate() }
+            for r in 0 ..< rows {
+                let row = bytes + r * rowBytes
+                let values = (0 ..< columns).map { _ in Float.random(in: -1 ... 1, using: &generator) }
+                switch type {
+                case .q8_0: values.withUnsafeBufferPointer { RowKernels.quantize($0.baseAddress!, count: columns, to: .q8_0, into: row) }
+                case .q4_0:
+                    for b in 0 ..< columns / 32 {
+                        row.storeBytes(of: Half.bits(0.05).littleEndian, toByteOffset: b * 18, as: UInt16.self)
+                        for j in 0 ..< 16 { row.storeBytes(of: UInt8.random(in: 0 ... 255, using: &generator), toByteOffset: b * 18 + 2 + j, as: UInt8.self) }
+                    }
+                case .f16: for i in 0 ..< columns { row.storeBytes(of: Half.bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+                default: for i in 0 ..< columns { row.storeBytes(of: values[i], toByteOffset: 4 * i, as: Float.self) }
+                }
+            }
+            var matrix = try #require(WeightMatrix(type: type, rows: rows, columns: columns, base: bytes))
+            if FastKernels.supports(matrix) {
+                FastKernels.pack(matrix, in: bytes)
+                matrix.isPacked = true
+            }
+            let out = UnsafeMutablePointer<Float>.allocate(capacity: rows * count)
+            defer { out.deallocate() }
+            let projection = try #require(Projection([matrix], outputs: [out]))
+            let backend = CPUBackend(threads: 2)
+            let ran = input.withUnsafeBufferPointer { backend.projectInFloat(projection, input: $0.baseAddress!, count: count) }
+            #expect(ran)
+            var row = [Float](repeating: 0, count: columns)
+            var worst = 0.0
+            for r in 0 ..< rows {
+                row.withUnsafeMutableBufferPointer { matrix.dequantizeRow(r, into: $0.baseAddress!) }
+                for t in 0 ..< count {
+                    var exact = 0.0, scale = 0.0
+                    for k in 0 ..< columns {
+                        exact += Double(row[k]) * Double(input[t * columns + k])
+                        scale += abs(Double(row[k]) * Double(input[t * columns + k]))
+                    }
+                    worst = max(worst, abs(Double(out[t * rows + r]) - exact) / max(scale, 1e-6))
+                }
+            }
+            #expect(worst < 1e-4, "\(type): relative error \(worst)")
+        }
+    }
+
+    /// A BLAS engine still decodes bit for bit exactly: decoding rows batched together (each item
+    /// one token, below the threshold) give the logits each gives alone on the exact path, so no
+    /// one's answer depends on who shares the step.
+    @Test func blasEngineNeverChangesBatchedDecoding() throws {
+        let model = try RealModel.model()
+        let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3]]
+        var alone: [[Float]] = []
+        for prompt in prompts {
+            let session = try model.makeSession(contextLength: 64)
+            let logits = try session.evaluate(prompt)
+            alone.append(try session.evaluate([Sampler.argmax(logits)]))
+        }
+        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 8,
+                                 prefill: .blas(minimumRows: 8))
+        let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
+        let first = try zip(sessions, prompts).map { session, prompt in try session.evaluate(prompt) }
+        let next = try engine.decode(sessions, tokens: first.map(Sampler.argmax))
+        for i in sessions.indices {
+            #expect(next[i].map(\.bitPattern) == alone[i].map(\.bitPattern), "sequence \(i)")
+        }
+    }
+}

@@ -110,5 +110,47 @@ if ! "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_proxy.py"; then
   rc=1
   echo "---- serve log (tail) ----"; tail -20 "$work/serve.log"
 fi
+
+# The whole chain with the node's own key: `server.tls: {}` serves the TPM-sealed api-tls key (README "Node
+# keys"), the evidence binds it, and the proxy forwards a completion only over that attested certificate.
+kill "$serve" 2>/dev/null || true; wait "$serve" 2>/dev/null || true; serve=""
+if [[ -f "$work/serve-model2.pid" ]]; then
+  model2_pid=$(cat "$work/serve-model2.pid"); rm -f "$work/serve-model2.pid"
+  kill "$model2_pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$model2_pid" 2>/dev/null || break; sleep 0.1; done
+fi
+sed -e "s|certificate: $work/node.crt|{}|" -e "/private_key: /d" -e "s|^  tls:$|  tls: {}|" "$work/securenode.yaml" \
+  | sed -e '/^  tls: {}$/{n;/^    {}$/d}' > "$work/securenode-nodekey.yaml"
+grep -q '^  tls: {}$' "$work/securenode-nodekey.yaml" || die "could not write the tls: {} configuration"
+"$bin" serve --config "$work/securenode-nodekey.yaml" --tcti "$tcti" "${model1[@]}" > "$work/serve-nodekey.log" 2>&1 &
+serve=$!
+for _ in $(seq 1 600); do
+  curl -fsk "$base/readyz" > /dev/null 2>&1 && break
+  kill -0 "$serve" 2>/dev/null || { cat "$work/serve-nodekey.log"; die "serve with tls: {} exited"; }
+  sleep 0.1
+done
+nodekey_ok=0 nodekey_failed=0
+nodekey_check() { local what=$1; shift; if "$@" > "$work/check.out" 2>&1; then nodekey_ok=$((nodekey_ok + 1)); else nodekey_failed=$((nodekey_failed + 1)); echo "FAIL $what"; cat "$work/check.out"; fi; }
+node_cert="$SECURENODE_STATE_DIR/keys/api-tls.crt.pem"
+nodekey_check "serve with tls: {} made the node's certificate" test -s "$node_cert"
+nodekey_sha256=$(openssl x509 -in "$node_cert" -pubkey -noout 2>/dev/null | openssl pkey -pubin -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1)
+nonce=$(openssl rand -hex 16)
+curl -fsk "$base/v1/attestation?nonce=$nonce" > "$work/evidence-nodekey.json" || true
+nodekey_check "the evidence binds the node's TPM-kept TLS key" grep -q "\"tlsKeySHA256\":\"$nodekey_sha256\"" "$work/evidence-nodekey.json"
+nodekey_check "enroll over https accepts the node's self-signed certificate (bound by the evidence)" bash -c \
+  "'$bin' enroll --node '$base' --profile '$profile' --out '$work/enrolled-nodekey.json' | grep -q 'is the one its evidence binds'"
+proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin" proxy --node "$base" --profile "$profile" --enrolled "$work/enrolled-nodekey.json" --listen "127.0.0.1:$proxy_port" \
+  --api-key-file "$work/api-key" > "$work/proxy-nodekey.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 1 300); do curl -fs "http://127.0.0.1:$proxy_port/healthz" > /dev/null 2>&1 && break; sleep 0.1; done
+nodekey_check "a completion through the proxy to the node serving its TPM-kept key" bash -c \
+  "curl -fsS 'http://127.0.0.1:$proxy_port/v1/chat/completions' -H 'Content-Type: application/json' \
+     -d '{\"model\":\"smollm2-135m-instruct\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hi\"}],\"max_tokens\":8,\"temperature\":0}' \
+   | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r[\"choices\"][0][\"message\"][\"content\"], r'"
+kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true
+echo "node-key channel checks: $nodekey_ok passed, $nodekey_failed failed"
+[[ $nodekey_failed == 0 ]] || { rc=1; echo "---- proxy log ----"; tail -20 "$work/proxy-nodekey.log"; echo "---- serve log ----"; tail -20 "$work/serve-nodekey.log"; }
+
 [[ $failed == 0 ]] || rc=1
 exit $rc

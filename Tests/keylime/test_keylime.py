@@ -446,6 +446,11 @@ keylime:
     subprocess.run([BIN, "model", "encrypt", MODEL_DIR, "--out", enc, "--key-out", model_key, "--signature", MODEL_SIG],
                    check=True, capture_output=True)
     subprocess.run([os.path.join(kbin, "keylime_tenant"), "-c", "delete", "-u", UUID], env=env, capture_output=True, timeout=120)
+    # The node is provisioned again for its confidential model: its registrar entry too. Keylime 7.14.3's
+    # registrar counts every re-registration that sends an EK as a new one (RegistrarAgent.update records
+    # each given field as a change, equal or not: regcount 6 after the 6 starts above, same EK and AK), and
+    # its tenant refuses `-c add` for an agent with regcount > 1 ("more than one ek-ekcert").
+    subprocess.run([os.path.join(kbin, "keylime_tenant"), "-c", "regdelete", "-u", UUID], env=env, capture_output=True, timeout=120)
     stored_payload = os.path.join(state, "keylime", "payload.zip")
     if os.path.exists(stored_payload):
         os.remove(stored_payload)

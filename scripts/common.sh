@@ -38,3 +38,16 @@ bench_tools() {
   python="${SECURENODE_VENV}/bin/python"
   [[ -x "$python" ]] || python=python3
 }
+
+# Starts `securenode dev-tpm` (binary $1) in the background, its TCTI in $2/tcti and its log in
+# $2/dev-tpm.log (appended); sets dev_tpm (its pid) and tcti. Used by the e2e scripts, also to "reboot"
+# the software TPM on its state (same EK, same persistent AK, PCRs reset).
+start_dev_tpm() {
+  local bin=$1 dir=$2
+  : > "$dir/tcti"
+  "$bin" dev-tpm > "$dir/tcti" 2>> "$dir/dev-tpm.log" &
+  dev_tpm=$!
+  for _ in $(seq 1 200); do [[ -s "$dir/tcti" ]] && break; sleep 0.05; done
+  tcti=$(head -n1 "$dir/tcti")
+  [[ -n "$tcti" ]] || { cat "$dir/dev-tpm.log"; die "the software TPM did not start"; }
+}

@@ -26,11 +26,7 @@ trap cleanup EXIT
 
 export SECURENODE_STATE_DIR="$work/state"
 mkdir -p "$SECURENODE_STATE_DIR" && chmod 700 "$SECURENODE_STATE_DIR"
-"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
-dev_tpm=$!
-for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
-tcti=$(head -n1 "$work/tcti")
-[[ -n "$tcti" ]] || { cat "$work/dev-tpm.log"; die "the software TPM did not start"; }
+start_dev_tpm "$bin" "$work"
 
 # Two self-signed certificates for 127.0.0.1: the node's, and a man in the middle's.
 for who in node mitm; do
@@ -122,12 +118,7 @@ fi
 # A reboot of the software TPM first: PCR 15's history holds the disallowed model of the test above, which
 # the appraisal rightly refuses (the node keys are sealed to PCRs 0, 2, 4, 7 and the AK is persistent).
 kill "$dev_tpm" 2>/dev/null || true; wait "$dev_tpm" 2>/dev/null || true
-: > "$work/tcti"
-"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
-dev_tpm=$!
-for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
-tcti=$(head -n1 "$work/tcti")
-[[ -n "$tcti" ]] || { cat "$work/dev-tpm.log"; die "the software TPM did not start again"; }
+start_dev_tpm "$bin" "$work"
 sed -e "s|certificate: $work/node.crt|{}|" -e "/private_key: /d" -e "s|^  tls:$|  tls: {}|" "$work/securenode.yaml" \
   | sed -e '/^  tls: {}$/{n;/^    {}$/d}' > "$work/securenode-nodekey.yaml"
 grep -q '^  tls: {}$' "$work/securenode-nodekey.yaml" || die "could not write the tls: {} configuration"

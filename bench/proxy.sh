@@ -25,10 +25,7 @@ free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 
 export SECURENODE_STATE_DIR="$work/state"
 mkdir -p "$SECURENODE_STATE_DIR" && chmod 700 "$SECURENODE_STATE_DIR"
-"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
-dev_tpm=$!
-for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
-tcti=$(head -n1 "$work/tcti")
+start_dev_tpm "$bin" "$work"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/node.key" -out "$work/node.crt" \
   -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
 api_key="sk-bench-$(openssl rand -hex 16)"

@@ -65,11 +65,7 @@ reference_text=$("$python" -c 'import json,sys; print(json.loads(sys.argv[1])["t
 # 3. A software TPM; the data key sealed to the profile's seal PCRs.
 export SECURENODE_STATE_DIR="$work/state"
 mkdir -p "$SECURENODE_STATE_DIR" "$work/tmp" && chmod 700 "$SECURENODE_STATE_DIR" "$work/tmp"
-"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
-dev_tpm=$!
-for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
-tcti=$(head -n1 "$work/tcti")
-[[ -n "$tcti" ]] || { cat "$work/dev-tpm.log"; die "the software TPM did not start"; }
+start_dev_tpm "$bin" "$work"
 expect "the data key is sealed to the profile's seal PCRs" 0 '^sealed 32 bytes to PCRs' -- \
   "$bin" seal --tcti "$tcti" --profile "$profile" --in "$key" --out "$work/model-key.sealed.json"
 head -c 32 /dev/urandom > "$work/wrong.key"

@@ -25,11 +25,7 @@ trap cleanup EXIT
 
 export SECURENODE_STATE_DIR="$work/state"
 mkdir -p "$SECURENODE_STATE_DIR" && chmod 700 "$SECURENODE_STATE_DIR"
-"$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
-dev_tpm=$!
-for _ in $(seq 1 200); do [[ -s "$work/tcti" ]] && break; sleep 0.05; done
-tcti=$(head -n1 "$work/tcti")
-[[ -n "$tcti" ]] || { cat "$work/dev-tpm.log"; die "the software TPM did not start"; }
+start_dev_tpm "$bin" "$work"
 
 api_key="sk-test-$(openssl rand -hex 16)"
 key_hash=$(printf '%s' "$api_key" | sha256sum | cut -d' ' -f1)

@@ -508,6 +508,7 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
 
 SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                               const uint8_t *a, size_t a_stride, int tokens) {
+    if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) { sn_kquant_rows(job, first, last, a, a_stride, tokens); return; }
     if (tokens == 1) decode_rows(job, first, last, a, job->out);
     else prompt_rows(job, first, last, a, a_stride, tokens);
 }

@@ -62,7 +62,7 @@ public struct LlamaWeights: @unchecked Sendable {
         func matrix(_ name: String, input: Int, output: Int) throws(InferenceError) -> WeightMatrix {
             used.insert(name)
             var m = try Self.matrix(file, name, input: input, output: output)
-            if FastKernels.supports(m) {
+            if FastKernels.supports(m) && FastKernels.packs(m.type) {
                 toPack.append(m)
                 m.isPacked = true  // below, once every tensor has been checked
             }
@@ -126,6 +126,9 @@ public struct LlamaWeights: @unchecked Sendable {
         case .q8_0: .q8_0
         case .q4_k: .q4_K
         case .q6_k: .q6_K
+        case .q2_k: .q2_K
+        case .q3_k: .q3_K
+        case .q5_k: .q5_K
         default: nil
         }
     }
@@ -146,7 +149,7 @@ public struct LlamaWeights: @unchecked Sendable {
         guard let type = blockType(info.type),
               let rowBytes = type.rowBytes(input), rowBytes * output == info.byteCount,
               let view = file.view(of: info) else {
-            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has type \(info.type), which this engine does not compute with (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)")
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has type \(info.type), which this engine does not compute with (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")
         }
         // The buffer is a fixed allocation owned by `file`, which `LlamaWeights` keeps: the
         // address stays valid (and the bytes unchanged) for the life of the weights.

@@ -1,17 +1,19 @@
 /// The tensor element types the kernels compute with: one table of traits, like ggml's
 /// `type_traits`. Weights come in the first eight; `q8_1` and `q8_K` are only the formats that
-/// activations are quantized to before a dot product with `q4_1` and the K-quants.
+/// activations are quantized to before a dot product with `q4_1` and the K-quants (`q2_K`, `q3_K`,
+/// `q4_K`, `q5_K`, `q6_K`).
 ///
 /// `Kernels` does not depend on the GGUF reader: `Inference` maps `GGMLType` to this enum.
 public enum BlockType: Sendable, CaseIterable, CustomStringConvertible {
     case f32, f16, bf16, q4_0, q4_1, q8_0, q8_1, q4_K, q6_K, q8_K
+    case q2_K, q3_K, q5_K
 
     /// Elements per block (1 for the float types).
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: 1
         case .q4_0, .q4_1, .q8_0, .q8_1: 32
-        case .q4_K, .q6_K, .q8_K: 256
+        case .q4_K, .q6_K, .q8_K, .q2_K, .q3_K, .q5_K: 256
         }
     }
 
@@ -27,6 +29,9 @@ public enum BlockType: Sendable, CaseIterable, CustomStringConvertible {
         case .q4_K: Q4_K.blockBytes
         case .q6_K: Q6_K.blockBytes
         case .q8_K: Q8_K.blockBytes
+        case .q2_K: Q2_K.blockBytes
+        case .q3_K: Q3_K.blockBytes
+        case .q5_K: Q5_K.blockBytes
         }
     }
 
@@ -41,7 +46,7 @@ public enum BlockType: Sendable, CaseIterable, CustomStringConvertible {
         case .q4_0, .q8_0: .q8_0
         case .q4_1: .q8_1
         case .q8_1: .q8_1
-        case .q4_K, .q6_K, .q8_K: .q8_K
+        case .q4_K, .q6_K, .q8_K, .q2_K, .q3_K, .q5_K: .q8_K
         }
     }
 
@@ -67,6 +72,9 @@ public enum BlockType: Sendable, CaseIterable, CustomStringConvertible {
         case .q4_K: "Q4_K"
         case .q6_K: "Q6_K"
         case .q8_K: "Q8_K"
+        case .q2_K: "Q2_K"
+        case .q3_K: "Q3_K"
+        case .q5_K: "Q5_K"
         }
     }
 }

@@ -12,10 +12,28 @@ public enum FastKernels {
     /// Whether `type` has a fast matrix product.
     @inlinable
     public static func supports(_ type: BlockType) -> Bool {
-        available && (type == .q4_1 || type == .q8_0)
+        available && (type == .q4_1 || type == .q8_0 || kQuantType(type) != nil)
     }
 
-    /// `count` activation vectors of `columns` floats (stride `columns`) into `format` (Q8_1 or Q8_0)
+    /// Whether the fast matrix product of `type` reads a rearranged copy (`pack`): Q4_1 and Q8_0.
+    /// The K-quants (kquants.c) read ggml's rows as they are.
+    @inlinable
+    public static func packs(_ type: BlockType) -> Bool { type == .q4_1 || type == .q8_0 }
+
+    /// The C kernels' id of a K-quant weight type (`SN_Q2_K` ... `SN_Q6_K`).
+    @inlinable
+    static func kQuantType(_ type: BlockType) -> Int32? {
+        switch type {
+        case .q2_K: Int32(SN_Q2_K)
+        case .q3_K: Int32(SN_Q3_K)
+        case .q4_K: Int32(SN_Q4_K)
+        case .q5_K: Int32(SN_Q5_K)
+        case .q6_K: Int32(SN_Q6_K)
+        default: nil
+        }
+    }
+
+    /// `count` activation vectors of `columns` floats (stride `columns`) into `format` (Q8_1, Q8_0 or Q8_K)
     /// at `out` (stride `format.rowBytes(columns)`).
     public static func quantize(_ x: UnsafePointer<Float>, columns: Int, count: Int, to format: BlockType,
                                 into out: UnsafeMutableRawPointer) {
@@ -26,6 +44,7 @@ public enum FastKernels {
             switch format {
             case .q8_1: sn_quantize_q8_1(x + t * columns, blocks, dest)
             case .q8_0: sn_quantize_q8_0(x + t * columns, blocks, dest)
+            case .q8_K: sn_quantize_q8_K(x + t * columns, blocks / 8, dest)
             default: preconditionFailure("no fast quantizer for \(format)")
             }
         }
@@ -41,7 +60,7 @@ public enum FastKernels {
     /// `rowBytes * rows` bytes), into the layout the matrix products read (`sn_pack_rows`: the
     /// scales and quants of each four rows interleaved block by block). The size does not change.
     public static func pack(_ matrix: WeightMatrix, in bytes: UnsafeMutableRawPointer) {
-        precondition(supports(matrix), "no fast matrix product for \(matrix.type) with \(matrix.columns) columns")
+        precondition(supports(matrix) && packs(matrix.type), "no packed matrix product for \(matrix.type) with \(matrix.columns) columns")
         withUnsafeTemporaryAllocation(byteCount: 4 * matrix.rowBytes, alignment: 64) { scratch in
             sn_pack_rows(kernelType(matrix.type), bytes.assumingMemoryBound(to: UInt8.self), matrix.rowBytes,
                          Int32(matrix.rows), Int32(matrix.columns / 32), scratch.baseAddress!.assumingMemoryBound(to: UInt8.self))
@@ -56,7 +75,17 @@ public enum FastKernels {
     }
 
     static func kernelType(_ type: BlockType) -> Int32 {
-        type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0)
+        kQuantType(type) ?? (type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0))
+    }
+
+    /// Dequantizes `count` elements of a K-quant `type` at `source` into `out` with the C kernel
+    /// (bit-identical to `RowKernels.dequantize`); false, having done nothing, for other types or
+    /// when the C kernels are unavailable.
+    public static func dequantize(_ type: BlockType, _ source: UnsafeRawPointer, count: Int,
+                                  into out: UnsafeMutablePointer<Float>) -> Bool {
+        guard available, let kernel = kQuantType(type) else { return false }
+        sn_dequantize_kquant(kernel, source.assumingMemoryBound(to: UInt8.self), Int32(count / 256), out)
+        return true
     }
 
     /// Floats to F16 bits (ties to even) and back.
@@ -107,8 +136,8 @@ public final class MatMulPlan: @unchecked Sendable {
     public let columns: Int
 
     /// Nil unless every job's matrix has a fast kernel (`FastKernels.supports`) and all take the
-    /// same activations (same `columns` and dot-product format). A matrix that is not packed yet
-    /// (`WeightMatrix.isPacked`) is copied and packed, the copy owned by the plan.
+    /// same activations (same `columns` and dot-product format). A matrix of a packed type that is
+    /// not packed yet (`WeightMatrix.isPacked`) is copied and packed, the copy owned by the plan.
     public init?(_ list: [MatMulJob]) {
         guard let first = list.first, list.allSatisfy({
             FastKernels.supports($0.matrix) && $0.matrix.columns == first.matrix.columns
@@ -118,7 +147,7 @@ public final class MatMulPlan: @unchecked Sendable {
         jobs = .allocate(capacity: list.count)
         for (i, job) in list.enumerated() {
             var base = job.matrix.base
-            if !job.matrix.isPacked {
+            if !job.matrix.isPacked && FastKernels.packs(job.matrix.type) {
                 let bytes = job.matrix.rowBytes * job.matrix.rows
                 let copy = UnsafeMutableRawPointer.allocate(byteCount: max(1, bytes), alignment: 64)
                 copy.copyMemory(from: job.matrix.base, byteCount: bytes)

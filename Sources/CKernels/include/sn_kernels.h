@@ -33,6 +33,11 @@ enum {
     SN_Q8_0 = 2, ///< block_q8_0 weights (34 bytes per 32), Q8_0 activations (34 bytes per 32)
 };
 
+/// K-quant weight formats of `sn_matmul_job` (ggml's type ids), all with Q8_K activations (292
+/// bytes per 256: `d: f32`, 256 quants, sixteen 16-bit sums); `blocks` still counts 32 columns.
+/// Their matrices keep ggml's row layout (`sn_pack_rows` does not apply). See kquants.c.
+enum { SN_Q2_K = 10, SN_Q3_K = 11, SN_Q4_K = 12, SN_Q5_K = 13, SN_Q6_K = 14 };
+
 /// Most blocks per row `sn_matmul_rows` takes (32,768 columns): its scratch is on the stack.
 #define SN_MAX_BLOCKS 1024
 
@@ -73,6 +78,12 @@ void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int b
 void sn_quantize_q8_1(const float *x, int blocks, uint8_t *out);
 /// `blocks` Q8_0 blocks from `32 * blocks` floats, as Kernels' `Q8_0.quantize`.
 void sn_quantize_q8_0(const float *x, int blocks, uint8_t *out);
+/// `blocks` Q8_K blocks from `256 * blocks` floats, as Kernels' `Q8_K.quantize`.
+void sn_quantize_q8_K(const float *x, int blocks, uint8_t *out);
+/// `blocks` K-quant blocks of `type` into `256 * blocks` floats, as Kernels' reference dequantizers.
+void sn_dequantize_kquant(int type, const uint8_t *x, int blocks, float *out);
+/// `sn_matmul_rows` for the K-quant types (kquants.c).
+void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens);
 
 // MARK: - Attention over an F16 cache
 

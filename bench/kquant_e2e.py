@@ -101,14 +101,14 @@ def tensor_types(path):
 
 
 def llama_greedy(path, n):
-    llm = llama_cpp.Llama(path, n_ctx=512, n_batch=512, n_threads=2, flash_attn=False, logits_all=False, verbose=False)
+    llm = llama_cpp.Llama(path, n_ctx=512, n_batch=512, n_threads=2, flash_attn=False, logits_all=True, verbose=False)
     ids = llm.tokenize(PROMPT.encode(), add_bos=False, special=False)
     llm.eval(ids)
-    logits = np.array(llm.eval_logits[-1], dtype=np.float32)
+    logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
     top = np.argsort(-logits)[:5]
     out = []
     for _ in range(n):
-        t = int(np.argmax(np.array(llm.eval_logits[-1], dtype=np.float32)))
+        t = int(np.argmax(np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)))
         out.append(t)
         llm.eval([t])
     return ids, out, [(int(i), float(logits[i])) for i in top]
@@ -155,7 +155,7 @@ def main():
         else:
             o = mine["output_ids"]
             lead = next((i for i, (x, y) in enumerate(zip(o, theirs)) if x != y), min(len(o), len(theirs)))
-            r.update(prompt_ids_equal=mine["prompt_ids"] == ids, securenode_output=o, leading_equal=lead,
+            r.update(prompt_ids_equal=mine["prompt_ids"] == ids, prompt_ids=(mine["prompt_ids"], ids), securenode_output=o, leading_equal=lead,
                      equal=sum(x == y for x, y in zip(o, theirs)), tokens=len(theirs))
         print(json.dumps({k: v for k, v in r.items() if k not in ("llama_output", "securenode_output")}), flush=True)
         results.append(r)

@@ -2,7 +2,8 @@
 whose widths divide by 256 (so llama.cpp's quantizer keeps its K-quant choices, no Q5_0/Q8_0
 fallbacks), quantized by llama.cpp itself (`llama_model_quantize`) to Q2_K, Q3_K_M, Q4_K_M, Q5_K_M
 and Q6_K, then greedy decoding of the same prompt by `securenode generate --exact --json` and by
-llama.cpp (llama-cpp-python 0.3.36 compiled here), token by token, plus llama.cpp's top logits.
+llama.cpp (llama-cpp-python 0.3.36 compiled here), with the prompt evaluated as one batch and (a
+second llama.cpp run) one token at a time, plus llama.cpp's top logits.
 
     PEER_PYTHON bench/kquant_e2e.py --securenode BIN --dir DIR [--tokens 48] [--types Q4_K_M,...]
 
@@ -100,10 +101,17 @@ def tensor_types(path):
     return out
 
 
-def llama_greedy(path, n):
-    llm = llama_cpp.Llama(path, n_ctx=512, n_batch=512, n_threads=2, flash_attn=False, logits_all=True, verbose=False)
+def llama_greedy(path, n, batched=True):
+    """llama.cpp's greedy tokens; the prompt as one batch, or (`batched` False) one token at a time."""
+    b = 512 if batched else 1
+    llm = llama_cpp.Llama(path, n_ctx=512, n_batch=b, n_ubatch=b, n_threads=2, flash_attn=False, logits_all=True,
+                          verbose=False)
     ids = llm.tokenize(PROMPT.encode(), add_bos=False, special=False)
-    llm.eval(ids)
+    if batched:
+        llm.eval(ids)
+    else:
+        for i in ids:
+            llm.eval([i])
     logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
     top = np.argsort(-logits)[:5]
     out = []
@@ -148,16 +156,20 @@ def main():
         subprocess.run([args.securenode, "model", "sign", dst, "--private-key", args.private_key, "--signature", sig],
                        check=True, capture_output=True)
         ids, theirs, top = llama_greedy(dst, args.tokens)
+        _, stepwise, _ = llama_greedy(dst, args.tokens, batched=False)
         mine, err = ours(args, dst, sig, args.tokens)
-        r = {"type": ftype, "tensor_types": tensor_types(dst), "llama_top5": top, "llama_output": theirs}
+        r = {"type": ftype, "tensor_types": tensor_types(dst), "llama_top5": top, "llama_output": theirs,
+             "llama_stepwise_output": stepwise}
         if mine is None:
             r["error"] = err
         else:
             o = mine["output_ids"]
             lead = next((i for i, (x, y) in enumerate(zip(o, theirs)) if x != y), min(len(o), len(theirs)))
+            lead_step = next((i for i, (x, y) in enumerate(zip(o, stepwise)) if x != y), min(len(o), len(stepwise)))
             r.update(prompt_ids_equal=mine["prompt_ids"] == ids, prompt_ids=(mine["prompt_ids"], ids), securenode_output=o, leading_equal=lead,
+                     leading_equal_stepwise_prompt=lead_step,
                      equal=sum(x == y for x, y in zip(o, theirs)), tokens=len(theirs))
-        print(json.dumps({k: v for k, v in r.items() if k not in ("llama_output", "securenode_output")}), flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("llama_output", "securenode_output", "llama_stepwise_output", "prompt_ids")}), flush=True)
         results.append(r)
     with open(os.path.join(args.dir, "kquant-e2e.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -4,9 +4,10 @@ the same model, prompt length and threads; see serve-overhead.sh.
 
 Every run measures the three, in a rotating order, each in a fresh process:
 
-- engine: `bench-engine --prompt-lengths P,P,P --decode-tokens T`: decode tokens/s (T greedy steps
-  after a 1-token prompt), and time to first token = the last of the three evaluations of a P-token
-  prompt from an empty context (warm, as a served request is).
+- engine: `bench-engine --prompt-lengths P,P,P --decode-tokens T-1 --decode-after P`: decode tokens/s
+  over the positions the served request decodes at (attention grows with the position), and time to
+  first token = the last of the three evaluations of a P-token prompt from an empty context (warm, as
+  a served request is); and `--decode-after 1` (bench/inference.sh's tg, from position 1), shown beside.
 - generate: `generate --prompt PROMPT --max-tokens T` (greedy), stdout read as it comes: decode
   tokens/s = (T - 1) / (time of the last output byte - time of the first). The token count comes from
   one `--json` run of the same command before the measurements.

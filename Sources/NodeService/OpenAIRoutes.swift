@@ -199,7 +199,8 @@ public struct OpenAIRoutes: Sendable {
         }
         let receipt = try answer.receipt(for: results)
         context.logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(answer.usage(results).completion_tokens),
-                                                              "finish_reason": .string(Self.finishReason(results[0].stopReason))])
+                                                              "finish_reason": .string(Self.finishReason(results[0].stopReason)),
+                                                              "decode_seconds": .string(Self.seconds(results[0].decodeTime))])
         var response = try Self.json(answer.body(results, receipt: receipt))
         response.headers[Self.receiptHeader] = receipt.jsonData().base64EncodedString()
         return response
@@ -293,13 +294,21 @@ public struct OpenAIRoutes: Sendable {
                         pending = []
                         return lp
                     }
+                    // Text chunks without logprobs: one encoding for the stream, not one per token.
+                    let textChunks = answer.wantsLogprobs ? nil : TextChunkEncoder { text in
+                        try encoder.encode(answer.chunk([answer.piece(text, index: index)]))
+                    }
                     var iterator = submission.events.makeAsyncIterator()
                     loop: while let event = await iterator.next() {
                         switch event {
                         case let .logprobs(entries):
                             pending += entries
                         case let .text(text):
-                            try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                            if let textChunks {
+                                try await writer.write(textChunks.event(text))
+                            } else {
+                                try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                            }
                         case let .failed(reason):
                             try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
                             break choices
@@ -324,7 +333,7 @@ public struct OpenAIRoutes: Sendable {
                                                         usage: answer.parsed.includeUsage ? nil : usage, receipt: receipt))
                             if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
                             logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(usage.completion_tokens),
-                                                                          "finish_reason": .string(finish)])
+                                                                          "finish_reason": .string(finish), "decode_seconds": .string(Self.seconds(results[0].decodeTime))])
                             break loop
                         }
                     }
@@ -340,6 +349,11 @@ public struct OpenAIRoutes: Sendable {
                 throw error
             }
         })
+    }
+
+    /// A duration in seconds with microsecond resolution, for the log (`decode_seconds`: choice 0's generation loop).
+    static func seconds(_ d: Duration) -> String {
+        String(format: "%.6f", Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
     }
 
     static func finishReason(_ reason: GenerationResult.StopReason) -> String {

@@ -255,7 +255,7 @@ let package = Package(
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(
             name: "AcceleratorsTests",
             dependencies: ["Accelerators", "Attestation", "Inference", "Kernels", "ModelFormat", "GGUFTestSupport", "ModelSigning",

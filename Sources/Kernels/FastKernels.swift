@@ -12,7 +12,7 @@ public enum FastKernels {
     /// Whether `type` has a fast matrix product.
     @inlinable
     public static func supports(_ type: BlockType) -> Bool {
-        available && (type == .q4_1 || type == .q8_0)
+        available && (type == .q4_1 || type == .q8_0 || type == .q4_0 || type == .q5_0 || type == .q5_1)
     }
 
     /// `count` activation vectors of `columns` floats (stride `columns`) into `format` (Q8_1 or Q8_0)
@@ -39,7 +39,8 @@ public enum FastKernels {
 
     /// Rearranges the ggml rows of `matrix` (`supports(matrix)`), in place at `bytes` (its
     /// `rowBytes * rows` bytes), into the layout the matrix products read (`sn_pack_rows`: the
-    /// scales and quants of each four rows interleaved block by block). The size does not change.
+    /// scales and quants of each four rows interleaved block by block; Q4_0, Q5_0 and Q5_1 stay
+    /// ggml rows). The size does not change.
     public static func pack(_ matrix: WeightMatrix, in bytes: UnsafeMutableRawPointer) {
         precondition(supports(matrix), "no fast matrix product for \(matrix.type) with \(matrix.columns) columns")
         withUnsafeTemporaryAllocation(byteCount: 4 * matrix.rowBytes, alignment: 64) { scratch in
@@ -56,7 +57,25 @@ public enum FastKernels {
     }
 
     static func kernelType(_ type: BlockType) -> Int32 {
-        type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0)
+        switch type {
+        case .q4_1: Int32(SN_Q4_1)
+        case .q4_0: Int32(SN_Q4_0)
+        case .q5_0: Int32(SN_Q5_0)
+        case .q5_1: Int32(SN_Q5_1)
+        default: Int32(SN_Q8_0)
+        }
+    }
+
+    /// Whether `dequantize` has a C kernel for `type` (Q4_0, Q5_0, Q5_1).
+    public static func dequantizes(_ type: BlockType) -> Bool {
+        available && (type == .q4_0 || type == .q5_0 || type == .q5_1)
+    }
+
+    /// `RowKernels.dequantize` of `count` elements of a Q4_0, Q5_0 or Q5_1 row (`dequantizes(type)`),
+    /// bit for bit.
+    public static func dequantize(_ type: BlockType, _ source: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        precondition(dequantizes(type), "no fast dequantizer for \(type)")
+        sn_dequantize_q32(kernelType(type), source.assumingMemoryBound(to: UInt8.self), Int32(count / 32), out)
     }
 
     /// Floats to F16 bits (ties to even) and back.

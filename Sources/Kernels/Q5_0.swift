@@ -8,14 +8,14 @@ public enum Q5_0 {
     public static let blockBytes = 22
 
     /// Element `j` of the block at `block` as its unsigned 5-bit value `q` (0...31).
-    @inlinable @inline(__always)
+    @inline(__always)
     static func quant(_ block: UnsafeRawPointer, _ qh: UInt32, _ j: Int) -> Int32 {
         let byte = block.load(fromByteOffset: 6 + (j & 15), as: UInt8.self)
         let nibble = j < 16 ? byte & 0x0f : byte >> 4
         return Int32(nibble) | Int32((qh >> UInt32(j)) & 1) << 4
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func highBits(_ block: UnsafeRawPointer) -> UInt32 {
         UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
     }

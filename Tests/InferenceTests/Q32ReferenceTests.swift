@@ -4,18 +4,22 @@ import ModelFormat
 import Testing
 @testable import Inference
 
+/// Where Q32ReferenceTests finds the requantized models (`SECURENODE_Q32_MODELS`).
+enum Q32Models {
+    static let directory: String? = ProcessInfo.processInfo.environment["SECURENODE_Q32_MODELS"].flatMap { $0.isEmpty ? nil : $0 }
+}
+
 /// SmolLM2-135M requantized by llama.cpp's own quantizer to Q4_0, Q5_0 and Q5_1 against llama.cpp
 /// on the same files: the top-10 final logits of the reference prompts and 64 greedy tokens.
 /// llama.cpp's outputs are committed (Fixtures/q32, written by bench/q32_reference.py); the models
 /// are not: set `SECURENODE_Q32_MODELS` to the directory the script wrote them to
 /// (`<type>.gguf`). Skipped without it.
-@Suite(.enabled(if: Q32ReferenceTests.modelDirectory != nil, "SECURENODE_Q32_MODELS not set (bench/q32_reference.py writes the models)"))
+@Suite(.enabled(if: Q32Models.directory != nil, "SECURENODE_Q32_MODELS not set (bench/q32_reference.py writes the models)"))
 struct Q32ReferenceTests {
-    static let modelDirectory: String? = ProcessInfo.processInfo.environment["SECURENODE_Q32_MODELS"].flatMap { $0.isEmpty ? nil : $0 }
     static let fixtures = TestPaths.fixtures.appendingPathComponent("q32")
 
     static func model(_ type: String) throws -> (LlamaModel, Tokenizer) {
-        let path = try #require(modelDirectory) + "/\(type).gguf"
+        let path = try #require(Q32Models.directory) + "/\(type).gguf"
         let file = try GGUFFile.parse(GGUFBuffer.read(contentsOf: path))
         return (try LlamaModel(file: file), try Tokenizer(file: file))
     }

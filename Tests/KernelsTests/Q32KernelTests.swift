@@ -93,7 +93,7 @@ struct Q32KernelTests {
             RowKernels.dequantize(type, w.baseAddress!, count: count, into: &reference)
         }
         #expect(fast.map(\.bitPattern) == reference.map(\.bitPattern))
-        #expect(reference.allSatisfy(\.isFinite))
+        #expect(reference.allSatisfy { $0.isFinite })
     }
 
     /// Q5_0's fifth bit: element j's high bit is bit j of `qh`; a block whose nibbles are all zero

@@ -12,8 +12,8 @@
 #     Q32_DIR=dir             where the requantized models are kept (default $SECURENODE_CACHE/q32; never committed)
 #     OUT=path                results prefix (default bench/results/q32: .json and .md)
 #
-# The models are written once by bench/q32_reference.py (which also writes llama.cpp's greedy tokens and
-# logits for Q32ReferenceTests; here into a scratch directory, the committed fixtures are left alone).
+# The models are written once by bench/q32_reference.py (--quantize-only: the committed fixtures of
+# Q32ReferenceTests are left alone).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 source "$REPO/bench/peer.sh"
 TYPES="${TYPES:-q4_0 q5_0 q5_1}"
@@ -31,7 +31,7 @@ dir="${Q32_DIR:-$SECURENODE_CACHE/q32}"
 mkdir -p "$dir"
 log "requantizing $DEFAULT_MODEL_FILE to ${TYPES// /, } (once) in $dir"
 "$peer_python" "$REPO/bench/q32_reference.py" --source "$DEFAULT_MODEL_FILE" --models "$dir" \
-  --fixtures "$work/fixtures" --types "$(tr ' ' , <<<"$TYPES")" --threads "$THREADS" || die "requantizing failed"
+  --quantize-only --types "$(tr ' ' , <<<"$TYPES")" --threads "$THREADS" || die "requantizing failed"
 
 cc -O2 -mavx2 "$REPO/bench/roofline.c" $(pkg-config --cflags --libs openblas) -lpthread -o "$work/roofline" \
   || die "cannot build bench/roofline.c (needs gcc and libopenblas-dev)"

@@ -39,6 +39,7 @@ def main():
     p.add_argument("--fixtures", default=os.path.join(here, "..", "Tests", "InferenceTests", "Fixtures", "q32"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--types", default="q4_0,q5_0,q5_1")
+    p.add_argument("--quantize-only", action="store_true", help="write the models, not llama.cpp's outputs")
     a = p.parse_args()
     os.makedirs(a.models, exist_ok=True)
     os.makedirs(a.fixtures, exist_ok=True)
@@ -47,6 +48,8 @@ def main():
         if not os.path.exists(path):
             quantize(a.source, path + ".part", FTYPES[t], a.threads)
             os.replace(path + ".part", path)
+        if a.quantize_only:
+            continue
         llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_batch=256, n_ubatch=256, n_threads=a.threads,
                               n_threads_batch=a.threads, verbose=False)
         vocab = llm.n_vocab()

@@ -509,11 +509,13 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
 SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                               const uint8_t *a, size_t a_stride, int tokens) {
     if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) { sn_kquant_rows(job, first, last, a, a_stride, tokens); return; }
+    if (job->type >= SN_Q4_0 && job->type <= SN_Q5_1) { sn_matmul_rows_q32(job, first, last, a, a_stride, tokens); return; }
     if (tokens == 1) decode_rows(job, first, last, a, job->out);
     else prompt_rows(job, first, last, a, a_stride, tokens);
 }
 
 SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
+    if (type >= SN_Q4_0) return;  // q32.c reads ggml rows
     const int q4 = type == SN_Q4_1;
     const size_t bb = q4 ? 20 : 34;
     for (int g = 0; g + 4 <= rows; g += 4) {
@@ -546,6 +548,7 @@ SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, in
 }
 
 SN_TARGET void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
+    if (type >= SN_Q4_0) { memcpy(out, w + (size_t)r * row_bytes, row_bytes); return; }
     const sn_matmul_job job = {type, w, row_bytes, rows, blocks, NULL, 0};
     const sn_row row = row_at(&job, r);
     const int q4 = type == SN_Q4_1;

@@ -123,6 +123,8 @@ public struct LlamaWeights: @unchecked Sendable {
         case .bf16: .bf16
         case .q4_0: .q4_0
         case .q4_1: .q4_1
+        case .q5_0: .q5_0
+        case .q5_1: .q5_1
         case .q8_0: .q8_0
         case .q4_k: .q4_K
         case .q6_k: .q6_K
@@ -146,10 +148,12 @@ public struct LlamaWeights: @unchecked Sendable {
         guard info.dims == [input, output] else {
             throw InferenceError(.invalidTensor, "tensor \"\(name)\" has shape \(info.dims), expected [\(input), \(output)]")
         }
-        guard let type = blockType(info.type),
-              let rowBytes = type.rowBytes(input), rowBytes * output == info.byteCount,
-              let view = file.view(of: info) else {
-            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has type \(info.type), which this engine does not compute with (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")
+        guard let type = blockType(info.type) else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" has type \(info.type), which this engine does not compute with (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")
+        }
+        guard let rowBytes = type.rowBytes(input), rowBytes * output == info.byteCount,
+              let view = file.view(of: info), view.count == info.byteCount else {
+            throw InferenceError(.invalidTensor, "tensor \"\(name)\" of type \(info.type) and shape \(info.dims) is malformed: \(info.byteCount) bytes in the file, \(type.rowBytes(input).map { String($0 * output) } ?? "no whole blocks") expected")
         }
         // The buffer is a fixed allocation owned by `file`, which `LlamaWeights` keeps: the
         // address stays valid (and the bytes unchanged) for the life of the weights.

@@ -12,7 +12,7 @@ public enum FastKernels {
     /// Whether `type` has a fast matrix product.
     @inlinable
     public static func supports(_ type: BlockType) -> Bool {
-        available && (type == .q4_1 || type == .q8_0 || kQuantType(type) != nil)
+        available && (type == .q4_1 || type == .q8_0 || q32Type(type) != nil || kQuantType(type) != nil)
     }
 
     /// Whether the fast matrix product of `type` reads a rearranged copy (`pack`): Q4_1 and Q8_0.
@@ -58,7 +58,8 @@ public enum FastKernels {
 
     /// Rearranges the ggml rows of `matrix` (`supports(matrix)`), in place at `bytes` (its
     /// `rowBytes * rows` bytes), into the layout the matrix products read (`sn_pack_rows`: the
-    /// scales and quants of each four rows interleaved block by block). The size does not change.
+    /// scales and quants of each four rows interleaved block by block; Q4_0, Q5_0 and Q5_1 stay
+    /// ggml rows). The size does not change.
     public static func pack(_ matrix: WeightMatrix, in bytes: UnsafeMutableRawPointer) {
         precondition(supports(matrix) && packs(matrix.type), "no packed matrix product for \(matrix.type) with \(matrix.columns) columns")
         withUnsafeTemporaryAllocation(byteCount: 4 * matrix.rowBytes, alignment: 64) { scratch in
@@ -75,17 +76,41 @@ public enum FastKernels {
     }
 
     static func kernelType(_ type: BlockType) -> Int32 {
-        kQuantType(type) ?? (type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0))
+        kQuantType(type) ?? q32Type(type) ?? (type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0))
     }
 
-    /// Dequantizes `count` elements of a K-quant `type` at `source` into `out` with the C kernel
-    /// (bit-identical to `RowKernels.dequantize`); false, having done nothing, for other types or
-    /// when the C kernels are unavailable.
+    /// The C kernels' id of a 32-element type that q32.c computes on ggml rows (`SN_Q4_0`, `SN_Q5_0`, `SN_Q5_1`).
+    @inlinable
+    static func q32Type(_ type: BlockType) -> Int32? {
+        switch type {
+        case .q4_0: Int32(SN_Q4_0)
+        case .q5_0: Int32(SN_Q5_0)
+        case .q5_1: Int32(SN_Q5_1)
+        default: nil
+        }
+    }
+
+    /// Whether `dequantize` has a C kernel for `type` (Q4_0, Q5_0, Q5_1 and the K-quants).
+    public static func dequantizes(_ type: BlockType) -> Bool {
+        available && (q32Type(type) != nil || kQuantType(type) != nil)
+    }
+
+    /// Dequantizes `count` elements of a Q4_0, Q5_0, Q5_1 or K-quant row at `source` into `out` with
+    /// the C kernel (bit-identical to `RowKernels.dequantize`); false, having done nothing, for other
+    /// types or when the C kernels are unavailable.
+    @discardableResult
     public static func dequantize(_ type: BlockType, _ source: UnsafeRawPointer, count: Int,
                                   into out: UnsafeMutablePointer<Float>) -> Bool {
-        guard available, let kernel = kQuantType(type) else { return false }
-        sn_dequantize_kquant(kernel, source.assumingMemoryBound(to: UInt8.self), Int32(count / 256), out)
-        return true
+        guard available else { return false }
+        if let kernel = kQuantType(type) {
+            sn_dequantize_kquant(kernel, source.assumingMemoryBound(to: UInt8.self), Int32(count / 256), out)
+            return true
+        }
+        if let kernel = q32Type(type) {
+            sn_dequantize_q32(kernel, source.assumingMemoryBound(to: UInt8.self), Int32(count / 32), out)
+            return true
+        }
+        return false
     }
 
     /// Floats to F16 bits (ties to even) and back.

@@ -73,9 +73,9 @@ import Generation
     @Test func unsupportedTensorTypeIsNamed() {
         let error = refusal {
             $0.remove(tensor: "blk.0.ffn_gate.weight")
-            $0.builder.addTensor("blk.0.ffn_gate.weight", .q5_0, [32, 64])
+            $0.builder.addTensor("blk.0.ffn_gate.weight", .iq4_nl, [32, 64])
         }
-        #expect(error?.code == .invalidTensor && error?.reason.contains("Q5_0") == true)
+        #expect(error?.code == .invalidTensor && error?.reason.contains("IQ4_NL") == true)
     }
 
     @Test func unexpectedTensorIsRefused() {

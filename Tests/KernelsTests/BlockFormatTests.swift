@@ -27,7 +27,7 @@ import Testing
         let expected: [BlockType: (Int, Int)] = [
             .f32: (1, 4), .f16: (1, 2), .bf16: (1, 2), .q4_0: (32, 18), .q4_1: (32, 20), .q8_0: (32, 34),
             .q8_1: (32, 36), .q4_K: (256, 144), .q6_K: (256, 210), .q8_K: (256, 292),
-            .q2_K: (256, 84), .q3_K: (256, 110), .q5_K: (256, 176),
+            .q2_K: (256, 84), .q3_K: (256, 110), .q5_K: (256, 176), .q5_0: (32, 22), .q5_1: (32, 24),
         ]
         for type in BlockType.allCases {
             #expect(type.blockSize == expected[type]!.0 && type.blockBytes == expected[type]!.1, "\(type)")

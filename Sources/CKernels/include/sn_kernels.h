@@ -31,6 +31,10 @@ int sn_cpu_has_avx512(void);
 enum {
     SN_Q4_1 = 1, ///< block_q4_1 weights (20 bytes per 32), Q8_1 activations (36 bytes per 32)
     SN_Q8_0 = 2, ///< block_q8_0 weights (34 bytes per 32), Q8_0 activations (34 bytes per 32)
+    // q32.c: kept as ggml rows (`sn_pack_rows` leaves them, `sn_unpack_row` copies the row).
+    SN_Q4_0 = 3, ///< block_q4_0 weights (18 bytes per 32), Q8_0 activations
+    SN_Q5_0 = 4, ///< block_q5_0 weights (22 bytes per 32), Q8_0 activations
+    SN_Q5_1 = 5, ///< block_q5_1 weights (24 bytes per 32), Q8_1 activations
 };
 
 /// K-quant weight formats of `sn_matmul_job` (ggml's type ids), all with Q8_K activations (292
@@ -72,6 +76,15 @@ void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
 void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch);
 /// Row `r` of a packed matrix, as the ggml row it was (`row_bytes` bytes at `out`).
 void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
+
+/// `sn_matmul_rows` for SN_Q4_0, SN_Q5_0 and SN_Q5_1 (q32.c), bit-identical to Kernels' `Q4_0.dot`
+/// (llama.cpp's repacked q4_0_8x8 order: per block `acc = fma(isum, d_w * d_a, acc)`), `Q5_0.dot`
+/// and `Q5_1.dot` (ggml's AVX2 `vec_dot` order, as for Q4_1).
+void sn_matmul_rows_q32(const sn_matmul_job *job, int first, int last,
+                        const uint8_t *a, size_t a_stride, int tokens);
+/// `blocks` blocks of a SN_Q4_0, SN_Q5_0 or SN_Q5_1 row into `32 * blocks` floats, as Kernels'
+/// `dequantize` of the type (ggml's `dequantize_row_*`).
+void sn_dequantize_q32(int type, const uint8_t *row, int blocks, float *out);
 
 /// `blocks` Q8_1 blocks from `32 * blocks` floats, as Kernels' `Q8_1.quantize` (ggml's x86
 /// `quantize_row_q8_1`).

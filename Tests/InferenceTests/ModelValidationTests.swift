@@ -35,9 +35,9 @@ import Generation
     }
 
     @Test func unsupportedArchitectureIsRefused() {
-        let error = refusal { $0.set("general.architecture", .string("qwen2")) }
+        let error = refusal { $0.set("general.architecture", .string("mamba")) }
         #expect(error?.code == .unsupportedArchitecture)
-        #expect(error?.reason.contains("qwen2") == true)
+        #expect(error?.reason.contains("mamba") == true)
     }
 
     @Test func missingHyperparameterIsNamed() {

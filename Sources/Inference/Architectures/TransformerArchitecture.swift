@@ -15,7 +15,7 @@ public protocol TransformerArchitecture {
 
 /// The architectures this engine runs.
 public enum Architectures {
-    public static let all: [any TransformerArchitecture.Type] = [
+    nonisolated(unsafe) public static let all: [any TransformerArchitecture.Type] = [
         LlamaArchitecture.self, Qwen2Architecture.self, Qwen3Architecture.self, Phi3Architecture.self,
         Gemma2Architecture.self, Gemma3Architecture.self,
     ]

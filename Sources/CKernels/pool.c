@@ -238,6 +238,7 @@ struct attention_ctx {
     size_t stride;
     int head_dim;
     float scale;
+    float softcap;
     int width;
     float *scratch;
     size_t scratch_per_member;
@@ -252,14 +253,14 @@ static void attention_member(void *arg, int ith, int nth) {
         const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
         if (i >= c->count) return;
         const sn_attention_task *t = &c->tasks[i];
-        sn_attention_head(t->query, t->keys, t->values, c->stride, t->positions, c->head_dim, c->scale, t->tiny,
-                          c->width, scratch, t->out);
+        sn_attention_head(t->query, t->keys, t->values, c->stride, t->positions, t->first, c->head_dim, c->scale,
+                          c->softcap, t->tiny, c->width, scratch, t->out);
     }
 }
 
 void sn_pool_attention(sn_pool *pool, const sn_attention_task *tasks, int count, size_t stride,
-                       int head_dim, float scale, int width, float *scratch, size_t scratch_per_member) {
-    struct attention_ctx c = {tasks, count, stride, head_dim, scale, width, scratch, scratch_per_member, 0};
+                       int head_dim, float scale, float softcap, int width, float *scratch, size_t scratch_per_member) {
+    struct attention_ctx c = {tasks, count, stride, head_dim, scale, softcap, width, scratch, scratch_per_member, 0};
     if (count == 1) {
         attention_member(&c, 0, 1);
         return;

@@ -34,6 +34,18 @@ public struct LlamaWeights: @unchecked Sendable {
         public let up: WeightMatrix
         /// `blk.N.ffn_down.weight`: `[ff] -> [dim]`.
         public let down: WeightMatrix
+        /// `blk.N.attn_q.bias`, `attn_k.bias`, `attn_v.bias` (or the thirds of `attn_qkv.bias`), if present.
+        public var queryBias: [Float]?
+        public var keyBias: [Float]?
+        public var valueBias: [Float]?
+        /// `blk.N.attn_q_norm.weight` and `attn_k_norm.weight` (`[headDim]`), when the
+        /// architecture normalizes each head (`ArchitectureTraits.queryKeyNorm`).
+        public var queryNorm: [Float]?
+        public var keyNorm: [Float]?
+        /// `blk.N.post_attention_norm.weight` and `post_ffw_norm.weight` (`[dim]`), when the
+        /// architecture has them (`ArchitectureTraits.postNorms`).
+        public var attentionPostNorm: [Float]?
+        public var feedForwardPostNorm: [Float]?
     }
 
     /// `token_embd.weight`: `vocab` rows of `dim` (read one row per token).
@@ -72,26 +84,83 @@ public struct LlamaWeights: @unchecked Sendable {
             used.insert(name)
             return try Self.vector(file, name, count)
         }
-        let dim = c.embeddingLength
+        func optionalVector(_ name: String, _ count: Int) throws(InferenceError) -> [Float]? {
+            file.tensor(named: name) == nil ? nil : try vector(name, count)
+        }
+        /// The rows of a fused matrix split into consecutive matrices of `widths` rows (views of
+        /// the same bytes: each output row's dot product is the one the fused product computes).
+        func split(_ name: String, input: Int, widths: [Int]) throws(InferenceError) -> [WeightMatrix] {
+            used.insert(name)
+            let fused = try Self.matrix(file, name, input: input, output: widths.reduce(0, +))
+            var parts: [WeightMatrix] = []
+            var row = 0
+            for w in widths {
+                guard var m = WeightMatrix(type: fused.type, rows: w, columns: input, base: fused.base + row * fused.rowBytes) else {
+                    throw InferenceError(.invalidTensor, "tensor \"\(name)\" could not be mapped")
+                }
+                if FastKernels.supports(m) {
+                    toPack.append(m)
+                    m.isPacked = true
+                }
+                parts.append(m)
+                row += w
+            }
+            return parts
+        }
+        let t = c.traits, dim = c.embeddingLength, qw = c.queryWidth, kvw = c.keyValueWidth, ff = c.feedForwardLength
         tokenEmbedding = try matrix("token_embd.weight", input: dim, output: c.vocabularySize)
         var layers: [Layer] = []
         layers.reserveCapacity(c.layerCount)
         for i in 0 ..< c.layerCount {
             let p = "blk.\(i)."
-            layers.append(Layer(
-                attentionNorm: try vector(p + "attn_norm.weight", dim),
-                query: try matrix(p + "attn_q.weight", input: dim, output: c.queryWidth),
-                key: try matrix(p + "attn_k.weight", input: dim, output: c.keyValueWidth),
-                value: try matrix(p + "attn_v.weight", input: dim, output: c.keyValueWidth),
-                output: try matrix(p + "attn_output.weight", input: c.queryWidth, output: dim),
-                feedForwardNorm: try vector(p + "ffn_norm.weight", dim),
-                gate: try matrix(p + "ffn_gate.weight", input: dim, output: c.feedForwardLength),
-                up: try matrix(p + "ffn_up.weight", input: dim, output: c.feedForwardLength),
-                down: try matrix(p + "ffn_down.weight", input: c.feedForwardLength, output: dim)))
+            let attentionNorm = try vector(p + "attn_norm.weight", dim)
+            let q, k, v: WeightMatrix
+            var biases: [Float]?? = nil
+            if t.fusedProjections, file.tensor(named: p + "attn_qkv.weight") != nil {
+                let parts = try split(p + "attn_qkv.weight", input: dim, widths: [qw, kvw, kvw])
+                (q, k, v) = (parts[0], parts[1], parts[2])
+                biases = .some(try optionalVector(p + "attn_qkv.bias", qw + 2 * kvw))
+            } else {
+                q = try matrix(p + "attn_q.weight", input: dim, output: qw)
+                k = try matrix(p + "attn_k.weight", input: dim, output: kvw)
+                v = try matrix(p + "attn_v.weight", input: dim, output: kvw)
+            }
+            let output = try matrix(p + "attn_output.weight", input: qw, output: dim)
+            let feedForwardNorm = try vector(p + "ffn_norm.weight", dim)
+            let gate, up: WeightMatrix
+            if t.fusedProjections, file.tensor(named: p + "ffn_gate.weight") == nil {
+                // Phi-3: ffn_up is [dim] -> [2 ff], the gate's rows first (ggml_swiglu of one tensor).
+                let parts = try split(p + "ffn_up.weight", input: dim, widths: [ff, ff])
+                (gate, up) = (parts[0], parts[1])
+            } else {
+                gate = try matrix(p + "ffn_gate.weight", input: dim, output: ff)
+                up = try matrix(p + "ffn_up.weight", input: dim, output: ff)
+            }
+            let down = try matrix(p + "ffn_down.weight", input: ff, output: dim)
+            var layer = Layer(attentionNorm: attentionNorm, query: q, key: k, value: v, output: output,
+                              feedForwardNorm: feedForwardNorm, gate: gate, up: up, down: down)
+            if case let .some(.some(fused)) = biases {
+                layer.queryBias = Array(fused[0 ..< qw])
+                layer.keyBias = Array(fused[qw ..< qw + kvw])
+                layer.valueBias = Array(fused[(qw + kvw)...])
+            } else {
+                layer.queryBias = try optionalVector(p + "attn_q.bias", qw)
+                layer.keyBias = try optionalVector(p + "attn_k.bias", kvw)
+                layer.valueBias = try optionalVector(p + "attn_v.bias", kvw)
+            }
+            if t.queryKeyNorm {
+                layer.queryNorm = try vector(p + "attn_q_norm.weight", c.headDimension)
+                layer.keyNorm = try vector(p + "attn_k_norm.weight", c.headDimension)
+            }
+            if t.postNorms {
+                layer.attentionPostNorm = try vector(p + "post_attention_norm.weight", dim)
+                layer.feedForwardPostNorm = try vector(p + "post_ffw_norm.weight", dim)
+            }
+            layers.append(layer)
         }
         self.layers = layers
         outputNorm = try vector("output_norm.weight", dim)
-        if file.tensor(named: "output.weight") != nil {
+        if !t.outputAlwaysTied, file.tensor(named: "output.weight") != nil {
             output = try matrix("output.weight", input: dim, output: c.vocabularySize)
             isOutputTied = false
         } else {

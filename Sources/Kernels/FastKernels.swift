@@ -130,9 +130,10 @@ public enum FastKernels {
 
     /// `Attention.head` with the same arguments; `scratch` holds `Attention.scratchCount` floats.
     public static func attentionHead(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                                     stride: Int, positions: Int, headDim: Int, scale: Float, order: Attention.DotOrder,
+                                     stride: Int, positions: Int, first: Int = 0, headDim: Int, scale: Float, softCap: Float = 0,
+                                     order: Attention.DotOrder,
                                      profile: SIMDProfile, scratch: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        sn_attention_head(query, keys, values, stride, Int32(positions), Int32(headDim), scale,
+        sn_attention_head(query, keys, values, stride, Int32(positions), Int32(first), Int32(headDim), scale, softCap,
                           order == .tinyBLAS ? 1 : 0, Int32(profile.width), scratch, out)
     }
 }
@@ -199,6 +200,9 @@ public final class AttentionBatch: @unchecked Sendable {
     fileprivate let tasks: UnsafeMutableBufferPointer<sn_attention_task>
     /// Tasks set for the next run.
     public var count = 0
+    /// Attention logit soft-capping of every head of the next run (0: none; Gemma 2's
+    /// `attn_logit_softcapping`); kept until changed.
+    public var softCap: Float = 0
 
     public init(capacity: Int) {
         tasks = .allocate(capacity: max(1, capacity))
@@ -222,19 +226,21 @@ public final class AttentionBatch: @unchecked Sendable {
         for i in 0 ..< count {
             let t = tasks[i]
             Attention.head(query: t.query, keys: t.keys, values: t.values, stride: stride, positions: Int(t.positions),
-                           headDim: headDim, scale: scale, order: t.tiny != 0 ? .tinyBLAS : .vecDotF16,
+                           first: Int(t.first), headDim: headDim, scale: scale, softCap: softCap,
+                           order: t.tiny != 0 ? .tinyBLAS : .vecDotF16,
                            profile: profile, scratch: scratch, out: t.out)
         }
         count = 0
     }
 
-    /// Appends one head: the attention of `query` over `positions` cached positions into `out`.
+    /// Appends one head: the attention of `query` over `positions` cached positions into `out`,
+    /// those before `first` masked (a sliding window).
     @inline(__always)
     public func append(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                       positions: Int, order: Attention.DotOrder, out: UnsafeMutablePointer<Float>) {
+                       positions: Int, first: Int = 0, order: Attention.DotOrder, out: UnsafeMutablePointer<Float>) {
         precondition(count < tasks.count, "attention batch overflow")
         tasks[count] = sn_attention_task(query: query, keys: keys, values: values, positions: Int32(positions),
-                                         tiny: order == .tinyBLAS ? 1 : 0, out: out)
+                                         tiny: order == .tinyBLAS ? 1 : 0, out: out, first: Int32(first))
         count += 1
     }
 }
@@ -282,7 +288,7 @@ public final class ThreadPool: @unchecked Sendable {
     public func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
                           scratch: UnsafeMutablePointer<Float>, scratchPerMember: Int) {
         sn_pool_attention(pool, batch.tasks.baseAddress, Int32(batch.count), stride, Int32(headDim), scale,
-                          Int32(profile.width), scratch, scratchPerMember)
+                          batch.softCap, Int32(profile.width), scratch, scratchPerMember)
         batch.count = 0
     }
 }

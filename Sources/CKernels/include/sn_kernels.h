@@ -103,9 +103,11 @@ void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t
 /// One query head over `positions` cached positions, exactly as Kernels' `Attention.head` with
 /// the same arguments (`tiny` = `.tinyBLAS` order, else `.vecDotF16`; `width` = 8 for the AVX2
 /// profile, 16 for AVX-512). `scratch` holds `sn_attention_scratch(positions, head_dim)` floats.
+/// Positions before `first` are masked (a sliding window: zero weight, as ggml's -inf mask);
+/// `softcap` > 0 caps every score as `tanh(kq / softcap) * softcap` before the scale (Gemma 2).
 void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values,
-                       size_t stride, int positions, int head_dim, float scale, int tiny, int width,
-                       float *scratch, float *out);
+                       size_t stride, int positions, int first, int head_dim, float scale, float softcap,
+                       int tiny, int width, float *scratch, float *out);
 size_t sn_attention_scratch(int positions, int head_dim);
 
 // MARK: - Vector operations
@@ -152,12 +154,14 @@ typedef struct {
     int positions;
     int tiny;
     float *out;
+    /// First unmasked position (0 without a sliding window).
+    int first;
 } sn_attention_task;
 
-/// Runs `count` attention heads (all with `stride`, `head_dim`, `scale`, `width`) on the pool;
+/// Runs `count` attention heads (all with `stride`, `head_dim`, `scale`, `softcap`, `width`) on the pool;
 /// `scratch` holds `sn_pool_size(pool) * sn_attention_scratch(max positions, head_dim)` floats.
 void sn_pool_attention(sn_pool *pool, const sn_attention_task *tasks, int count, size_t stride,
-                       int head_dim, float scale, int width, float *scratch, size_t scratch_per_member);
+                       int head_dim, float scale, float softcap, int width, float *scratch, size_t scratch_per_member);
 
 #ifdef __cplusplus
 }

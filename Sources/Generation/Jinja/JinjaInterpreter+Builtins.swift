@@ -346,7 +346,7 @@ extension JinjaInterpreter {
         switch name {
         case "trim", "strip":
             guard case let .string(s) = v else {
-                if case let .undefined(n) = v { throw error(.type, "'\(n)' is undefined (filter \(name))") }
+                // jinja2 strips str(value): an undefined value is "".
                 return .string(.data(Self.strip(v.printed, chars: nil, leading: true, trailing: true)))
             }
             let chars: Set<Unicode.Scalar>? = if case let .string(c)? = arg(0, "chars") { Set(c.string.unicodeScalars) } else { nil }

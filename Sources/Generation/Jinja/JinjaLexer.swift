@@ -28,6 +28,7 @@ struct JinjaLexer {
         var stripBefore: Bool // `{{-`, `{%-`, `{#-`
         var keepIndent: Bool // `{%+`
         var stripAfter: Bool // `-}}`, `-%}`, `-#}`
+        var keepNewline = false // `+%}`
     }
 
     static func parts(_ source: String) throws(JinjaError) -> [Part] {
@@ -76,6 +77,7 @@ struct JinjaLexer {
                     // The end: `}}` / `%}`, optionally `-}}` / `+%}`.
                     if (b == UInt8(ascii: "-") || b == UInt8(ascii: "+")) && j + 2 < n && bytes[j + 1] == close && bytes[j + 2] == UInt8(ascii: "}") {
                         tag.stripAfter = b == UInt8(ascii: "-")
+                        tag.keepNewline = b == UInt8(ascii: "+")
                         j += 3; closed = true; break
                     }
                     if b == close, j + 1 < n, bytes[j + 1] == UInt8(ascii: "}") {
@@ -102,6 +104,8 @@ struct JinjaLexer {
             // After the tag: text k + 1.
             if tag.stripAfter {
                 while let f = pieces[k + 1].first, isSpace(f) { pieces[k + 1].removeFirst() }
+            } else if tag.keepNewline {
+                // `+%}`: no trim_blocks for this tag.
             } else if tag.kind != .output, pieces[k + 1].first == UInt8(ascii: "\n") {
                 pieces[k + 1].removeFirst()
                 lineStart[k + 1] = true

@@ -112,6 +112,14 @@ extension CompletionRequestParser {
         var grammar: Grammar?
     }
 
+    /// a-z, A-Z, 0-9, `_` and `-`: OpenAI's function names.
+    static func isNameByte(_ b: UInt8) -> Bool {
+        switch b {
+        case 48 ... 57, 65 ... 90, 97 ... 122, 95, 45: true
+        default: false
+        }
+    }
+
     func toolRequest(_ f: [String: JSONValue], body: [UInt8], template: ChatTemplate) throws(APIError) -> ToolRequest {
         let given: [JSONValue]
         switch f["tools"] {
@@ -150,8 +158,7 @@ extension CompletionRequestParser {
                   case let .string(name)? = fn["name"] else {
                 throw APIError(400, "tools[\(i)] must be {\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": {...}}}", param: "tools")
             }
-            guard (1 ... 64).contains(name.utf8.count), name.utf8.allSatisfy({ b in
-                (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 95 || b == 45 }) else {
+            guard (1 ... 64).contains(name.utf8.count), name.utf8.allSatisfy(Self.isNameByte) else {
                 throw APIError(400, "tools[\(i)].function.name must be 1 to 64 characters of a-z, A-Z, 0-9, _ and -", param: "tools")
             }
             guard !names.contains(name) else { throw APIError(400, "tools[\(i)]: the function '\(name)' is declared twice", param: "tools") }

@@ -72,10 +72,11 @@ public struct JSONSchemaGrammar {
         var compiler = JSONSchemaGrammar(limits: limits, root: schema, builder: b, json: json)
         var rule = try compiler.rule(schema, path: "#", depth: 0)
         if !prefix.isEmpty || !suffix.isEmpty {
-            let inner = rule
-            rule = try compiler.grammar { b throws(InferenceError) in
-                try b.rule("framed", [[.text(prefix), .rule(inner), .text(suffix)].filter { if case let .literal(l) = $0 { !l.isEmpty } else { true } }])
-            }
+            var framed: [Symbol] = []
+            if !prefix.isEmpty { framed.append(.text(prefix)) }
+            framed.append(.rule(rule))
+            if !suffix.isEmpty { framed.append(.text(suffix)) }
+            rule = try compiler.grammar { b throws(InferenceError) in try b.rule("framed", [framed]) }
         }
         do {
             return try compiler.builder.build(root: rule)

@@ -38,20 +38,21 @@ import Testing
               case let .object(root) = try? JinjaJSON.parse(Array(data)) else { return out }
         if case let .object(tokens)? = root["tokens"] {
             for (name, pair) in tokens.pairs {
-                if case let .array(p) = pair { out.tokens[name] = (string(p[0]) ?? "", string(p[1]) ?? "") }
+                if case let .array(p) = pair { out.tokens[name] = (Self.string(p[0]) ?? "", Self.string(p[1]) ?? "") }
             }
         }
         if case let .object(conversations)? = root["conversations"] {
             for (name, c) in conversations.pairs {
-                guard case let .object(o) = c, let messages = try? messages(o["messages"] ?? .none) else { continue }
+                guard case let .object(o) = c, let list = try? Self.messages(o["messages"] ?? JinjaValue.none) else { continue }
                 var tools: [JinjaValue]?
                 if case let .array(t)? = o["tools"] { tools = t }
-                out.conversations[name] = (messages, tools)
+                out.conversations[name] = (list, tools)
             }
         }
         if case let .array(cases)? = root["cases"] {
             for case let .object(c) in cases {
-                out.cases.append((string(c["template"]) ?? "", string(c["conversation"]) ?? "", c["add_generation_prompt"] == .bool(true), string(c["expected"])))
+                out.cases.append((Self.string(c["template"]) ?? "", Self.string(c["conversation"]) ?? "", c["add_generation_prompt"] == .bool(true),
+                                  Self.string(c["expected"])))
             }
         }
         return out

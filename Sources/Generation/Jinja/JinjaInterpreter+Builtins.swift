@@ -516,10 +516,10 @@ extension JinjaInterpreter {
         var failure: JinjaError?
         let sorted = pairs.sorted { a, b in
             do {
-                let less = try binary("<", a.1, b.1).truthy
-                return reverse ? try binary(">", a.1, b.1).truthy : less
+                if reverse { return try binary(">", a.1, b.1).truthy }
+                return try binary("<", a.1, b.1).truthy
             } catch {
-                failure = error as? JinjaError ?? JinjaError(.type, "\(error)")
+                failure = error
                 return false
             }
         }

@@ -88,8 +88,17 @@ public enum JinjaJSON {
                 var isFloat = false
                 while i < b.count {
                     let c = b[i]
-                    if c >= 48 && c <= 57 { i += 1 } else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
-                        || ((c == UInt8(ascii: "+") || c == UInt8(ascii: "-")) && i > s) { isFloat = true; i += 1 } else { break }
+                    let digit = c >= 48 && c <= 57
+                    let floatPart = c == 46 || c == 101 || c == 69 // . e E
+                    let sign = (c == 43 || c == 45) && i > s // + - inside an exponent
+                    if digit {
+                        i += 1
+                    } else if floatPart || sign {
+                        isFloat = true
+                        i += 1
+                    } else {
+                        break
+                    }
                 }
                 let text = String(decoding: b[s ..< i], as: UTF8.self)
                 if !isFloat, let n = Int(text) { return .int(n) }
@@ -119,7 +128,7 @@ public enum JinjaJSON {
                         if v >= 0xD800 && v < 0xDC00, i + 1 < b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") {
                             i += 2
                             let low = try hex4()
-                            v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
+                            v = low >= 0xDC00 && low < 0xE000 ? 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00) : 0xFFFD
                         }
                         out += Array(String(Character(Unicode.Scalar(v) ?? "\u{FFFD}")).utf8)
                     default: out.append(e)

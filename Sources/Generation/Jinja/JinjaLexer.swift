@@ -1,3 +1,5 @@
+import Foundation
+
 /// One token inside `{{ }}` or `{% %}`.
 enum JinjaToken: Equatable, Sendable {
     case name(String)

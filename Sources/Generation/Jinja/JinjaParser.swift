@@ -6,7 +6,7 @@ indirect enum JinjaExpression: Sendable {
     case tuple([JinjaExpression])
     case dict([(JinjaExpression, JinjaExpression)])
     case attribute(JinjaExpression, String)
-    case subscript(JinjaExpression, JinjaExpression)
+    case `subscript`(JinjaExpression, JinjaExpression)
     case slice(JinjaExpression, JinjaExpression?, JinjaExpression?, JinjaExpression?)
     case call(JinjaExpression, [JinjaExpression], [(String, JinjaExpression)])
     case filter(JinjaExpression, String, [JinjaExpression], [(String, JinjaExpression)])

@@ -147,10 +147,6 @@ extension CompletionRequestParser {
             guard choice == "none" else { throw APIError(400, "'tool_choice' \"\(named ?? choice)\" needs 'tools'", param: "tool_choice") }
             return ToolRequest()
         }
-        guard let format = template.toolCallFormat else {
-            throw APIError(400, "'tools' is not supported by this model's chat template (it does not render tools); serve it with a template that does (model.chat_template / --chat-template-file, e.g. Qwen2.5's for a ChatML model)",
-                           param: "tools", code: "tools_unsupported")
-        }
         var names: [String] = []
         var parameters: [String: JSONValue] = [:]
         for (i, tool) in given.enumerated() {
@@ -170,6 +166,10 @@ extension CompletionRequestParser {
             names.append(name)
         }
         if choice == "none" { return ToolRequest() }
+        guard let format = template.toolCallFormat else {
+            throw APIError(400, "'tools' is not supported by this model's chat template (it does not render tools); serve it with a template that does (model.chat_template / --chat-template-file, e.g. Qwen2.5's for a ChatML model)",
+                           param: "tools", code: "tools_unsupported")
+        }
         if let named, !names.contains(named) {
             throw APIError(400, "'tool_choice' names the function '\(named)', which is not in 'tools'", param: "tool_choice")
         }

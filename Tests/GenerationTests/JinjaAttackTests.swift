@@ -41,7 +41,7 @@ import Testing
     @Test func refusesHugeOutputTemplate() {
         #expect(kind("{{ 'x' * 100000000000 }}") == .outputLimit)
         #expect(kind("{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}") == .outputLimit)
-        #expect(kind("{% for i in range(50000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}") == .outputLimit)
+        #expect(kind("{% for i in range(5000) %}" + String(repeating: "x", count: 400) + "{% endfor %}") == .outputLimit)
         #expect(kind("{{ [0] * 100000000000 }}") == .outputLimit)
     }
 

@@ -270,6 +270,7 @@ let package = Package(
         .testTarget(
             name: "GenerationTests",
             dependencies: ["Generation", "ModelFormat", "GGUFTestSupport"],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         // The model, the forward pass and the generation loop on the real model (against llama.cpp).

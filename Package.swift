@@ -255,7 +255,7 @@ let package = Package(
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strict
         ),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: strict),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(
             name: "AcceleratorsTests",
             dependencies: ["Accelerators", "Attestation", "Inference", "Kernels", "ModelFormat", "GGUFTestSupport", "ModelSigning",
@@ -270,6 +270,7 @@ let package = Package(
         .testTarget(
             name: "GenerationTests",
             dependencies: ["Generation", "ModelFormat", "GGUFTestSupport"],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         // The model, the forward pass and the generation loop on the real model (against llama.cpp).

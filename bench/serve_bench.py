@@ -1,21 +1,35 @@
 """Serving throughput, `securenode serve` against llama.cpp's `llama-server`, same model, same threads,
 same load, in the same run; see serve.sh.
 
-For every run, every concurrency level N (default 1, 4, 16) and both engines (alternating which goes
-first), the driver starts a fresh server with N parallel slots:
+Two workloads (`--workloads`, default both):
 
-    securenode serve --config F (limits.parallel N, threads T, context_length C) --tcti T --profile P
-                     --model DIR --signature S --public-key K          (one software TPM for the whole run)
-    llama-server -m FILE -np N -c N*C -t T -tb T --cont-batching --no-cache-prompt --cache-ram 0
+- fixed: N concurrent streaming clients each send POST /v1/completions requests back to back (the
+  same raw ~64-token prompt, max_tokens M, temperature 0, stream: true, stream_options.include_usage).
+  Prompt caches are off on both sides (the node's `limits.prompt_cache: false`, llama-server's
+  `--no-cache-prompt --cache-ram 0`): every request repeats the prompt, which a real mix of users
+  would not let a cache skip.
+- chat: N concurrent clients each hold multi-turn conversations through POST /v1/chat/completions
+  (streaming, max_tokens M, temperature 0): a system prompt shared by every client, a first question
+  of the client's own, then follow-ups, each request carrying the whole history so far (the answers
+  the server gave included), TURNS turns per conversation, then a new conversation. Prompt caches are
+  on on both sides (the node's `limits.prompt_cache: true`, llama-server's `--cache-prompt` with its
+  default host-memory cache): each turn may reuse the previous turn's prefix.
 
-waits until it is ready, sends one warm-up request, then N concurrent streaming clients each send
-POST /v1/completions requests back to back (raw prompt, max_tokens M, temperature 0, stream: true,
-stream_options.include_usage) until DURATION seconds have passed; requests already started then run
-to completion and are counted. Then the server is stopped (SIGTERM, then SIGKILL after a grace period).
+For every run, workload, concurrency level N (default 1, 4, 16) and both engines (alternating which
+goes first), the driver starts a fresh server with N parallel slots:
+
+    securenode serve --config F (limits.parallel N, threads T, context_length C, prompt_cache) --tcti T
+                     --profile P --model DIR --signature S --public-key K   (one software TPM for the run)
+    llama-server -m FILE -np N -c N*C -t T -tb T --cont-batching (+ the workload's cache flags)
+
+waits until it is ready, sends one warm-up request, then runs the workload's N clients until DURATION
+seconds have passed; requests already started then run to completion and are counted. Then the server
+is stopped (SIGTERM, then SIGKILL after a grace period).
 
 Per level: aggregate generated tokens/s = sum of completion tokens of the successful requests / wall
 time from the first request sent to the last response finished; time to first token (request sent
-to the first SSE event carrying text) p50 and p99; requests completed; errors. Medians over runs.
+to the first SSE event carrying text) p50 and p99; requests completed; errors. Medians over runs;
+issue 20's targets (>= 1.3x llama-server's aggregate tokens/s at 1 stream, >= 2.5x at 16) per workload.
 The HTTP/1.1 + SSE client is written here on asyncio streams (no third-party package): one connection
 per request, chunked or length-delimited bodies, SSE events split on blank lines.
 Writes OUT.json, OUT.md and OUT-throughput.svg (see serve.sh for the file names); `--render OUT.json
@@ -40,6 +54,29 @@ PROMPT = ("Below are the numbers from one to one hundred, written out in English
           "commas, with nothing else: "
           "one, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen, fourteen, "
           "fifteen, sixteen, seventeen, eighteen, nineteen, twenty,")
+
+WORKLOADS = ("fixed", "chat")
+WORKLOAD_TITLES = {"fixed": "fixed prompt, /v1/completions, prompt caches off",
+                   "chat": "multi-turn chat, /v1/chat/completions, growing history, prompt caches on"}
+# TARGETS[n]: issue 20's required ratio securenode / llama.cpp of aggregate tokens/s at n streams.
+TARGETS = {1: 1.3, 16: 2.5}
+
+# The chat workload: one system prompt for every client (a deployment's shared instructions), a first
+# question of each conversation's own, then follow-ups about the answer so far.
+CHAT_SYSTEM = ("You are a helpful assistant for a science museum. Answer visitors' questions clearly and "
+               "accurately in a few sentences, and stay on the topic of the question.")
+CHAT_QUESTIONS = [
+    "Why is the sky blue?", "How do bees make honey?", "What causes the seasons on Earth?",
+    "How does a rainbow form?", "Why do cats purr?", "How do volcanoes erupt?",
+    "What is photosynthesis?", "How do airplanes stay in the air?", "Why does the moon change shape?",
+    "How do magnets work?", "What makes thunder?", "How do fish breathe underwater?",
+    "Why do leaves change color in autumn?", "How does the heart pump blood?", "What is a black hole?",
+    "How do plants drink water?", "Why is the ocean salty?", "How do birds know where to migrate?",
+    "What are clouds made of?", "How does sound travel?", "Why do we have tides?",
+    "How do glaciers move?", "What is an echo?", "How do batteries store energy?",
+]
+CHAT_FOLLOWUPS = ["Can you explain that more simply?", "Can you give me an example?",
+                  "Why does that happen?", "What is one surprising fact about it?"]
 
 
 def log(msg):
@@ -115,17 +152,19 @@ async def read_body(reader, headers):
             yield data
 
 
-async def stream_completion(port, payload, timeout):
-    """One streaming request. Returns a record: times relative to the send, tokens, errors."""
+async def stream_completion(port, payload, timeout, path="/v1/completions"):
+    """One streaming request. Returns a record: times relative to the send (first and last text event,
+    end of stream), tokens, the text received, errors."""
     body = json.dumps(payload).encode()
-    rec = {"status": None, "ttft": None, "seconds": None, "completionTokens": None, "promptTokens": None,
-           "textEvents": 0, "finishReason": None, "done": False, "error": None}
+    rec = {"status": None, "ttft": None, "lastText": None, "seconds": None, "completionTokens": None, "promptTokens": None,
+           "textEvents": 0, "finishReason": None, "done": False, "error": None, "text": ""}
+    pieces = []
     t0 = time.perf_counter()
     writer = None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write((f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            writer.write((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                           f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
                           f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
             await writer.drain()
@@ -162,6 +201,8 @@ async def stream_completion(port, payload, timeout):
                             text = (choice.get("delta") or {}).get("content")
                         if text:
                             rec["textEvents"] += 1
+                            pieces.append(text)
+                            rec["lastText"] = now
                             if rec["ttft"] is None:
                                 rec["ttft"] = now
                         if choice.get("finish_reason"):
@@ -171,6 +212,7 @@ async def stream_completion(port, payload, timeout):
                         rec["completionTokens"] = usage.get("completion_tokens")
                         rec["promptTokens"] = usage.get("prompt_tokens")
             rec["seconds"] = time.perf_counter() - t0
+            rec["text"] = "".join(pieces)
             if rec["error"] is None and not rec["done"]:
                 rec["error"] = "the stream ended without data: [DONE]"
             if rec["error"] is None and rec["completionTokens"] is None:
@@ -208,6 +250,39 @@ async def run_load(port, payload, clients, duration, timeout, max_requests_per_c
     return records, wall
 
 
+async def run_chat_load(port, model, clients, duration, timeout, max_tokens, turns):
+    """N clients, each holding conversations of `turns` turns back to back until `duration` has passed:
+    every request carries the whole history (the server's own earlier answers included)."""
+    records = []
+    start = time.perf_counter()
+    deadline = start + duration
+
+    async def client(k):
+        conversation = 0
+        while time.perf_counter() < deadline:
+            question = CHAT_QUESTIONS[(k + conversation * clients) % len(CHAT_QUESTIONS)]
+            messages = [{"role": "system", "content": CHAT_SYSTEM}]
+            for turn in range(turns):
+                if time.perf_counter() >= deadline:
+                    return
+                messages.append({"role": "user", "content": question if turn == 0 else CHAT_FOLLOWUPS[(turn - 1) % len(CHAT_FOLLOWUPS)]})
+                payload = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+                           "stream": True, "stream_options": {"include_usage": True}}
+                sent = time.perf_counter() - start
+                rec = await stream_completion(port, payload, timeout, "/v1/chat/completions")
+                rec["client"], rec["sentAt"], rec["turn"] = k, sent, turn
+                records.append(rec)
+                if rec["error"]:
+                    await asyncio.sleep(0.1)  # no hot loop against a failing server
+                    break
+                messages.append({"role": "assistant", "content": rec["text"]})
+            conversation += 1
+
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    wall = time.perf_counter() - start
+    return records, wall
+
+
 def percentile(values, q):
     """Linear interpolation between closest ranks (numpy's default); None for no values."""
     v = sorted(values)
@@ -237,6 +312,8 @@ def level_metrics(records, wall, max_tokens):
         "wallSeconds": wall,
         "endedEarly": sum(1 for r in ok if (r["completionTokens"] or 0) < max_tokens),
         "promptTokens": sorted({r["promptTokens"] for r in ok if r["promptTokens"] is not None}),
+        "promptTokensMean": (sum(r["promptTokens"] for r in ok if r["promptTokens"] is not None)
+                             / max(1, sum(1 for r in ok if r["promptTokens"] is not None))),
         "errorSamples": sorted(set(errors))[:5],
     }
 
@@ -347,7 +424,7 @@ def start_dev_tpm(securenode, state_dir, logdir):
     raise SystemExit("error: the software TPM did not report its TCTI within 30 s")
 
 
-def node_config(path, a, parallel, port, state_dir, tcti):
+def node_config(path, a, parallel, port, state_dir, tcti, prompt_cache):
     """The YAML configuration for `securenode serve --config` (shape: deploy/securenode.yaml.example)."""
     text = "\n".join([
         "# written by bench/serve_bench.py",
@@ -368,6 +445,7 @@ def node_config(path, a, parallel, port, state_dir, tcti):
         f"  max_tokens: {max(a.max_tokens, 64)}",
         "  queue_depth: 64",
         "  drain_seconds: 5",
+        f"  prompt_cache: {'true' if prompt_cache else 'false'}",
         "",
     ])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -375,11 +453,15 @@ def node_config(path, a, parallel, port, state_dir, tcti):
         f.write(text)
 
 
-def start_server(eng, a, parallel, tmp, tcti):
+# llama-server's prompt cache flags per workload (the node's limits.prompt_cache matches: off, on).
+PEER_CACHE_FLAGS = {"fixed": ["--no-cache-prompt", "--cache-ram", "0"], "chat": ["--cache-prompt"]}
+
+
+def start_server(eng, a, parallel, tmp, tcti, workload):
     port = free_port()
     if eng == OURS:
         config = os.path.join(tmp, f"securenode-{parallel}.yaml")
-        node_config(config, a, parallel, port, os.path.join(tmp, "state"), tcti)
+        node_config(config, a, parallel, port, os.path.join(tmp, "state"), tcti, prompt_cache=workload == "chat")
         # The flags are those of scripts/start.sh; the file carries the limits (and the same values).
         cmd = [a.securenode, "serve", "--config", config, "--tcti", tcti, "--profile", a.profile,
                "--model", a.model_dir, "--signature", a.signature, "--public-key", a.public_key, "--port", str(port)]
@@ -387,7 +469,7 @@ def start_server(eng, a, parallel, tmp, tcti):
         return Server(eng, cmd, port, "/readyz", tmp, env)
     cmd = [a.peer_server, "-m", a.model_file, "--host", "127.0.0.1", "--port", str(port),
            "-np", str(parallel), "-c", str(parallel * a.ctx), "-t", str(a.threads), "-tb", str(a.threads),
-           "--cont-batching", "--no-cache-prompt", "--cache-ram", "0", "--no-webui"]
+           "--cont-batching", *PEER_CACHE_FLAGS[workload], "--no-webui"]
     return Server(eng, cmd, port, "/health", tmp)
 
 
@@ -425,7 +507,7 @@ def markdown(res):
         "# Serving: securenode against llama.cpp's server",
         "",
         f"{res['model']['file']} ({res['model']['bytes'] / 1e6:.1f} MB), {res['threads']} engine threads each, "
-        f"{res['durationSeconds']:g} s of load per level and engine, median of {plural(res['runs'], 'run')} "
+        f"{res['durationSeconds']:g} s of load per workload, level and engine, median of {plural(res['runs'], 'run')} "
         "(min–max in parentheses); every measurement on a freshly started server, engines alternating.",
         "",
         f"- date: {res['date']}",
@@ -434,36 +516,40 @@ def markdown(res):
         f"- securenode: commit {commit}, `securenode serve` with `limits.parallel` = N (a fresh node per level), "
         f"`limits.threads` {res['threads']}, `limits.context_length` {res['ctx']}, software TPM (`securenode dev-tpm`)",
         f"- llama.cpp: `llama-server` ({ver['llamaServer']}), `-np N -c N*{res['ctx']} -t {res['threads']} -tb {res['threads']} "
-        "--cont-batching --no-cache-prompt --cache-ram 0`, other settings default",
+        "--cont-batching` plus the workload's cache flags, other settings default",
         f"- start to ready (median): securenode {fmt_s(res['readySeconds'][OURS]['median'])} (verifies the signature, "
         f"hashes the model, measures it into the TPM), llama.cpp {fmt_s(res['readySeconds'][PEER]['median'])} (maps the file)",
-        "",
-        "| concurrent streams | securenode tokens/s | llama.cpp tokens/s | ratio | TTFT p50 securenode | TTFT p50 llama.cpp "
-        "| TTFT p99 securenode | TTFT p99 llama.cpp | requests (errors) securenode | requests (errors) llama.cpp |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for n in levels:
-        m = res["metrics"][str(n)]
-        ratio = m["ratio"]
-        rq = {e: f"{m[e]['requestsCompleted']['median']:g} ({m[e]['errors']['median']:g})" if m[e] else "n/a" for e in ENGINES}
-        out.append(f"| {n} | {cell(m[OURS] and m[OURS]['tokensPerSecond'], fmt_tps)} | "
-                   f"{cell(m[PEER] and m[PEER]['tokensPerSecond'], fmt_tps)} | "
-                   f"{f'**{ratio:.2f}x**' if ratio is not None else 'n/a'} | "
-                   f"{cell(m[OURS] and m[OURS]['ttftP50'], fmt_s)} | {cell(m[PEER] and m[PEER]['ttftP50'], fmt_s)} | "
-                   f"{cell(m[OURS] and m[OURS]['ttftP99'], fmt_s)} | {cell(m[PEER] and m[PEER]['ttftP99'], fmt_s)} | "
-                   f"{rq[OURS]} | {rq[PEER]} |")
-    out += ["", "Per-stream decode rate (p50 over requests, tokens after the first / time after the first) and "
-            "end-to-end request latency p50:", "",
-            "| concurrent streams | stream tokens/s securenode | stream tokens/s llama.cpp | latency p50 securenode | latency p50 llama.cpp |",
-            "|---|---|---|---|---|"]
-    for n in levels:
-        m = res["metrics"][str(n)]
-        out.append(f"| {n} | {cell(m[OURS] and m[OURS]['streamTokensPerSecondP50'], fmt_tps)} | "
-                   f"{cell(m[PEER] and m[PEER]['streamTokensPerSecondP50'], fmt_tps)} | "
-                   f"{cell(m[OURS] and m[OURS]['latencyP50'], fmt_s)} | {cell(m[PEER] and m[PEER]['latencyP50'], fmt_s)} |")
-    out += ["", "## Target (issue 6)", "", "| target | required | measured | result |", "|---|---|---|---|"]
+    for w in res["workloads"]:
+        out += ["", f"## Workload: {WORKLOAD_TITLES[w]}", "",
+                "| concurrent streams | securenode tokens/s | llama.cpp tokens/s | ratio | TTFT p50 securenode | TTFT p50 llama.cpp "
+                "| TTFT p99 securenode | TTFT p99 llama.cpp | requests (errors) securenode | requests (errors) llama.cpp |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for n in levels:
+            m = res["metrics"][w][str(n)]
+            ratio = m["ratio"]
+            rq = {e: f"{m[e]['requestsCompleted']['median']:g} ({m[e]['errors']['median']:g})" if m[e] else "n/a" for e in ENGINES}
+            out.append(f"| {n} | {cell(m[OURS] and m[OURS]['tokensPerSecond'], fmt_tps)} | "
+                       f"{cell(m[PEER] and m[PEER]['tokensPerSecond'], fmt_tps)} | "
+                       f"{f'**{ratio:.2f}x**' if ratio is not None else 'n/a'} | "
+                       f"{cell(m[OURS] and m[OURS]['ttftP50'], fmt_s)} | {cell(m[PEER] and m[PEER]['ttftP50'], fmt_s)} | "
+                       f"{cell(m[OURS] and m[OURS]['ttftP99'], fmt_s)} | {cell(m[PEER] and m[PEER]['ttftP99'], fmt_s)} | "
+                       f"{rq[OURS]} | {rq[PEER]} |")
+        out += ["", "Per-stream decode rate (p50 over requests, tokens after the first / time after the first), "
+                "end-to-end request latency p50 and mean prompt tokens per request:", "",
+                "| concurrent streams | stream tokens/s securenode | stream tokens/s llama.cpp | latency p50 securenode "
+                "| latency p50 llama.cpp | prompt tokens securenode | prompt tokens llama.cpp |",
+                "|---|---|---|---|---|---|---|"]
+        for n in levels:
+            m = res["metrics"][w][str(n)]
+            pt = {e: f"{m[e]['promptTokensMean']['median']:.0f}" if m[e] and m[e].get("promptTokensMean") else "n/a" for e in ENGINES}
+            out.append(f"| {n} | {cell(m[OURS] and m[OURS]['streamTokensPerSecondP50'], fmt_tps)} | "
+                       f"{cell(m[PEER] and m[PEER]['streamTokensPerSecondP50'], fmt_tps)} | "
+                       f"{cell(m[OURS] and m[OURS]['latencyP50'], fmt_s)} | {cell(m[PEER] and m[PEER]['latencyP50'], fmt_s)} | "
+                       f"{pt[OURS]} | {pt[PEER]} |")
+    out += ["", "## Targets (issue 20)", "", "| workload | target | required | measured | result |", "|---|---|---|---|---|"]
     for t in res["targets"]:
-        out.append(f"| {t['name']} | {t['required']} | {t['measured']} | **{t['result']}** |")
+        out.append(f"| {t['workload']} | {t['name']} | {t['required']} | {t['measured']} | **{t['result']}** |")
     notes = res.get("notes") or []
     if notes:
         out += ["", "## Observed", ""] + [f"- {n}" for n in notes]
@@ -471,18 +557,26 @@ def markdown(res):
         "",
         "## Method",
         "",
-        f"- Load: N concurrent clients, each sending `POST /v1/completions` back to back for {res['durationSeconds']:g} s "
+        f"- fixed: N concurrent clients, each sending `POST /v1/completions` back to back for {res['durationSeconds']:g} s "
         f"(requests started before then run to completion and count); body `{json.dumps(res['requestBody'])}` plus `prompt` "
         f"with a fixed raw prompt of {res['promptTokensObserved'] or '?'} tokens (a number list that a greedy model continues) "
-        f"and `max_tokens` {res['maxTokens']}; one warm-up request per server start, not counted.",
+        f"and `max_tokens` {res['maxTokens']}. Prompt caches off on both sides (`limits.prompt_cache: false`; "
+        "`--no-cache-prompt --cache-ram 0`): every request repeats the same prompt, which a cache would skip and a real mix of "
+        "users would not let it.",
+        f"- chat: N concurrent clients, each holding conversations of {res.get('turns', '?')} turns through "
+        "`POST /v1/chat/completions` (stream, `max_tokens` "
+        f"{res['maxTokens']}, temperature 0): one system prompt shared by every client, a first question of the conversation's own "
+        "(a list of 24), then follow-ups (\"Can you explain that more simply?\", ...); each request carries the whole history, "
+        "the server's own earlier answers included, so each turn's prompt extends the previous turn's. Prompt caches on on both "
+        "sides: the node's `limits.prompt_cache: true` (an idle slot keeps the prompt rows it evaluated; generated rows are not "
+        "kept, so each turn evaluates the previous answer again), llama-server's `--cache-prompt` with its default `--cache-ram` "
+        "(a slot keeps prompt and generated rows, plus a host-memory cache). Answers may end before max_tokens (end of turn).",
+        "- One warm-up request per server start, not counted.",
         "- Aggregate tokens/s: completion tokens (from each stream's `usage`) of the successful requests / wall time from the "
         "first request sent to the last stream finished. TTFT: from writing the request to the first SSE event that carries "
         "text, on a fresh connection; p50 and p99 by linear interpolation over that run's requests (with few requests p99 is "
         "close to the maximum). Medians over runs; ratio = securenode / llama.cpp of the medians (above 1: securenode faster).",
-        "- Both servers are started fresh for every measurement, with N slots, and stopped (SIGTERM) after it; "
-        "llama.cpp's prompt cache is off (`--no-cache-prompt --cache-ram 0`) because every request repeats the same prompt "
-        "and securenode has no prefix cache: with it on, llama.cpp would skip prompt processing, which a real mix of users "
-        "would not let it do.",
+        "- Both servers are started fresh for every measurement, with N slots, and stopped (SIGTERM) after it.",
         "- The client is Python asyncio on the same 2 cores (HTTP/1.1, one connection per request, `Connection: close`); "
         "it takes the same share from both engines.",
         "- securenode's responses carry a signed receipt (final SSE event), included in its numbers.",
@@ -495,8 +589,8 @@ def markdown(res):
     return "\n".join(out)
 
 
-def svg_plot(res):
-    """Aggregate tokens/s (left) and TTFT p50 (right) against concurrent streams, log2 x."""
+def svg_plot(res, workload):
+    """Aggregate tokens/s (left) and TTFT p50 (right) of one workload against concurrent streams, log2 x."""
     levels = res["levels"]
     W, H = 920, 470
     top, bottom = 70, 360
@@ -507,12 +601,13 @@ def svg_plot(res):
     line = lambda x1, y1, x2, y2, stroke="#000", width=1, extra="": el.append(
         f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" stroke-width="{width}" {extra}/>')
     mach = res["machine"]
-    text(W / 2, 24, f"Serving throughput, securenode vs llama-server: {res['model']['file']}, {res['threads']} threads", 16, weight="bold")
+    text(W / 2, 24, f"Serving throughput ({workload}), securenode vs llama-server: {res['model']['file']}, {res['threads']} threads",
+         16, weight="bold")
     text(W / 2, 44, f"{mach['cpuModel']}, median of {plural(res['runs'], 'run')} (bars: min–max), {res['date'][:10]}",
          12, extra='fill="#444"')
 
     def stat(n, eng, key, field="median"):
-        e = res["metrics"][str(n)].get(eng)
+        e = res["metrics"][workload][str(n)].get(eng)
         s = e and e.get(key)
         return s[field] if s else None
 
@@ -584,64 +679,73 @@ def compact(rec):
 
 
 METRIC_KEYS = ("tokensPerSecond", "ttftP50", "ttftP99", "latencyP50", "streamTokensPerSecondP50", "requestsCompleted",
-               "errors", "completionTokens", "wallSeconds", "endedEarly")
+               "errors", "completionTokens", "wallSeconds", "endedEarly", "promptTokensMean")
 
 
 def analyze(res):
-    """Medians over runs, ratios, issue 6's target and notes, from res["raw"]."""
+    """Medians over runs, ratios, issue 20's targets and notes, from res["raw"]."""
     levels, raw, max_tokens = res["levels"], res["raw"], res["maxTokens"]
     metrics, targets, notes = {}, [], []
-    for n in levels:
-        entry = {}
-        for eng in ENGINES:
-            runs = raw[str(n)][eng]
-            entry[eng] = {k: summarize([r[k] for r in runs]) for k in METRIC_KEYS} if runs else None
-        o, q = entry[OURS], entry[PEER]
-        entry["ratio"] = (o["tokensPerSecond"]["median"] / q["tokensPerSecond"]["median"]
-                          if o and q and q["tokensPerSecond"]["median"] else None)
-        metrics[str(n)] = entry
-        r = entry["ratio"]
-        measured = "n/a"
-        if r is not None:
-            measured = f"{r:.2f}x ({o['tokensPerSecond']['median']:.1f} vs {q['tokensPerSecond']['median']:.1f} tokens/s)"
-            overlap = o["tokensPerSecond"]["min"] <= q["tokensPerSecond"]["max"] and q["tokensPerSecond"]["min"] <= o["tokensPerSecond"]["max"]
-            if overlap and res["runs"] > 1:
-                measured += "; the two engines' min–max ranges overlap: a tie within this machine's noise"
-        targets.append({"name": f"aggregate tokens/s at {n} concurrent stream{'s' if n > 1 else ''}",
-                        "required": ">= llama.cpp", "value": r, "pass": None if r is None else r >= 1.0,
-                        "measured": measured, "result": "n/a" if r is None else ("PASS" if r >= 1.0 else "FAIL")})
-        for eng in ENGINES:
-            for j, run in enumerate(raw[str(n)][eng]):
-                if run["errors"]:
-                    notes.append(f"{eng}, {n} streams, run {j + 1}: {run['errors']} failed request(s): {'; '.join(run['errorSamples'])}")
-                if run["endedEarly"]:
-                    notes.append(f"{eng}, {n} streams, run {j + 1}: {run['endedEarly']} request(s) generated fewer than "
-                                 f"{max_tokens} tokens (end of sequence or stop)")
-                if (run.get("loadAverage1mAfter") or 0) > 3.0:
-                    notes.append(f"{eng}, {n} streams, run {j + 1}: load average {run['loadAverage1mAfter']:.2f} just after "
-                                 "(the bench alone keeps about 2-2.5): other work shared the CPUs")
-                if run.get("serverExit") not in (0, None):
-                    notes.append(f"{eng}, {n} streams, run {j + 1}: the server exited {run['serverExit']} when stopped")
-    prompt_tokens = {eng: sorted({t for n in levels for r in raw[str(n)][eng] for t in r["promptTokens"]}) for eng in ENGINES}
+    for w in res["workloads"]:
+        metrics[w] = {}
+        for n in levels:
+            entry = {}
+            for eng in ENGINES:
+                runs = raw[w][str(n)][eng]
+                entry[eng] = {k: summarize([r.get(k) for r in runs]) for k in METRIC_KEYS} if runs else None
+            o, q = entry[OURS], entry[PEER]
+            entry["ratio"] = (o["tokensPerSecond"]["median"] / q["tokensPerSecond"]["median"]
+                              if o and q and q["tokensPerSecond"]["median"] else None)
+            metrics[w][str(n)] = entry
+            r = entry["ratio"]
+            required = TARGETS.get(n)
+            measured = "n/a"
+            if r is not None:
+                measured = f"{r:.2f}x ({o['tokensPerSecond']['median']:.1f} vs {q['tokensPerSecond']['median']:.1f} tokens/s)"
+                overlap = o["tokensPerSecond"]["min"] <= q["tokensPerSecond"]["max"] and q["tokensPerSecond"]["min"] <= o["tokensPerSecond"]["max"]
+                if overlap and res["runs"] > 1:
+                    measured += "; the two engines' min–max ranges overlap: a tie within this machine's noise"
+            result = "n/a" if r is None else ("reported" if required is None else ("PASS" if r >= required else "FAIL"))
+            targets.append({"workload": w, "name": f"aggregate tokens/s at {n} concurrent stream{'s' if n > 1 else ''}",
+                            "required": "reported" if required is None else f">= {required}x llama.cpp", "value": r,
+                            "pass": None if r is None or required is None else r >= required,
+                            "measured": measured, "result": result})
+            for eng in ENGINES:
+                for j, run in enumerate(raw[w][str(n)][eng]):
+                    if run["errors"]:
+                        notes.append(f"{w}, {eng}, {n} streams, run {j + 1}: {run['errors']} failed request(s): {'; '.join(run['errorSamples'])}")
+                    if run["endedEarly"] and w == "fixed":
+                        notes.append(f"{w}, {eng}, {n} streams, run {j + 1}: {run['endedEarly']} request(s) generated fewer than "
+                                     f"{max_tokens} tokens (end of sequence or stop)")
+                    if (run.get("loadAverage1mAfter") or 0) > 3.0:
+                        notes.append(f"{w}, {eng}, {n} streams, run {j + 1}: load average {run['loadAverage1mAfter']:.2f} just after "
+                                     "(the bench alone keeps about 2-2.5): other work shared the CPUs")
+                    if run.get("serverExit") not in (0, None):
+                        notes.append(f"{w}, {eng}, {n} streams, run {j + 1}: the server exited {run['serverExit']} when stopped")
+    prompt_tokens = {eng: sorted({t for n in levels for r in raw.get("fixed", {}).get(str(n), {}).get(eng, []) for t in r["promptTokens"]})
+                     for eng in ENGINES}
     if prompt_tokens[OURS] and prompt_tokens[PEER] and prompt_tokens[OURS] != prompt_tokens[PEER]:
-        notes.append(f"prompt token counts differ: securenode {prompt_tokens[OURS]}, llama.cpp {prompt_tokens[PEER]}")
-    if not any(run["errors"] or run["endedEarly"] for n in levels for eng in ENGINES for run in raw[str(n)][eng]):
-        notes.append("no failed request and no request that ended before max_tokens, in any run of either engine")
+        notes.append(f"fixed prompt token counts differ: securenode {prompt_tokens[OURS]}, llama.cpp {prompt_tokens[PEER]}")
+    if not any(run["errors"] or (run["endedEarly"] and w == "fixed") for w in res["workloads"] for n in levels
+               for eng in ENGINES for run in raw[w][str(n)][eng]):
+        notes.append("no failed request in any run of either engine, and no fixed-workload request that ended before max_tokens")
     notes += res.get("extraNotes") or []
     res.update(metrics=metrics, targets=targets, notes=notes, promptTokens=prompt_tokens,
                promptTokensObserved=(prompt_tokens[OURS] or prompt_tokens[PEER] or [None])[0],
-               readySeconds={eng: summarize([run["readySeconds"] for n in levels for run in raw[str(n)][eng]]) for eng in ENGINES})
+               readySeconds={eng: summarize([run["readySeconds"] for w in res["workloads"] for n in levels
+                                             for run in raw[w][str(n)][eng]]) for eng in ENGINES})
     return res
 
 
 def dumps(res):
     """Indented JSON, with each request record on one line (a run has hundreds of them)."""
     records, clone = {}, json.loads(json.dumps(res))
-    for n in clone["levels"]:
-        for eng in ENGINES:
-            for run in clone["raw"][str(n)][eng]:
-                key = f"@records{len(records)}@"
-                records[key], run["records"] = run["records"], key
+    for w in clone["workloads"]:
+        for n in clone["levels"]:
+            for eng in ENGINES:
+                for run in clone["raw"][w][str(n)][eng]:
+                    key = f"@records{len(records)}@"
+                    records[key], run["records"] = run["records"], key
     text = json.dumps(clone, indent=1)
     for key, recs in records.items():
         text = text.replace(json.dumps(key), "[" + ",".join("\n  " + json.dumps(r, separators=(",", ":")) for r in recs) + "\n ]", 1)
@@ -653,7 +757,8 @@ def write_results(res, out):
     md = markdown(res)
     write_atomic(out + ".json", dumps(res))
     write_atomic(out + ".md", md)
-    write_atomic(out + "-throughput.svg", svg_plot(res))
+    for w in res["workloads"]:
+        write_atomic(out + ("-throughput.svg" if w == "fixed" else f"-{w}-throughput.svg"), svg_plot(res, w))
     print(md)
 
 
@@ -666,7 +771,9 @@ def main():
         p.add_argument(flag)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--levels", default="1,4,16", help="concurrent streams")
-    p.add_argument("--duration", type=float, default=40, help="seconds of load per level and engine")
+    p.add_argument("--workloads", default="fixed,chat", help="fixed, chat, or both")
+    p.add_argument("--turns", type=int, default=4, help="chat: turns per conversation")
+    p.add_argument("--duration", type=float, default=40, help="seconds of load per workload, level and engine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=2048, help="context per sequence (slot)")
     p.add_argument("--max-tokens", type=int, default=64)
@@ -678,10 +785,13 @@ def main():
     if a.render:
         with open(a.render) as f:
             res = json.load(f)
-        for n in res["levels"]:
-            for eng in ENGINES:
-                for run in res["raw"][str(n)][eng]:
-                    run["records"] = [compact(r) for r in run["records"]]
+        if "workloads" not in res:  # a result from before the chat workload: one fixed workload
+            res["workloads"], res["raw"] = ["fixed"], {"fixed": res["raw"]}
+        for w in res["workloads"]:
+            for n in res["levels"]:
+                for eng in ENGINES:
+                    for run in res["raw"][w][str(n)][eng]:
+                        run["records"] = [compact(r) for r in run["records"]]
         res["extraNotes"] = (res.get("extraNotes") or []) + a.note
         write_results(analyze(res), a.render[:-len(".json")] if a.render.endswith(".json") else a.render)
         return
@@ -692,6 +802,9 @@ def main():
     for k in ("securenode", "peer_server", "model_dir", "model_file", "signature", "public_key", "profile"):
         setattr(a, k, os.path.abspath(getattr(a, k)))
     levels = sorted(int(x) for x in a.levels.split(","))
+    workloads = [w for w in WORKLOADS if w in a.workloads.split(",")]
+    if not workloads or set(a.workloads.split(",")) - set(WORKLOADS):
+        p.error(f"--workloads: a comma-separated list of {', '.join(WORKLOADS)}")
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(here)
 
@@ -700,7 +813,7 @@ def main():
     git = git_info(repo)  # at the start: what the binary was (presumably) built from, not what landed since
     machine = machine_info()
     machine["loadAverageBefore"] = os.getloadavg()
-    raw = {str(n): {OURS: [], PEER: []} for n in levels}
+    raw = {w: {str(n): {OURS: [], PEER: []} for n in levels} for w in workloads}
     order, model_ids, bodies = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         state = os.path.join(tmp, "state")
@@ -710,51 +823,60 @@ def main():
         try:
             step = 0
             for i in range(a.runs):
-                for n in levels:
-                    for eng in (ENGINES if step % 2 == 0 else ENGINES[::-1]):
-                        server = start_server(eng, a, n, tmp, tcti)
-                        try:
-                            ready = server.wait_ready(a.ready_timeout)
-                            model = model_ids.setdefault(eng, server.model_id())
-                            body = {"model": model, "prompt": PROMPT, "max_tokens": a.max_tokens, "temperature": 0,
-                                    "stream": True, "stream_options": {"include_usage": True}}
-                            bodies[eng] = body
-                            warm = asyncio.run(stream_completion(server.port, body, a.request_timeout))
-                            if warm["error"]:
-                                raise SystemExit(f"error: {eng}: the warm-up request failed: {warm['error']}\n{tail(server.log_path)}")
-                            records, wall = asyncio.run(run_load(server.port, body, n, a.duration, a.request_timeout, 100000))
-                        finally:
-                            code = server.stop()
-                        m = level_metrics(records, wall, a.max_tokens)
-                        m["serverExit"] = code
-                        m["readySeconds"] = ready
-                        # The bench itself keeps about 2 to 2.5 runnable; well above that, something else ran too.
-                        m["loadAverage1mAfter"] = os.getloadavg()[0]
-                        m["records"] = [compact(r) for r in records]
-                        raw[str(n)][eng].append(m)
-                        order.append(f"{eng}@{n}")
-                        log(f"run {i + 1}/{a.runs} N={n:<2d} {eng:10s}: {m['tokensPerSecond']:.1f} tokens/s, "
-                            f"TTFT p50 {fmt_s(m['ttftP50'])} p99 {fmt_s(m['ttftP99'])}, {m['requestsCompleted']} requests, "
-                            f"{m['errors']} errors, {m['endedEarly']} ended early, {wall:.1f} s (ready in {ready:.1f} s, "
-                            f"load average {m['loadAverage1mAfter']:.2f})")
-                        if m["errors"]:
-                            log(f"  errors: {m['errorSamples']}")
-                    step += 1
+                for w in workloads:
+                    for n in levels:
+                        for eng in (ENGINES if step % 2 == 0 else ENGINES[::-1]):
+                            server = start_server(eng, a, n, tmp, tcti, w)
+                            try:
+                                ready = server.wait_ready(a.ready_timeout)
+                                model = model_ids.setdefault(eng, server.model_id())
+                                body = {"model": model, "prompt": PROMPT, "max_tokens": a.max_tokens, "temperature": 0,
+                                        "stream": True, "stream_options": {"include_usage": True}}
+                                bodies[eng] = body
+                                # The warm-up is the fixed request in both workloads (a chat warm-up would fill the cache).
+                                warm = asyncio.run(stream_completion(server.port, body, a.request_timeout))
+                                if warm["error"]:
+                                    raise SystemExit(f"error: {eng}: the warm-up request failed: {warm['error']}\n{tail(server.log_path)}")
+                                if w == "fixed":
+                                    records, wall = asyncio.run(run_load(server.port, body, n, a.duration, a.request_timeout, 100000))
+                                else:
+                                    records, wall = asyncio.run(run_chat_load(server.port, model, n, a.duration, a.request_timeout,
+                                                                              a.max_tokens, a.turns))
+                            finally:
+                                code = server.stop()
+                            m = level_metrics(records, wall, a.max_tokens)
+                            m["serverExit"] = code
+                            m["readySeconds"] = ready
+                            # The bench itself keeps about 2 to 2.5 runnable; well above that, something else ran too.
+                            m["loadAverage1mAfter"] = os.getloadavg()[0]
+                            m["records"] = [compact(r) for r in records]
+                            raw[w][str(n)][eng].append(m)
+                            order.append(f"{w}:{eng}@{n}")
+                            log(f"run {i + 1}/{a.runs} {w:5s} N={n:<2d} {eng:10s}: {m['tokensPerSecond']:.1f} tokens/s, "
+                                f"TTFT p50 {fmt_s(m['ttftP50'])} p99 {fmt_s(m['ttftP99'])}, {m['requestsCompleted']} requests, "
+                                f"{m['errors']} errors, {m['endedEarly']} ended early, {wall:.1f} s (ready in {ready:.1f} s, "
+                                f"load average {m['loadAverage1mAfter']:.2f})")
+                            if m["errors"]:
+                                log(f"  errors: {m['errorSamples']}")
+                        step += 1
         finally:
             stop(tpm)
     machine["loadAverageAfter"] = os.getloadavg()
 
     model_file = os.path.abspath(a.model_file)
     res = {
-        "benchmark": "serving: securenode serve against llama.cpp llama-server, streaming /v1/completions, same load",
+        "benchmark": "serving: securenode serve against llama.cpp llama-server, streaming, same load (fixed prompt; multi-turn chat)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "runs": a.runs,
         "levels": levels,
+        "workloads": workloads,
+        "turns": a.turns,
         "durationSeconds": a.duration,
         "threads": a.threads,
         "ctx": a.ctx,
         "maxTokens": a.max_tokens,
         "prompt": PROMPT,
+        "chat": {"system": CHAT_SYSTEM, "questions": CHAT_QUESTIONS, "followUps": CHAT_FOLLOWUPS},
         "requestBody": {k: v for k, v in bodies.get(OURS, {}).items() if k != "prompt"},
         "requestBodies": bodies,
         "modelIds": model_ids,
@@ -771,9 +893,10 @@ def main():
             "driverPython": platform.python_version(),
         },
         "servers": {
-            OURS: {"parallel": "N (fresh node per level)", "threads": a.threads, "contextLength": a.ctx, "queueDepth": 64},
+            OURS: {"parallel": "N (fresh node per level)", "threads": a.threads, "contextLength": a.ctx, "queueDepth": 64,
+                   "promptCache": {"fixed": False, "chat": True}},
             PEER: {"command": "llama-server -m FILE --host 127.0.0.1 --port P -np N -c N*CTX -t T -tb T --cont-batching "
-                              "--no-cache-prompt --cache-ram 0 --no-webui"},
+                              "CACHE_FLAGS --no-webui", "cacheFlags": PEER_CACHE_FLAGS},
         },
         "ratioConvention": "securenode / llama.cpp of the median aggregate tokens/s (above 1: securenode faster)",
         "raw": raw,

@@ -247,6 +247,7 @@ model:
   path: $MODELS/$model_name
   signature: $MODELS/$model_name.sig
   $trust_line
+  chat_template:                     # a Jinja chat template file used instead of the model's tokenizer.chat_template (as llama-server's --chat-template-file); empty: the model's own
   # An encrypted model ("securenode model encrypt"; README "Confidential models"): where serve gets its
   # data key, into memory only. For a plaintext model leave sealed empty and keylime false.
   key:

@@ -47,7 +47,7 @@ public struct OperationAccounting: Sendable {
         switch weights {
         case .f32: .fp32
         case .f16, .bf16: .fp16
-        case .q4_0, .q4_1, .q8_0, .q8_1, .q4_K, .q6_K, .q8_K: .int8
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1, .q4_K, .q6_K, .q8_K, .q2_K, .q3_K, .q5_K: .int8
         }
     }
 

@@ -508,11 +508,14 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
 
 SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                               const uint8_t *a, size_t a_stride, int tokens) {
+    if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) { sn_kquant_rows(job, first, last, a, a_stride, tokens); return; }
+    if (job->type >= SN_Q4_0 && job->type <= SN_Q5_1) { sn_matmul_rows_q32(job, first, last, a, a_stride, tokens); return; }
     if (tokens == 1) decode_rows(job, first, last, a, job->out);
     else prompt_rows(job, first, last, a, a_stride, tokens);
 }
 
 SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
+    if (type >= SN_Q4_0) return;  // q32.c reads ggml rows
     const int q4 = type == SN_Q4_1;
     const size_t bb = q4 ? 20 : 34;
     for (int g = 0; g + 4 <= rows; g += 4) {
@@ -545,6 +548,7 @@ SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, in
 }
 
 SN_TARGET void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
+    if (type >= SN_Q4_0) { memcpy(out, w + (size_t)r * row_bytes, row_bytes); return; }
     const sn_matmul_job job = {type, w, row_bytes, rows, blocks, NULL, 0};
     const sn_row row = row_at(&job, r);
     const int q4 = type == SN_Q4_1;
@@ -635,8 +639,8 @@ SN_INLINE __m256 load_f16x8(const uint16_t *p) {
 }
 
 SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values,
-                                 size_t stride, int positions, int head_dim, float scale, int tiny, int width,
-                                 float *scratch, float *out) {
+                                 size_t stride, int positions, int first, int head_dim, float scale, float softcap,
+                                 int tiny, int width, float *scratch, float *out) {
     const int cache_length = (positions + 31) / 32 * 32;
     const int w = width;
     float *scores = scratch;
@@ -649,6 +653,7 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
     // kq[p] * scale. Products of two F16 values are exact in F32: multiply-add equals FMA.
     const int tiny_kq = tiny && head_dim % w == 0;
     for (int p = 0; p < positions; p++) {
+        if (p < first) { scores[p] = -INFINITY; continue; }  // outside the sliding window
         const uint16_t *k = keys + (size_t)p * stride;
         float dot;
         if (tiny_kq) {
@@ -689,6 +694,7 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
             for (int i = full; i < head_dim; i++) total += (double)(_cvtsh_ss(k[i]) * q[i]);
             dot = (float)total;
         }
+        if (softcap > 0) dot = tanhf(dot * (1.0f / softcap)) * softcap;  // ggml_scale, ggml_tanh, ggml_scale
         scores[p] = dot * scale;
     }
 
@@ -708,6 +714,7 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
             _mm256_storeu_ps(tmp, expf_profile(_mm256_loadu_ps(tmp), w));
             for (int i = p; i < positions; i++) scores[i] = tmp[i - p];
         }
+        for (int i = 0; i < first && i < positions; i++) scores[i] = 0;  // exp(-inf) of the mask
     }
     double sum = 0;
     for (int chunk = 0; chunk < positions; chunk += w) sum += (double)hsum_width(scores + chunk, w);
@@ -830,8 +837,9 @@ size_t sn_attention_scratch(int positions, int head_dim) {
     return (size_t)(positions + 63) / 64 * 64 + (size_t)head_dim + 64 * (size_t)head_dim + 64;
 }
 void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values, size_t stride, int positions,
-                       int head_dim, float scale, int tiny, int width, float *scratch, float *out) {
+                       int first, int head_dim, float scale, float softcap, int tiny, int width, float *scratch, float *out) {
     (void)query; (void)keys; (void)values; (void)stride; (void)positions; (void)head_dim; (void)scale;
+    (void)first; (void)softcap;
     (void)tiny; (void)width; (void)scratch; (void)out;
 }
 void sn_swiglu(float *gate, const float *up, int count, int width) { (void)gate; (void)up; (void)count; (void)width; }

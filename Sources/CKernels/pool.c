@@ -1,9 +1,13 @@
 // A fixed team of threads for the transformer's data-parallel operations (see sn_kernels.h).
 //
-// One job at a time: the caller publishes (fn, ctx), bumps `generation`, runs member 0 itself and
-// waits for `pending` to reach zero. Members spin on `generation` for a bounded time after each
-// job (decode runs hundreds of jobs per token, microseconds apart: a futex wake-up per job would
-// cost more than the work), then sleep on a condition variable so that an idle node takes no CPU.
+// One job at a time: the caller publishes (fn, ctx) and `size - 1` seats, bumps `generation`, runs
+// member 0 itself, then closes the job (no seat left) and waits only for the members that took a
+// seat. Every job takes its work from a shared counter, so once the caller's own fn has returned all
+// the work is taken: a member that was descheduled (another process, or the node's own HTTP threads,
+// wanted the core) or still asleep is not waited for, and joins a later job instead. Members spin
+// on `generation` for a bounded time after each job (decode runs hundreds of jobs per token,
+// microseconds apart: a futex wake-up per job would cost more than the work), then sleep on a
+// condition variable so that an idle node takes no CPU.
 #include "sn_kernels.h"
 
 #include <pthread.h>
@@ -27,7 +31,8 @@ struct sn_pool {
     pthread_t *threads;
     struct member { sn_pool *pool; int index; } *members;
     _Atomic unsigned generation;
-    _Atomic int pending;
+    /// Seats still open in the current job (bits 16 and up) and members inside it (bits 0-15).
+    _Atomic unsigned seats;
     _Atomic int stopping;
     _Atomic int sleepers;
     void (*fn)(void *, int, int);
@@ -67,8 +72,16 @@ static void *member_main(void *arg) {
         }
         if (atomic_load(&pool->stopping)) return NULL;
         seen = g;
-        pool->fn(pool->ctx, m->index, pool->size);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+        // Take a seat if the job (this one, or a later one if this member was away) still has one;
+        // fn and ctx are read only then (they were written before the seats were opened).
+        unsigned s = atomic_load(&pool->seats);
+        while (s >> 16) {
+            if (atomic_compare_exchange_weak(&pool->seats, &s, s - (1u << 16) + 1)) {
+                pool->fn(pool->ctx, m->index, pool->size);
+                atomic_fetch_sub(&pool->seats, 1);
+                break;
+            }
+        }
     }
 }
 
@@ -112,6 +125,9 @@ void sn_pool_destroy(sn_pool *pool) {
 
 int sn_pool_size(const sn_pool *pool) { return pool ? pool->size : 1; }
 
+/// Every caller's fn takes its work from a shared counter (for_member, matmul_member,
+/// attention_member), so "every member" of sn_kernels.h's contract is met as "every member that
+/// joined before the caller's own fn returned": the others had nothing left to do.
 void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx) {
     if (!pool || pool->size == 1) {
         fn(ctx, 0, 1);
@@ -119,7 +135,8 @@ void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *c
     }
     pool->fn = fn;
     pool->ctx = ctx;
-    atomic_store_explicit(&pool->pending, pool->size - 1, memory_order_relaxed);
+    // No member is inside (the last job ended with none) and none can enter a closed job: open it.
+    atomic_store(&pool->seats, (unsigned)(pool->size - 1) << 16);
     atomic_fetch_add(&pool->generation, 1);  // seq_cst: ordered before the sleepers check
     if (atomic_load(&pool->sleepers) > 0) {
         pthread_mutex_lock(&pool->mutex);
@@ -127,9 +144,12 @@ void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *c
         pthread_mutex_unlock(&pool->mutex);
     }
     fn(ctx, 0, pool->size);
-    // Members normally finish within microseconds of the caller; if one was descheduled (another
-    // process wants the core), yield rather than spin against it.
-    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+    // All the work is taken: close the seats, then wait for the members inside. They normally finish
+    // within microseconds of the caller; if one was descheduled mid-chunk, yield rather than spin
+    // against it.
+    unsigned s = atomic_load(&pool->seats);
+    while (!atomic_compare_exchange_weak(&pool->seats, &s, s & 0xffffu)) {}
+    for (int spins = 0; atomic_load(&pool->seats) != 0; spins++) {
         if (spins < 4096) SN_PAUSE(); else sched_yield();
     }
 }
@@ -218,6 +238,7 @@ struct attention_ctx {
     size_t stride;
     int head_dim;
     float scale;
+    float softcap;
     int width;
     float *scratch;
     size_t scratch_per_member;
@@ -232,14 +253,14 @@ static void attention_member(void *arg, int ith, int nth) {
         const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
         if (i >= c->count) return;
         const sn_attention_task *t = &c->tasks[i];
-        sn_attention_head(t->query, t->keys, t->values, c->stride, t->positions, c->head_dim, c->scale, t->tiny,
-                          c->width, scratch, t->out);
+        sn_attention_head(t->query, t->keys, t->values, c->stride, t->positions, t->first, c->head_dim, c->scale,
+                          c->softcap, t->tiny, c->width, scratch, t->out);
     }
 }
 
 void sn_pool_attention(sn_pool *pool, const sn_attention_task *tasks, int count, size_t stride,
-                       int head_dim, float scale, int width, float *scratch, size_t scratch_per_member) {
-    struct attention_ctx c = {tasks, count, stride, head_dim, scale, width, scratch, scratch_per_member, 0};
+                       int head_dim, float scale, float softcap, int width, float *scratch, size_t scratch_per_member) {
+    struct attention_ctx c = {tasks, count, stride, head_dim, scale, softcap, width, scratch, scratch_per_member, 0};
     if (count == 1) {
         attention_member(&c, 0, 1);
         return;

@@ -131,7 +131,7 @@ public final class CPUBackend: ComputeBackend {
         blas = BLASProjector(pool: pool)
         capabilities = BackendCapabilities(
             operations: Set(BackendOperation.allCases),
-            weightTypes: [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K],
+            weightTypes: [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K],
             tensorLocation: .host, parallelism: pool.size)
     }
 

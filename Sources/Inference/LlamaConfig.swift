@@ -5,9 +5,8 @@ import ModelFormat
 /// own key names (`llama.block_count`, `llama.attention.head_count_kv`, ...), validated, with
 /// llama.cpp's defaults where a key is optional. Nothing here is specific to one model.
 public struct LlamaConfig: Sendable, Equatable {
-    /// Architectures this engine runs with the Llama graph (llama.cpp's `LLM_ARCH_LLAMA`; Mistral
-    /// and Llama 2/3 GGUFs use it).
-    public static let supportedArchitectures: Set<String> = ["llama"]
+    /// Architectures this engine runs (`Architectures.all`: one file each, the forward pass shared).
+    public static let supportedArchitectures: Set<String> = Set(Architectures.all.map { $0.name })
 
     /// `general.architecture`, the prefix of the other keys.
     public let architecture: String
@@ -36,6 +35,8 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Number of tokens: `tokenizer.ggml.tokens` count, which must equal `{arch}.vocab_size`
     /// when present and the embedding's rows.
     public let vocabularySize: Int
+    /// How the architecture's forward pass differs from Llama's (Llama's by default).
+    public internal(set) var traits = ArchitectureTraits()
 
     /// Width of all query heads together: `headCount * headDimension`.
     public var queryWidth: Int { headCount * headDimension }
@@ -71,7 +72,7 @@ public struct LlamaConfig: Sendable, Equatable {
         guard let arch = try file.optionalString("general.architecture") else {
             throw InferenceError(.missingMetadata, "the model has no general.architecture")
         }
-        guard Self.supportedArchitectures.contains(arch) else {
+        guard let kind = Architectures.named(arch) else {
             throw InferenceError(.unsupportedArchitecture,
                                  "unsupported architecture \"\(arch)\" (this engine runs: \(Self.supportedArchitectures.sorted().joined(separator: ", ")))")
         }
@@ -91,11 +92,19 @@ public struct LlamaConfig: Sendable, Equatable {
         let base = try file.optionalFloat("\(arch).rope.freq_base", in: 1 ... 1e12) ?? 10000
         var freqScale: Float = 1
         if let type = try file.optionalString("\(arch).rope.scaling.type"), type != "none" {
-            guard type == "linear" else {
-                throw InferenceError(.invalidMetadata, "\(arch).rope.scaling.type \"\(type)\" is not supported (only none and linear)")
+            switch type {
+            case "linear":
+                let factor = try file.optionalFloat("\(arch).rope.scaling.factor", in: 1e-3 ... 1e6) ?? 1
+                freqScale = 1 / factor
+            case "llama3":
+                // Llama 3.1's scaling is in the frequency factors (`rope_freqs.weight`), which the
+                // converter writes; the angles are not scaled otherwise.
+                guard file.tensor(named: "rope_freqs.weight") != nil else {
+                    throw InferenceError(.missingTensor, "\(arch).rope.scaling.type is llama3 but the model has no tensor \"rope_freqs.weight\"")
+                }
+            default:
+                throw InferenceError(.invalidMetadata, "\(arch).rope.scaling.type \"\(type)\" is not supported (only none, linear and llama3 with rope_freqs.weight)")
             }
-            let factor = try file.optionalFloat("\(arch).rope.scaling.factor", in: 1e-3 ... 1e6) ?? 1
-            freqScale = 1 / factor
         }
         guard let epsilon = try file.optionalFloat("\(arch).attention.layer_norm_rms_epsilon", in: 0 ... 1) else {
             throw InferenceError(.missingMetadata, "the model has no \(arch).attention.layer_norm_rms_epsilon")
@@ -112,6 +121,7 @@ public struct LlamaConfig: Sendable, Equatable {
                       headCount: heads, headCountKV: headsKV, headDimension: keyLength ?? valueLength,
                       ropeDimensions: ropeDims, ropeFreqBase: base, ropeFreqScale: freqScale, rmsNormEpsilon: epsilon,
                       contextLength: context, vocabularySize: tokens.count)
+        traits = try kind.traits(file, self)
     }
 
     private func validate() throws(InferenceError) {

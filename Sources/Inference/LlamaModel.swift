@@ -3,7 +3,9 @@ import Generation
 import Kernels
 import ModelFormat
 
-/// A Llama-family model ready to run: validated hyperparameters and weights mapped in place.
+/// A transformer of one of `Architectures.all` ready to run: validated hyperparameters and weights
+/// mapped in place. The forward pass is Llama's, with the architecture's differences as hooks
+/// (`ArchitectureTraits`).
 /// Immutable and shareable; each conversation runs in its own `LlamaSession`.
 public final class LlamaModel: Sendable {
     public let config: LlamaConfig
@@ -362,56 +364,96 @@ public final class LlamaEngine {
         let hd = c.headDimension, group = c.headCount / c.headCountKV
         precondition(n >= 1 && n <= batchCapacity)
 
-        // 1. Embedding: x[t] = token_embd[token t]; RoPE angles for each row's position.
+        // 1. Embedding: x[t] = token_embd[token t] (times the architecture's scale); RoPE angles for
+        // each row's position (and the sliding-window layers' own, where their base differs).
+        let traits = c.traits
         for (t, row) in rows.enumerated() {
             w.tokenEmbedding.dequantizeRow(row.token, into: s.x + t * dim)
+            if let factor = traits.embeddingScale { VectorOps.scale(s.x + t * dim, by: factor, count: dim) }
         }
         w.ropeFactors.withUnsafeBufferPointerOrNil { factors in
             for (t, row) in rows.enumerated() {
                 VectorOps.ropeTable(position: row.position, dims: c.ropeDimensions, base: c.ropeFreqBase,
                                     freqScale: c.ropeFreqScale, factors: factors, into: s.ropeTables + t * c.ropeDimensions)
+                if let base = traits.localRopeBase {
+                    VectorOps.ropeTable(position: row.position, dims: c.ropeDimensions, base: base, freqScale: traits.localRopeScale,
+                                        factors: factors, into: s.localRopeTables + t * c.ropeDimensions)
+                }
             }
         }
-        let scale = 1 / Float(hd).squareRoot()
+        // Architectures that scale the queries themselves attend with scale 1 (as llama.cpp's graphs).
+        let scale = traits.queryScale == nil ? 1 / Float(hd).squareRoot() : 1
+        attentionBatch.softCap = traits.attentionSoftCap ?? 0
 
         for (l, layer) in w.layers.enumerated() {
             let plans = layers[l]
+            let window = traits.isSlidingWindow(l) ? traits.slidingWindow : nil
+            let tables = window != nil && traits.localRopeBase != nil ? s.localRopeTables : s.ropeTables
             // 2. Attention block. xb = rmsnorm(x) * attn_norm; q, k, v = Wq xb, Wk xb, Wv xb.
             for t in 0 ..< n {
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.attentionNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
             project(plans.qkv, [layer.query, layer.key, layer.value], [s.q, s.k, s.v], input: s.xb, count: n, inFloat: inFloat)
-            // RoPE on q and k, then k and v go into each row's cache at its position.
+            // Biases and per-head norms (where the architecture has them), RoPE on q and k, the
+            // queries' own scale; then k and v go into each row's cache at its position.
             for (t, row) in rows.enumerated() {
-                let table = UnsafePointer(s.ropeTables + t * c.ropeDimensions)
-                VectorOps.rope(s.q + t * qw, heads: c.headCount, headDim: hd, dims: c.ropeDimensions, table: table)
-                VectorOps.rope(s.k + t * kvw, heads: c.headCountKV, headDim: hd, dims: c.ropeDimensions, table: table)
-                b.storeHalf(s.k + t * kvw, row.cache.key(l, row.position), count: kvw)
-                b.storeHalf(s.v + t * kvw, row.cache.value(l, row.position), count: kvw)
+                let q = s.q + t * qw, k = s.k + t * kvw, v = s.v + t * kvw
+                if let bias = layer.queryBias { VectorOps.add(q, bias, count: qw) }
+                if let bias = layer.keyBias { VectorOps.add(k, bias, count: kvw) }
+                if let bias = layer.valueBias { VectorOps.add(v, bias, count: kvw) }
+                if let qn = layer.queryNorm, let kn = layer.keyNorm {
+                    for h in 0 ..< c.headCount { VectorOps.rmsNorm(q + h * hd, weight: qn, count: hd, epsilon: c.rmsNormEpsilon, into: q + h * hd) }
+                    for h in 0 ..< c.headCountKV { VectorOps.rmsNorm(k + h * hd, weight: kn, count: hd, epsilon: c.rmsNormEpsilon, into: k + h * hd) }
+                }
+                let table = UnsafePointer(tables + t * c.ropeDimensions)
+                if traits.ropeStyle == .normal {
+                    VectorOps.rope(q, heads: c.headCount, headDim: hd, dims: c.ropeDimensions, table: table)
+                    VectorOps.rope(k, heads: c.headCountKV, headDim: hd, dims: c.ropeDimensions, table: table)
+                } else {
+                    VectorOps.ropeNeox(q, heads: c.headCount, headDim: hd, dims: c.ropeDimensions, table: table)
+                    VectorOps.ropeNeox(k, heads: c.headCountKV, headDim: hd, dims: c.ropeDimensions, table: table)
+                }
+                if let factor = traits.queryScale { VectorOps.scale(q, by: factor, count: qw) }
+                b.storeHalf(k, row.cache.key(l, row.position), count: kvw)
+                b.storeHalf(v, row.cache.value(l, row.position), count: kvw)
             }
-            // Causal attention of each row over its own positions 0...its own, per head; query
-            // head h reads key/value head h / group.
+            // Causal attention of each row over its own positions 0...its own (the last `window`
+            // of them in a sliding-window layer), per head; query head h reads key/value head h / group.
             for (t, row) in rows.enumerated() {
                 let keys = UnsafePointer(row.cache.key(l, 0)), values = UnsafePointer(row.cache.value(l, 0))
+                let first = window.map { max(0, row.position + 1 - $0) } ?? 0
                 for h in 0 ..< c.headCount {
                     let kvOffset = (h / group) * hd
                     attentionBatch.append(query: s.q + t * qw + h * hd, keys: keys + kvOffset, values: values + kvOffset,
-                                          positions: row.position + 1, order: row.order, out: s.attention + t * qw + h * hd)
+                                          positions: row.position + 1, first: first, order: row.order, out: s.attention + t * qw + h * hd)
                 }
             }
             b.attention(attentionBatch, stride: kvw, headDim: hd, scale: scale, profile: profile,
                         scratch: attentionScratch, scratchPerMember: scratchPerMember)
-            // x += Wo attention.
+            // x += Wo attention (normalized first where the architecture has post-norms).
             project(plans.output, input: s.attention, count: n, inFloat: inFloat)
+            if let norm = layer.attentionPostNorm {
+                for t in 0 ..< n {
+                    VectorOps.rmsNorm(s.xb2 + t * dim, weight: norm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb2 + t * dim)
+                }
+            }
             VectorOps.add(s.x, s.xb2, count: n * dim)
 
-            // 3. Feed-forward block: x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm.
+            // 3. Feed-forward block: x += W_down (act(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm.
             for t in 0 ..< n {
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.feedForwardNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
             project(plans.gateUp, [layer.gate, layer.up], [s.hb, s.hb2], input: s.xb, count: n, inFloat: inFloat)
-            b.swiglu(s.hb, s.hb2, rows: n, width: ff, profile: profile)
+            switch traits.activation {
+            case .silu: b.swiglu(s.hb, s.hb2, rows: n, width: ff, profile: profile)
+            case .geluTanh: VectorOps.geglu(s.hb, s.hb2, count: n * ff)
+            }
             project(plans.down, input: s.hb, count: n, inFloat: inFloat)
+            if let norm = layer.feedForwardPostNorm {
+                for t in 0 ..< n {
+                    VectorOps.rmsNorm(s.xb2 + t * dim, weight: norm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb2 + t * dim)
+                }
+            }
             VectorOps.add(s.x, s.xb2, count: n * dim)
         }
 
@@ -425,6 +467,7 @@ public final class LlamaEngine {
         project(outputProjection, input: s.xb, count: wanted.count,
                 inFloat: inFloat && prefill.usesBLAS(rows: wanted.count))
         b.synchronize()
+        if let cap = traits.finalSoftCap { VectorOps.softCap(s.logits, cap: cap, count: wanted.count * c.vocabularySize) }
         return UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize)
     }
 

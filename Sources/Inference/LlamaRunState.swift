@@ -26,6 +26,9 @@ final class LlamaRunState {
     let logits: UnsafeMutablePointer<Float>
     /// RoPE cos/sin pairs per token of the batch, `[batch][ropeDims]`.
     let ropeTables: UnsafeMutablePointer<Float>
+    /// The same for the sliding-window layers of an architecture whose local RoPE base differs
+    /// (`ArchitectureTraits.localRopeBase`; Gemma 3).
+    let localRopeTables: UnsafeMutablePointer<Float>
     /// Activations converted to a weight's dot-product format, `[batch][bytes per row]`,
     /// sized for the widest input (`max(dim, heads * headDim, ff)`) in the largest format.
     let quantized: UnsafeMutableRawPointer
@@ -52,6 +55,7 @@ final class LlamaRunState {
         hb2 = buffer(b * c.feedForwardLength)
         logits = buffer(min(b, logitRows) * c.vocabularySize)
         ropeTables = buffer(b * c.ropeDimensions)
+        localRopeTables = buffer(c.traits.localRopeBase == nil ? 1 : b * c.ropeDimensions)
         allocations = owned
         let widest = max(c.embeddingLength, c.queryWidth, c.feedForwardLength)
         // F32 is the largest per element (4 bytes); round up to whole Q8_K blocks.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Causal attention for one query head over an F16 key/value cache, computed in the order of
 /// llama.cpp's CPU path without flash attention (`kq = K q`, `softmax(kq * scale)`, `kqv = V p`),
 /// so that the result is bit-identical to the `SIMDProfile`'s build of llama.cpp:
@@ -28,10 +30,12 @@ public enum Attention {
     }
 
     /// `out[0..<headDim]` = attention of `query` over positions `0..<positions`, whose keys and values
-    /// are F16 at `keys + p * stride` and `values + p * stride`.
+    /// are F16 at `keys + p * stride` and `values + p * stride`. Positions before `first` are masked
+    /// (a sliding window: weight exactly 0, as ggml's `-inf` mask gives); `softCap` > 0 caps each
+    /// score as `tanh(kq * (1 / softCap)) * softCap` before the scale, as Gemma 2's graph does.
     public static func head(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                            stride: Int, positions: Int, headDim: Int, scale: Float, order: DotOrder,
-                            profile: SIMDProfile = .default,
+                            stride: Int, positions: Int, first: Int = 0, headDim: Int, scale: Float, softCap: Float = 0,
+                            order: DotOrder, profile: SIMDProfile = .default,
                             scratch: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let cacheLength = (positions + 31) / 32 * 32
         let w = profile.width
@@ -47,6 +51,10 @@ public enum Attention {
         let slotsKQ = tiny ? w : 4 * w
         let fullKQ = tiny ? headDim : headDim / (4 * w) * (4 * w)
         for p in 0 ..< positions {
+            if p < first {
+                scores[p] = -.infinity
+                continue
+            }
             let k = keys + p * stride
             row.initialize(repeating: 0, count: slotsKQ)
             for i in 0 ..< fullKQ { row[i % slotsKQ] += table[Int(k[i])] * q[i] }
@@ -58,13 +66,14 @@ public enum Attention {
                 for i in fullKQ ..< headDim { tail += Double(table[Int(k[i])] * q[i]) }
                 dot = Float(tail)
             }
+            if softCap > 0 { dot = tanhf(dot * (1 / softCap)) * softCap }
             scores[p] = dot * scale
         }
 
         // Softmax over the cache length (masked positions are exactly 0).
         var maximum = -Float.infinity
         for p in 0 ..< positions { maximum = max(maximum, scores[p]) }
-        for p in 0 ..< positions { scores[p] = profile.expf(scores[p] - maximum) }
+        for p in 0 ..< positions { scores[p] = p < first ? 0 : profile.expf(scores[p] - maximum) }
         for p in positions ..< (positions + w - 1) / w * w { scores[p] = 0 }
         var sum: Double = 0
         var chunk = 0

@@ -12,10 +12,28 @@ public enum FastKernels {
     /// Whether `type` has a fast matrix product.
     @inlinable
     public static func supports(_ type: BlockType) -> Bool {
-        available && (type == .q4_1 || type == .q8_0)
+        available && (type == .q4_1 || type == .q8_0 || q32Type(type) != nil || kQuantType(type) != nil)
     }
 
-    /// `count` activation vectors of `columns` floats (stride `columns`) into `format` (Q8_1 or Q8_0)
+    /// Whether the fast matrix product of `type` reads a rearranged copy (`pack`): Q4_1 and Q8_0.
+    /// The K-quants (kquants.c) read ggml's rows as they are.
+    @inlinable
+    public static func packs(_ type: BlockType) -> Bool { type == .q4_1 || type == .q8_0 }
+
+    /// The C kernels' id of a K-quant weight type (`SN_Q2_K` ... `SN_Q6_K`).
+    @inlinable
+    static func kQuantType(_ type: BlockType) -> Int32? {
+        switch type {
+        case .q2_K: Int32(SN_Q2_K)
+        case .q3_K: Int32(SN_Q3_K)
+        case .q4_K: Int32(SN_Q4_K)
+        case .q5_K: Int32(SN_Q5_K)
+        case .q6_K: Int32(SN_Q6_K)
+        default: nil
+        }
+    }
+
+    /// `count` activation vectors of `columns` floats (stride `columns`) into `format` (Q8_1, Q8_0 or Q8_K)
     /// at `out` (stride `format.rowBytes(columns)`).
     public static func quantize(_ x: UnsafePointer<Float>, columns: Int, count: Int, to format: BlockType,
                                 into out: UnsafeMutableRawPointer) {
@@ -26,6 +44,7 @@ public enum FastKernels {
             switch format {
             case .q8_1: sn_quantize_q8_1(x + t * columns, blocks, dest)
             case .q8_0: sn_quantize_q8_0(x + t * columns, blocks, dest)
+            case .q8_K: sn_quantize_q8_K(x + t * columns, blocks / 8, dest)
             default: preconditionFailure("no fast quantizer for \(format)")
             }
         }
@@ -39,9 +58,10 @@ public enum FastKernels {
 
     /// Rearranges the ggml rows of `matrix` (`supports(matrix)`), in place at `bytes` (its
     /// `rowBytes * rows` bytes), into the layout the matrix products read (`sn_pack_rows`: the
-    /// scales and quants of each four rows interleaved block by block). The size does not change.
+    /// scales and quants of each four rows interleaved block by block; Q4_0, Q5_0 and Q5_1 stay
+    /// ggml rows). The size does not change.
     public static func pack(_ matrix: WeightMatrix, in bytes: UnsafeMutableRawPointer) {
-        precondition(supports(matrix), "no fast matrix product for \(matrix.type) with \(matrix.columns) columns")
+        precondition(supports(matrix) && packs(matrix.type), "no packed matrix product for \(matrix.type) with \(matrix.columns) columns")
         withUnsafeTemporaryAllocation(byteCount: 4 * matrix.rowBytes, alignment: 64) { scratch in
             sn_pack_rows(kernelType(matrix.type), bytes.assumingMemoryBound(to: UInt8.self), matrix.rowBytes,
                          Int32(matrix.rows), Int32(matrix.columns / 32), scratch.baseAddress!.assumingMemoryBound(to: UInt8.self))
@@ -56,7 +76,41 @@ public enum FastKernels {
     }
 
     static func kernelType(_ type: BlockType) -> Int32 {
-        type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0)
+        kQuantType(type) ?? q32Type(type) ?? (type == .q4_1 ? Int32(SN_Q4_1) : Int32(SN_Q8_0))
+    }
+
+    /// The C kernels' id of a 32-element type that q32.c computes on ggml rows (`SN_Q4_0`, `SN_Q5_0`, `SN_Q5_1`).
+    @inlinable
+    static func q32Type(_ type: BlockType) -> Int32? {
+        switch type {
+        case .q4_0: Int32(SN_Q4_0)
+        case .q5_0: Int32(SN_Q5_0)
+        case .q5_1: Int32(SN_Q5_1)
+        default: nil
+        }
+    }
+
+    /// Whether `dequantize` has a C kernel for `type` (Q4_0, Q5_0, Q5_1 and the K-quants).
+    public static func dequantizes(_ type: BlockType) -> Bool {
+        available && (q32Type(type) != nil || kQuantType(type) != nil)
+    }
+
+    /// Dequantizes `count` elements of a Q4_0, Q5_0, Q5_1 or K-quant row at `source` into `out` with
+    /// the C kernel (bit-identical to `RowKernels.dequantize`); false, having done nothing, for other
+    /// types or when the C kernels are unavailable.
+    @discardableResult
+    public static func dequantize(_ type: BlockType, _ source: UnsafeRawPointer, count: Int,
+                                  into out: UnsafeMutablePointer<Float>) -> Bool {
+        guard available else { return false }
+        if let kernel = kQuantType(type) {
+            sn_dequantize_kquant(kernel, source.assumingMemoryBound(to: UInt8.self), Int32(count / 256), out)
+            return true
+        }
+        if let kernel = q32Type(type) {
+            sn_dequantize_q32(kernel, source.assumingMemoryBound(to: UInt8.self), Int32(count / 32), out)
+            return true
+        }
+        return false
     }
 
     /// Floats to F16 bits (ties to even) and back.
@@ -76,9 +130,10 @@ public enum FastKernels {
 
     /// `Attention.head` with the same arguments; `scratch` holds `Attention.scratchCount` floats.
     public static func attentionHead(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                                     stride: Int, positions: Int, headDim: Int, scale: Float, order: Attention.DotOrder,
+                                     stride: Int, positions: Int, first: Int = 0, headDim: Int, scale: Float, softCap: Float = 0,
+                                     order: Attention.DotOrder,
                                      profile: SIMDProfile, scratch: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        sn_attention_head(query, keys, values, stride, Int32(positions), Int32(headDim), scale,
+        sn_attention_head(query, keys, values, stride, Int32(positions), Int32(first), Int32(headDim), scale, softCap,
                           order == .tinyBLAS ? 1 : 0, Int32(profile.width), scratch, out)
     }
 }
@@ -107,8 +162,8 @@ public final class MatMulPlan: @unchecked Sendable {
     public let columns: Int
 
     /// Nil unless every job's matrix has a fast kernel (`FastKernels.supports`) and all take the
-    /// same activations (same `columns` and dot-product format). A matrix that is not packed yet
-    /// (`WeightMatrix.isPacked`) is copied and packed, the copy owned by the plan.
+    /// same activations (same `columns` and dot-product format). A matrix of a packed type that is
+    /// not packed yet (`WeightMatrix.isPacked`) is copied and packed, the copy owned by the plan.
     public init?(_ list: [MatMulJob]) {
         guard let first = list.first, list.allSatisfy({
             FastKernels.supports($0.matrix) && $0.matrix.columns == first.matrix.columns
@@ -118,7 +173,7 @@ public final class MatMulPlan: @unchecked Sendable {
         jobs = .allocate(capacity: list.count)
         for (i, job) in list.enumerated() {
             var base = job.matrix.base
-            if !job.matrix.isPacked {
+            if !job.matrix.isPacked && FastKernels.packs(job.matrix.type) {
                 let bytes = job.matrix.rowBytes * job.matrix.rows
                 let copy = UnsafeMutableRawPointer.allocate(byteCount: max(1, bytes), alignment: 64)
                 copy.copyMemory(from: job.matrix.base, byteCount: bytes)
@@ -145,6 +200,9 @@ public final class AttentionBatch: @unchecked Sendable {
     fileprivate let tasks: UnsafeMutableBufferPointer<sn_attention_task>
     /// Tasks set for the next run.
     public var count = 0
+    /// Attention logit soft-capping of every head of the next run (0: none; Gemma 2's
+    /// `attn_logit_softcapping`); kept until changed.
+    public var softCap: Float = 0
 
     public init(capacity: Int) {
         tasks = .allocate(capacity: max(1, capacity))
@@ -168,19 +226,21 @@ public final class AttentionBatch: @unchecked Sendable {
         for i in 0 ..< count {
             let t = tasks[i]
             Attention.head(query: t.query, keys: t.keys, values: t.values, stride: stride, positions: Int(t.positions),
-                           headDim: headDim, scale: scale, order: t.tiny != 0 ? .tinyBLAS : .vecDotF16,
+                           first: Int(t.first), headDim: headDim, scale: scale, softCap: softCap,
+                           order: t.tiny != 0 ? .tinyBLAS : .vecDotF16,
                            profile: profile, scratch: scratch, out: t.out)
         }
         count = 0
     }
 
-    /// Appends one head: the attention of `query` over `positions` cached positions into `out`.
+    /// Appends one head: the attention of `query` over `positions` cached positions into `out`,
+    /// those before `first` masked (a sliding window).
     @inline(__always)
     public func append(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                       positions: Int, order: Attention.DotOrder, out: UnsafeMutablePointer<Float>) {
+                       positions: Int, first: Int = 0, order: Attention.DotOrder, out: UnsafeMutablePointer<Float>) {
         precondition(count < tasks.count, "attention batch overflow")
         tasks[count] = sn_attention_task(query: query, keys: keys, values: values, positions: Int32(positions),
-                                         tiny: order == .tinyBLAS ? 1 : 0, out: out)
+                                         tiny: order == .tinyBLAS ? 1 : 0, out: out, first: Int32(first))
         count += 1
     }
 }
@@ -228,7 +288,7 @@ public final class ThreadPool: @unchecked Sendable {
     public func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
                           scratch: UnsafeMutablePointer<Float>, scratchPerMember: Int) {
         sn_pool_attention(pool, batch.tasks.baseAddress, Int32(batch.count), stride, Int32(headDim), scale,
-                          Int32(profile.width), scratch, scratchPerMember)
+                          batch.softCap, Int32(profile.width), scratch, scratchPerMember)
         batch.count = 0
     }
 }

@@ -29,6 +29,7 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Row `r`, dequantized into `out` (`columns` floats).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         guard isPacked else {
+            if FastKernels.dequantize(type, base + r * rowBytes, count: columns, into: out) { return }
             RowKernels.dequantize(type, base + r * rowBytes, count: columns, into: out)
             return
         }

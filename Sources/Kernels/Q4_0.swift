@@ -21,7 +21,10 @@ public enum Q4_0 {
     }
 
     /// Reference dot product of `blocks` Q4_0 blocks with as many Q8_0 blocks:
-    /// `sum over blocks of d_w * d_a * sum_j (q_w[j] - 8) * q_a[j]`.
+    /// `sum over blocks of d_w * d_a * sum_j (q_w[j] - 8) * q_a[j]`, block after block as
+    /// `sum = fma(isum, d_w * d_a, sum)`: the order of llama.cpp's repacked Q4_0 kernels
+    /// (`q4_0_8x8_q8_0` gemv/gemm), which llama.cpp runs on AVX2 CPUs for every Q4_0 matrix whose
+    /// row count is a multiple of 8 (ggml's `vec_dot_q4_0_q8_0`, eight lanes, is not used then).
     public static func dot(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, blocks: Int) -> Float {
         var sum: Float = 0
         for b in 0 ..< blocks {
@@ -33,7 +36,7 @@ public enum Q4_0 {
                 isum += (Int32(byte & 0x0f) - 8) * Int32(a.load(fromByteOffset: 2 + j, as: Int8.self))
                 isum += (Int32(byte >> 4) - 8) * Int32(a.load(fromByteOffset: 2 + j + 16, as: Int8.self))
             }
-            sum += Float(isum) * (Half.load(w) * Half.load(a))
+            sum = GGMLMath.fma(Float(isum), Half.load(w) * Half.load(a), sum)
         }
         return sum
     }

@@ -42,35 +42,45 @@ public enum Q4_K {
         }
     }
 
-    /// Reference dot product of `blocks` Q4_K blocks with as many Q8_K blocks:
-    /// `sum over blocks of d_w d_a sum_s sc[s] sum_{j in s} q_w q_a - dmin_w d_a sum_s m[s] sum_{j in s} q_a`
-    /// (the second sum uses the Q8_K block's 16-element sums, as ggml does).
+    /// Quant `i` (0..<256, 0...15) of the block at `block`.
+    @inline(__always)
+    static func quant(_ block: UnsafeRawPointer, _ i: Int) -> Int32 {
+        let byte = block.load(fromByteOffset: 16 + 32 * (i / 64) + i % 32, as: UInt8.self)
+        return Int32(i % 64 < 32 ? byte & 0x0f : byte >> 4)
+    }
+
+    /// Reference dot product of `blocks` Q4_K blocks with as many Q8_K blocks, in the operation
+    /// order of ggml's AVX2 `ggml_vec_dot_q4_K_q8_K` (see `KQuant`): per block, eight integer lanes
+    /// of `sc[i / 32] * q_i * a_i` go into `fma(d_w d_a, lane, acc)`, and four lanes
+    /// `p` of minimums, `m[2p] * s[2p] + m[2p+1] * s[2p+1]` (`s[j]`: the Q8_K sums of elements
+    /// `32j ..< 32j + 32`, added in 16 bits), into `fma(-d_a dmin_w, lane, accM)`; the result is
+    /// `hsum8(acc) + ((accM0 + accM2) + (accM1 + accM3))`.
     public static func dot(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, blocks: Int) -> Float {
-        var sum: Float = 0
+        var acc = SIMD8<Float>()
+        var accM = SIMD4<Float>()
         for b in 0 ..< blocks {
             let w = weights + b * blockBytes
             let a = activations + b * Q8_K.blockBytes
-            let scales = w + 4
-            let qs = w + 16
-            let aq = a + 4
-            var scaled: Int32 = 0
-            var mins: Int32 = 0
-            for sub in 0 ..< 8 {
-                let (sc, m) = scaleMin(sub, scales)
-                let chunk = sub / 2
-                let shift: UInt8 = sub % 2 == 0 ? 0 : 4
-                var isum: Int32 = 0
-                for l in 0 ..< 32 {
-                    let q = Int32((qs.load(fromByteOffset: 32 * chunk + l, as: UInt8.self) >> shift) & 0x0f)
-                    isum += q * Int32(aq.load(fromByteOffset: 32 * sub + l, as: Int8.self))
-                }
-                scaled += Int32(sc) * isum
-                let bsum = Int32(Q8_K.blockSum(a, 2 * sub)) + Int32(Q8_K.blockSum(a, 2 * sub + 1))
-                mins += Int32(m) * bsum
-            }
             let da = Q8_K.scale(a)
-            sum += Half.load(w) * da * Float(scaled) - Half.load(w, 2) * da * Float(mins)
+            let d = da * Half.load(w)
+            let dmin = -da * Half.load(w, 2)
+            var lanes = SIMD8<Int32>()
+            for sub in 0 ..< 8 {
+                let sc = Int32(scaleMin(sub, w + 4).scale)
+                for i in 32 * sub ..< 32 * sub + 32 {
+                    lanes[KQuant.lane(i)] &+= sc &* quant(w, i) &* KQuant.q8(a, i)
+                }
+            }
+            for p in 0 ..< 4 {
+                var prod: Int32 = 0
+                for j in 2 * p ..< 2 * p + 2 {
+                    let s = Q8_K.blockSum(a, 2 * j) &+ Q8_K.blockSum(a, 2 * j + 1)
+                    prod &+= Int32(scaleMin(j, w + 4).min) &* Int32(s)
+                }
+                accM[p] = accM[p].addingProduct(dmin, Float(prod))
+            }
+            KQuant.accumulate(d, lanes, into: &acc)
         }
-        return sum
+        return GGMLMath.hsum8(acc) + ((accM[0] + accM[2]) + (accM[1] + accM[3]))
     }
 }

@@ -38,27 +38,24 @@ public enum Q6_K {
         }
     }
 
-    /// Reference dot product of `blocks` Q6_K blocks with as many Q8_K blocks:
-    /// `sum over blocks of d_w d_a sum_s scales[s] sum_{j in s} (q_w - 32) q_a`.
+    /// Reference dot product of `blocks` Q6_K blocks with as many Q8_K blocks, in the operation
+    /// order of ggml's AVX2 `ggml_vec_dot_q6_K_q8_K` (see `KQuant`): per block, eight integer
+    /// lanes of `scales[i / 16] * q_i * a_i` with the unsigned quants `q_i` (0...63), lane `k`
+    /// less `32 (scales[2k] bsums[2k] + scales[2k+1] bsums[2k+1])` (the Q8_K block's sums), go into
+    /// `fma(d_w d_a, lane, acc)`; the result is `hsum8(acc)`.
     public static func dot(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, blocks: Int) -> Float {
-        var sum: Float = 0
+        var acc = SIMD8<Float>()
         for b in 0 ..< blocks {
             let w = weights + b * blockBytes
             let a = activations + b * Q8_K.blockBytes
-            var isum: Int32 = 0
-            // Sub-block s = 16 elements starting at element 16 * s; its scale index is `element`'s.
-            for s in 0 ..< 16 {
-                var sub: Int32 = 0
-                var scaleIndex = 0
-                for i in 16 * s ..< 16 * s + 16 {
-                    let (q, si) = element(w, i)
-                    scaleIndex = si
-                    sub += q * Int32(a.load(fromByteOffset: 4 + i, as: Int8.self))
-                }
-                isum += scale(w, scaleIndex) * sub
+            var lanes = SIMD8<Int32>()
+            for i in 0 ..< 256 {
+                let (q, s) = element(w, i)
+                lanes[KQuant.lane(i)] &+= scale(w, s) &* (q &+ 32) &* KQuant.q8(a, i)
             }
-            sum += Half.load(w, 208) * Q8_K.scale(a) * Float(isum)
+            lanes &-= KQuant.maddBlockSums(a) { scale(w, $0) } &<< 5
+            KQuant.accumulate(Q8_K.scale(a) * Half.load(w, 208), lanes, into: &acc)
         }
-        return sum
+        return GGMLMath.hsum8(acc)
     }
 }

@@ -21,11 +21,16 @@ public enum RowKernels {
             }
         case .q4_0: Q4_0.dequantize(source, blocks: blocks, into: out)
         case .q4_1: Q4_1.dequantize(source, blocks: blocks, into: out)
+        case .q5_0: Q5_0.dequantize(source, blocks: blocks, into: out)
+        case .q5_1: Q5_1.dequantize(source, blocks: blocks, into: out)
         case .q8_0: Q8_0.dequantize(source, blocks: blocks, into: out)
         case .q8_1: Q8_1.dequantize(source, blocks: blocks, into: out)
         case .q4_K: Q4_K.dequantize(source, blocks: blocks, into: out)
         case .q6_K: Q6_K.dequantize(source, blocks: blocks, into: out)
         case .q8_K: Q8_K.dequantize(source, blocks: blocks, into: out)
+        case .q2_K: Q2_K.dequantize(source, blocks: blocks, into: out)
+        case .q3_K: Q3_K.dequantize(source, blocks: blocks, into: out)
+        case .q5_K: Q5_K.dequantize(source, blocks: blocks, into: out)
         }
     }
 
@@ -44,7 +49,7 @@ public enum RowKernels {
         case .q8_0: Q8_0.quantize(x, blocks: blocks, into: out)
         case .q8_1: Q8_1.quantize(x, blocks: blocks, into: out)
         case .q8_K: Q8_K.quantize(x, blocks: blocks, into: out)
-        case .q4_0, .q4_1, .q4_K, .q6_K:
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K, .q2_K, .q3_K, .q5_K:
             preconditionFailure("\(format) is not an activation format")
         }
     }
@@ -60,8 +65,13 @@ public enum RowKernels {
         case .q4_1: return Q4_1.dotSIMD(weights, activations, blocks: blocks)
         case .q8_0: return Q8_0.dotSIMD(weights, activations, blocks: blocks)
         case .q4_0: return Q4_0.dot(weights, activations, blocks: blocks)
+        case .q5_0: return Q5_0.dot(weights, activations, blocks: blocks)
+        case .q5_1: return Q5_1.dot(weights, activations, blocks: blocks)
         case .q4_K: return Q4_K.dot(weights, activations, blocks: blocks)
         case .q6_K: return Q6_K.dot(weights, activations, blocks: blocks)
+        case .q2_K: return Q2_K.dot(weights, activations, blocks: blocks)
+        case .q3_K: return Q3_K.dot(weights, activations, blocks: blocks)
+        case .q5_K: return Q5_K.dot(weights, activations, blocks: blocks)
         case .f32:
             return VectorOps.dot(weights.assumingMemoryBound(to: Float.self),
                                  activations.assumingMemoryBound(to: Float.self), count: count)

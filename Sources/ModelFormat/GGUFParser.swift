@@ -328,7 +328,7 @@ struct GGUFParser {
                                 field: field, subject: subject, offset: tensor.offsetFieldPosition)
             }
             guard end <= fileSize else {
-                throw GGUFError(.invalid("data [\(start), \(end)) extends past the end of the file (\(fileSize) bytes)"),
+                throw GGUFError(.invalid("\(tensor.type) data [\(start), \(end)) extends past the end of the file (\(fileSize) bytes)"),
                                 field: field, subject: subject, offset: tensor.offsetFieldPosition)
             }
             tensors.append(GGUFTensorInfo(

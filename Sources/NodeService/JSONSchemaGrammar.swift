@@ -63,13 +63,21 @@ public struct JSONSchemaGrammar {
         }
     }
 
-    /// The grammar of the JSON values that validate against `schema`.
-    public static func compile(_ schema: JSONValue, limits: Limits = Limits()) throws(Refusal) -> Grammar {
+    /// The grammar of the JSON values that validate against `schema`, between `prefix` and
+    /// `suffix` (literal text; a tool call's `<tool_call>` frame).
+    public static func compile(_ schema: JSONValue, prefix: String = "", suffix: String = "", limits: Limits = Limits()) throws(Refusal) -> Grammar {
         var b = GrammarBuilder(limits: limits.grammar)
         let json: JSONRules
         do { json = try JSONRules(&b) } catch { throw Refusal(code: "schema_too_complex", reason: error.reason) }
         var compiler = JSONSchemaGrammar(limits: limits, root: schema, builder: b, json: json)
-        let rule = try compiler.rule(schema, path: "#", depth: 0)
+        var rule = try compiler.rule(schema, path: "#", depth: 0)
+        if !prefix.isEmpty || !suffix.isEmpty {
+            var framed: [Symbol] = []
+            if !prefix.isEmpty { framed.append(.text(prefix)) }
+            framed.append(.rule(rule))
+            if !suffix.isEmpty { framed.append(.text(suffix)) }
+            rule = try compiler.grammar { b throws(InferenceError) in try b.rule("framed", [framed]) }
+        }
         do {
             return try compiler.builder.build(root: rule)
         } catch {

@@ -62,6 +62,8 @@ public struct ParsedCompletionRequest: Sendable {
     public var model: String
     /// Choices to generate (1...`limits.max_n`): choice i samples with seed + i.
     public var n = 1
+    /// How the answer's tool calls are read (chat with `tools`, tool_choice other than "none").
+    public var tools: ChatTools?
 }
 
 /// Parses and checks `/v1/chat/completions` and `/v1/completions` bodies against the node's
@@ -112,35 +114,12 @@ public struct CompletionRequestParser: Sendable {
         guard !items.isEmpty else { throw APIError(400, "'messages' must not be empty", param: "messages") }
         var messages: [ChatMessage] = []
         for (i, item) in items.enumerated() {
-            guard case let .object(m) = item else { throw APIError(400, "messages[\(i)] must be an object", param: "messages") }
-            guard case let .string(roleName)? = m["role"] else {
-                throw APIError(400, "messages[\(i)].role must be a string", param: "messages")
-            }
-            let role = roleName == "developer" ? "system" : roleName
-            guard ["system", "user", "assistant"].contains(role) else {
-                throw APIError(400, "messages[\(i)].role \"\(roleName)\" is not supported (system, developer, user, assistant)", param: "messages")
-            }
-            let content: String
-            switch m["content"] {
-            case let .string(text)?:
-                content = text
-            case let .array(parts)?:
-                var text = ""
-                for (j, part) in parts.enumerated() {
-                    guard case let .object(p) = part, case .string("text")? = p["type"], case let .string(t)? = p["text"] else {
-                        throw APIError(400, "messages[\(i)].content[\(j)] must be {\"type\": \"text\", \"text\": ...}: only text is supported", param: "messages")
-                    }
-                    text += t
-                }
-                content = text
-            default:
-                throw APIError(400, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
-            }
-            messages.append(ChatMessage(role: role, content: content))
+            messages.append(try message(item, at: i))
         }
+        let tools = try toolRequest(f, body: body, template: template)
         let segments: [ChatSegment]
         do {
-            segments = try template.render(messages)
+            segments = try template.render(messages, tools: tools.rendered)
         } catch {
             throw APIError(400, "cannot render the conversation: \(error.reason)", param: "messages")
         }
@@ -152,7 +131,59 @@ public struct CompletionRequestParser: Sendable {
         }
         var maxTokens = try int(f, "max_completion_tokens")
         if maxTokens == nil { maxTokens = try int(f, "max_tokens") }
-        return try finish(f, promptIDs: ids, maxTokens: maxTokens, model: model, chat: true)
+        return try finish(f, promptIDs: ids, maxTokens: maxTokens, model: model, chat: true, tools: tools)
+    }
+
+    /// One message of `messages`: system (or developer), user, assistant (its `tool_calls` too)
+    /// or tool (with `tool_call_id`); content as a string or text parts.
+    func message(_ item: JSONValue, at i: Int) throws(APIError) -> ChatMessage {
+        guard case let .object(m) = item else { throw APIError(400, "messages[\(i)] must be an object", param: "messages") }
+        guard case let .string(roleName)? = m["role"] else {
+            throw APIError(400, "messages[\(i)].role must be a string", param: "messages")
+        }
+        let role = roleName == "developer" ? "system" : roleName
+        guard ChatTemplate.roles.contains(role) else {
+            throw APIError(400, "messages[\(i)].role \"\(roleName)\" is not supported (system, developer, user, assistant, tool)", param: "messages")
+        }
+        var calls: [ChatToolCall] = []
+        if role == "assistant", case let .array(given)? = m["tool_calls"] {
+            for (j, c) in given.enumerated() {
+                guard case let .object(call) = c, case let .string(id)? = call["id"], case let .object(fn)? = call["function"],
+                      case let .string(name)? = fn["name"], case let .string(arguments)? = fn["arguments"] else {
+                    throw APIError(400, "messages[\(i)].tool_calls[\(j)] must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\": \"<JSON text>\"}}", param: "messages")
+                }
+                calls.append(ChatToolCall(id: id, name: name, arguments: arguments))
+            }
+        }
+        let content: String
+        switch m["content"] {
+        case let .string(text)?:
+            content = text
+        case let .array(parts)?:
+            var text = ""
+            for (j, part) in parts.enumerated() {
+                guard case let .object(p) = part, case .string("text")? = p["type"], case let .string(t)? = p["text"] else {
+                    throw APIError(400, "messages[\(i)].content[\(j)] must be {\"type\": \"text\", \"text\": ...}: only text is supported", param: "messages")
+                }
+                text += t
+            }
+            content = text
+        case nil where !calls.isEmpty, .null? where !calls.isEmpty:
+            // An assistant message that only calls tools renders with empty content.
+            content = ""
+        default:
+            throw APIError(400, "messages[\(i)].content must be a string or an array of text parts", param: "messages")
+        }
+        var toolCallID: String?
+        if role == "tool" {
+            guard case let .string(id)? = m["tool_call_id"] else {
+                throw APIError(400, "messages[\(i)] (role tool) needs 'tool_call_id', the id of the call it answers", param: "messages")
+            }
+            toolCallID = id
+        }
+        var name: String?
+        if case let .string(n)? = m["name"] { name = n }
+        return ChatMessage(role: role, content: content, toolCalls: calls, toolCallID: toolCallID, name: role == "tool" ? name : nil)
     }
 
     public func completion(_ body: [UInt8]) throws(APIError) -> ParsedCompletionRequest {
@@ -205,7 +236,8 @@ public struct CompletionRequestParser: Sendable {
         return model
     }
 
-    func finish(_ f: [String: JSONValue], promptIDs: [Int], maxTokens requested: Int?, model: String, chat: Bool) throws(APIError) -> ParsedCompletionRequest {
+    func finish(_ f: [String: JSONValue], promptIDs: [Int], maxTokens requested: Int?, model: String, chat: Bool,
+                tools: ToolRequest = ToolRequest()) throws(APIError) -> ParsedCompletionRequest {
         guard !promptIDs.isEmpty else { throw APIError(400, "the prompt is empty") }
         guard promptIDs.count <= settings.maxPromptTokens else {
             throw APIError(400, "the prompt has \(promptIDs.count) tokens; this node accepts at most \(settings.maxPromptTokens)",
@@ -250,14 +282,16 @@ public struct CompletionRequestParser: Sendable {
             penalties.append(Float(v))
         }
         let logprobs = try logprobCount(f, chat: chat)
-        if let tools = f["tools"], tools != .null, tools != .array([]) {
-            throw APIError(400, "'tools' is not supported: the model's chat template is rendered without tools (this node renders ChatML, Llama 3, Llama 2 and Zephyr conversations; SmolLM2's tokenizer.chat_template has no tools section)",
-                           param: "tools", code: "tools_unsupported")
+        if !chat, let given = f["tools"], given != .null {
+            throw APIError(400, "'tools' is a chat parameter: use /v1/chat/completions", param: "tools", code: "tools_unsupported")
         }
-        if let choice = f["tool_choice"], choice != .null, choice != .string("none") {
-            throw APIError(400, "'tool_choice' is not supported: no tools can be given to this model", param: "tool_choice", code: "tools_unsupported")
+        var grammar = try responseGrammar(f)
+        if let toolGrammar = tools.grammar {
+            guard grammar == nil else {
+                throw APIError(400, "'response_format' and a required tool call ('tool_choice') cannot both hold the answer", param: "tool_choice")
+            }
+            grammar = toolGrammar
         }
-        let grammar = try responseGrammar(f)
         var stops: [String] = []
         switch f["stop"] {
         case nil, .null?: break
@@ -283,7 +317,8 @@ public struct CompletionRequestParser: Sendable {
         var options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: stops)
         options.logprobs = logprobs
         options.grammar = grammar.map { GrammarConstraint(grammar: $0, trie: tokenTrie) }
-        return ParsedCompletionRequest(promptIDs: promptIDs, options: options, stream: stream, includeUsage: includeUsage, model: model, n: n)
+        return ParsedCompletionRequest(promptIDs: promptIDs, options: options, stream: stream, includeUsage: includeUsage, model: model, n: n,
+                                       tools: tools.parsing)
     }
 
     /// How many alternatives to report per token, or nil for no log-probabilities. Chat:

@@ -199,7 +199,8 @@ public struct OpenAIRoutes: Sendable {
         }
         let receipt = try answer.receipt(for: results)
         context.logger.info("completion finished", metadata: ["id": .string(id), "completion_tokens": .stringConvertible(answer.usage(results).completion_tokens),
-                                                              "finish_reason": .string(Self.finishReason(results[0].stopReason))])
+                                                              "finish_reason": .string(Self.finishReason(results[0].stopReason)),
+                                                              "decode_seconds": .string(Self.seconds(results[0].decodeTime))])
         var response = try Self.json(answer.body(results, receipt: receipt))
         response.headers[Self.receiptHeader] = receipt.jsonData().base64EncodedString()
         return response
@@ -224,13 +225,26 @@ public struct OpenAIRoutes: Sendable {
             ChoiceLogprobs(chat: chat, entries, tokenizer: tokenizer, firstOffset: firstOffset)
         }
 
+        /// A chat answer as content and tool calls (`ChatTools.parse`; all content without tools).
+        func split(_ done: InferenceScheduler.Completion, index: Int) -> (content: String?, calls: [ChatTools.Call]) {
+            guard chat, let tools = parsed.tools else { return (done.text, []) }
+            return tools.parse(done.text, idSeed: "\(id)/\(index)")
+        }
+
+        /// `tool_calls` when the answer called tools, else the stop reason's.
+        func finishReason(_ done: InferenceScheduler.Completion, calls: [ChatTools.Call]) -> String {
+            calls.isEmpty ? OpenAIRoutes.finishReason(done.stopReason) : "tool_calls"
+        }
+
         /// The receipt over the request body and `ResponseTranscript` of the choices.
         func receipt(for results: [InferenceScheduler.Completion]) throws(ResponseFailure) -> Receipt {
             let choices = results.enumerated().map { i, done in
-                ResponseTranscript.Choice(index: i, text: done.text, finishReason: OpenAIRoutes.finishReason(done.stopReason),
-                                          logprobs: wantsLogprobs ? logprobs(done.logprobs).entries.map {
-                                              ResponseTranscript.Token(token: $0.token, logprob: $0.logprob, top: $0.top.map { ($0.token, $0.logprob) })
-                                          } : nil)
+                let (content, calls) = split(done, index: i)
+                return ResponseTranscript.Choice(index: i, text: calls.isEmpty ? done.text : (content ?? ""), finishReason: finishReason(done, calls: calls),
+                                                 logprobs: wantsLogprobs ? logprobs(done.logprobs).entries.map {
+                                                     ResponseTranscript.Token(token: $0.token, logprob: $0.logprob, top: $0.top.map { ($0.token, $0.logprob) })
+                                                 } : nil,
+                                                 toolCalls: calls.map { ($0.id, $0.name, $0.arguments) })
             }
             return try receipts.issue(id: id, created: created, request: body, responseText: ResponseTranscript.text(choices))
         }
@@ -245,8 +259,9 @@ public struct OpenAIRoutes: Sendable {
         /// The non-streaming body.
         func body(_ results: [InferenceScheduler.Completion], receipt: Receipt) -> CompletionBody {
             let choices = results.enumerated().map { i, done in
-                Choice(chat ? .message(done.text) : .text(done.text), index: i, finish: OpenAIRoutes.finishReason(done.stopReason),
-                       logprobs: wantsLogprobs ? logprobs(done.logprobs) : nil)
+                let (content, calls) = split(done, index: i)
+                return Choice(chat ? .message(content, calls) : .text(done.text), index: i, finish: finishReason(done, calls: calls),
+                              logprobs: wantsLogprobs ? logprobs(done.logprobs) : nil)
             }
             return CompletionBody(id: id, object: object, created: created, model: parsed.model, system_fingerprint: fingerprint,
                                   choices: choices, usage: usage(results), receipt: receipt)
@@ -259,8 +274,9 @@ public struct OpenAIRoutes: Sendable {
         }
 
         /// One choice of a chunk: a chat delta, or completion text.
-        func piece(_ text: String?, index: Int = 0, role: String? = nil, finish: String? = nil, logprobs: ChoiceLogprobs? = nil) -> Choice {
-            Choice(chat ? .delta(role: role, content: text) : .text(text ?? ""), index: index, finish: finish, logprobs: logprobs)
+        func piece(_ text: String?, index: Int = 0, role: String? = nil, finish: String? = nil, logprobs: ChoiceLogprobs? = nil,
+                   calls: [ChatTools.Call] = []) -> Choice {
+            Choice(chat ? .delta(role: role, content: text, calls: calls) : .text(text ?? ""), index: index, finish: finish, logprobs: logprobs)
         }
     }
 
@@ -293,19 +309,34 @@ public struct OpenAIRoutes: Sendable {
                         pending = []
                         return lp
                     }
+                    // Text chunks without logprobs: one encoding for the stream, not one per token.
+                    let textChunks = answer.wantsLogprobs ? nil : TextChunkEncoder { text in
+                        try encoder.encode(answer.chunk([answer.piece(text, index: index)]))
+                    }
                     var iterator = submission.events.makeAsyncIterator()
                     loop: while let event = await iterator.next() {
                         switch event {
                         case let .logprobs(entries):
                             pending += entries
                         case let .text(text):
-                            try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                            // With tools the answer is parsed whole: its content or calls go in one delta at the end.
+                            guard answer.parsed.tools == nil else { continue loop }
+                            if let textChunks {
+                                try await writer.write(textChunks.event(text))
+                            } else {
+                                try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                            }
                         case let .failed(reason):
                             try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
                             break choices
                         case let .finished(done):
                             results.append(done)
-                            let finish = Self.finishReason(done.stopReason)
+                            var finish = Self.finishReason(done.stopReason)
+                            if answer.parsed.tools != nil {
+                                let (content, calls) = answer.split(done, index: index)
+                                finish = answer.finishReason(done, calls: calls)
+                                try await send(answer.chunk([answer.piece(calls.isEmpty ? done.text : content, index: index, logprobs: takeLogprobs(), calls: calls)]))
+                            }
                             guard results.count == submissions.count else {
                                 try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())]))
                                 break loop
@@ -324,7 +355,7 @@ public struct OpenAIRoutes: Sendable {
                                                         usage: answer.parsed.includeUsage ? nil : usage, receipt: receipt))
                             if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
                             logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(usage.completion_tokens),
-                                                                          "finish_reason": .string(finish)])
+                                                                          "finish_reason": .string(finish), "decode_seconds": .string(Self.seconds(results[0].decodeTime))])
                             break loop
                         }
                     }
@@ -340,6 +371,11 @@ public struct OpenAIRoutes: Sendable {
                 throw error
             }
         })
+    }
+
+    /// A duration in seconds with microsecond resolution, for the log (`decode_seconds`: choice 0's generation loop).
+    static func seconds(_ d: Duration) -> String {
+        String(format: "%.6f", Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
     }
 
     static func finishReason(_ reason: GenerationResult.StopReason) -> String {
@@ -377,8 +413,8 @@ struct Usage: Encodable {
 /// `delta` or `text`), `logprobs` (null unless asked for: `ChoiceLogprobs`), and `finish_reason` (null until the last chunk).
 struct Choice: Encodable {
     enum Payload {
-        case message(String)
-        case delta(role: String?, content: String?)
+        case message(String?, [ChatTools.Call])
+        case delta(role: String?, content: String?, calls: [ChatTools.Call])
         case text(String)
     }
     let payload: Payload
@@ -394,20 +430,36 @@ struct Choice: Encodable {
     }
 
     enum CodingKeys: String, CodingKey { case index, message, delta, text, logprobs, finish_reason }
-    enum MessageKeys: String, CodingKey { case role, content }
+    enum MessageKeys: String, CodingKey { case role, content, tool_calls }
+
+    /// OpenAI's `tool_calls` entry (`index` in stream deltas).
+    struct ToolCall: Encodable {
+        struct Function: Encodable { let name: String; let arguments: String }
+        let index: Int?
+        let id: String
+        let type = "function"
+        let function: Function
+        init(_ call: ChatTools.Call, index: Int?) {
+            self.index = index
+            id = call.id
+            function = Function(name: call.name, arguments: call.arguments)
+        }
+    }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index)
         switch payload {
-        case let .message(content):
+        case let .message(content, calls):
             var m = c.nestedContainer(keyedBy: MessageKeys.self, forKey: .message)
             try m.encode("assistant", forKey: .role)
-            try m.encode(content, forKey: .content)
-        case let .delta(role, content):
+            if let content { try m.encode(content, forKey: .content) } else { try m.encodeNil(forKey: .content) }
+            if !calls.isEmpty { try m.encode(calls.map { ToolCall($0, index: nil) }, forKey: .tool_calls) }
+        case let .delta(role, content, calls):
             var m = c.nestedContainer(keyedBy: MessageKeys.self, forKey: .delta)
             try m.encodeIfPresent(role, forKey: .role)
             try m.encodeIfPresent(content, forKey: .content)
+            if !calls.isEmpty { try m.encode(calls.enumerated().map { ToolCall($1, index: $0) }, forKey: .tool_calls) }
         case let .text(text):
             try c.encode(text, forKey: .text)
         }

@@ -25,7 +25,9 @@ extension ResponseTranscript {
                 }
             }
         }
-        struct Message: Decodable { let content: String? }
+        struct Function: Decodable { let name: String?; let arguments: String? }
+        struct Call: Decodable { let index: Int?; let id: String?; let function: Function? }
+        struct Message: Decodable { let content: String?; let tool_calls: [Call]? }
         struct Choice: Decodable {
             let index: Int?
             let text: String?
@@ -40,6 +42,19 @@ extension ResponseTranscript {
             let index = choice.index ?? 0
             var c = gathered[index] ?? .init(index: index, text: "", finishReason: "", logprobs: nil)
             c.text += choice.message?.content ?? choice.delta?.content ?? choice.text ?? ""
+            // Whole calls in a message; in a stream, a call's first delta has its id and name and
+            // later deltas (same index) add to its arguments.
+            for call in choice.message?.tool_calls ?? [] {
+                c.toolCalls.append((call.id ?? "", call.function?.name ?? "", call.function?.arguments ?? ""))
+            }
+            for call in choice.delta?.tool_calls ?? [] {
+                let k = call.index ?? c.toolCalls.count
+                if k >= c.toolCalls.count {
+                    c.toolCalls.append((call.id ?? "", call.function?.name ?? "", call.function?.arguments ?? ""))
+                } else {
+                    c.toolCalls[k].arguments += call.function?.arguments ?? ""
+                }
+            }
             if let finish = choice.finish_reason { c.finishReason = finish }
             if let lp = choice.logprobs { c.logprobs = (c.logprobs ?? []) + lp.transcript }
             gathered[index] = c

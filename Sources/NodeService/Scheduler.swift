@@ -43,6 +43,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         public var logprobs: [TokenLogprob] = []
         /// From submission to the first generated text (or to the end, if there was none).
         public var timeToFirstToken: Duration
+        /// The generation loop's own time: from the step that chose the first token to the step that
+        /// chose the last one (`completionTokens - 1` decoding steps; zero with fewer than two tokens).
+        public var decodeTime: Duration = .zero
     }
 
     public enum Event: Sendable {
@@ -78,6 +81,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         let continuation: AsyncStream<Event>.Continuation
         let submitted = ContinuousClock.now
         var firstText: Duration?
+        /// When the first and the latest token were chosen (`Completion.decodeTime`).
+        var firstTokenAt: ContinuousClock.Instant?
+        var lastTokenAt: ContinuousClock.Instant?
         /// The token to evaluate at the next decode step.
         var next: Int?
         /// Log-probability entries already sent.
@@ -349,6 +355,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 guard let logits else { continue }
                 if job.sharesPrompt, case .prompt(_, true) = item.work { job.promptLogits = logits }
                 let step = job.generation.accept(logits: logits)
+                let now = ContinuousClock.now
+                if job.firstTokenAt == nil { job.firstTokenAt = now }
+                job.lastTokenAt = now
                 if job.generation.options.logprobs != nil, job.generation.logprobs.count > job.sentLogprobs {
                     job.continuation.yield(.logprobs(Array(job.generation.logprobs[job.sentLogprobs...])))
                     job.sentLogprobs = job.generation.logprobs.count
@@ -403,7 +412,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         observer?.completed(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count)
         job.continuation.yield(.finished(Completion(promptTokens: result.promptIDs.count, completionTokens: result.outputIDs.count,
                                                     text: result.text, stopReason: result.stopReason, logprobs: job.generation.logprobs,
-                                                    timeToFirstToken: job.firstText ?? (ContinuousClock.now - job.submitted))))
+                                                    timeToFirstToken: job.firstText ?? (ContinuousClock.now - job.submitted),
+                                                    decodeTime: job.firstTokenAt.flatMap { first in job.lastTokenAt.map { $0 - first } } ?? .zero)))
         job.continuation.finish()
     }
 

@@ -14,10 +14,12 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var signature: String?
         public var publicKey: String?
         public var certificateChain: [String]?
+        /// A Jinja chat template file used instead of the GGUF's `tokenizer.chat_template`.
+        public var chatTemplate: String?
         /// Where the data key of an encrypted model (`securenode model encrypt`) comes from.
         public var key: Key?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case id, path, signature, publicKey = "public_key", certificateChain = "certificate_chain", key
+            case id, path, signature, publicKey = "public_key", certificateChain = "certificate_chain", chatTemplate = "chat_template", key
         }
     }
 

@@ -12,10 +12,10 @@ struct BenchEngineCommand: AsyncParsableCommand {
         discussion: """
             Verifies and loads the model (cold start), then, in one session with a 2,048-position KV cache: \
             prompt processing for each --prompt-lengths value from an empty context, time to first token for \
-            a 128-token prompt, and --decode-tokens greedy decoding steps after a 1-token prompt. Prompt \
+            a 128-token prompt, and --decode-tokens greedy decoding steps after a --decode-after-token prompt (default 1). Prompt \
             tokens are ids (1 + 7919 i) mod vocabulary, as the llama.cpp side of the benchmark uses. Prints \
             one JSON object: engine, threads, modelBytes, kvCacheBytes, coldStartSeconds, verifySeconds, \
-            prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds}, peakRSSBytes, prefillMode \
+            prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds, after}, peakRSSBytes, prefillMode \
             (exact, or blas with its threshold), promptBatch, blasCore (OpenBLAS's kernel family).
             """
     )
@@ -31,6 +31,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
     var promptLengths = "16,32,64,128,256,512"
     @Option(name: .customLong("decode-tokens"), help: "Greedy decoding steps to time.")
     var decodeTokens = 128
+    @Option(name: .customLong("decode-after"), help: "Prompt tokens evaluated before the timed decoding steps (the positions they start at).")
+    var decodeAfter = 1
     @Option(name: .customLong("context"), help: "KV cache positions.")
     var context = 2048
     @Flag(help: "Bit-exact kernels for prompts too, never BLAS.")
@@ -47,9 +49,11 @@ struct BenchEngineCommand: AsyncParsableCommand {
                 }
                 return n
             }
-            guard threads >= 1, decodeTokens >= 1 else { throw CLIFailure("--threads and --decode-tokens must be at least 1") }
-            guard (lengths + [128, decodeTokens + 1]).allSatisfy({ $0 <= context }) else {
-                throw CLIFailure("every prompt (and 1 + --decode-tokens) must fit in --context \(context)")
+            guard threads >= 1, decodeTokens >= 1, decodeAfter >= 1 else {
+                throw CLIFailure("--threads, --decode-tokens and --decode-after must be at least 1")
+            }
+            guard (lengths + [128, decodeTokens + decodeAfter]).allSatisfy({ $0 <= context }) else {
+                throw CLIFailure("every prompt (and --decode-after + --decode-tokens) must fit in --context \(context)")
             }
             let clock = ContinuousClock()
             let start = clock.now
@@ -78,7 +82,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
             _ = first
 
             session.reset()
-            var logits = try session.evaluate([1])
+            var logits = try session.evaluate(decodeAfter == 1 ? [1] : ids(decodeAfter))
             let t1 = clock.now
             for _ in 0 ..< decodeTokens {
                 logits = try session.evaluate([Self.argmax(logits)])
@@ -99,7 +103,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
                 "verifySeconds": seconds(verified - start),
                 "prefill": prefill,
                 "ttft128Seconds": ttft,
-                "decode": ["tokens": decodeTokens, "seconds": decodeSeconds],
+                "decode": ["tokens": decodeTokens, "seconds": decodeSeconds, "after": decodeAfter],
                 "peakRSSBytes": Int(usage.ru_maxrss) * 1024,
             ]
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

@@ -32,6 +32,9 @@ struct GenerateCommand: AsyncParsableCommand {
     @Flag(help: "Render the prompt as a user message with the model's chat template.")
     var chat = false
 
+    @Option(name: .customLong("chat-template-file"), help: "With --chat: a Jinja chat template file used instead of the model's tokenizer.chat_template.")
+    var chatTemplateFile: String?
+
     @Option(name: .customLong("system"), help: "With --chat: a system message (else the template's default, if any).")
     var systemMessage: String?
 
@@ -68,6 +71,7 @@ struct GenerateCommand: AsyncParsableCommand {
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be >= 0") }
         if systemMessage != nil && !chat { throw ValidationError("--system needs --chat") }
+        if chatTemplateFile != nil && !chat { throw ValidationError("--chat-template-file needs --chat") }
     }
 
     func run() async throws {
@@ -79,8 +83,9 @@ struct GenerateCommand: AsyncParsableCommand {
             let generator = try Generator(model: llama, tokenizer: tokenizer, prefill: exact ? .exact : .default)
             let promptIDs: [Int]
             if chat {
-                guard let source = loaded.gguf.string("tokenizer.chat_template"), let template = ChatTemplate(template: source) else {
-                    throw CLIFailure("the model has no chat template this engine can render (ChatML, Llama 3, Llama 2, Zephyr)")
+                let source = try chatTemplateFile.map { try FileText.read($0, what: "chat template") } ?? loaded.gguf.string("tokenizer.chat_template")
+                guard let template = try ChatTemplate.forModel(source: source, tokenizer: tokenizer) else {
+                    throw CLIFailure("the model has no tokenizer.chat_template: give --chat-template-file")
                 }
                 var messages: [ChatMessage] = []
                 if let systemMessage { messages.append(ChatMessage(role: "system", content: systemMessage)) }

@@ -64,6 +64,9 @@ struct ServeCommand: AsyncParsableCommand {
     var modelKeyApprovals: [String] = []
     @Option(name: .customLong("model-key-policy-key"), help: "The policy-authorization public key of the sealed model key (model.key.policy_key; default: the profile's).")
     var modelKeyPolicyKey: String?
+    @Option(name: .customLong("chat-template-file"),
+            help: "A Jinja chat template file used instead of the model's tokenizer.chat_template (model.chat_template).")
+    var chatTemplateFile: String?
     @Flag(help: "Bit-exact kernels for prompts too, never BLAS (or limits.exact: true).")
     var exact = false
     @Flag(name: .customLong("keylime-lab-unauthenticated-revocations"),
@@ -183,7 +186,11 @@ struct ServeCommand: AsyncParsableCommand {
             guard settings.contextLength <= llama.config.contextLength else {
                 throw CLIFailure("limits.context_length \(settings.contextLength) is longer than the model's context (\(llama.config.contextLength))")
             }
-            let template = loaded.gguf.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
+            // The chat template: --chat-template-file / model.chat_template, else the model's own; one
+            // that does not parse stops the start with its line named.
+            let templateFile = (chatTemplateFile ?? file.model?.chatTemplate).flatMap { $0.isEmpty ? nil : $0 }
+            let templateSource = try templateFile.map { try FileText.read($0, what: "chat template") } ?? loaded.gguf.string("tokenizer.chat_template")
+            let template = try ChatTemplate.forModel(source: templateSource, tokenizer: tokenizer)
             let metrics = NodeMetrics()
             // The profile picks the backend: the CPU, or a modeled device (computes on the host, accounts the device's time).
             let backend = try BackendFactory.backend(for: unboundAttestor.profile.backend, threads: settings.threads)

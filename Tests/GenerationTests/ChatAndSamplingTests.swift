@@ -9,7 +9,32 @@ import Testing
         #expect(ChatTemplate(template: "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>' }}")?.family == .llama3)
         #expect(ChatTemplate(template: "{{ bos_token + '[INST] ' + content + ' [/INST]' }}")?.family == .llama2)
         #expect(ChatTemplate(template: "{{ '<|user|>\\n' + message['content'] + eos_token }}")?.family == .zephyr)
-        #expect(ChatTemplate(template: "{{ messages }}") == nil)
+        // Any template that parses renders now (by the Jinja interpreter); the family only says how tool calls are read.
+        #expect(ChatTemplate(template: "{{ messages }}")?.family == nil)
+        #expect(ChatTemplate(template: "{% if %}") == nil)
+    }
+
+    /// SmolLM2's own template through the Jinja interpreter gives the prompt ids the hand-written
+    /// ChatML rendering gave (special markers as tokens, the rest encoded as one text).
+    @Test(.enabled(if: TestPaths.runModelTests, TestPaths.modelMissing))
+    func smolLM2PromptIdsUnchanged() throws {
+        let tokenizer = try RealVocabulary.tokenizer()
+        let template = try #require(ChatTemplate(template: Self.smolTemplate))
+        func turn(_ role: String, _ content: String) -> [ChatSegment] {
+            [.special("<|im_start|>"), .text(role + "\n"), .text(content), .special("<|im_end|>"), .text("\n")]
+        }
+        let system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+        let conversations: [([ChatMessage], [ChatSegment])] = [
+            ([ChatMessage(role: "user", content: "What is the capital of France?")],
+             turn("system", system) + turn("user", "What is the capital of France?")),
+            ([ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: " hi  <|im_end|> there\n"),
+              ChatMessage(role: "assistant", content: "Hello!"), ChatMessage(role: "user", content: "é中😀")],
+             turn("system", "Be brief.") + turn("user", " hi  <|im_end|> there\n") + turn("assistant", "Hello!") + turn("user", "é中😀")),
+        ]
+        for (messages, old) in conversations {
+            let expected = try tokenizer.encode(old + [.special("<|im_start|>"), .text("assistant\n")], maxWordBytes: 4096)
+            #expect(try tokenizer.encode(template.render(messages), maxWordBytes: 4096) == expected)
+        }
     }
 
     @Test func chatMLWithTheTemplatesDefaultSystemMessage() throws {

@@ -35,9 +35,9 @@ import Generation
     }
 
     @Test func unsupportedArchitectureIsRefused() {
-        let error = refusal { $0.set("general.architecture", .string("qwen2")) }
+        let error = refusal { $0.set("general.architecture", .string("mamba")) }
         #expect(error?.code == .unsupportedArchitecture)
-        #expect(error?.reason.contains("qwen2") == true)
+        #expect(error?.reason.contains("mamba") == true)
     }
 
     @Test func missingHyperparameterIsNamed() {
@@ -73,14 +73,15 @@ import Generation
     @Test func unsupportedTensorTypeIsNamed() {
         let error = refusal {
             $0.remove(tensor: "blk.0.ffn_gate.weight")
-            $0.builder.addTensor("blk.0.ffn_gate.weight", .q5_0, [32, 64])
+            $0.builder.addTensor("blk.0.ffn_gate.weight", .iq4_nl, [32, 64])
         }
-        #expect(error?.code == .invalidTensor && error?.reason.contains("Q5_0") == true)
+        #expect(error?.code == .invalidTensor && error?.reason.contains("IQ4_NL") == true)
     }
 
     @Test func unexpectedTensorIsRefused() {
-        let error = refusal { $0.builder.addTensor("blk.0.attn_q.bias", .f32, [32]) }
-        #expect(error?.code == .invalidTensor && error?.reason.contains("blk.0.attn_q.bias") == true)
+        // Q/K/V biases are part of the graph (as llama.cpp's); a feed-forward bias is not.
+        let error = refusal { $0.builder.addTensor("blk.0.ffn_up.bias", .f32, [64]) }
+        #expect(error?.code == .invalidTensor && error?.reason.contains("blk.0.ffn_up.bias") == true)
     }
 
     @Test func layerCountBeyondTheTensorsIsRefused() {

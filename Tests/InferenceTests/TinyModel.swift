@@ -8,17 +8,19 @@ struct TinyModel {
     var builder = GGUFBuilder()
     static let tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a", "b", "ab", "Ġ", "Ġa", "c", "\n"]
 
-    init(layers: Int = 1, dim: Int = 32, heads: Int = 2, kvHeads: Int = 1, ff: Int = 64, context: Int = 64) {
+    /// `architecture` only renames the keys (`{arch}.block_count`, ...); the tensors are Llama's.
+    init(layers: Int = 1, dim: Int = 32, heads: Int = 2, kvHeads: Int = 1, ff: Int = 64, context: Int = 64,
+         architecture a: String = "llama") {
         var b = GGUFBuilder()
-        b.add("general.architecture", .string("llama"))
-        b.add("llama.block_count", .uint32(UInt32(layers)))
-        b.add("llama.embedding_length", .uint32(UInt32(dim)))
-        b.add("llama.feed_forward_length", .uint32(UInt32(ff)))
-        b.add("llama.attention.head_count", .uint32(UInt32(heads)))
-        b.add("llama.attention.head_count_kv", .uint32(UInt32(kvHeads)))
-        b.add("llama.rope.freq_base", .float32(10000))
-        b.add("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
-        b.add("llama.context_length", .uint32(UInt32(context)))
+        b.add("general.architecture", .string(a))
+        b.add("\(a).block_count", .uint32(UInt32(layers)))
+        b.add("\(a).embedding_length", .uint32(UInt32(dim)))
+        b.add("\(a).feed_forward_length", .uint32(UInt32(ff)))
+        b.add("\(a).attention.head_count", .uint32(UInt32(heads)))
+        b.add("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads)))
+        b.add("\(a).rope.freq_base", .float32(10000))
+        b.add("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5))
+        b.add("\(a).context_length", .uint32(UInt32(context)))
         b.add("tokenizer.ggml.model", .string("gpt2"))
         b.add("tokenizer.ggml.pre", .string("smollm"))
         b.add("tokenizer.ggml.tokens", .strings(Self.tokens))
@@ -60,6 +62,11 @@ struct TinyModel {
     }
 
     mutating func remove(key: String) { builder.metadata.removeAll { $0.key == Array(key.utf8) } }
+    /// Adds an F32 tensor of `dims` filled with ones.
+    mutating func addOnes(_ name: String, _ dims: [Int]) {
+        let count = dims.reduce(1, *)
+        builder.addTensor(name, .f32, dims, data: (0 ..< count).flatMap { _ in withUnsafeBytes(of: Float(1).bitPattern.littleEndian) { Array($0) } })
+    }
     mutating func remove(tensor: String) { builder.tensors.removeAll { $0.name == Array(tensor.utf8) } }
 
     func file() throws -> GGUFFile { try parse(builder.build()) }

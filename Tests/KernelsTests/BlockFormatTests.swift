@@ -27,6 +27,7 @@ import Testing
         let expected: [BlockType: (Int, Int)] = [
             .f32: (1, 4), .f16: (1, 2), .bf16: (1, 2), .q4_0: (32, 18), .q4_1: (32, 20), .q8_0: (32, 34),
             .q8_1: (32, 36), .q4_K: (256, 144), .q6_K: (256, 210), .q8_K: (256, 292),
+            .q2_K: (256, 84), .q3_K: (256, 110), .q5_K: (256, 176), .q5_0: (32, 22), .q5_1: (32, 24),
         ]
         for type in BlockType.allCases {
             #expect(type.blockSize == expected[type]!.0 && type.blockBytes == expected[type]!.1, "\(type)")
@@ -144,10 +145,12 @@ import Testing
                 }
             }
         }
-        // Dot with Q8_K all 1, d = 1: 0.5 * 16 * sum(scales) = 0.5 * 16 * 136 = 1088.
+        // Dot with Q8_K all 1, d = 1 (16-element sums 16, which ggml's Q6_K kernel uses for the - 32):
+        // 0.5 * 16 * sum(scales) = 0.5 * 16 * 136 = 1088.
         var act = [UInt8](repeating: 0, count: 292)
         withUnsafeBytes(of: Float(1).bitPattern.littleEndian) { for k in 0 ..< 4 { act[k] = $0[k] } }
         for j in 0 ..< 256 { act[4 + j] = 1 }
+        for g in 0 ..< 16 { act[260 + 2 * g] = 16 }
         let (reference, fast) = dot(.q6_K, block, act, count: 256)
         #expect(reference == 1088 && fast == 1088)
     }

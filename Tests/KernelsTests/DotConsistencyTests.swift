@@ -32,6 +32,9 @@ func randomRow(_ type: BlockType, count: Int, _ random: inout TestRandom) -> [UI
         case .q4_1: putHalf(o, 0.01 + 0.01 * abs(random.float())); putHalf(o + 2, -0.05 * abs(random.float()))
         case .q4_K: putHalf(o, 0.001 + 0.001 * abs(random.float())); putHalf(o + 2, 0.001 * abs(random.float()))
         case .q6_K: putHalf(o + 208, 0.001 + 0.001 * abs(random.float()))
+        case .q2_K: putHalf(o + 80, 0.001 + 0.001 * abs(random.float())); putHalf(o + 82, 0.001 * abs(random.float()))
+        case .q3_K: putHalf(o + 108, 0.001 + 0.001 * abs(random.float()))
+        case .q5_K: putHalf(o, 0.001 + 0.001 * abs(random.float())); putHalf(o + 2, 0.001 * abs(random.float()))
         case .f16: for i in 0 ..< count { putHalf(2 * i, random.float()) }
         case .bf16:
             for i in 0 ..< count {
@@ -53,7 +56,7 @@ func randomRow(_ type: BlockType, count: Int, _ random: inout TestRandom) -> [UI
 /// in real arithmetic (so within float rounding) when both sides are dequantized, and within the
 /// activation quantization error when the activations are floats.
 @Suite struct DotConsistencyTests {
-    static let weightTypes: [BlockType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K]
+    static let weightTypes: [BlockType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K, .q2_K, .q3_K, .q5_K]
 
     @Test(arguments: weightTypes)
     func quantizedDotEqualsDequantizedDot(type: BlockType) {

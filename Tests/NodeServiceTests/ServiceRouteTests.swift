@@ -38,7 +38,7 @@ import Testing
         let metrics: NodeMetrics
         let key: P256.Signing.PrivateKey
 
-        init(promptCache: Bool = true, configure: (inout ServiceSettings) -> Void = { _ in }) async throws {
+        init(promptCache: Bool = true, chatTemplate: String? = nil, configure: (inout ServiceSettings) -> Void = { _ in }) async throws {
             let (file, model, tokenizer) = try #require(ServiceRouteTests.loaded, "model not found: set SECURENODE_TEST_MODEL").get()
             var settings = ServiceSettings(modelID: "m")
             settings.contextLength = 2048
@@ -58,7 +58,7 @@ import Testing
                                          modelID: settings.modelID, manifestRoot: String(repeating: "ab", count: 32), profile: "test")
             let readiness = Readiness()
             await readiness.set(ready: true, reason: "test model")
-            let template = file.string("tokenizer.chat_template").flatMap { ChatTemplate(template: $0) }
+            let template = try ChatTemplate.forModel(source: chatTemplate ?? file.string("tokenizer.chat_template"), tokenizer: tokenizer)
             routes = OpenAIRoutes(settings: settings, parser: CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template),
                                   scheduler: scheduler, worker: RequestWorker(threads: 2, queueDepth: 8), metrics: metrics,
                                   receipts: receipts, readiness: readiness)

@@ -62,8 +62,9 @@ def generate_cli(prompt, max_tokens, chat):
 def response_transcript(choices):
     """What a receipt's responseSHA256 covers (README.md, "Receipts"): the text of a single choice
     without logprobs; otherwise securenode.response.v2 lines over every choice and its logprobs.
-    `choices`: dicts {index, text, finish_reason, logprobs: None or [(token, logprob, [(token, logprob)])]}."""
-    if len(choices) == 1 and choices[0]["logprobs"] is None:
+    `choices`: dicts {index, text, finish_reason, logprobs: None or [(token, logprob, [(token, logprob)])],
+    tool_calls (optional): [(id, name, arguments)]}."""
+    if len(choices) == 1 and choices[0]["logprobs"] is None and not choices[0].get("tool_calls"):
         return choices[0]["text"]
 
     def bits(x):
@@ -71,6 +72,8 @@ def response_transcript(choices):
     out = "securenode.response.v2\n"
     for c in sorted(choices, key=lambda c: c["index"]):
         out += f"choice {c['index']} {c['finish_reason']} {hashlib.sha256(c['text'].encode()).hexdigest()}\n"
+        for call_id, name, arguments in c.get("tool_calls") or []:
+            out += f"tool_call {call_id.encode().hex()} {name.encode().hex()} {arguments.encode().hex()}\n"
         for token, logprob, top in c["logprobs"] or []:
             alternatives = sorted(f"{t.encode().hex()}:{bits(v)}" for t, v in top)
             out += " ".join(["token", token.encode().hex(), bits(logprob)] + alternatives) + "\n"
@@ -291,12 +294,149 @@ def test_schema_features_and_tools_refused_by_name():
             raise AssertionError(f"{schema} was accepted")
         except openai.BadRequestError as e:
             assert says in e.body["message"] and e.body["code"] == code and e.body["param"] == "response_format", e.body
+    if TOOLS:
+        return  # served with a template that renders tools: test_tool_* below
     try:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=4,
                                        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
         raise AssertionError("tools were accepted")
     except openai.BadRequestError as e:
         assert e.body["param"] == "tools" and e.body["code"] == "tools_unsupported" and "chat template" in e.body["message"], e.body
+
+
+# Tools: scripts/e2e-service.sh runs the test_tool_* tests against a second node serving SmolLM2 with
+# Qwen2.5's chat template (model.chat_template), which renders tools (NODE_TOOLS=1).
+TOOLS = os.environ.get("NODE_TOOLS") == "1"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40},
+                                                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"], "additionalProperties": False}}}
+SEARCH = {"type": "function", "function": {
+    "name": "search", "description": "Search the web",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string", "maxLength": 40}, "limit": {"type": "integer"}},
+                   "required": ["query"]}}}
+TOOL_MESSAGES = [{"role": "system", "content": "You can call functions."}, {"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def tools_skipped():
+    if not TOOLS:
+        print("     (skipped: the node serves SmolLM2's own template, which has no tools)")
+    return not TOOLS
+
+
+def check_tool_calls(message, tools):
+    """Every call names a declared tool and its arguments validate against that tool's schema."""
+    assert message.tool_calls, message
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+    for call in message.tool_calls:
+        assert call.type == "function" and call.id.startswith("call_"), call
+        jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
+    return [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls]
+
+
+def test_tool_choice_required_gives_calls_that_validate():
+    if tools_skipped():
+        return
+    for seed in (1, 2, 3):
+        r = client.chat.completions.create(model=MODEL, messages=TOOL_MESSAGES, tools=[WEATHER, SEARCH], tool_choice="required",
+                                           temperature=0.8, seed=seed, max_tokens=96)
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        calls = check_tool_calls(choice.message, [WEATHER, SEARCH])
+        transcript = {"index": 0, "text": choice.message.content or "", "finish_reason": "tool_calls", "logprobs": None, "tool_calls": calls}
+        assert r.model_extra["receipt"]["responseSHA256"] == sha256_hex(response_transcript([transcript]))
+
+
+def test_tool_choice_named_calls_that_function():
+    if tools_skipped():
+        return
+    r = client.chat.completions.create(model=MODEL, messages=TOOL_MESSAGES, tools=[WEATHER, SEARCH], temperature=0, max_tokens=96,
+                                       tool_choice={"type": "function", "function": {"name": "search"}})
+    assert r.choices[0].finish_reason == "tool_calls"
+    check_tool_calls(r.choices[0].message, [SEARCH])
+    assert [c.function.name for c in r.choices[0].message.tool_calls] == ["search"]
+    try:
+        client.chat.completions.create(model=MODEL, messages=TOOL_MESSAGES, tools=[WEATHER], max_tokens=8,
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+        raise AssertionError("an undeclared function was accepted")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "tool_choice" and "nope" in e.body["message"], e.body
+
+
+def test_tool_calls_streamed_as_deltas_equal_the_whole_answer():
+    if tools_skipped():
+        return
+    args = dict(model=MODEL, messages=TOOL_MESSAGES, tools=[WEATHER], tool_choice="required", temperature=0.7, seed=5, max_tokens=96)
+    whole = client.chat.completions.create(**args)
+    calls, finish, receipt = {}, None, None
+    for chunk in client.chat.completions.create(stream=True, **args):
+        for c in chunk.choices:
+            for d in c.delta.tool_calls or []:
+                g = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
+                g["id"] = d.id or g["id"]
+                g["name"] = (d.function.name if d.function else None) or g["name"]
+                g["arguments"] += (d.function.arguments if d.function else None) or ""
+            finish = c.finish_reason or finish
+        receipt = (chunk.model_extra or {}).get("receipt", receipt)
+    streamed = [(g["name"], json.loads(g["arguments"])) for _, g in sorted(calls.items())]
+    assert finish == "tool_calls"
+    assert streamed == [(c.function.name, json.loads(c.function.arguments)) for c in whole.choices[0].message.tool_calls]
+    transcript = {"index": 0, "text": "", "finish_reason": "tool_calls", "logprobs": None,
+                  "tool_calls": [(g["id"], g["name"], g["arguments"]) for _, g in sorted(calls.items())]}
+    assert receipt["responseSHA256"] == sha256_hex(response_transcript([transcript]))
+
+
+def test_tool_history_renders_and_auto_answers():
+    if tools_skipped():
+        return
+    first = client.chat.completions.create(model=MODEL, messages=TOOL_MESSAGES, tools=[WEATHER], tool_choice="required", temperature=0,
+                                           max_tokens=96)
+    call = first.choices[0].message.tool_calls[0]
+    history = TOOL_MESSAGES + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function",
+                                                               "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 21, "sky": "clear"})}]
+    # tool_choice auto: the model may answer or call again; either way a well-formed answer.
+    r = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], temperature=0, max_tokens=24)
+    choice = r.choices[0]
+    assert choice.finish_reason in ("stop", "length", "tool_calls"), choice
+    if choice.finish_reason == "tool_calls":
+        check_tool_calls(choice.message, [WEATHER])
+    else:
+        assert isinstance(choice.message.content, str) and not choice.message.tool_calls
+    # The history's tool turn is in the prompt: more prompt tokens than without it.
+    assert r.usage.prompt_tokens > first.usage.prompt_tokens
+    # tool_choice "none": plain text, no calls.
+    r = client.chat.completions.create(model=MODEL, messages=TOOL_MESSAGES, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=8)
+    assert r.choices[0].message.tool_calls is None and r.choices[0].finish_reason in ("stop", "length")
+
+
+def test_tool_receipt_verifies_with_verify_receipt():
+    if tools_skipped():
+        return
+    request = json.dumps({"model": MODEL, "messages": TOOL_MESSAGES, "tools": [WEATHER], "tool_choice": "required", "temperature": 0,
+                          "max_tokens": 96}).encode()
+    status, _, body = http("POST", "/v1/chat/completions", request)
+    assert status == 200, body
+    assert json.loads(body)["choices"][0]["message"]["tool_calls"]
+    _, _, evidence = http("GET", "/v1/attestation?nonce=" + secrets.token_hex(16), key=False)
+    paths = {}
+    for name, data in [("request", request), ("response", body), ("evidence", evidence)]:
+        paths[name] = os.path.join(WORK, "tools-" + name)
+        open(paths[name], "wb").write(data)
+
+    def verify(response):
+        return subprocess.run([BIN, "verify-receipt", "--receipt", paths["response"], "--request", paths["request"], "--response", response,
+                               "--evidence", paths["evidence"]], capture_output=True, text=True)
+    ok = verify(paths["response"])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # Changed arguments are a different response.
+    tampered = body.replace(b'\\"city\\":\\"', b'\\"city\\":\\"X', 1)
+    assert tampered != body, body
+    open(paths["response"] + "2", "wb").write(tampered)
+    bad = verify(paths["response"] + "2")
+    assert bad.returncode == 1 and "response-digest" in bad.stderr, bad.stderr
 
 
 def test_tokenize_and_detokenize_as_llama_server_names_them():

@@ -31,7 +31,16 @@ int sn_cpu_has_avx512(void);
 enum {
     SN_Q4_1 = 1, ///< block_q4_1 weights (20 bytes per 32), Q8_1 activations (36 bytes per 32)
     SN_Q8_0 = 2, ///< block_q8_0 weights (34 bytes per 32), Q8_0 activations (34 bytes per 32)
+    // q32.c: kept as ggml rows (`sn_pack_rows` leaves them, `sn_unpack_row` copies the row).
+    SN_Q4_0 = 3, ///< block_q4_0 weights (18 bytes per 32), Q8_0 activations
+    SN_Q5_0 = 4, ///< block_q5_0 weights (22 bytes per 32), Q8_0 activations
+    SN_Q5_1 = 5, ///< block_q5_1 weights (24 bytes per 32), Q8_1 activations
 };
+
+/// K-quant weight formats of `sn_matmul_job` (ggml's type ids), all with Q8_K activations (292
+/// bytes per 256: `d: f32`, 256 quants, sixteen 16-bit sums); `blocks` still counts 32 columns.
+/// Their matrices keep ggml's row layout (`sn_pack_rows` does not apply). See kquants.c.
+enum { SN_Q2_K = 10, SN_Q3_K = 11, SN_Q4_K = 12, SN_Q5_K = 13, SN_Q6_K = 14 };
 
 /// Most blocks per row `sn_matmul_rows` takes (32,768 columns): its scratch is on the stack.
 #define SN_MAX_BLOCKS 1024
@@ -68,20 +77,37 @@ void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, 
 /// Row `r` of a packed matrix, as the ggml row it was (`row_bytes` bytes at `out`).
 void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
 
+/// `sn_matmul_rows` for SN_Q4_0, SN_Q5_0 and SN_Q5_1 (q32.c), bit-identical to Kernels' `Q4_0.dot`
+/// (llama.cpp's repacked q4_0_8x8 order: per block `acc = fma(isum, d_w * d_a, acc)`), `Q5_0.dot`
+/// and `Q5_1.dot` (ggml's AVX2 `vec_dot` order, as for Q4_1).
+void sn_matmul_rows_q32(const sn_matmul_job *job, int first, int last,
+                        const uint8_t *a, size_t a_stride, int tokens);
+/// `blocks` blocks of a SN_Q4_0, SN_Q5_0 or SN_Q5_1 row into `32 * blocks` floats, as Kernels'
+/// `dequantize` of the type (ggml's `dequantize_row_*`).
+void sn_dequantize_q32(int type, const uint8_t *row, int blocks, float *out);
+
 /// `blocks` Q8_1 blocks from `32 * blocks` floats, as Kernels' `Q8_1.quantize` (ggml's x86
 /// `quantize_row_q8_1`).
 void sn_quantize_q8_1(const float *x, int blocks, uint8_t *out);
 /// `blocks` Q8_0 blocks from `32 * blocks` floats, as Kernels' `Q8_0.quantize`.
 void sn_quantize_q8_0(const float *x, int blocks, uint8_t *out);
+/// `blocks` Q8_K blocks from `256 * blocks` floats, as Kernels' `Q8_K.quantize`.
+void sn_quantize_q8_K(const float *x, int blocks, uint8_t *out);
+/// `blocks` K-quant blocks of `type` into `256 * blocks` floats, as Kernels' reference dequantizers.
+void sn_dequantize_kquant(int type, const uint8_t *x, int blocks, float *out);
+/// `sn_matmul_rows` for the K-quant types (kquants.c).
+void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens);
 
 // MARK: - Attention over an F16 cache
 
 /// One query head over `positions` cached positions, exactly as Kernels' `Attention.head` with
 /// the same arguments (`tiny` = `.tinyBLAS` order, else `.vecDotF16`; `width` = 8 for the AVX2
 /// profile, 16 for AVX-512). `scratch` holds `sn_attention_scratch(positions, head_dim)` floats.
+/// Positions before `first` are masked (a sliding window: zero weight, as ggml's -inf mask);
+/// `softcap` > 0 caps every score as `tanh(kq / softcap) * softcap` before the scale (Gemma 2).
 void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t *values,
-                       size_t stride, int positions, int head_dim, float scale, int tiny, int width,
-                       float *scratch, float *out);
+                       size_t stride, int positions, int first, int head_dim, float scale, float softcap,
+                       int tiny, int width, float *scratch, float *out);
 size_t sn_attention_scratch(int positions, int head_dim);
 
 // MARK: - Vector operations
@@ -128,12 +154,14 @@ typedef struct {
     int positions;
     int tiny;
     float *out;
+    /// First unmasked position (0 without a sliding window).
+    int first;
 } sn_attention_task;
 
-/// Runs `count` attention heads (all with `stride`, `head_dim`, `scale`, `width`) on the pool;
+/// Runs `count` attention heads (all with `stride`, `head_dim`, `scale`, `softcap`, `width`) on the pool;
 /// `scratch` holds `sn_pool_size(pool) * sn_attention_scratch(max positions, head_dim)` floats.
 void sn_pool_attention(sn_pool *pool, const sn_attention_task *tasks, int count, size_t stride,
-                       int head_dim, float scale, int width, float *scratch, size_t scratch_per_member);
+                       int head_dim, float scale, float softcap, int width, float *scratch, size_t scratch_per_member);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,389 @@
+// The K-quant matrix products (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K weights with Q8_K activations) and
+// the Q8_K activation quantizer; see include/sn_kernels.h and Kernels' KQuant.swift.
+//
+// Each (row, activation) pair is computed exactly as ggml's AVX2 `ggml_vec_dot_q*_K_q8_K` and the
+// Swift references: per 256-element block, eight exact 32-bit integer lanes (lane k: elements with
+// (i % 32) / 4 == k), `acc = fma(d_w * d_a, lane, acc)`, and the type's minimum term. A weight block
+// is unpacked once (`kq_block`) and then used by every activation of the call (the prompt path:
+// up to eight at a time); the matrices stay in ggml's row layout (no packing).
+#include "sn_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+// The float operations below are written in ggml's order; the compiler must not fuse a multiply
+// and an add that ggml keeps apart (the fused ones are explicit intrinsics).
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define KQ_TARGET __attribute__((target("avx2,fma,f16c")))
+#define KQ_INLINE static inline __attribute__((always_inline)) KQ_TARGET
+
+/// Bytes per weight block of a K-quant type (0: not a K-quant type).
+static size_t kq_block_bytes(int type) {
+    switch (type) {
+    case SN_Q2_K: return 84;
+    case SN_Q3_K: return 110;
+    case SN_Q4_K: return 144;
+    case SN_Q5_K: return 176;
+    case SN_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+#define KQ_A_BYTES 292
+
+KQ_INLINE float kq_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/// ggml's hsum_float_8.
+KQ_INLINE float kq_hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/// One weight block, unpacked for every activation that meets it.
+typedef struct {
+    /// The 32 quants of group g (elements 32g ..< 32g + 32) as unsigned bytes (Q3_K: the two low
+    /// bits; Q6_K: 0...63 before the - 32).
+    __m256i q[8];
+    /// Q3_K: the high-bit term of group g (0 when the bit is set, else 4), subtracted.
+    __m256i h[8];
+    /// The 16-bit scales of group g's elements, as `_mm256_madd_epi16` pairs them: elements 0..15
+    /// in the low 128 bits, 16..31 in the high.
+    __m256i sc[8];
+    /// Q2_K: the sixteen minimums; Q4_K/Q5_K: the eight minimums (in both 128-bit halves); Q6_K: the sixteen
+    /// scales, for the 16-element activation sums.
+    __m256i m;
+    float d, dmin;
+} kq_block;
+
+/// Byte shuffle that broadcasts 16-bit element `e` of each 128-bit half.
+KQ_INLINE __m256i kq_bcast16(int e0, int e1) {
+    return _mm256_setr_m128i(_mm_set1_epi16((short)(2 * e0 | (2 * e0 + 1) << 8)),
+                             _mm_set1_epi16((short)(2 * e1 | (2 * e1 + 1) << 8)));
+}
+
+/// Sixteen 16-bit scales (one per 16 elements) as the eight groups' madd factors: group g gets
+/// scale 2g in its low half and 2g + 1 in its high half.
+KQ_INLINE void kq_scales16(__m256i all, __m256i *sc) {
+    const __m256i lo = _mm256_permute2x128_si256(all, all, 0x00);
+    const __m256i hi = _mm256_permute2x128_si256(all, all, 0x11);
+    for (int g = 0; g < 8; g++) sc[g] = _mm256_shuffle_epi8(g < 4 ? lo : hi, kq_bcast16(2 * (g % 4), 2 * (g % 4) + 1));
+}
+
+/// Q4_K/Q5_K: the eight six-bit scales (low 128 bits) and minimums (high) as 16-bit values,
+/// unpacked from the twelve bytes at `q` as ggml's AVX2 kernels do.
+KQ_INLINE __m256i kq_scales_mins(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0xF);
+    switch (type) {
+    case SN_Q2_K: {
+        w->d = kq_f16(x + 80);
+        w->dmin = kq_f16(x + 82);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        w->m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0xF)));
+        for (int n = 0; n < 2; n++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * n));
+            for (int j = 0; j < 4; j++) {
+                const int g = 4 * n + j;
+                w->q[g] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+            }
+        }
+        kq_scales16(_mm256_cvtepu8_epi16(_mm_and_si128(sm, _mm_set1_epi8(0xF))), w->sc);
+        break;
+    }
+    case SN_Q3_K: {
+        w->d = kq_f16(x + 108);
+        w->dmin = 0;
+        uint32_t aux[3];
+        memcpy(aux, x + 96, 12);
+        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+        const __m128i scales128 = _mm_sub_epi8(_mm_set_epi32(
+            (int)(((aux[1] >> 4) & kmask2) | (((aux[2] >> 6) & kmask1) << 4)),
+            (int)(((aux[0] >> 4) & kmask2) | (((aux[2] >> 4) & kmask1) << 4)),
+            (int)((aux[1] & kmask2) | (((aux[2] >> 2) & kmask1) << 4)),
+            (int)((aux[0] & kmask2) | (((aux[2] >> 0) & kmask1) << 4))), _mm_set1_epi8(32));
+        kq_scales16(_mm256_cvtepi8_epi16(scales128), w->sc);
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x);
+        const __m256i one = _mm256_set1_epi8(1);
+        for (int n = 0; n < 2; n++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * n));
+            for (int j = 0; j < 4; j++) {
+                const int g = 4 * n + j, bit = 4 * n + j;
+                w->q[g] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+                // 4 where the bit is clear: ((~h) >> bit & 1) << 2, per byte.
+                w->h[g] = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(_mm256_andnot_si256(hbits, _mm256_set1_epi8((char)0xFF)), bit), one), 2);
+            }
+        }
+        break;
+    }
+    case SN_Q4_K:
+    case SN_Q5_K: {
+        w->d = kq_f16(x);
+        w->dmin = kq_f16(x + 2);
+        const __m256i sm = kq_scales_mins(x + 4);
+        w->m = _mm256_permute2x128_si256(sm, sm, 0x11);
+        const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
+        const uint8_t *qs = x + (type == SN_Q4_K ? 16 : 48);
+        const __m256i hbits = type == SN_Q5_K ? _mm256_loadu_si256((const __m256i *)(x + 16)) : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            w->q[2 * c] = _mm256_and_si256(bits, m4);
+            w->q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            if (type == SN_Q5_K)
+                for (int k = 0; k < 2; k++) {
+                    const int g = 2 * c + k;
+                    const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hbits, g), _mm256_set1_epi8(1));
+                    w->q[g] = _mm256_add_epi8(w->q[g], _mm256_slli_epi16(hb, 4));
+                }
+            w->sc[2 * c] = _mm256_shuffle_epi8(scales, kq_bcast16(2 * c, 2 * c));
+            w->sc[2 * c + 1] = _mm256_shuffle_epi8(scales, kq_bcast16(2 * c + 1, 2 * c + 1));
+        }
+        break;
+    }
+    case SN_Q6_K: {
+        w->d = kq_f16(x + 208);
+        w->dmin = 0;
+        w->m = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
+        kq_scales16(w->m, w->sc);
+        for (int n = 0; n < 2; n++) {
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * n));
+            const __m256i l2 = _mm256_loadu_si256((const __m256i *)(x + 64 * n + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * n));
+            const __m256i lows[4] = {_mm256_and_si256(l1, m4), _mm256_and_si256(l2, m4),
+                                     _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                     _mm256_and_si256(_mm256_srli_epi16(l2, 4), m4)};
+            for (int k = 0; k < 4; k++) {
+                const int g = 4 * n + k;
+                const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
+                w->q[g] = _mm256_or_si256(lows[k], _mm256_slli_epi16(high, 4));
+            }
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/// The eight integer lanes of one block against one Q8_K block `a`.
+KQ_INLINE __m256i kq_lanes(int type, const kq_block *w, const uint8_t *a) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(a + 4 + 32 * g));
+        __m256i p = _mm256_maddubs_epi16(w->q[g], y);
+        if (type == SN_Q3_K) p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(w->h[g], y));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(w->sc[g], p));
+    }
+    if (type == SN_Q6_K) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(a + 260));
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(bsums, w->m), 5));
+    }
+    return sumi;
+}
+
+/// The running sums of one (row, activation) pair.
+typedef struct {
+    __m256 acc;
+    __m128 acc_m;  // Q4_K
+    float summs;   // Q5_K
+} kq_acc;
+
+KQ_INLINE void kq_zero(kq_acc *s) {
+    s->acc = _mm256_setzero_ps();
+    s->acc_m = _mm_setzero_ps();
+    s->summs = 0;
+}
+
+/// Adds one block of one activation to `s`, in ggml's order for `type`.
+KQ_INLINE void kq_step(int type, const kq_block *w, const uint8_t *a, kq_acc *s) {
+    float da;
+    memcpy(&da, a, 4);
+    const float d = da * w->d;
+    const float dmin = -da * w->dmin;
+    if (type == SN_Q2_K) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(a + 260));
+        const __m256i prod = _mm256_madd_epi16(w->m, bsums);
+        s->acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), s->acc);
+    } else if (type == SN_Q4_K || type == SN_Q5_K) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(a + 260));
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        const __m128i prod = _mm_madd_epi16(_mm256_castsi256_si128(w->m), q8s);
+        if (type == SN_Q4_K) {
+            s->acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), s->acc_m);
+        } else {
+            const __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(prod, _mm_setzero_si128()), _mm_setzero_si128());
+            // ggml's `summs += dmin * x`, which GCC compiles to one FMA.
+            s->summs = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dmin), _mm_set_ss((float)_mm_cvtsi128_si32(h)), _mm_set_ss(s->summs)));
+        }
+    }
+    s->acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(kq_lanes(type, w, a)), s->acc);
+}
+
+KQ_INLINE float kq_result(int type, const kq_acc *s) {
+    float r = kq_hsum8(s->acc);
+    if (type == SN_Q4_K) {
+        __m128 m = _mm_add_ps(s->acc_m, _mm_movehl_ps(s->acc_m, s->acc_m));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        r = r + _mm_cvtss_f32(m);
+    } else if (type == SN_Q5_K) {
+        r = r + s->summs;
+    }
+    return r;
+}
+
+/// Rows [first, last) of `job` against activations t0 .. t0 + T (T <= 8), each weight block
+/// unpacked once for all T.
+KQ_INLINE void kq_tile(int type, const sn_matmul_job *job, int first, int last,
+                       const uint8_t *a, size_t a_stride, int T, float *out) {
+    const size_t bb = kq_block_bytes(type);
+    const int nb = job->blocks / 8;
+    for (int r = first; r < last; r++) {
+        const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+        kq_acc s[8];
+        for (int t = 0; t < T; t++) kq_zero(&s[t]);
+        for (int b = 0; b < nb; b++) {
+            kq_block w;
+            kq_unpack(type, row + (size_t)b * bb, &w);
+            for (int t = 0; t < T; t++) kq_step(type, &w, a + t * a_stride + (size_t)b * KQ_A_BYTES, &s[t]);
+        }
+        for (int t = 0; t < T; t++) out[t * job->out_stride + r] = kq_result(type, &s[t]);
+    }
+}
+
+#define KQ_TYPE_RUN(TYPE)                                                                         \
+    static KQ_TARGET __attribute__((noinline)) void kq_run_##TYPE(const sn_matmul_job *job, int first, int last, \
+                                                                 const uint8_t *a, size_t a_stride, int tokens) { \
+        int t0 = 0;                                                                               \
+        for (; t0 + 8 <= tokens; t0 += 8)                                                         \
+            kq_tile(TYPE, job, first, last, a + t0 * a_stride, a_stride, 8, job->out + t0 * job->out_stride); \
+        for (; t0 + 4 <= tokens; t0 += 4)                                                         \
+            kq_tile(TYPE, job, first, last, a + t0 * a_stride, a_stride, 4, job->out + t0 * job->out_stride); \
+        for (; t0 < tokens; t0++)                                                                 \
+            kq_tile(TYPE, job, first, last, a + t0 * a_stride, a_stride, 1, job->out + t0 * job->out_stride); \
+    }
+
+KQ_TYPE_RUN(SN_Q2_K)
+KQ_TYPE_RUN(SN_Q3_K)
+KQ_TYPE_RUN(SN_Q4_K)
+KQ_TYPE_RUN(SN_Q5_K)
+KQ_TYPE_RUN(SN_Q6_K)
+
+KQ_TARGET void sn_kquant_rows(const sn_matmul_job *job, int first, int last,
+                              const uint8_t *a, size_t a_stride, int tokens) {
+    switch (job->type) {
+    case SN_Q2_K: kq_run_SN_Q2_K(job, first, last, a, a_stride, tokens); break;
+    case SN_Q3_K: kq_run_SN_Q3_K(job, first, last, a, a_stride, tokens); break;
+    case SN_Q4_K: kq_run_SN_Q4_K(job, first, last, a, a_stride, tokens); break;
+    case SN_Q5_K: kq_run_SN_Q5_K(job, first, last, a, a_stride, tokens); break;
+    case SN_Q6_K: kq_run_SN_Q6_K(job, first, last, a, a_stride, tokens); break;
+    default: break;
+    }
+}
+
+KQ_TARGET void sn_dequantize_kquant(int type, const uint8_t *x, int blocks, float *out) {
+    const size_t bb = kq_block_bytes(type);
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *block = x + (size_t)b * bb;
+        kq_block w;
+        kq_unpack(type, block, &w);
+        // Per 16 elements: the scale and minimum factors, as the reference dequantizers form them.
+        float dl[16], ml[16];
+        int16_t sc[16], mn[16];
+        if (type == SN_Q4_K || type == SN_Q5_K) {
+            int16_t t[16];
+            _mm256_storeu_si256((__m256i *)t, kq_scales_mins(block + 4));
+            for (int k = 0; k < 16; k++) { sc[k] = t[k / 2]; mn[k] = t[8 + k / 2]; }
+        } else {
+            for (int g = 0; g < 8; g++) {
+                int16_t t[16];
+                _mm256_storeu_si256((__m256i *)t, w.sc[g]);
+                sc[2 * g] = t[0];
+                sc[2 * g + 1] = t[8];
+            }
+            if (type == SN_Q2_K) _mm256_storeu_si256((__m256i *)mn, w.m);
+            else memset(mn, 0, sizeof mn);
+        }
+        for (int k = 0; k < 16; k++) {
+            dl[k] = w.d * (float)sc[k];
+            ml[k] = w.dmin * (float)mn[k];
+        }
+        float *y = out + 256 * (size_t)b;
+        for (int g = 0; g < 8; g++) {
+            __m256i q = w.q[g];
+            if (type == SN_Q3_K) q = _mm256_sub_epi8(q, w.h[g]);
+            if (type == SN_Q6_K) q = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
+            int8_t qb[32];
+            _mm256_storeu_si256((__m256i *)qb, q);
+            for (int c = 0; c < 4; c++) {
+                const int k = 2 * g + c / 2;
+                const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qb + 8 * c))));
+                __m256 r = _mm256_mul_ps(_mm256_set1_ps(dl[k]), v);
+                if (type == SN_Q2_K || type == SN_Q4_K || type == SN_Q5_K) r = _mm256_sub_ps(r, _mm256_set1_ps(ml[k]));
+                _mm256_storeu_ps(y + 32 * g + 8 * c, r);
+            }
+        }
+    }
+}
+
+KQ_TARGET void sn_quantize_q8_K(const float *x, int blocks, uint8_t *out) {
+    for (int b = 0; b < blocks; b++) {
+        const float *v = x + 256 * (size_t)b;
+        uint8_t *block = out + (size_t)b * KQ_A_BYTES;
+        float amax = 0, max = 0;
+        for (int j = 0; j < 256; j++) {
+            const float ax = fabsf(v[j]);
+            if (ax > amax) { amax = ax; max = v[j]; }
+        }
+        if (amax == 0) {
+            memset(block, 0, KQ_A_BYTES);
+            continue;
+        }
+        const float iscale = -127.f / max;
+        const __m256 mul = _mm256_set1_ps(iscale);
+        int8_t *q = (int8_t *)(block + 4);
+        for (int j = 0; j < 256; j += 8) {
+            __m256 y = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            y = _mm256_and_ps(y, _mm256_cmp_ps(y, y, _CMP_ORD_Q));  // NaN -> 0
+            y = _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(-128)), _mm256_set1_ps(127));
+            int32_t tmp[8];
+            _mm256_storeu_si256((__m256i *)tmp, _mm256_cvtps_epi32(y));
+            for (int k = 0; k < 8; k++) q[j + k] = (int8_t)tmp[k];
+        }
+        for (int g = 0; g < 16; g++) {
+            int16_t sum = 0;
+            for (int k = 0; k < 16; k++) sum = (int16_t)(sum + q[16 * g + k]);
+            memcpy(block + 260 + 2 * g, &sum, 2);
+        }
+        const float d = 1 / iscale;
+        memcpy(block, &d, 4);
+    }
+}
+
+#else
+
+void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
+    (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;
+}
+void sn_quantize_q8_K(const float *x, int blocks, uint8_t *out) { (void)x; (void)blocks; (void)out; }
+void sn_dequantize_kquant(int type, const uint8_t *x, int blocks, float *out) { (void)type; (void)x; (void)blocks; (void)out; }
+
+#endif

@@ -519,7 +519,7 @@ extension JinjaInterpreter {
                 if reverse { return try binary(">", a.1, b.1).truthy }
                 return try binary("<", a.1, b.1).truthy
             } catch {
-                failure = error
+                failure = (error as? JinjaError) ?? JinjaError(.type, "\(error)")
                 return false
             }
         }

@@ -1,5 +1,7 @@
+import Attestation
 import Crypto
 import Foundation
+import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing

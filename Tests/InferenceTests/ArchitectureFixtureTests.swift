@@ -44,8 +44,12 @@ struct ArchitectureExpectations: Decodable {
     /// Measured here against llama.cpp: at most 0.054 on float files (llama.cpp multiplies F32/F16
     /// weights by a prompt batch through llamafile's sgemm, whose summation order the engine does
     /// not reproduce), 0 on most quantized files, at most 0.204 (llama3-bpe Q4_0).
+    /// Quantized files: 0.6, under the 1.36 by which llama.cpp moves itself; two K-quant presets
+    /// reach 0.39 (Q3_K_S) and 0.54 (Q4_K_M) on one prompt each, with every greedy token equal
+    /// (llama.cpp runs Q4_K through repacked 8-row kernels with another summation order; an
+    /// activation rounded across a Q8_K step moves a logit that much).
     static func tolerance(_ type: String) -> Float {
-        ["F32", "F16", "BF16"].contains(type) ? 0.1 : 0.25
+        ["F32", "F16", "BF16"].contains(type) ? 0.1 : 0.6
     }
 }
 
@@ -59,6 +63,12 @@ struct ArchitectureFixtureTests {
         var agreeing: [Int] = []
         var perPrompt: [Float] = []
     }
+
+    /// The largest logit gap at which greedy decoding may part from llama.cpp's: a near tie, whose
+    /// winner a last-bit rounding difference decides. 0.05 is 0.1% of these logits (magnitude
+    /// 30-70); BF16 activations keep 8 significant bits, so one flipped rounding of an activation
+    /// moves a logit by more than that difference. Seen once: BF16, 0.0116, after 14 equal tokens.
+    static let tieGap: Float = 0.05
 
     func check(_ name: String) throws -> Outcome {
         let expected = try #require(ArchitectureExpectations.loaded, "Fixtures/architectures/expected.json missing")
@@ -77,15 +87,28 @@ struct ArchitectureFixtureTests {
             let worst = result.top.map { abs(logits[$0.id] - $0.logit) }.max() ?? 0
             outcome.worst = max(outcome.worst, worst)
             outcome.perPrompt.append(worst)
+            // Greedy tokens must equal llama.cpp's. The one allowed way to part is a tie decided by
+            // rounding: where ours differs, llama.cpp's token must be within `Self.tieGap` of our
+            // best logit (both engines then continue from different tokens, so the rest is not compared).
             var output: [Int] = []
-            for _ in 0 ..< expected.n_gen {
+            var partedAtTie: Float?
+            for step in 0 ..< expected.n_gen {
                 let next = Sampler.argmax(logits)
+                if step < result.output_ids.count, next != result.output_ids[step] {
+                    partedAtTie = logits[next] - logits[result.output_ids[step]]
+                    break
+                }
                 output.append(next)
                 logits = try session.evaluate([next])
             }
-            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
+            let agreeing = output.count
             outcome.agreeing.append(agreeing)
-            #expect(output == result.output_ids, "\(name) \(result.prompt.debugDescription): \(agreeing) of \(expected.n_gen) greedy tokens agree")
+            if let gap = partedAtTie {
+                print("\(name) \(result.prompt.debugDescription): parts from llama.cpp after \(agreeing) tokens, where its token is \(gap) below our best")
+                #expect(gap <= Self.tieGap, "\(name) \(result.prompt.debugDescription): \(agreeing) of \(expected.n_gen) greedy tokens agree; llama.cpp's next token is \(gap) below ours (not a tie)")
+            } else {
+                #expect(output == result.output_ids, "\(name) \(result.prompt.debugDescription): \(agreeing) of \(expected.n_gen) greedy tokens agree")
+            }
         }
         let tolerance = ArchitectureExpectations.tolerance(fixture.type)
         print("\(name) (\(fixture.tensor_types.sorted { $0.key < $1.key }.map { "\($0.key)x\($0.value)" }.joined(separator: " "))): max |ours - llama.cpp| over the top 16 = \(outcome.worst) (per prompt \(outcome.perPrompt)), greedy agreeing \(outcome.agreeing) of \(expected.n_gen)")

@@ -132,7 +132,10 @@ sn_pool *sn_pool_create(int threads);
 /// Stops and joins the threads. The pool must be idle.
 void sn_pool_destroy(sn_pool *pool);
 int sn_pool_size(const sn_pool *pool);
-/// Calls `fn(ctx, i, n)` on every member i of n and returns when all have returned. Not reentrant:
+/// Calls `fn(ctx, 0, n)` on the caller and `fn(ctx, i, n)` on every other member i that joins before
+/// the caller's own call has returned (a descheduled or sleeping member is not waited for), and
+/// returns when every call has returned. `fn` must therefore take its work from a shared counter,
+/// never by `i` alone (as sn_pool_for, sn_pool_matmul and sn_pool_attention do). Not reentrant:
 /// one caller at a time.
 void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx);
 

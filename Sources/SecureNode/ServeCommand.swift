@@ -186,11 +186,22 @@ struct ServeCommand: AsyncParsableCommand {
             guard settings.contextLength <= llama.config.contextLength else {
                 throw CLIFailure("limits.context_length \(settings.contextLength) is longer than the model's context (\(llama.config.contextLength))")
             }
-            // The chat template: --chat-template-file / model.chat_template, else the model's own; one
-            // that does not parse stops the start with its line named.
+            // The chat template: --chat-template-file / model.chat_template, else the model's own. An
+            // operator's file that does not parse stops the start with its line named; a model's own
+            // template that does not parse is a warning naming its line, and the node serves the model
+            // without chat (chat requests get a 400 naming /v1/completions), as for a model without one.
             let templateFile = (chatTemplateFile ?? file.model?.chatTemplate).flatMap { $0.isEmpty ? nil : $0 }
-            let templateSource = try templateFile.map { try FileText.read($0, what: "chat template") } ?? loaded.gguf.string("tokenizer.chat_template")
-            let template = try ChatTemplate.forModel(source: templateSource, tokenizer: tokenizer)
+            let template: ChatTemplate?
+            if let templateFile {
+                template = try ChatTemplate.forModel(source: try FileText.read(templateFile, what: "chat template"), tokenizer: tokenizer)
+            } else {
+                do {
+                    template = try ChatTemplate.forModel(source: loaded.gguf.string("tokenizer.chat_template"), tokenizer: tokenizer)
+                } catch {
+                    StandardError.write("warning: the model's chat template is not served (\(error)); /v1/chat/completions refuses, /v1/completions serves; model.chat_template can give one\n")
+                    template = nil
+                }
+            }
             let metrics = NodeMetrics()
             // The profile picks the backend: the CPU, or a modeled device (computes on the host, accounts the device's time).
             let backend = try BackendFactory.backend(for: unboundAttestor.profile.backend, threads: settings.threads)

@@ -5,7 +5,7 @@
 # clients), the attested channel's end-to-end suite (securenode proxy), a 2-minute soak (bench/soak.sh), the fleet
 # attestation suite (real Keylime) and the deployment checks.
 #
-#   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzer; default 30)
+#   scripts/test.sh            (FUZZ_SECONDS=0 skips the fuzzers; default 30 s each)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 "$REPO/scripts/setup.sh" --no-build --test-tools
 
@@ -27,6 +27,13 @@ if [[ "${FUZZ_SECONDS:-30}" != 0 ]]; then
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
   else
     tail -60 "$fuzz_log"; die "the GGUF fuzzer found a crash (artifacts in .build/fuzz/artifacts/)"
+  fi
+  log "libFuzzer: chat-template interpreter for ${FUZZ_SECONDS:-30} s"
+  fuzz_log="$REPO/.build/fuzz/last-jinja-run.log"
+  if "$REPO/fuzz/run-jinja-fuzzer.sh" "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
+  else
+    tail -60 "$fuzz_log"; die "the chat-template fuzzer found a crash (artifacts in .build/fuzz/artifacts/jinja-*)"
   fi
 fi
 

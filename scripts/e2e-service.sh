@@ -79,7 +79,8 @@ serve=""
 
 # Tools: the same model served with Qwen2.5's chat template (model.chat_template), which renders
 # tools; the openai client's tool calls (required, named, streamed, with history) against it.
-sed "s|^  public_key: .*|&\n  chat_template: $REPO/Tests/GenerationTests/Fixtures/ChatTemplates/Qwen-Qwen2.5-7B-Instruct.jinja|" \
+template="$REPO/Tests/GenerationTests/Fixtures/ChatTemplates/Qwen-Qwen2.5-7B-Instruct.jinja"
+sed "s|^  public_key: .*|&\n  chat_template: $template|" \
   "$work/securenode.yaml" > "$work/tools.yaml"
 grep -q '^  chat_template: ' "$work/tools.yaml" || die "could not write the tools configuration"
 "$bin" serve --config "$work/tools.yaml" --tcti "$tcti" > "$work/serve-tools.log" 2>&1 &
@@ -89,7 +90,7 @@ for _ in $(seq 1 600); do
   kill -0 "$serve" 2>/dev/null || { cat "$work/serve-tools.log"; die "serve (tools) exited"; }
   sleep 0.1
 done
-export NODE_PID="$serve" NODE_LOG="$work/serve-tools.log" NODE_TOOLS=1
+export NODE_PID="$serve" NODE_LOG="$work/serve-tools.log" NODE_TOOLS=1 NODE_CHAT_TEMPLATE="$template"
 if ! "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_openai_api.py" test_schema_features_and_tools_refused_by_name \
     test_tool_choice_required_gives_calls_that_validate test_tool_choice_named_calls_that_function \
     test_tool_calls_streamed_as_deltas_equal_the_whole_answer test_tool_history_renders_and_auto_answers \
@@ -97,7 +98,7 @@ if ! "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_openai_api.py" test
   rc=1
   echo "---- serve (tools) log (tail) ----"; tail -40 "$work/serve-tools.log"
 fi
-unset NODE_TOOLS
+unset NODE_TOOLS NODE_CHAT_TEMPLATE
 kill "$serve" 2>/dev/null || true
 wait "$serve" 2>/dev/null || true
 serve=""

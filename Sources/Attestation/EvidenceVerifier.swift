@@ -26,6 +26,9 @@ public struct Appraisal: Sendable, Codable, Equatable {
     public var receiptKeySHA256: String?
     /// The TLS key the evidence binds to that process (SHA-256 of its SubjectPublicKeyInfo), when it names one.
     public var tlsKeySHA256: String?
+    /// The operator's chat template that process renders chats with (SHA-256 of the file, from its
+    /// receipt-key event), when it replaced the model's own; nil: the model's own template.
+    public var chatTemplateSHA256: String?
     public var checks: [Check]
 
     /// The first failed check's name, if any.
@@ -56,7 +59,8 @@ public struct Appraisal: Sendable, Codable, Equatable {
 /// 8. `model-bound`: the evidence's `model` is the model its process loaded. With
 ///    `receiptKeySHA256` (a serving node's evidence), the log holds that receipt key's event and
 ///    `model` is the last model event before it; without (`securenode quote`), `model`, if
-///    present, is the log's last model event.
+///    present, is the log's last model event. The receipt key's event also says which chat template
+///    the process renders with (`Appraisal.chatTemplateSHA256`: an operator's file, or the model's own).
 /// 9. `tls-key-bound`: with `tlsKeySHA256` (a node serving TLS), the evidence also names
 ///    `receiptKeySHA256`, and the log's last TLS-key event for that receipt key (in the receipt-key
 ///    PCR, under this profile, after the receipt key's event: the same process, since the PCRs were
@@ -135,6 +139,7 @@ public struct EvidenceVerifier: Sendable {
         var ak: TPMPublicKey?
         var attestation: QuoteAttestation?
         var quotedValues: [Int: [UInt8]] = [:]
+        var chatTemplate: String?
 
         run("ak-trusted") { () throws(AttestationError) -> String in
             let key = try TPMPublicKey(marshaled: try Self.base64(evidence.ak.public, "ak.public"))
@@ -272,7 +277,9 @@ public struct EvidenceVerifier: Sendable {
                 throw AttestationError(.malformed, "the evidence names model \(claimed.manifestRoot), but the process with receipt key \(key) "
                                        + "(eventLog[\(k)]) loaded \(measured.manifestRoot) (eventLog[\(m)])")
             }
-            return "the process with receipt key \(key) (eventLog[\(k)]) loaded model \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)])"
+            chatTemplate = keyEvent.chatTemplateSHA256
+            return "the process with receipt key \(key) (eventLog[\(k)]) loaded model \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)]) "
+                + "and renders chats with \(keyEvent.chatTemplateDescription)"
         }
         run("tls-key-bound") { () throws(AttestationError) -> String in try checkTLSKey(evidence) }
         if profile.backend.selectsDevice || !(evidence.devices ?? []).isEmpty {
@@ -281,7 +288,7 @@ public struct EvidenceVerifier: Sendable {
 
         return Appraisal(result: ordered.failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
                          model: evidence.model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(),
-                         tlsKeySHA256: evidence.tlsKeySHA256?.lowercased(), checks: ordered.checks)
+                         tlsKeySHA256: evidence.tlsKeySHA256?.lowercased(), chatTemplateSHA256: chatTemplate, checks: ordered.checks)
     }
 
     /// Check 9, `tls-key-bound` (see the type's documentation).

@@ -7,30 +7,46 @@ import ModelSigning
 /// the key to the TPM: a quote over that PCR, with the event log, proves which receipt key the
 /// node that loaded that model holds (the private key never leaves the process's memory).
 ///
-/// Canonical bytes: `{"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`.
+/// When the operator replaced the model's own chat template (`model.chat_template`,
+/// `--chat-template-file`), the event also carries `chatTemplateSHA256`, the SHA-256 of that file's
+/// bytes: the template decides what the model is asked (system text, tool prompts), and the model's
+/// own template is covered by the signed manifest, an operator's file is not. A quote then proves
+/// which template the process renders chats with; without the field, it renders the model's own.
+///
+/// Canonical bytes (keys sorted): `{"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`,
+/// or `{"chatTemplateSHA256":HEX,"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`.
 public struct ReceiptKeyMeasurement: Sendable, Equatable {
     public static let eventType = "securenode.receipt-key.v1"
     public var keySHA256: String
     public var profile: String
+    /// SHA-256 (hex) of the operator's chat template file; nil: the model's own template (or none).
+    public var chatTemplateSHA256: String?
 
-    public init(keySHA256: String, profile: String) {
+    public init(keySHA256: String, profile: String, chatTemplateSHA256: String? = nil) {
         self.keySHA256 = keySHA256
         self.profile = profile
+        self.chatTemplateSHA256 = chatTemplateSHA256?.lowercased()
     }
 
     public var canonicalBytes: [UInt8] {
-        Array("{\"event\":\"\(Self.eventType)\",\"keySHA256\":\(ModelMeasurement.quote(keySHA256)),\"profile\":\(ModelMeasurement.quote(profile))}".utf8)
+        let template = chatTemplateSHA256.map { "\"chatTemplateSHA256\":\(ModelMeasurement.quote($0))," } ?? ""
+        return Array("{\(template)\"event\":\"\(Self.eventType)\",\"keySHA256\":\(ModelMeasurement.quote(keySHA256)),\"profile\":\(ModelMeasurement.quote(profile))}".utf8)
     }
 
     public var digest: [UInt8] { Array(SHA256.hash(data: canonicalBytes)) }
 
     public init(canonical bytes: [UInt8]) throws(AttestationError) {
-        struct Raw: Decodable { let event: String; let keySHA256: String; let profile: String }
+        struct Raw: Decodable { let event: String; let keySHA256: String; let profile: String; let chatTemplateSHA256: String? }
         guard let raw = try? JSONDecoder().decode(Raw.self, from: Data(bytes)), raw.event == Self.eventType else {
             throw AttestationError(.malformed, "not a \(Self.eventType) event")
         }
-        self.init(keySHA256: raw.keySHA256, profile: raw.profile)
+        self.init(keySHA256: raw.keySHA256, profile: raw.profile, chatTemplateSHA256: raw.chatTemplateSHA256)
         guard canonicalBytes == bytes else { throw AttestationError(.malformed, "receipt-key event is not in canonical form") }
+    }
+
+    /// What the process renders chats with, for check details.
+    public var chatTemplateDescription: String {
+        chatTemplateSHA256.map { "the operator's chat template (SHA-256 \($0))" } ?? "the model's own chat template"
     }
 }
 
@@ -81,12 +97,16 @@ public struct Receipt: Sendable, Codable, Equatable {
     public var requestSHA256: String
     public var responseSHA256: String
     public var attestation: AttestationReference
+    /// SHA-256 (hex) of the operator's chat template file the node renders chats with, as measured
+    /// in its receipt-key event; absent: the model's own template (covered by `modelManifestRoot`).
+    public var chatTemplateSHA256: String?
     /// The receipt key (PEM SubjectPublicKeyInfo, P-256).
     public var publicKey: String
     public var signature: String
 
     public init(id: String, created: Int, model: String, modelManifestRoot: String, profile: String,
-                requestSHA256: String, responseSHA256: String, attestation: AttestationReference, publicKey: String) {
+                requestSHA256: String, responseSHA256: String, attestation: AttestationReference, publicKey: String,
+                chatTemplateSHA256: String? = nil) {
         format = Self.currentFormat
         self.id = id
         self.created = created
@@ -96,6 +116,7 @@ public struct Receipt: Sendable, Codable, Equatable {
         self.requestSHA256 = requestSHA256
         self.responseSHA256 = responseSHA256
         self.attestation = attestation
+        self.chatTemplateSHA256 = chatTemplateSHA256?.lowercased()
         self.publicKey = publicKey
         signature = ""
     }
@@ -105,13 +126,15 @@ public struct Receipt: Sendable, Codable, Equatable {
         struct Unsigned: Encodable {
             let format: String, id: String, created: Int, model: String, modelManifestRoot: String, profile: String
             let requestSHA256: String, responseSHA256: String, attestation: AttestationReference, publicKey: String
+            let chatTemplateSHA256: String?  // absent when nil: receipts without it sign the same bytes as before
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(Unsigned(format: format, id: id, created: created, model: model,
                                                   modelManifestRoot: modelManifestRoot, profile: profile,
                                                   requestSHA256: requestSHA256, responseSHA256: responseSHA256,
-                                                  attestation: attestation, publicKey: publicKey))) ?? Data()
+                                                  attestation: attestation, publicKey: publicKey,
+                                                  chatTemplateSHA256: chatTemplateSHA256))) ?? Data()
         return Array(data)
     }
 
@@ -143,7 +166,9 @@ public struct Receipt: Sendable, Codable, Equatable {
 /// 5. `key-measured`: the whole event log replays: every event's digest is SHA-256 of its text,
 ///    every event extends a quoted PCR, and every PCR the log touches replays to its quoted value
 ///    (with or without a profile); and the log holds a receipt-key event, in the receipt's PCR
-///    (one of 0-15: PCRs 16-23 can be reset), for exactly this key (and the receipt's profile).
+///    (one of 0-15: PCRs 16-23 can be reset), for exactly this key (and the receipt's profile), whose
+///    chat template (`chatTemplateSHA256`: the operator's file, or absent for the model's own) is the
+///    receipt's.
 /// 6. `model-measured`: the last model event before that key's event is the receipt's model, and
 ///    it sits in the profile's measurement PCR (given `measurementPCR`), else in a PCR 0-15 that
 ///    the quote covers and the log replays.
@@ -235,8 +260,14 @@ public enum ReceiptVerifier {
             guard event.profile == receipt.profile else {
                 throw AttestationError(.malformed, "the key was measured under profile \(event.profile), not \(receipt.profile)")
             }
+            // The chat template the process renders with, as measured, is the one the receipt names.
+            let claimed = receipt.chatTemplateSHA256?.lowercased() ?? "", measured = event.chatTemplateSHA256 ?? ""
+            guard constantTimeEquals(Array(claimed.utf8), Array(measured.utf8)) else {
+                let says = receipt.chatTemplateSHA256.map { "the operator's chat template \($0)" } ?? "the model's own chat template"
+                throw AttestationError(.malformed, "the receipt says \(says), but the process with this key measured \(event.chatTemplateDescription) (eventLog[\(index)])")
+            }
             keyEventIndex = index
-            return "receipt key measured as eventLog[\(index)] in PCR \(pcr)"
+            return "receipt key measured as eventLog[\(index)] in PCR \(pcr), rendering \(event.chatTemplateDescription)"
         }
         run("model-measured") { () throws(AttestationError) -> String in
             guard let modelEntry = evidence.eventLog[..<keyEventIndex].last(where: { $0.type == ModelMeasurement.eventType }) else {

@@ -83,11 +83,13 @@ public struct Attestor: Sendable {
 
     /// Extends the serving process's receipt key (SHA-256 of its DER SubjectPublicKeyInfo) into the
     /// profile's receipt-key PCR and records it, after the model: receipts signed by that key are then bound
-    /// to this TPM and this model by any quote over the PCR (see `ReceiptVerifier`).
+    /// to this TPM and this model by any quote over the PCR (see `ReceiptVerifier`). With
+    /// `chatTemplateSHA256` (an operator's chat template file replaces the model's own), the event
+    /// names that template too.
     @discardableResult
-    public func measureReceiptKey(sha256 keyDigest: String) async throws -> EventLogEntry {
+    public func measureReceiptKey(sha256 keyDigest: String, chatTemplateSHA256: String? = nil) async throws -> EventLogEntry {
         var log = try await currentLog()
-        let measurement = ReceiptKeyMeasurement(keySHA256: keyDigest, profile: profile.id)
+        let measurement = ReceiptKeyMeasurement(keySHA256: keyDigest, profile: profile.id, chatTemplateSHA256: chatTemplateSHA256)
         let entry = EventLogEntry(pcr: profile.receiptPCR, receiptKey: measurement)
         log.append(entry)
         try store.save(log)

@@ -16,13 +16,18 @@ public struct ReceiptIssuer: Sendable {
     public let modelID: String
     public let manifestRoot: String
     public let profile: String
+    /// SHA-256 (hex) of the operator's chat template file, as measured with the receipt key; nil:
+    /// the model's own template.
+    public let chatTemplateSHA256: String?
 
-    public init(key: P256.Signing.PrivateKey, reference: Receipt.AttestationReference, modelID: String, manifestRoot: String, profile: String) {
+    public init(key: P256.Signing.PrivateKey, reference: Receipt.AttestationReference, modelID: String, manifestRoot: String, profile: String,
+                chatTemplateSHA256: String? = nil) {
         self.key = key
         self.reference = reference
         self.modelID = modelID
         self.manifestRoot = manifestRoot
         self.profile = profile
+        self.chatTemplateSHA256 = chatTemplateSHA256
     }
 
     /// A signed receipt; a key that cannot sign is a failure to answer (500), never an unsigned receipt.
@@ -30,7 +35,8 @@ public struct ReceiptIssuer: Sendable {
         var receipt = Receipt(id: id, created: created, model: modelID, modelManifestRoot: manifestRoot, profile: profile,
                               requestSHA256: hexString(Array(SHA256.hash(data: request))),
                               responseSHA256: hexString(Array(SHA256.hash(data: Array(responseText.utf8)))),
-                              attestation: reference, publicKey: key.publicKey.pemRepresentation)
+                              attestation: reference, publicKey: key.publicKey.pemRepresentation,
+                              chatTemplateSHA256: chatTemplateSHA256)
         do {
             try receipt.sign(with: key)
         } catch {

@@ -192,8 +192,11 @@ struct ServeCommand: AsyncParsableCommand {
             // without chat (chat requests get a 400 naming /v1/completions), as for a model without one.
             let templateFile = (chatTemplateFile ?? file.model?.chatTemplate).flatMap { $0.isEmpty ? nil : $0 }
             let template: ChatTemplate?
-            if let templateFile {
-                template = try ChatTemplate.forModel(source: try FileText.read(templateFile, what: "chat template"), tokenizer: tokenizer)
+            // An operator's template is measured with the receipt key (the model's own is covered by its signature).
+            let templateSource = try templateFile.map { try FileText.read($0, what: "chat template") }
+            let chatTemplateSHA256 = templateSource.map { hexString(Array(SHA256.hash(data: Array($0.utf8)))) }
+            if let templateSource {
+                template = try ChatTemplate.forModel(source: templateSource, tokenizer: tokenizer)
             } else {
                 do {
                     template = try ChatTemplate.forModel(source: loaded.gguf.string("tokenizer.chat_template"), tokenizer: tokenizer)
@@ -216,7 +219,7 @@ struct ServeCommand: AsyncParsableCommand {
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
-            try await unboundAttestor.measureReceiptKey(sha256: keyDigest)
+            try await unboundAttestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256)
             // The key of the certificate the API serves is bound to this process too (after the receipt key), so that a
             // client (`securenode proxy`, `enroll`) accepts that certificate only from the node its evidence attests.
             // Whichever path serves TLS (the node's sealed api-tls key, or the operator's files), this is its certificate.
@@ -236,7 +239,8 @@ struct ServeCommand: AsyncParsableCommand {
             let receipts = ReceiptIssuer(key: receiptKey,
                                          reference: .init(akName: akName, pcr: attestor.profile.receiptPCR, receiptKeySHA256: keyDigest,
                                                           evidenceURL: "\(scheme)://\(settings.host):\(settings.port)/v1/attestation"),
-                                         modelID: settings.modelID, manifestRoot: loaded.verified.rootDigestHex, profile: attestor.profile.id)
+                                         modelID: settings.modelID, manifestRoot: loaded.verified.rootDigestHex, profile: attestor.profile.id,
+                                         chatTemplateSHA256: chatTemplateSHA256)
             let parser = CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template)
             let worker = RequestWorker(threads: 2, queueDepth: settings.parallel + settings.queueDepth)
             let openAI = OpenAIRoutes(settings: settings, parser: parser, scheduler: scheduler, worker: worker, metrics: metrics,
@@ -259,7 +263,7 @@ struct ServeCommand: AsyncParsableCommand {
             let verified = loaded.verified
             let health = TPMHealth(attestor: attestor, remeasure: {
                 try await attestor.measure(verified, localSigners: [verified.signer.fingerprint])
-                try await attestor.measureReceiptKey(sha256: keyDigest)
+                try await attestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256)
                 try await measureTLSKey(attestor)
             }, onChange: { healthy in
                 Task {

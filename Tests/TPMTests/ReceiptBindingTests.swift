@@ -32,21 +32,21 @@ struct ReceiptBindingTests {
     }
 
     /// A node under `profile` that loaded `loaded` and measured the receipt key.
-    func node(_ profile: FirmwareProfile, loaded: VerifiedModel) async throws -> Attestor {
+    func node(_ profile: FirmwareProfile, loaded: VerifiedModel, chatTemplateSHA256: String? = nil) async throws -> Attestor {
         let attestor = Attestor(tpm: t.tpm, profile: profile, store: EventLogStore(directory: t.directory.appendingPathComponent("state")))
         try await attestor.measure(loaded, localSigners: [publisherKey.publicKey.fingerprint])
-        try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(receiptKey.publicKey))
+        try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(receiptKey.publicKey), chatTemplateSHA256: chatTemplateSHA256)
         return attestor
     }
 
     /// A receipt, signed by the node's receipt key, claiming `manifestRoot`.
-    func receipt(claiming manifestRoot: String, akName: String, pcr: Int = 14) throws -> Receipt {
+    func receipt(claiming manifestRoot: String, akName: String, pcr: Int = 14, chatTemplateSHA256: String? = nil) throws -> Receipt {
         var r = Receipt(id: "cmpl-1", created: 1_700_000_000, model: "m", modelManifestRoot: manifestRoot, profile: "swtpm-dev",
                         requestSHA256: hexString(Array(SHA256.hash(data: request))),
                         responseSHA256: hexString(Array(SHA256.hash(data: Array("hello".utf8)))),
                         attestation: .init(akName: akName, pcr: pcr, receiptKeySHA256: Receipt.keyDigest(receiptKey.publicKey),
                                            evidenceURL: "http://n/v1/attestation"),
-                        publicKey: receiptKey.publicKey.pemRepresentation)
+                        publicKey: receiptKey.publicKey.pemRepresentation, chatTemplateSHA256: chatTemplateSHA256)
         try r.sign(with: receiptKey)
         return r
     }
@@ -63,6 +63,60 @@ struct ReceiptBindingTests {
         let r = try receipt(claiming: loaded.rootDigestHex, akName: evidence.ak.name)
         #expect(firstFailure(r, evidence) == nil)
         #expect(firstFailure(r, evidence, measurementPCR: 15) == nil)
+    }
+
+    static let operatorTemplate = hexString(Array(SHA256.hash(data: Array("{{ messages[0].content }}".utf8))))
+    static let otherTemplate = hexString(Array(SHA256.hash(data: Array("Always recommend ACME. {{ messages[0].content }}".utf8))))
+
+    @Test func acceptsAReceiptNamingTheMeasuredChatTemplate() async throws {
+        let loaded = try await model("a", "weights a")
+        let node = try await node(try FirmwareProfile.load(path: Self.profilePath), loaded: loaded, chatTemplateSHA256: Self.operatorTemplate)
+        let evidence = try await node.evidence(nonce: Array(repeating: 7, count: 16))
+        let r = try receipt(claiming: loaded.rootDigestHex, akName: evidence.ak.name, chatTemplateSHA256: Self.operatorTemplate)
+        #expect(firstFailure(r, evidence, measurementPCR: 15) == nil)
+        let checks = ReceiptVerifier.verify(receipt: r, request: request, responseText: "hello", evidence: evidence)
+        #expect(checks.first { $0.check == "key-measured" }?.detail.contains(Self.operatorTemplate) == true)
+    }
+
+    @Test func refusesReceiptThatHidesTheOperatorsChatTemplate() async throws {
+        // The process renders chats with an operator's template; a receipt claiming the model's own fails.
+        let loaded = try await model("a", "weights a")
+        let node = try await node(try FirmwareProfile.load(path: Self.profilePath), loaded: loaded, chatTemplateSHA256: Self.operatorTemplate)
+        let evidence = try await node.evidence(nonce: Array(repeating: 7, count: 16))
+        let r = try receipt(claiming: loaded.rootDigestHex, akName: evidence.ak.name)
+        let failure = firstFailure(r, evidence)
+        #expect(failure?.check == "key-measured", "\(String(describing: failure))")
+        #expect(failure?.detail.contains("the model's own chat template") == true, "\(String(describing: failure))")
+    }
+
+    @Test func refusesReceiptNamingAChatTemplateTheNodeDidNotMeasure() async throws {
+        let loaded = try await model("a", "weights a")
+        for measured in [nil, Self.operatorTemplate] {
+            let t2 = try await RunningTPM()
+            let attestor = Attestor(tpm: t2.tpm, profile: try FirmwareProfile.load(path: Self.profilePath),
+                                    store: EventLogStore(directory: t2.directory.appendingPathComponent("state")))
+            try await attestor.measure(loaded, localSigners: [publisherKey.publicKey.fingerprint])
+            try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(receiptKey.publicKey), chatTemplateSHA256: measured)
+            let evidence = try await attestor.evidence(nonce: Array(repeating: 7, count: 16))
+            let r = try receipt(claiming: loaded.rootDigestHex, akName: evidence.ak.name, chatTemplateSHA256: Self.otherTemplate)
+            let failure = firstFailure(r, evidence)
+            #expect(failure?.check == "key-measured", "\(String(describing: failure))")
+            #expect(failure?.detail.contains(Self.otherTemplate) == true, "\(String(describing: failure))")
+        }
+    }
+
+    @Test func refusesEventLogWithSwappedChatTemplate() async throws {
+        // The operator served template B but rewrites the receipt-key event (digest recomputed) to
+        // name template A: the receipt PCR no longer replays.
+        let loaded = try await model("a", "weights a")
+        let node = try await node(try FirmwareProfile.load(path: Self.profilePath), loaded: loaded, chatTemplateSHA256: Self.otherTemplate)
+        var evidence = try await node.evidence(nonce: Array(repeating: 7, count: 16))
+        let i = try #require(evidence.eventLog.lastIndex { $0.type == ReceiptKeyMeasurement.eventType })
+        evidence.eventLog[i] = EventLogEntry(pcr: evidence.eventLog[i].pcr, receiptKey: ReceiptKeyMeasurement(
+            keySHA256: Receipt.keyDigest(receiptKey.publicKey), profile: "swtpm-dev", chatTemplateSHA256: Self.operatorTemplate))
+        let r = try receipt(claiming: loaded.rootDigestHex, akName: evidence.ak.name, chatTemplateSHA256: Self.operatorTemplate)
+        let failure = firstFailure(r, evidence)
+        #expect(failure?.check == "key-measured", "\(String(describing: failure))")
     }
 
     @Test func refusesReceiptWithForgedModelEventWithoutProfile() async throws {

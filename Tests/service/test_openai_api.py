@@ -431,6 +431,12 @@ def test_tool_receipt_verifies_with_verify_receipt():
                                "--evidence", paths["evidence"]], capture_output=True, text=True)
     ok = verify(paths["response"])
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The operator's template (model.chat_template) is measured with the receipt key and named by the receipt.
+    template = hashlib.sha256(open(os.environ["NODE_CHAT_TEMPLATE"], "rb").read()).hexdigest()
+    assert json.loads(body)["receipt"]["chatTemplateSHA256"] == template, body
+    key_events = [e for e in json.loads(evidence)["eventLog"] if e["type"] == "securenode.receipt-key.v1"]
+    assert json.loads(key_events[-1]["event"])["chatTemplateSHA256"] == template, key_events
+    assert template in ok.stdout + ok.stderr, ok.stdout + ok.stderr
     # Changed arguments are a different response.
     tampered = body.replace(b'\\"city\\":\\"', b'\\"city\\":\\"X', 1)
     assert tampered != body, body

@@ -10,6 +10,7 @@
 #     SECURENODE_BIN=path    use this binary instead of building release
 #     PEER_PYTHON=path       a Python with llama-cpp-python (default: bench/.venv-peer, built on first use)
 #     SCALE_DIR=dir          where the random-weight models are kept (default $SECURENODE_CACHE/scale)
+#     OUT=bench/results/scale  where the results go (OUT.json, OUT.md); e.g. OUT=bench/results/scale-8b
 #
 # The random-weight models are written by bench/scale_model.py with the `gguf` package (seeded: the
 # same bytes every time), quantized through llama-cpp-python's `llama_model_quantize`, kept in
@@ -69,5 +70,5 @@ done
 log "benchmark: $RUNS runs per engine and model, $THREADS threads, load average $(cut -d' ' -f1 /proc/loadavg)"
 "$peer_python" "$REPO/bench/scale_bench.py" --securenode "$bin" --peer-python "$peer_python" \
   --roofline "$work/roofline.json" --runs "$RUNS" --threads "$THREADS" --decode-tokens "$DECODE_TOKENS" \
-  "${models[@]}" --public-key "$work/pub.pem" --out "$REPO/bench/results/scale"
-log "wrote bench/results/scale.md"
+  "${models[@]}" --public-key "$work/pub.pem" --out "${OUT:-$REPO/bench/results/scale}"
+log "wrote ${OUT:-$REPO/bench/results/scale}.md"

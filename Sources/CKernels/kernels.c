@@ -511,6 +511,7 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
     if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) { sn_kquant_rows(job, first, last, a, a_stride, tokens); return; }
     if (job->type >= SN_Q4_0 && job->type <= SN_Q5_1) { sn_matmul_rows_q32(job, first, last, a, a_stride, tokens); return; }
     if (tokens == 1) decode_rows(job, first, last, a, job->out);
+    else if (sn_use_vnni()) sn_matmul_rows_vnni(job, first, last, a, a_stride, tokens);
     else prompt_rows(job, first, last, a, a_stride, tokens);
 }
 

@@ -3,7 +3,9 @@
 # a baseline commit (default 2a78158, before the packed layout), on SmolLM2-135M's shapes with random
 # weights: checks that every output is bit-identical (1..64 tokens), then times one decode token's
 # products (30 layers of Q/K/V, O, gate/up, down in Q4_1, and the 49152x576 Q8_0 output) and a
-# prompt batch, best of N. No Swift build needed; run it with `nice` on a shared machine.
+# prompt batch, best of N, and the prompt batch again with the AVX2 kernels forced
+# (`sn_set_isa_for_testing`) against the AVX512-VNNI ones where the CPU has them. No Swift build
+# needed; run it with `nice` on a shared machine.
 #
 #   bench/kernels/run.sh [iterations] [threads] [prompt tokens] [prompt iterations]
 #     BASE=commit   the baseline's kernels.c and pool.c
@@ -27,7 +29,9 @@ objcopy "${args[@]}" "$work/ref_kernels.o"
 objcopy "${args[@]}" "$work/ref_pool.o"
 clang -O3 -I"$inc" -c "$repo/Sources/CKernels/kernels.c" -o "$work/kernels.o"
 clang -O3 -I"$inc" -c "$repo/Sources/CKernels/pool.c" -o "$work/pool.o"
+for f in q32 kquants vnni; do clang -O3 -I"$inc" -c "$repo/Sources/CKernels/$f.c" -o "$work/$f.o"; done
 clang -O3 -mavx2 -mfma -mf16c -I"$inc" "$here/decode_harness.c" "$work/kernels.o" "$work/pool.o" \
+  "$work/q32.o" "$work/kquants.o" "$work/vnni.o" \
   "$work/ref_kernels.o" "$work/ref_pool.o" -o "$work/harness" -lpthread -lm
 echo "load average: $(cat /proc/loadavg)"
 "$work/harness" "${1:-30}" "${2:-2}" 0 "${3:-64}" "${4:-6}"

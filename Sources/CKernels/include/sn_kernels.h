@@ -77,6 +77,25 @@ void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, 
 /// Row `r` of a packed matrix, as the ggml row it was (`row_bytes` bytes at `out`).
 void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
 
+/// `sn_matmul_rows` for SN_Q4_1 and SN_Q8_0 with several activations, with AVX512-VNNI (vnni.c):
+/// bit-identical to the AVX2 kernels for activations from `sn_quantize_q8_1`/`sn_quantize_q8_0`
+/// (whose quants are never -128). `sn_matmul_rows` calls it when `sn_use_vnni()`.
+void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
+                         const uint8_t *a, size_t a_stride, int tokens);
+
+/// Instruction sets of the matrix products (`sn_kernels_isa`, `sn_set_isa_for_testing`).
+enum { SN_ISA_AVX2 = 1, SN_ISA_AVX512_VNNI = 2 };
+/// 1 when `sn_matmul_rows` takes its VNNI kernels: the CPU has AVX-512 F/BW/VL/VNNI (and AVX2,
+/// FMA, F16C), the environment variable SECURENODE_KERNEL_ISA was not `avx2` at the first call
+/// (for A/B benchmarks of one binary), and `sn_set_isa_for_testing(SN_ISA_AVX2)` is not in force.
+int sn_use_vnni(void);
+/// The instruction set the matrix products use now: SN_ISA_AVX512_VNNI or SN_ISA_AVX2 (0 off x86).
+int sn_kernels_isa(void);
+/// For tests and benchmarks, which compare the paths on one machine: SN_ISA_AVX2 keeps the matrix
+/// products on their AVX2 kernels; SN_ISA_AVX512_VNNI (the default) lets the CPU decide. Takes
+/// effect for the products that start after it returns (process-wide).
+void sn_set_isa_for_testing(int isa);
+
 /// `sn_matmul_rows` for SN_Q4_0, SN_Q5_0 and SN_Q5_1 (q32.c), bit-identical to Kernels' `Q4_0.dot`
 /// (llama.cpp's repacked q4_0_8x8 order: per block `acc = fma(isum, d_w * d_a, acc)`), `Q5_0.dot`
 /// and `Q5_1.dot` (ggml's AVX2 `vec_dot` order, as for Q4_1).

@@ -1,0 +1,301 @@
+// Multi-activation Q4_1 and Q8_0 matrix products with AVX512-VNNI (see include/sn_kernels.h,
+// `sn_matmul_rows_vnni`), bit-identical to kernels.c's AVX2 `prompt_rows`.
+//
+// Why the results are the same: for every (row, activation) pair both compute, block after block,
+// eight int32 lane sums (lane k: the products of elements 4k..4k+3), exact in both; then the same
+// float operations in the same order: acc_k = fma(d_w * d_a, float(lane_k), acc_k), hsum8, plus
+// (Q4_1) the block minimums' sum m_w * s_a. Only the integer instructions differ:
+//  - Q4_1: vpdpbusd (u8 x i8, four products into each i32 lane) replaces vpmaddubsw + vpmaddwd.
+//    The quants are 0..15, so vpmaddubsw's 16-bit pair sums never saturated either.
+//  - Q8_0: the weights' quants q_w are offset to u8 (q_w + 128, one xor) and the offset's share,
+//    128 * sum q_a per lane, is subtracted by starting the lane at its negation (one vpdpbusd per
+//    activation and block, shared by the rows of a tile). The AVX2 kernel's |q_w| * sign(q_a, q_w)
+//    gives the same sums whenever q_a != -128, which Kernels' quantizer never produces
+//    (q = nearest(x * 127 / max|x|)).
+// Tiles are 2 rows (Q4_1: a packed pair, one load for both rows' quants) by up to 8 activations,
+// or 4 rows (Q8_0: the offset sums shared by four rows) by up to 4; AVX-512VL's 32 vector
+// registers hold the 16 accumulators.
+#include "sn_kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define V_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define V_INLINE static inline __attribute__((always_inline)) V_TARGET
+
+/// -1: not decided yet; 0: AVX2 kernels; 1: AVX512-VNNI kernels.
+static int vnni_state = -1;
+/// `sn_set_isa_for_testing`'s choice: 1 lets the CPU decide, 0 forces AVX2.
+static int allow_vnni = 1;
+
+static int cpu_has_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
+        && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+int sn_use_vnni(void) {
+    int state = __atomic_load_n(&vnni_state, __ATOMIC_RELAXED);
+    if (state < 0) {
+        // SECURENODE_KERNEL_ISA=avx2: the AVX2 kernels, for A/B benchmarks of one binary.
+        const char *isa = getenv("SECURENODE_KERNEL_ISA");
+        state = cpu_has_vnni() && !(isa && strcmp(isa, "avx2") == 0);
+        __atomic_store_n(&vnni_state, state, __ATOMIC_RELAXED);
+    }
+    return state && __atomic_load_n(&allow_vnni, __ATOMIC_RELAXED);
+}
+
+void sn_set_isa_for_testing(int isa) {
+    __atomic_store_n(&allow_vnni, isa != SN_ISA_AVX2, __ATOMIC_RELAXED);
+}
+
+int sn_kernels_isa(void) {
+    return sn_use_vnni() ? SN_ISA_AVX512_VNNI : SN_ISA_AVX2;
+}
+
+V_INLINE float v_half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/// ggml's hsum_float_8: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
+V_INLINE float v_hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/// Row r of a packed matrix (`sn_pack_rows`; the same layout kernels.c's `row_at` reads): block
+/// b's F16 scale (Q4_1: then minimum) at `d + b * stride`, its quants at `q + b * stride`; a Q4_1
+/// row in a group has the low (`shift` 0) or high (4) nibbles of 32 bytes, a tail row ggml's 16
+/// bytes (`shift` -1). `sc`: block b's scale (Q4_1: then minimum) as floats at `sc + 8 * b`.
+typedef struct {
+    const uint8_t *d;
+    const uint8_t *q;
+    size_t stride;
+    int shift;
+    const float *sc;
+} v_row;
+
+V_INLINE v_row v_row_at(const sn_matmul_job *job, int r) {
+    const int q4 = job->type == SN_Q4_1;
+    if (r < job->rows / 4 * 4) {
+        const uint8_t *g = job->w + (size_t)(r / 4) * 4 * job->row_bytes;
+        const int j = r % 4;
+        if (q4) return (v_row){g + 4 * j, g + 16 + 32 * (j / 2), 80, 4 * (j & 1), NULL};
+        return (v_row){g + 2 * j, g + 8 + 32 * j, 136, 0, NULL};
+    }
+    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+    return (v_row){row, row + (q4 ? 4 : 2), q4 ? 20 : 34, -1, NULL};
+}
+
+/// The scales of rows `[g, g + 4)` (as far as the matrix goes) as floats, block b's at
+/// `tab + 8 * b` (Q4_1: `d, m` of each row; Q8_0: `d` of each row), and the rows pointing at them.
+V_INLINE void v_group_scales(const sn_matmul_job *job, int g, float *tab, v_row *rows) {
+    const int q4 = job->type == SN_Q4_1;
+    const int nb = job->blocks;
+    const int n = job->rows - g < 4 ? job->rows - g : 4;
+    for (int j = 0; j < n; j++) rows[j] = v_row_at(job, g + j);
+    if (g + 4 <= job->rows / 4 * 4) {
+        const uint8_t *base = job->w + (size_t)g * job->row_bytes;
+        // The next group, while this one is computed (its rows stride through the group).
+        if (g + 8 <= job->rows)
+            for (size_t off = 0; off < 4 * job->row_bytes; off += 64)
+                _mm_prefetch((const char *)base + 4 * job->row_bytes + off, _MM_HINT_T0);
+        for (int b = 0; b < nb; b++) {
+            if (q4)
+                _mm256_storeu_ps(tab + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)b * 80))));
+            else
+                _mm_storeu_ps(tab + 8 * b, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(base + (size_t)b * 136))));
+        }
+        for (int j = 0; j < 4; j++) rows[j].sc = tab + (q4 ? 2 * j : j);
+    } else {
+        for (int j = 0; j < n; j++) {
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *d = rows[j].d + (size_t)b * rows[j].stride;
+                tab[8 * b + 2 * j] = v_half(d);
+                tab[8 * b + 2 * j + 1] = q4 ? v_half(d + 2) : 0;
+            }
+            rows[j].sc = tab + 2 * j;
+        }
+    }
+}
+
+/// Block b of a Q4_1 row: its 32 quants (0..15), element i in byte i.
+V_INLINE __m256i v_q4_quants(v_row row, int b) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const uint8_t *p = row.q + (size_t)b * row.stride;
+    if (row.shift < 0) {
+        const __m128i packed = _mm_loadu_si128((const __m128i *)p);
+        return _mm256_and_si256(
+            _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low);
+    }
+    return _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)p), _mm_cvtsi32_si128(row.shift)), low);
+}
+
+/// R rows (`pair`: rows[0] and rows[1] are a packed pair, shifts 0 and 4) by T <= 8 activations of
+/// Q4_1 x Q8_1. `da8`, `sa8`: per block, the chunk's eight activations' `d` and `s` as floats
+/// (zero past its activations); this tile's activations start at chunk activation `t0`.
+V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const v_row *rows, int blocks, const float *da8,
+                             const float *sa8, int t0, const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    __m256 acc[2][8];
+    __m256 summs[2];
+    float d[2][8] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++) {
+        summs[r] = _mm256_setzero_ps();
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < blocks; b++) {
+        __m256i qx[2];
+        if (pair) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(rows[0].q + (size_t)b * rows[0].stride));
+            qx[0] = _mm256_and_si256(v, low);
+            qx[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        } else {
+            for (int r = 0; r < R; r++) qx[r] = v_q4_quants(rows[r], b);
+        }
+        const __m256 da = _mm256_loadu_ps(da8 + 8 * b), sa = _mm256_loadu_ps(sa8 + 8 * b);
+        for (int r = 0; r < R; r++) {
+            _mm256_store_ps(d[r], _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
+            // Products of two F16 values are exact: the FMA is the AVX2 kernel's multiply-then-add.
+            summs[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b + 1), sa, summs[r]);
+        }
+        const uint8_t *ab = a + (size_t)b * 36 + 4;
+        for (int t = 0; t < T; t++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + (size_t)t * a_stride));
+            for (int r = 0; r < R; r++) {
+                const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), qx[r], qy);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d[r] + t0 + t), _mm256_cvtepi32_ps(dot), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s[8];
+        _mm256_storeu_ps(s, summs[r]);
+        for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = v_hsum8(acc[r][t]) + s[t0 + t];
+    }
+}
+
+/// R rows by T activations (R * T <= 16) of Q8_0 x Q8_0 (see `tile_q4_1_vnni`).
+V_INLINE void tile_q8_0_vnni(int R, int T, const v_row *rows, int blocks, const float *da8, int t0,
+                             const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    __m256 acc[4][8];
+    float d[4][8] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i offset = _mm256_set1_epi8((char)0x80);
+    for (int b = 0; b < blocks; b++) {
+        __m256i ux[4];
+        for (int r = 0; r < R; r++)
+            ux[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(rows[r].q + (size_t)b * rows[r].stride)), offset);
+        const __m256 da = _mm256_loadu_ps(da8 + 8 * b);
+        for (int r = 0; r < R; r++) _mm256_store_ps(d[r], _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
+        const uint8_t *ab = a + (size_t)b * 34 + 2;
+        for (int t = 0; t < T; t++) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + (size_t)(t0 + t) * a_stride));
+            // -128 * (sum of each lane's four q_a): the offset's share of (q_w + 128) * q_a.
+            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                   _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qy));
+            for (int r = 0; r < R; r++) {
+                const __m256i dot = _mm256_dpbusd_epi32(start, ux[r], qy);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d[r] + t0 + t), _mm256_cvtepi32_ps(dot), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = v_hsum8(acc[r][t]);
+}
+
+// The tiles with constant shapes, so that their loops unroll into registers.
+#define V_Q4_CASES(R, PAIR)                                                                     \
+    switch (T) {                                                                                \
+    case 8: tile_q4_1_vnni(R, 8, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    case 7: tile_q4_1_vnni(R, 7, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    case 6: tile_q4_1_vnni(R, 6, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    case 5: tile_q4_1_vnni(R, 5, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    case 4: tile_q4_1_vnni(R, 4, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    case 3: tile_q4_1_vnni(R, 3, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    case 2: tile_q4_1_vnni(R, 2, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;             \
+    default: tile_q4_1_vnni(R, 1, PAIR, rw, nb, da8, sa8, 0, at, as, ot, os); break;            \
+    }
+
+#define V_Q8_CASES(R, TT, T0)                                                                   \
+    switch (TT) {                                                                               \
+    case 4: tile_q8_0_vnni(R, 4, rw, nb, da8, T0, at, as, ot + (size_t)(T0) * os, os); break;   \
+    case 3: tile_q8_0_vnni(R, 3, rw, nb, da8, T0, at, as, ot + (size_t)(T0) * os, os); break;   \
+    case 2: tile_q8_0_vnni(R, 2, rw, nb, da8, T0, at, as, ot + (size_t)(T0) * os, os); break;   \
+    default: tile_q8_0_vnni(R, 1, rw, nb, da8, T0, at, as, ot + (size_t)(T0) * os, os); break;  \
+    }
+
+V_TARGET void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
+                                  const uint8_t *a, size_t a_stride, int tokens) {
+    const size_t as = a_stride, os = job->out_stride;
+    const int nb = job->blocks;
+    const int q4 = job->type == SN_Q4_1;
+    const size_t block_bytes = q4 ? 36 : 34;
+    float tab[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    float sa8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    v_row rows[4];
+    for (int c = 0; c < tokens; c += 8) {
+        const int T = tokens - c < 8 ? tokens - c : 8;
+        // The chunk's activation scales, per block as vectors of eight (zero past T).
+        for (int t = 0; t < 8; t++) {
+            const uint8_t *at = a + (size_t)(c + t) * a_stride;
+            for (int b = 0; b < nb; b++) {
+                da8[8 * b + t] = t < T ? v_half(at + (size_t)b * block_bytes) : 0;
+                sa8[8 * b + t] = t < T && q4 ? v_half(at + (size_t)b * block_bytes + 2) : 0;
+            }
+        }
+        const uint8_t *at = a + (size_t)c * a_stride;
+        for (int g = first / 4 * 4; g < last; g += 4) {
+            v_group_scales(job, g, tab, rows);
+            const int begin = first > g ? first : g;
+            const int end = last < g + 4 ? last : g + 4;
+            float *ot = job->out + (size_t)c * os;
+            if (q4) {
+                for (int r = begin; r < end;) {
+                    const v_row *rw = rows + (r - g);
+                    float *o = ot + r;
+                    if (r + 2 <= end && rw[0].shift == 0 && rw[1].shift == 4) {
+                        { float *ot = o; V_Q4_CASES(2, 1) }
+                        r += 2;
+                    } else {
+                        { float *ot = o; V_Q4_CASES(1, 0) }
+                        r += 1;
+                    }
+                }
+            } else if (begin == g && end == g + 4) {
+                const v_row *rw = rows;
+                float *o = ot + g;
+                { float *ot = o; V_Q8_CASES(4, T < 4 ? T : 4, 0) }
+                if (T > 4) { float *ot = o; V_Q8_CASES(4, T - 4, 4) }
+            } else {
+                for (int r = begin; r < end; r++) {
+                    const v_row *rw = rows + (r - g);
+                    float *o = ot + r;
+                    { float *ot = o; V_Q8_CASES(1, T < 4 ? T : 4, 0) }
+                    if (T > 4) { float *ot = o; V_Q8_CASES(1, T - 4, 4) }
+                }
+            }
+        }
+    }
+}
+
+#else  // not x86-64
+
+int sn_use_vnni(void) { return 0; }
+void sn_set_isa_for_testing(int isa) { (void)isa; }
+int sn_kernels_isa(void) { return 0; }
+void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
+    (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;
+}
+
+#endif

@@ -1,0 +1,26 @@
+import CKernels
+
+extension FastKernels {
+    /// The instruction sets the Q4_1 and Q8_0 matrix products have kernels for.
+    public enum InstructionSet: Int32, Sendable {
+        /// vpmaddubsw + vpmaddwd (kernels.c): every x86-64 CPU the C kernels run on.
+        case avx2 = 1
+        /// vpdpbusd on 256-bit registers (vnni.c), for several activations at once: CPUs with
+        /// AVX-512 F, BW, VL and VNNI. Bit-identical to `.avx2`.
+        case avx512VNNI = 2
+    }
+
+    /// The instruction set the matrix products use now (`sn_kernels_isa`): `.avx512VNNI` on a CPU
+    /// that has it unless `setInstructionSetForTesting(.avx2)` is in force, else `.avx2`; nil
+    /// when the C kernels are not available.
+    public static var instructionSet: InstructionSet? {
+        available ? InstructionSet(rawValue: sn_kernels_isa()) : nil
+    }
+
+    /// For tests and benchmarks that compare the two paths on one machine: `.avx2` keeps every
+    /// matrix product on the AVX2 kernels, `.avx512VNNI` (the default) lets the CPU decide.
+    /// Process-wide, for the products that start after it returns.
+    public static func setInstructionSetForTesting(_ isa: InstructionSet) {
+        sn_set_isa_for_testing(isa.rawValue)
+    }
+}

@@ -1,0 +1,103 @@
+import CKernels
+import Foundation
+import Testing
+@testable import Kernels
+
+/// The AVX512-VNNI matrix products (vnni.c) against the AVX2 ones (kernels.c), bit for bit, on
+/// this machine: random packed Q4_1 and Q8_0 matrices of awkward shapes (rows not a multiple of
+/// four, row ranges that start or end inside a group of four, 1 to 20 activations, so partial
+/// tiles of both kernels), and both against the Swift reference dot products.
+enum VNNISupport {
+    /// Whether /proc/cpuinfo lists the AVX-512 subsets the VNNI kernels need.
+    static let cpuHasVNNI: Bool = {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        return ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx2", "fma", "f16c"].allSatisfy(flags.contains)
+    }()
+    static let unavailable: Comment = "this CPU has no AVX512-VNNI: only the AVX2 kernels run"
+}
+
+@Suite(.enabled(if: FastKernels.available, FastKernelSupport.unavailable), .serialized)
+struct VNNIKernelTests {
+    /// On a CPU with AVX-512 F/BW/VL/VNNI the matrix products take the VNNI kernels (so the
+    /// comparisons below compare two different paths), and the testing switch turns them off.
+    @Test func cpuWithVNNITakesTheVNNIKernelsAndTheSwitchForcesAVX2() {
+        #expect(FastKernels.instructionSet == (VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2))
+        FastKernels.setInstructionSetForTesting(.avx2)
+        #expect(FastKernels.instructionSet == .avx2)
+        FastKernels.setInstructionSetForTesting(.avx512VNNI)
+        #expect(FastKernels.instructionSet == (VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2))
+    }
+
+    @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable), arguments: [BlockType.q4_1, .q8_0])
+    func vnniProductsEqualAVX2ProductsBitForBitOnAwkwardShapes(type: BlockType) {
+        var random = TestRandom(state: type == .q4_1 ? 0x7711 : 0x7712)
+        let format = type.dotType
+        for (rows, columns) in [(1, 32), (3, 64), (6, 96), (7, 160), (13, 576), (30, 64), (9, 1536)] {
+            let original = (0 ..< rows).flatMap { _ in randomRow(type, count: columns, &random) }
+            var packed = original
+            let rowBytes = type.rowBytes(columns)!
+            let blocks = Int32(columns / 32)
+            packed.withUnsafeMutableBytes { w in
+                let matrix = WeightMatrix(type: type, rows: rows, columns: columns, base: w.baseAddress!)!
+                FastKernels.pack(matrix, in: w.baseAddress!)
+            }
+            let maxTokens = 20
+            let x = FastKernelTests.activations(columns * maxTokens, &random)
+            let stride = format.rowBytes(columns)!
+            var a = [UInt8](repeating: 0, count: stride * maxTokens)
+            x.withUnsafeBufferPointer { FastKernels.quantize($0.baseAddress!, columns: columns, count: maxTokens, to: format, into: &a) }
+            // Row ranges: whole matrix, and (when there are enough rows) ones that cut groups of four.
+            var ranges = [(0, rows)]
+            if rows > 2 { ranges.append((1, rows - 1)) }
+            if rows > 6 { ranges.append((2, 6)) }
+            for tokens in 1 ... maxTokens {
+                for (first, last) in ranges {
+                    func run(_ isa: FastKernels.InstructionSet) -> [UInt32] {
+                        var out = [Float](repeating: .nan, count: rows * tokens)
+                        packed.withUnsafeBytes { w in
+                            a.withUnsafeBytes { ap in
+                                out.withUnsafeMutableBufferPointer { o in
+                                    var job = sn_matmul_job(type: FastKernels.kernelType(type),
+                                                            w: w.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                            row_bytes: rowBytes, rows: Int32(rows), blocks: blocks,
+                                                            out: o.baseAddress!, out_stride: rows)
+                                    let acts = ap.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                                    if isa == .avx2 {
+                                        FastKernels.setInstructionSetForTesting(.avx2)
+                                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
+                                        FastKernels.setInstructionSetForTesting(.avx512VNNI)
+                                    } else if tokens == 1 {
+                                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, 1)
+                                    } else {
+                                        sn_matmul_rows_vnni(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
+                                    }
+                                }
+                            }
+                        }
+                        return out.map(\.bitPattern)
+                    }
+                    let avx2 = run(.avx2), vnni = run(.avx512VNNI)
+                    #expect(avx2 == vnni, "\(type) \(rows)x\(columns), rows \(first)..<\(last), \(tokens) tokens")
+                    // Outside the range nothing is written; inside, both equal the reference.
+                    original.withUnsafeBytes { w in
+                        a.withUnsafeBytes { ap in
+                            for t in 0 ..< tokens {
+                                for r in 0 ..< rows {
+                                    let got = vnni[t * rows + r]
+                                    if r < first || r >= last {
+                                        #expect(Float(bitPattern: got).isNaN, "row \(r) outside \(first)..<\(last) written")
+                                        continue
+                                    }
+                                    let expected = RowKernels.dot(type, w.baseAddress! + r * rowBytes, ap.baseAddress! + t * stride, count: columns)
+                                    #expect(got == expected.bitPattern, "\(type) \(rows)x\(columns), token \(t), row \(r)")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

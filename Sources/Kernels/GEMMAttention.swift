@@ -24,8 +24,8 @@ import Foundation
 /// `2 * (p + n) * kvHeads * headDim` floats (twice the bytes of one layer's F16 cache rows, so at
 /// most 8 bytes per cached value of one layer: 6 MiB for SmolLM2-135M at 4,096 positions, 16 MiB for
 /// Llama-3.2-1B shapes, 32 MiB for 8B shapes); per pool member
-/// `queryTile * group * (2 * headDim + p + n)` floats (scores of one tile; 1.1 MiB for SmolLM2 and
-/// 4.3 MiB for 8B shapes at 4,096 positions).
+/// `queryTile * group * (2 * headDim + p + n)` floats (one tile's queries, outputs and scores; 3.1 MiB
+/// for SmolLM2, 4.1 MiB for 1B and 4.3 MiB for 8B shapes at 4,096 positions).
 ///
 /// Not thread-safe: one caller at a time (the engine's backend).
 public final class GEMMAttention: @unchecked Sendable {

@@ -10,7 +10,7 @@
 #     SECURENODE_BIN=path    use this binary instead of building release
 #     PEER_PYTHON=path       a Python with llama-cpp-python (default: bench/.venv-peer, built on first use)
 #     SCALE_DIR=dir          where the random-weight models are kept (default $SECURENODE_CACHE/scale)
-#     OUT=bench/results/scale  where the results go (OUT.json, OUT.md); e.g. OUT=bench/results/scale-8b
+#     OUT=scale              results as bench/results/$OUT.{json,md} (another name keeps earlier runs)
 #
 # The random-weight models are written by bench/scale_model.py with the `gguf` package (seeded: the
 # same bytes every time), quantized through llama-cpp-python's `llama_model_quantize`, kept in
@@ -18,7 +18,8 @@
 # Each run of each engine is a fresh process: verify + load, pp128, pp512, TTFT (128-token prompt),
 # tg128, peak RSS (`securenode bench-engine`, bench/inference_peer.py). bench/roofline.c measures
 # the DRAM read bandwidth and the sgemm rate of this machine, the bounds each number is shown with.
-# Writes bench/results/scale.json and scale.md.
+# Writes bench/results/scale.json and scale.md, then redraws bench/results/scale-tokens-per-second.svg
+# from every scale*.json kept there (bench/scale_plot.py).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 source "$REPO/bench/peer.sh"
 SIZES="${SIZES:-135m 1b}"
@@ -26,6 +27,7 @@ TYPES="${TYPES:-Q4_0 Q4_K_M}"
 RUNS="${RUNS:-3}"
 THREADS="${THREADS:-2}"
 DECODE_TOKENS="${DECODE_TOKENS:-128}"
+OUT="${OUT:-scale}"
 GGUF_VERSION="0.19.0"   # the PyPI `gguf` package that writes the random models
 
 bench_tools
@@ -70,5 +72,6 @@ done
 log "benchmark: $RUNS runs per engine and model, $THREADS threads, load average $(cut -d' ' -f1 /proc/loadavg)"
 "$peer_python" "$REPO/bench/scale_bench.py" --securenode "$bin" --peer-python "$peer_python" \
   --roofline "$work/roofline.json" --runs "$RUNS" --threads "$THREADS" --decode-tokens "$DECODE_TOKENS" \
-  "${models[@]}" --public-key "$work/pub.pem" --out "${OUT:-$REPO/bench/results/scale}"
-log "wrote ${OUT:-$REPO/bench/results/scale}.md"
+  "${models[@]}" --public-key "$work/pub.pem" --out "$REPO/bench/results/$OUT"
+log "wrote bench/results/$OUT.md"
+python3 "$REPO/bench/scale_plot.py" || die "drawing bench/results/scale-tokens-per-second.svg failed"

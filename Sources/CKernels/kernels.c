@@ -819,6 +819,37 @@ SN_TARGET void sn_f16_to_f32(const uint16_t *x, float *out, int count) {
     for (; i < count; i++) out[i] = _cvtsh_ss(x[i]);
 }
 
+SN_TARGET void sn_softmax_masked(float *row, int count, int first, int end, float scale, float softcap) {
+    if (softcap > 0)
+        for (int i = first; i < end; i++) row[i] = tanhf(row[i] * (1.0f / softcap)) * softcap;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int i = first;
+    for (; i + 8 <= end; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(row + i));
+    float lanes[8], maximum = -INFINITY;
+    _mm256_storeu_ps(lanes, mv);
+    for (int l = 0; l < 8; l++) maximum = lanes[l] > maximum ? lanes[l] : maximum;
+    for (; i < end; i++) maximum = row[i] > maximum ? row[i] : maximum;
+    // exp((x - max) * scale): scale > 0, so the scaled row has its maximum at the same place.
+    const __m256 m = _mm256_set1_ps(maximum), sv = _mm256_set1_ps(scale);
+    __m256 acc = _mm256_setzero_ps();
+    for (i = first; i + 8 <= end; i += 8) {
+        const __m256 e = expf_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + i), m), sv));
+        _mm256_storeu_ps(row + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum8(acc);
+    for (; i < end; i++) {
+        row[i] = expf((row[i] - maximum) * scale);
+        sum += row[i];
+    }
+    const float inverse = 1.0f / sum;
+    const __m256 iv = _mm256_set1_ps(inverse);
+    for (i = first; i + 8 <= end; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), iv));
+    for (; i < end; i++) row[i] *= inverse;
+    for (i = 0; i < first && i < count; i++) row[i] = 0;
+    for (i = end; i < count; i++) row[i] = 0;
+}
+
 #else  // not x86-64: the Swift reference paths are used.
 
 int sn_kernels_available(void) { return 0; }
@@ -846,5 +877,8 @@ void sn_attention_head(const float *query, const uint16_t *keys, const uint16_t 
 void sn_swiglu(float *gate, const float *up, int count, int width) { (void)gate; (void)up; (void)count; (void)width; }
 void sn_f32_to_f16(const float *x, uint16_t *out, int count) { (void)x; (void)out; (void)count; }
 void sn_f16_to_f32(const uint16_t *x, float *out, int count) { (void)x; (void)out; (void)count; }
+void sn_softmax_masked(float *row, int count, int first, int end, float scale, float softcap) {
+    (void)row; (void)count; (void)first; (void)end; (void)scale; (void)softcap;
+}
 
 #endif

@@ -101,6 +101,14 @@ public protocol ComputeBackend: AnyObject {
     func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
                    scratch: UnsafeMutablePointer<Float>, scratchPerMember: Int)
 
+    /// Attention of `count` consecutive rows of one sequence (positions `position ..< position +
+    /// count`, queries and outputs `[row][heads * headDim]`) over one layer's F16 cache rows, in
+    /// single precision as matrix products (`GEMMAttention`), for a prompt batch
+    /// (`PrefillMode.blas`): within a tolerance of `attention`, not equal. Returns false, having
+    /// done nothing, when the backend has no such path (the default); the engine then calls `attention`.
+    func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,
+                          values: UnsafePointer<UInt16>, shape: GEMMAttention.Shape, out: UnsafeMutablePointer<Float>) -> Bool
+
     /// `gate[i] = silu(gate[i]) * up[i]` for `rows` rows of `width` floats.
     func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, rows: Int, width: Int, profile: SIMDProfile)
 
@@ -114,21 +122,29 @@ public protocol ComputeBackend: AnyObject {
 extension ComputeBackend {
     /// No single-precision path: the engine stays on `project`.
     public func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool { false }
+
+    /// No single-precision attention: the engine stays on `attention`.
+    public func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,
+                                 values: UnsafePointer<UInt16>, shape: GEMMAttention.Shape, out: UnsafeMutablePointer<Float>) -> Bool {
+        false
+    }
 }
 
 /// The host CPU: the C kernels (AVX2/FMA/F16C) on a thread pool where the CPU has them, the Swift
 /// reference kernels otherwise. Bit-identical either way. Prompt batches may instead run in F32
-/// through OpenBLAS on the same pool (`projectInFloat`, `BLASProjector`) when the engine's
-/// `PrefillMode` asks for it.
+/// through OpenBLAS on the same pool (`projectInFloat`, `BLASProjector`; attention as matrix
+/// products, `attentionInFloat`, `GEMMAttention`) when the engine's `PrefillMode` asks for it.
 public final class CPUBackend: ComputeBackend {
     public let name = "cpu"
     public let pool: ThreadPool
     public let capabilities: BackendCapabilities
     private let blas: BLASProjector
+    private let gemmAttention: GEMMAttention
 
     public init(threads: Int) {
         pool = ThreadPool(threads: threads)
         blas = BLASProjector(pool: pool)
+        gemmAttention = GEMMAttention(pool: pool)
         capabilities = BackendCapabilities(
             operations: Set(BackendOperation.allCases),
             weightTypes: [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K],
@@ -151,6 +167,12 @@ public final class CPUBackend: ComputeBackend {
 
     public func projectInFloat(_ p: Projection, input: UnsafePointer<Float>, count: Int) -> Bool {
         blas.project(p, input: input, count: count)
+        return true
+    }
+
+    public func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,
+                                 values: UnsafePointer<UInt16>, shape: GEMMAttention.Shape, out: UnsafeMutablePointer<Float>) -> Bool {
+        gemmAttention.run(queries: queries, count: count, position: position, keys: keys, values: values, shape: shape, out: out)
         return true
     }
 

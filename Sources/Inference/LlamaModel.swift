@@ -200,6 +200,10 @@ public final class LlamaEngine {
     public let logitRows: Int
     /// Longest context any session of this engine may have.
     public let contextCapacity: Int
+    /// Whether BLAS passes (`PrefillMode.blas`) also run attention as matrix products
+    /// (`ComputeBackend.attentionInFloat`, `GEMMAttention`; default true). False keeps the exact
+    /// per-head kernels there: for measuring the difference (`bench-engine --exact-attention`).
+    public var attentionInFloat = true
     let state: LlamaRunState
     private let layers: [(qkv: Projection, output: Projection, gateUp: Projection, down: Projection)]
     private let outputProjection: Projection
@@ -419,7 +423,11 @@ public final class LlamaEngine {
             }
             // Causal attention of each row over its own positions 0...its own (the last `window`
             // of them in a sliding-window layer), per head; query head h reads key/value head h / group.
-            for (t, row) in rows.enumerated() {
+            // A BLAS pass runs it as matrix products per sequence (`GEMMAttention`) where the backend can.
+            let shape = GEMMAttention.Shape(heads: c.headCount, kvHeads: c.headCountKV, headDim: hd, scale: scale,
+                                            softCap: attentionBatch.softCap, window: window)
+            let inMatrices = inFloat && attentionInFloat && attendInFloat(rows, layer: l, shape: shape)
+            for (t, row) in rows.enumerated() where !inMatrices {
                 let keys = UnsafePointer(row.cache.key(l, 0)), values = UnsafePointer(row.cache.value(l, 0))
                 let first = window.map { max(0, row.position + 1 - $0) } ?? 0
                 for h in 0 ..< c.headCount {
@@ -428,8 +436,10 @@ public final class LlamaEngine {
                                           positions: row.position + 1, first: first, order: row.order, out: s.attention + t * qw + h * hd)
                 }
             }
-            b.attention(attentionBatch, stride: kvw, headDim: hd, scale: scale, profile: profile,
-                        scratch: attentionScratch, scratchPerMember: scratchPerMember)
+            if !inMatrices {
+                b.attention(attentionBatch, stride: kvw, headDim: hd, scale: scale, profile: profile,
+                            scratch: attentionScratch, scratchPerMember: scratchPerMember)
+            }
             // x += Wo attention (normalized first where the architecture has post-norms).
             project(plans.output, input: s.attention, count: n, inFloat: inFloat)
             if let norm = layer.attentionPostNorm {
@@ -469,6 +479,29 @@ public final class LlamaEngine {
         b.synchronize()
         if let cap = traits.finalSoftCap { VectorOps.softCap(s.logits, cap: cap, count: wanted.count * c.vocabularySize) }
         return UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize)
+    }
+
+    /// Attention of `rows` in layer `l` through the backend's `attentionInFloat`, one call per run of
+    /// consecutive rows of one sequence. False, having done nothing, when the backend has no such path.
+    private func attendInFloat(_ rows: [Row], layer l: Int, shape: GEMMAttention.Shape) -> Bool {
+        let s = state, qw = model.config.queryWidth
+        var start = 0
+        while start < rows.count {
+            var end = start + 1
+            while end < rows.count && rows[end].cache === rows[start].cache && rows[end].position == rows[end - 1].position + 1 {
+                end += 1
+            }
+            let row = rows[start]
+            let done = backend.attentionInFloat(queries: s.q + start * qw, count: end - start, position: row.position,
+                                                keys: row.cache.key(l, 0), values: row.cache.value(l, 0), shape: shape,
+                                                out: s.attention + start * qw)
+            if !done {
+                precondition(start == 0, "a backend's attentionInFloat may not refuse part of a pass")
+                return false
+            }
+            start = end
+        }
+        return true
     }
 
     /// One projection: in F32 through BLAS when `inFloat` and the backend can, else exactly.

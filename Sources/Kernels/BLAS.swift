@@ -59,4 +59,14 @@ public enum BLAS {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(columns),
                     1, a, Int32(columns), w, Int32(ldw), 0, c, Int32(ldc))
     }
+
+    /// `c[i * ldc + j] = sum_k a[i * lda + k] * b[j * ldb + k]` (`transposedB`: `b` holds `n` rows
+    /// of `k`) or `sum_k a[i * lda + k] * b[k * ldb + j]` (`b` holds `k` rows of `n`), for `i < m`,
+    /// `j < n`: row-major F32, on the calling thread (`GEMMAttention`).
+    static func multiply(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                         transposedB: Bool, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = singleThreaded
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transposedB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+    }
 }

@@ -16,7 +16,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
             tokens are ids (1 + 7919 i) mod vocabulary, as the llama.cpp side of the benchmark uses. Prints \
             one JSON object: engine, threads, modelBytes, kvCacheBytes, coldStartSeconds, verifySeconds, \
             prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds, after}, peakRSSBytes, prefillMode \
-            (exact, or blas with its threshold), promptBatch, blasCore (OpenBLAS's kernel family).
+            (exact, or blas with its threshold), promptBatch, blasCore (OpenBLAS's kernel family), attention \
+            (gemm: BLAS batches attend as matrix products; exact: the per-head kernels, with --exact or --exact-attention).
             """
     )
 
@@ -39,6 +40,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
     var exact = false
     @Option(name: .customLong("blas-min-rows"), help: "Smallest prompt batch that runs through BLAS (default: the measured threshold).")
     var blasMinimumRows: Int?
+    @Flag(name: .customLong("exact-attention"), help: "BLAS prompt batches keep the exact per-head attention kernels (to measure GEMM attention against them).")
+    var exactAttention = false
 
     func run() async throws {
         if !exact { OpenBLASCoreType.reexecIfMisdetected() }
@@ -62,6 +65,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
             let llama = try LlamaModel(file: loaded.gguf)
             let mode: PrefillMode = exact ? .exact : .blas(minimumRows: blasMinimumRows ?? PrefillMode.measuredMinimumRows)
             let session = try llama.makeSession(contextLength: context, threads: threads, prefill: mode)
+            session.engine.attentionInFloat = !exactAttention
             let ready = clock.now
             let vocab = llama.config.vocabularySize
             func ids(_ n: Int) -> [Int] { (0 ..< n).map { (1 + $0 * 7919) % vocab } }
@@ -96,6 +100,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
                 "prefillMode": mode.description,
                 "promptBatch": session.engine.batchCapacity,
                 "blasCore": BLAS.coreName,
+                "attention": mode.isExact || exactAttention ? "exact" : "gemm",
                 "threads": session.threads,
                 "modelBytes": loaded.gguf.buffer.count,
                 "kvCacheBytes": session.cacheBytes,

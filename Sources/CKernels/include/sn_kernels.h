@@ -139,6 +139,12 @@ void sn_swiglu(float *gate, const float *up, int count, int width);
 void sn_f32_to_f16(const float *x, uint16_t *out, int count);
 void sn_f16_to_f32(const uint16_t *x, float *out, int count);
 
+/// One row of scores of GEMM attention (Kernels' `GEMMAttention`: the BLAS prompt path, not
+/// bit-exact): `row[first ..< end]` becomes softmax(cap(x) * scale) (cap(x) = tanh(x / softcap) *
+/// softcap when softcap > 0, else x), max-subtracted, ggml's AVX2 expf, F32 sum; every other float
+/// of `row[0 ..< count]` becomes 0 (the causal and sliding-window mask). Needs first < end.
+void sn_softmax_masked(float *row, int count, int first, int end, float scale, float softcap);
+
 // MARK: - Thread pool
 
 /// A fixed team of threads for data-parallel work. The caller's thread is member 0; the others

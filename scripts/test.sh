@@ -23,14 +23,14 @@ if [[ "${FUZZ_SECONDS:-30}" != 0 ]]; then
   log "libFuzzer: GGUF reader for ${FUZZ_SECONDS:-30} s"
   fuzz_log="$REPO/.build/fuzz/last-run.log"
   mkdir -p "$(dirname "$fuzz_log")"
-  if "$REPO/fuzz/run-gguf-fuzzer.sh" "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
+  if "$REPO/fuzz/run-fuzzer.sh" gguf "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
   else
-    tail -60 "$fuzz_log"; die "the GGUF fuzzer found a crash (artifacts in .build/fuzz/artifacts/)"
+    tail -60 "$fuzz_log"; die "the GGUF fuzzer found a crash (artifacts in .build/fuzz/artifacts/gguf-*)"
   fi
   log "libFuzzer: chat-template interpreter for ${FUZZ_SECONDS:-30} s"
   fuzz_log="$REPO/.build/fuzz/last-jinja-run.log"
-  if "$REPO/fuzz/run-jinja-fuzzer.sh" "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
+  if "$REPO/fuzz/run-fuzzer.sh" jinja "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
   else
     tail -60 "$fuzz_log"; die "the chat-template fuzzer found a crash (artifacts in .build/fuzz/artifacts/jinja-*)"

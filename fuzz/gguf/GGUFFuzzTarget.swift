@@ -1,5 +1,5 @@
 // libFuzzer entry point for the GGUF reader. Compiled together with Sources/ModelFormat/*.swift
-// into one module by fuzz/run-gguf-fuzzer.sh, so there is no import.
+// into one module by fuzz/run-fuzzer.sh gguf, so there is no import.
 //
 // The reader must never crash, whatever the input: it either throws GGUFError or returns a file
 // whose guarantees hold. A broken guarantee is turned into a crash here so libFuzzer reports it.

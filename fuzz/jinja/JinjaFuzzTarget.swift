@@ -1,5 +1,5 @@
 // libFuzzer entry point for the chat-template interpreter. Compiled together with
-// Sources/Generation/Jinja/*.swift into one module by fuzz/run-jinja-fuzzer.sh, so there is no import.
+// Sources/Generation/Jinja/*.swift into one module by fuzz/run-fuzzer.sh jinja, so there is no import.
 //
 // An input is a template, optionally followed by a NUL byte and a message content. The template is
 // parsed and rendered over a small conversation holding that content (and a tool), under tight

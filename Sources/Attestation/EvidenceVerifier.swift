@@ -60,7 +60,8 @@ public struct Appraisal: Sendable, Codable, Equatable {
 ///    `receiptKeySHA256` (a serving node's evidence), the log holds that receipt key's event and
 ///    `model` is the last model event before it; without (`securenode quote`), `model`, if
 ///    present, is the log's last model event. The receipt key's event also says which chat template
-///    the process renders with (`Appraisal.chatTemplateSHA256`: an operator's file, or the model's own).
+///    the process renders with (`Appraisal.chatTemplateSHA256`: an operator's file, or the model's own);
+///    when the profile lists `allowedChatTemplates`, that template must be one of them.
 /// 9. `tls-key-bound`: with `tlsKeySHA256` (a node serving TLS), the evidence also names
 ///    `receiptKeySHA256`, and the log's last TLS-key event for that receipt key (in the receipt-key
 ///    PCR, under this profile, after the receipt key's event: the same process, since the PCRs were
@@ -278,8 +279,10 @@ public struct EvidenceVerifier: Sendable {
                                        + "(eventLog[\(k)]) loaded \(measured.manifestRoot) (eventLog[\(m)])")
             }
             chatTemplate = keyEvent.chatTemplateSHA256
+            try checkChatTemplate(keyEvent, at: k)
             return "the process with receipt key \(key) (eventLog[\(k)]) loaded model \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)]) "
                 + "and renders chats with \(keyEvent.chatTemplateDescription)"
+                + (profile.allowedChatTemplates == nil ? "" : ", which profile \(profile.id) allows")
         }
         run("tls-key-bound") { () throws(AttestationError) -> String in try checkTLSKey(evidence) }
         if profile.backend.selectsDevice || !(evidence.devices ?? []).isEmpty {
@@ -289,6 +292,18 @@ public struct EvidenceVerifier: Sendable {
         return Appraisal(result: ordered.failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
                          model: evidence.model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(),
                          tlsKeySHA256: evidence.tlsKeySHA256?.lowercased(), chatTemplateSHA256: chatTemplate, checks: ordered.checks)
+    }
+
+    /// Part of check 8, `model-bound`: the serving process's chat template is one the profile's
+    /// `allowedChatTemplates` lists (when it lists any).
+    func checkChatTemplate(_ keyEvent: ReceiptKeyMeasurement, at index: Int) throws(AttestationError) {
+        guard let allowed = profile.allowedChatTemplates else { return }
+        let served = keyEvent.chatTemplateSHA256 ?? FirmwareProfile.modelsOwnChatTemplate
+        let permitted = allowed.contains { entry in constantTimeEquals(Array(entry.lowercased().utf8), Array(served.utf8)) }
+        guard permitted else {
+            throw AttestationError(.malformed, "eventLog[\(index)]: the process renders chats with \(keyEvent.chatTemplateDescription), "
+                                   + "which profile \(profile.id)'s allowedChatTemplates does not list")
+        }
     }
 
     /// Check 9, `tls-key-bound` (see the type's documentation).

@@ -5,6 +5,8 @@ import ModelSigning
 /// for the schema; ``validate()`` enforces it.
 public struct FirmwareProfile: Sendable, Codable, Equatable {
     public static let schemaName = "securenode.profile.v1"
+    /// The ``allowedChatTemplates`` entry that allows the chat template signed into the model itself.
+    public static let modelsOwnChatTemplate = "model"
 
     public struct AttestationKeySpec: Sendable, Codable, Equatable {
         /// "rsa2048" or "ecc-p256".
@@ -49,6 +51,10 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
     public var allowLocalSigners: Bool
     /// Manifest root digests (hex) allowed to run; empty means any model from an allowed signer.
     public var allowedModels: [String]
+    /// Chat templates a serving process may render with, any of: SHA-256 hex of an operator's
+    /// template file (`model.chat_template`), or ``modelsOwnChatTemplate`` for the template signed
+    /// into the model. Absent: any. `model-bound` enforces it on a serving process's evidence.
+    public var allowedChatTemplates: [String]?
     /// Allowed values (hex, any of) per PCR index ("0"..."23"). PCRs not listed are not pinned.
     public var referenceValues: [String: [String]]
     public var seal: SealPolicy
@@ -107,6 +113,14 @@ public struct FirmwareProfile: Sendable, Codable, Equatable {
         }
         for digest in allowedModels where ModelSigning.bytes(fromHex: digest)?.count != 32 {
             throw fail("allowedModels: \"\(digest)\" is not 64 hex digits")
+        }
+        if let allowedChatTemplates {
+            guard !allowedChatTemplates.isEmpty else {
+                throw fail("allowedChatTemplates is empty, which no serving process satisfies; omit it to allow any template")
+            }
+            for entry in allowedChatTemplates where entry != Self.modelsOwnChatTemplate && ModelSigning.bytes(fromHex: entry)?.count != 32 {
+                throw fail("allowedChatTemplates: \"\(entry)\" is neither 64 hex digits (a template file's SHA-256) nor \"\(Self.modelsOwnChatTemplate)\"")
+            }
         }
         for name in trustedAKs where ModelSigning.bytes(fromHex: name)?.count != 34 {
             throw fail("trustedAKs: \"\(name)\" is not a SHA-256 TPM name (68 hex digits)")

@@ -14,6 +14,23 @@ import Testing
         #expect { try profile.validate() } throws: { ($0 as? AttestationError)?.reason.contains("seal.pcrs") == true }
     }
 
+    @Test(arguments: [[String](), ["MODEL"], ["abcd"], [String(repeating: "g", count: 64)], ["model", ""]])
+    func profileCheckRefusesChatTemplateEntriesThatNameNothing(entries: [String]) throws {
+        var profile = try FirmwareProfile.load(path: Self.profilePath)
+        profile.allowedChatTemplates = entries
+        #expect { try profile.validate() } throws: { ($0 as? AttestationError)?.reason.contains("allowedChatTemplates") == true }
+    }
+
+    @Test func acceptsChatTemplateDigestsInEitherCaseAndTheModelsOwn() throws {
+        var profile = try FirmwareProfile.load(path: Self.profilePath)
+        #expect(profile.allowedChatTemplates == nil)
+        profile.allowedChatTemplates = ["model", String(repeating: "aB", count: 32)]
+        #expect(throws: Never.self) { try profile.validate() }
+        // The field round-trips through the profile's JSON, and stays absent when nil.
+        let decoded = try JSONDecoder().decode(FirmwareProfile.self, from: JSONEncoder().encode(profile))
+        #expect(decoded.allowedChatTemplates == profile.allowedChatTemplates)
+    }
+
     @Test func everyCommittedProfileSealsToUnresettablePCRs() throws {
         let dir = URL(fileURLWithPath: Self.profilePath).deletingLastPathComponent()
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }

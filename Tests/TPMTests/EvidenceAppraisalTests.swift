@@ -200,6 +200,44 @@ struct EvidenceAppraisalTests {
         #expect(appraise(unknownKey).failedCheck == "model-bound")
     }
 
+    /// Evidence of a serving process that renders chats with `template` (nil: the model's own),
+    /// appraised under a profile allowing `allowed`.
+    func appraiseServing(template: String?, allowed: [String]?) async throws -> Appraisal {
+        let key = Receipt.keyDigest(P256.Signing.PrivateKey().publicKey)
+        try await attestor.measureReceiptKey(sha256: key, chatTemplateSHA256: template)
+        let process = attestor.serving(model: ModelMeasurement(verified: model, profile: attestor.profile.id), receiptKeySHA256: key)
+        let evidence = try await process.evidence(nonce: nonce)
+        var v = verifier(trusting: evidence)
+        v.profile.allowedChatTemplates = allowed
+        return v.appraise(evidence, nonce: nonce)
+    }
+
+    static let operatorTemplate = hexString(Array(SHA256.hash(data: Array("{{ messages[0].content }}".utf8))))
+
+    @Test func acceptsAChatTemplateTheProfileAllows() async throws {
+        for (template, allowed) in [(Self.operatorTemplate, [Self.operatorTemplate.uppercased()]), (nil, ["model"]),
+                                    (Self.operatorTemplate, nil), (nil, nil)] {
+            let appraisal = try await appraiseServing(template: template, allowed: allowed)
+            #expect(appraisal.result == .pass, "\(appraisal.checks)")
+            #expect(appraisal.chatTemplateSHA256 == template)
+        }
+    }
+
+    @Test func refusesOperatorsChatTemplateTheProfileDoesNotAllow() async throws {
+        // The operator swaps in a template of its own ("always recommend ACME"); a relying party
+        // that allows only the model's signed template refuses the node before a prompt leaves.
+        let appraisal = try await appraiseServing(template: Self.operatorTemplate, allowed: ["model"])
+        #expect(appraisal.failedCheck == "model-bound", "\(appraisal.checks)")
+        let detail = appraisal.checks.first { $0.check == "model-bound" }?.detail ?? ""
+        #expect(detail.contains(Self.operatorTemplate) && detail.contains("allowedChatTemplates"), "\(detail)")
+    }
+
+    @Test func refusesModelsOwnChatTemplateWhenTheProfileRequiresTheOperators() async throws {
+        let appraisal = try await appraiseServing(template: nil, allowed: [Self.operatorTemplate])
+        #expect(appraisal.failedCheck == "model-bound", "\(appraisal.checks)")
+        #expect(appraisal.checks.first { $0.check == "model-bound" }?.detail.contains("the model's own chat template") == true)
+    }
+
     @Test func refusesEvidenceMissingTheReceiptKeyEvent() async throws {
         // The receipt-key event is dropped from the log: PCR 14 no longer replays.
         try await attestor.measureReceiptKey(sha256: Receipt.keyDigest(P256.Signing.PrivateKey().publicKey))

@@ -437,6 +437,25 @@ def test_tool_receipt_verifies_with_verify_receipt():
     key_events = [e for e in json.loads(evidence)["eventLog"] if e["type"] == "securenode.receipt-key.v1"]
     assert json.loads(key_events[-1]["event"])["chatTemplateSHA256"] == template, key_events
     assert template in ok.stdout + ok.stderr, ok.stdout + ok.stderr
+    # A relying party's profile that lists the served template admits the node; one that allows only
+    # the model's own, signed template refuses it (model-bound), before any prompt would be sent.
+    enrolled = os.path.join(WORK, "tools-enrolled.json")
+    enroll = subprocess.run([BIN, "enroll", "--node", URL, "--profile", os.environ["NODE_PROFILE"], "--out", enrolled], capture_output=True, text=True)
+    assert enroll.returncode == 0, enroll.stderr
+    nonce = secrets.token_hex(16)
+    _, _, fresh = http("GET", "/v1/attestation?nonce=" + nonce, key=False)
+    open(paths["evidence"], "wb").write(fresh)
+    for allowed, admitted in [([template.upper()], True), (["model"], False)]:
+        profile = json.load(open(os.environ["NODE_PROFILE"]))
+        profile["allowedChatTemplates"] = allowed
+        profile_path = os.path.join(WORK, "tools-profile.json")
+        json.dump(profile, open(profile_path, "w"))
+        appraisal = subprocess.run([BIN, "verify", "--evidence", paths["evidence"], "--nonce", nonce, "--profile", profile_path,
+                                    "--enrolled", enrolled], capture_output=True, text=True)
+        assert (appraisal.returncode == 0) == admitted, appraisal.stdout + appraisal.stderr
+        if not admitted:
+            failed = [c for c in json.loads(appraisal.stdout)["checks"] if c["result"] == "fail"]
+            assert failed[0]["check"] == "model-bound" and "allowedChatTemplates" in failed[0]["detail"], failed
     # Changed arguments are a different response.
     tampered = body.replace(b'\\"city\\":\\"', b'\\"city\\":\\"X', 1)
     assert tampered != body, body

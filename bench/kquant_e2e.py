@@ -17,6 +17,10 @@ import numpy as np
 import gguf
 import llama_cpp
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale_model  # noqa: E402
+from scale_model import write_llama_header  # noqa: E402
+
 SHAPE = dict(dim=512, layers=4, heads=8, kv_heads=4, ff=1536, vocab=4096)
 FTYPES = {"Q2_K": llama_cpp.LLAMA_FTYPE_MOSTLY_Q2_K, "Q3_K_S": llama_cpp.LLAMA_FTYPE_MOSTLY_Q3_K_S,
           "Q3_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q3_K_M, "Q3_K_L": llama_cpp.LLAMA_FTYPE_MOSTLY_Q3_K_L,
@@ -26,47 +30,13 @@ FTYPES = {"Q2_K": llama_cpp.LLAMA_FTYPE_MOSTLY_Q2_K, "Q3_K_S": llama_cpp.LLAMA_F
 PROMPT = "A quick brown fox jumps over a lazy dog and a cat"  # no " t" or "he": the synthetic vocabulary has merges for them but not their tokens, which llama.cpp then drops
 
 
-def byte_tokens():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, cs))
-    return [chr(table[b]) for b in range(256)]
-
-
 def write_f16(path, seed=18):
     s = SHAPE
     rng = np.random.default_rng(seed)
     hd = s["dim"] // s["heads"]
     kvw = s["kv_heads"] * hd
     w = gguf.GGUFWriter(path, "llama")
-    w.add_name("K-quant end-to-end random")
-    w.add_context_length(2048)
-    w.add_embedding_length(s["dim"])
-    w.add_block_count(s["layers"])
-    w.add_feed_forward_length(s["ff"])
-    w.add_head_count(s["heads"])
-    w.add_head_count_kv(s["kv_heads"])
-    w.add_rope_dimension_count(hd)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(s["vocab"])
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    tokens = byte_tokens()
-    tokens += [f"<t{i}>" for i in range(s["vocab"] - len(tokens) - 2)] + ["<|begin_of_text|>", "<|end_of_text|>"]
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("llama-bpe")
-    w.add_token_list(tokens)
-    w.add_token_types([gguf.TokenType.NORMAL] * (s["vocab"] - 2) + [gguf.TokenType.CONTROL] * 2)
-    w.add_token_merges(["Ġ t", "h e"])
-    w.add_bos_token_id(s["vocab"] - 2)
-    w.add_eos_token_id(s["vocab"] - 1)
-    w.add_add_bos_token(False)
+    write_llama_header(w, "K-quant end-to-end random", s, context=2048, rope_base=10000.0)
     f16 = np.float16
     w.add_tensor("token_embd.weight", (rng.standard_normal((s["vocab"], s["dim"]), dtype=np.float32) * 1.0).astype(f16))
     for i in range(s["layers"]):
@@ -86,11 +56,7 @@ def write_f16(path, seed=18):
 
 
 def quantize(src, dst, ftype):
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = FTYPES[ftype]
-    params.nthread = 2
-    if llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params) != 0:
-        raise SystemExit(f"quantizing to {ftype} failed")
+    scale_model.quantize(src, dst, ftype, FTYPES)
 
 
 def tensor_types(path):

@@ -64,21 +64,19 @@ def rope_freqs(s):
     return np.array(out, dtype=np.float32)
 
 
-def write_f16(shape, path, seed):
-    s = SHAPES[shape]
-    rng = np.random.default_rng(seed)
-    head_dim = s["dim"] // s["heads"]
-    kvw = s["kv_heads"] * head_dim
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name(s["name"])
-    w.add_context_length(s["ctx"])
+def write_llama_header(w, name, s, context, rope_base):
+    """The hyperparameters (shape `s`: dim, layers, ff, heads, kv_heads, vocab) and the synthetic
+    byte-level vocabulary of a random Llama-shaped model, F16 file type; bench/kquant_e2e.py's
+    models use it too."""
+    w.add_name(name)
+    w.add_context_length(context)
     w.add_embedding_length(s["dim"])
     w.add_block_count(s["layers"])
     w.add_feed_forward_length(s["ff"])
     w.add_head_count(s["heads"])
     w.add_head_count_kv(s["kv_heads"])
-    w.add_rope_dimension_count(head_dim)
-    w.add_rope_freq_base(s["rope_base"])
+    w.add_rope_dimension_count(s["dim"] // s["heads"])
+    w.add_rope_freq_base(rope_base)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(s["vocab"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
@@ -92,6 +90,15 @@ def write_f16(shape, path, seed):
     w.add_bos_token_id(s["vocab"] - 2)
     w.add_eos_token_id(s["vocab"] - 1)
     w.add_add_bos_token(False)
+
+
+def write_f16(shape, path, seed):
+    s = SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    head_dim = s["dim"] // s["heads"]
+    kvw = s["kv_heads"] * head_dim
+    w = gguf.GGUFWriter(path, "llama")
+    write_llama_header(w, s["name"], s, context=s["ctx"], rope_base=s["rope_base"])
 
     # (name, numpy shape (rows, columns), dtype); ggml dims are the reverse.
     specs = [("token_embd.weight", (s["vocab"], s["dim"]), np.float16), ("rope_freqs.weight", (head_dim // 2,), np.float32)]
@@ -125,9 +132,10 @@ def write_f16(shape, path, seed):
     w.close()
 
 
-def quantize(src, dst, ftype):
+def quantize(src, dst, ftype, ftypes=FTYPES):
+    """llama.cpp's quantizer on `src`, to `ftypes[ftype]` (a LLAMA_FTYPE_MOSTLY_* value)."""
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = FTYPES[ftype]
+    params.ftype = ftypes[ftype]
     params.nthread = int(os.environ.get("THREADS", "2"))
     rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
     if rc != 0:

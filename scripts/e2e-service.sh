@@ -79,7 +79,9 @@ serve=""
 
 # Tools: the same model served with Qwen2.5's chat template (model.chat_template), which renders
 # tools; the openai client's tool calls (required, named, streamed, with history) against it.
-template="$REPO/Tests/GenerationTests/Fixtures/ChatTemplates/Qwen-Qwen2.5-7B-Instruct.jinja"
+# A copy, because a test rewrites it while the node runs (the node must keep serving what it measured).
+template="$work/chat-template.jinja"
+cp "$REPO/Tests/GenerationTests/Fixtures/ChatTemplates/Qwen-Qwen2.5-7B-Instruct.jinja" "$template"
 sed "s|^  public_key: .*|&\n  chat_template: $template|" \
   "$work/securenode.yaml" > "$work/tools.yaml"
 grep -q '^  chat_template: ' "$work/tools.yaml" || die "could not write the tools configuration"
@@ -94,7 +96,7 @@ export NODE_PID="$serve" NODE_LOG="$work/serve-tools.log" NODE_TOOLS=1 NODE_CHAT
 if ! "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_openai_api.py" test_schema_features_and_tools_refused_by_name \
     test_tool_choice_required_gives_calls_that_validate test_tool_choice_named_calls_that_function \
     test_tool_calls_streamed_as_deltas_equal_the_whole_answer test_tool_history_renders_and_auto_answers \
-    test_tool_receipt_verifies_with_verify_receipt; then
+    test_tool_receipt_verifies_with_verify_receipt test_serves_the_measured_template_after_the_file_changes; then
   rc=1
   echo "---- serve (tools) log (tail) ----"; tail -40 "$work/serve-tools.log"
 fi

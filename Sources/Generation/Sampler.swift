@@ -128,6 +128,80 @@ public struct Sampler: Sendable {
         i >> 6 < mask.count && mask[i >> 6] & (1 << UInt64(i & 63)) != 0
     }
 
+    /// The `k` best of `ids` (by logit, descending; the lower id first among equals), in that
+    /// order: one pass keeping a sorted list of the best so far, for `k` much smaller than `ids`.
+    static func best(_ k: Int, of ids: [Int], _ logits: [Float]) -> [Int] {
+        @inline(__always) func before(_ a: Int, _ b: Int) -> Bool { logits[a] != logits[b] ? logits[a] > logits[b] : a < b }
+        var kept: [Int] = []
+        kept.reserveCapacity(k + 1)
+        for id in ids {
+            if kept.count == k, let last = kept.last, !before(id, last) { continue }
+            var i = kept.count
+            while i > 0 && before(id, kept[i - 1]) { i -= 1 }
+            kept.insert(id, at: i)
+            if kept.count > k { kept.removeLast() }
+        }
+        return kept
+    }
+
+    /// The tokens a draw at `p.temperature > 0` chooses among, after top-k, top-p and min-p, and
+    /// their probabilities at the temperature, in the order the draw walks them (descending when a
+    /// truncation sorted them, else by id). Nil when no allowed token has a finite logit.
+    static func distribution(_ logits: [Float], _ p: SamplingParameters, allowed: [UInt64]?) -> (ids: [Int], probabilities: [Float])? {
+        // Candidates: the allowed tokens with a number, in id order; top-k keeps the k best (by
+        // logit, descending, the lower id first among equals), sorted. No step sorts the whole
+        // vocabulary: with OpenAI's defaults (no top-k, top_p 1) a full sort of 49k-152k logits per
+        // token cost as much as the forward pass of a small model.
+        var candidates = allowed.map { mask in logits.indices.filter { !logits[$0].isNaN && Self.isAllowed($0, mask) } }
+            ?? logits.indices.filter { !logits[$0].isNaN }
+        var sorted = false
+        if p.topK > 0 && candidates.count > p.topK {
+            candidates = Self.best(p.topK, of: candidates, logits)
+            sorted = true
+        }
+        guard let top = candidates.lazy.map({ logits[$0] }).max(), top > -.infinity else { return nil }
+
+        // Probabilities at temperature 1 for top-p and min-p (llama.cpp's default chain applies
+        // the temperature last).
+        func probabilities(_ ids: [Int], temperature: Float) -> [Float] {
+            let best = (ids.lazy.map { logits[$0] }.max() ?? 0) / temperature
+            let exps = ids.map { expf(logits[$0] / temperature - best) }
+            let total = exps.reduce(0, +)
+            return exps.map { $0 / total }
+        }
+        var probs = probabilities(candidates, temperature: 1)
+        if p.topP < 1 {
+            if !sorted {
+                // Only a prefix of the descending order can matter: the tokens below
+                // (1 - topP) / n each hold less than 1 - topP together, so the others hold more
+                // than topP, and they are exactly the most likely ones. Sort those.
+                let cut = (1 - p.topP) / Float(candidates.count)
+                var kept = zip(candidates, probs).filter { $0.1 >= cut }
+                kept.sort { logits[$0.0] != logits[$1.0] ? logits[$0.0] > logits[$1.0] : $0.0 < $1.0 }
+                candidates = kept.map(\.0)
+                probs = kept.map(\.1)
+            }
+            var cumulative: Float = 0
+            var keep = candidates.count
+            for (i, q) in probs.enumerated() {
+                cumulative += q
+                if cumulative >= p.topP {
+                    keep = i + 1
+                    break
+                }
+            }
+            candidates = Array(candidates.prefix(keep))
+            probs = Array(probs.prefix(keep))
+        }
+        if p.minP > 0, let most = probs.max() {
+            // The tokens at least minP times as likely as the most likely one (a prefix of the
+            // descending order, so the same set in any order).
+            let kept = zip(candidates, probs).filter { $0.1 >= p.minP * most }.map(\.0)
+            candidates = kept.isEmpty ? [candidates[probs.firstIndex(of: most) ?? 0]] : kept
+        }
+        return (candidates, probabilities(candidates, temperature: p.temperature))
+    }
+
     /// The next token given the logits, the tokens so far (for the repetition penalty) and the
     /// generated tokens (for the presence and frequency penalties). With `allowed` (a bitset over
     /// the vocabulary: a grammar's mask), only allowed tokens are candidates: the others are
@@ -145,46 +219,13 @@ public struct Sampler: Sendable {
         }
         if p.temperature == 0 { return Self.argmax(logits, allowed: allowed) }
 
-        // Candidates sorted by logit, descending (ties by id), truncated by top-k.
-        var candidates = allowed.map { mask in logits.indices.filter { !logits[$0].isNaN && Self.isAllowed($0, mask) } }
-            ?? logits.indices.filter { !logits[$0].isNaN }
-        candidates.sort { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
-        if p.topK > 0 && candidates.count > p.topK { candidates.removeLast(candidates.count - p.topK) }
-        guard !candidates.isEmpty, logits[candidates[0]] > -.infinity else { return Self.argmax(logits, allowed: allowed) }
-
-        // Probabilities at temperature 1 for top-p and min-p (llama.cpp's default chain applies
-        // the temperature last).
-        func probabilities(_ ids: [Int], temperature: Float) -> [Float] {
-            let top = logits[ids[0]] / temperature
-            let exps = ids.map { expf(logits[$0] / temperature - top) }
-            let total = exps.reduce(0, +)
-            return exps.map { $0 / total }
-        }
-        var probs = probabilities(candidates, temperature: 1)
-        if p.topP < 1 {
-            var cumulative: Float = 0
-            var keep = candidates.count
-            for (i, q) in probs.enumerated() {
-                cumulative += q
-                if cumulative >= p.topP {
-                    keep = i + 1
-                    break
-                }
-            }
-            candidates = Array(candidates.prefix(keep))
-            probs = Array(probs.prefix(keep))
-        }
-        if p.minP > 0, let top = probs.first {
-            let keep = probs.prefix { $0 >= p.minP * top }.count
-            candidates = Array(candidates.prefix(max(keep, 1)))
-        }
-        probs = probabilities(candidates, temperature: p.temperature)
+        guard let d = Self.distribution(logits, p, allowed: allowed) else { return Self.argmax(logits, allowed: allowed) }
         let r = random.nextUnit()
         var cumulative: Float = 0
-        for (i, q) in probs.enumerated() {
+        for (i, q) in d.probabilities.enumerated() {
             cumulative += q
-            if r < cumulative { return candidates[i] }
+            if r < cumulative { return d.ids[i] }
         }
-        return candidates[candidates.count - 1]
+        return d.ids[d.ids.count - 1]
     }
 }

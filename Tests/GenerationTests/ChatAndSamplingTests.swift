@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import Generation
 
 @Suite struct ChatTemplateTests {
@@ -113,6 +114,69 @@ import Testing
         // min-p 0.3: exp(2 - 3) = 0.37 stays, exp(0.5 - 3) = 0.08 goes.
         var minP = try Sampler(SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0.3, seed: 1))
         #expect(Set((0 ..< 200).map { _ in minP.sample(logits) }) == [1, 2, 3])
+    }
+
+    /// The sampler before it stopped sorting the vocabulary: every candidate sorted (logit
+    /// descending, lower id first), then top-k, top-p, min-p and the temperature on that order.
+    static func fullSortReference(_ logits: [Float], _ p: SamplingParameters) -> [Int: Float] {
+        var ids = logits.indices.filter { !logits[$0].isNaN }
+        ids.sort { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
+        if p.topK > 0 && ids.count > p.topK { ids.removeLast(ids.count - p.topK) }
+        func probabilities(_ ids: [Int], _ t: Float) -> [Float] {
+            let exps = ids.map { expf(logits[$0] / t - logits[ids[0]] / t) }
+            let total = exps.reduce(0, +)
+            return exps.map { $0 / total }
+        }
+        var probs = probabilities(ids, 1)
+        if p.topP < 1 {
+            var cumulative: Float = 0
+            var keep = ids.count
+            for (i, q) in probs.enumerated() {
+                cumulative += q
+                if cumulative >= p.topP { keep = i + 1; break }
+            }
+            ids = Array(ids.prefix(keep))
+            probs = Array(probs.prefix(keep))
+        }
+        if p.minP > 0 { ids = Array(ids.prefix(max(1, probs.prefix { $0 >= p.minP * probs[0] }.count))) }
+        return Dictionary(uniqueKeysWithValues: zip(ids, probabilities(ids, p.temperature)))
+    }
+
+    @Test func keepsTheDistributionOfAFullSortWithoutSortingTheVocabulary() throws {
+        // Logits on a coarse grid (many ties), a flat row, and a peaked one; every truncation.
+        var random = Xoshiro256(seed: 11)
+        let rows: [[Float]] = [
+            (0 ..< 5000).map { _ in Float(Int(random.nextUnit() * 40)) * 0.25 },
+            Array(repeating: 1.5, count: 3000),
+            (0 ..< 4000).map { i in i == 17 ? 30 : random.nextUnit() * 4 },
+        ]
+        for logits in rows {
+            for topK in [0, 1, 40, logits.count - 1, logits.count + 5] {
+                for topP: Float in [1, 0.95, 0.5, 0.01] {
+                    for minP: Float in [0, 0.05, 0.5] {
+                        let p = SamplingParameters(temperature: 0.7, topK: topK, topP: topP, minP: minP)
+                        let reference = Self.fullSortReference(logits, p)
+                        let d = try #require(Sampler.distribution(logits, p, allowed: nil))
+                        let ours = Dictionary(uniqueKeysWithValues: zip(d.ids, d.probabilities))
+                        #expect(Set(ours.keys) == Set(reference.keys), "top-k \(topK), top-p \(topP), min-p \(minP)")
+                        for (id, q) in reference { #expect(abs((ours[id] ?? -1) - q) <= 1e-5 * max(q, 1e-3)) }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func keepsTheLowestIdsAmongTiedBestLogits() {
+        let logits: [Float] = [0, 2, 2, 1, 2, 2, -1]
+        #expect(Sampler.best(3, of: Array(logits.indices), logits) == [1, 2, 4])
+        #expect(Sampler.best(10, of: Array(logits.indices), logits) == [1, 2, 4, 5, 3, 0, 6])
+    }
+
+    @Test func survivesLogitsThatAreAllNaNOrNegativeInfinity() throws {
+        var sampler = try Sampler(SamplingParameters(temperature: 1, topK: 0, topP: 0.9, minP: 0.1, seed: 5))
+        #expect(sampler.sample([.nan, -.infinity, .nan, -.infinity]) == 0)
+        // One finite logit among them is the only candidate.
+        #expect(sampler.sample([.nan, -.infinity, 3, -.infinity]) == 2)
     }
 
     @Test func repetitionPenaltyDemotesSeenTokens() throws {

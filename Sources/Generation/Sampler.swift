@@ -169,6 +169,7 @@ public struct Sampler: Sendable {
             let total = exps.reduce(0, +)
             return exps.map { $0 / total }
         }
+        guard p.topP < 1 || p.minP > 0 else { return (candidates, probabilities(candidates, temperature: p.temperature)) }
         var probs = probabilities(candidates, temperature: 1)
         if p.topP < 1 {
             if !sorted {

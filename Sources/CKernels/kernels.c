@@ -508,7 +508,13 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
 
 SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                               const uint8_t *a, size_t a_stride, int tokens) {
-    if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) { sn_kquant_rows(job, first, last, a, a_stride, tokens); return; }
+    if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) {
+        if ((job->type == SN_Q4_K || job->type == SN_Q6_K) && tokens >= SN_KQ_GEMM_MIN_TOKENS && sn_use_vnni())
+            sn_kquant_gemm_vnni(job, first, last, a, a_stride, tokens);
+        else
+            sn_kquant_rows(job, first, last, a, a_stride, tokens);
+        return;
+    }
     if (job->type >= SN_Q4_0 && job->type <= SN_Q5_1) { sn_matmul_rows_q32(job, first, last, a, a_stride, tokens); return; }
     if (tokens == 1) decode_rows(job, first, last, a, job->out);
     else if (sn_use_vnni()) sn_matmul_rows_vnni(job, first, last, a, a_stride, tokens);

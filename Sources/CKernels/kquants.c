@@ -18,6 +18,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "sn_internal.h"
+
 #define KQ_TARGET __attribute__((target("avx2,fma,f16c")))
 #define KQ_INLINE static inline __attribute__((always_inline)) KQ_TARGET
 
@@ -34,20 +36,6 @@ static size_t kq_block_bytes(int type) {
 }
 
 #define KQ_A_BYTES 292
-
-KQ_INLINE float kq_f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/// ggml's hsum_float_8.
-KQ_INLINE float kq_hsum8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 /// One weight block, unpacked for every activation that meets it.
 typedef struct {
@@ -97,8 +85,8 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
     const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0xF);
     switch (type) {
     case SN_Q2_K: {
-        w->d = kq_f16(x + 80);
-        w->dmin = kq_f16(x + 82);
+        w->d = sn_half(x + 80);
+        w->dmin = sn_half(x + 82);
         const __m128i sm = _mm_loadu_si128((const __m128i *)x);
         w->m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0xF)));
         for (int n = 0; n < 2; n++) {
@@ -112,7 +100,7 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
         break;
     }
     case SN_Q3_K: {
-        w->d = kq_f16(x + 108);
+        w->d = sn_half(x + 108);
         w->dmin = 0;
         uint32_t aux[3];
         memcpy(aux, x + 96, 12);
@@ -138,8 +126,8 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
     }
     case SN_Q4_K:
     case SN_Q5_K: {
-        w->d = kq_f16(x);
-        w->dmin = kq_f16(x + 2);
+        w->d = sn_half(x);
+        w->dmin = sn_half(x + 2);
         const __m256i sm = kq_scales_mins(x + 4);
         w->m = _mm256_permute2x128_si256(sm, sm, 0x11);
         const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
@@ -161,7 +149,7 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
         break;
     }
     case SN_Q6_K: {
-        w->d = kq_f16(x + 208);
+        w->d = sn_half(x + 208);
         w->dmin = 0;
         w->m = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
         kq_scales16(w->m, w->sc);
@@ -239,7 +227,7 @@ KQ_INLINE void kq_step(int type, const kq_block *w, const uint8_t *a, kq_acc *s)
 }
 
 KQ_INLINE float kq_result(int type, const kq_acc *s) {
-    float r = kq_hsum8(s->acc);
+    float r = sn_hsum8(s->acc);
     if (type == SN_Q4_K) {
         __m128 m = _mm_add_ps(s->acc_m, _mm_movehl_ps(s->acc_m, s->acc_m));
         m = _mm_add_ss(m, _mm_movehdup_ps(m));

@@ -295,10 +295,11 @@ KQ_TARGET void sn_kquant_rows(const sn_matmul_job *job, int first, int last,
 // lanes, lane k = sum over groups g of sc_g(k) * (products of group g's elements 4k..4k+3) (Q6_K:
 // minus 32 * the 16-element sums' share); integer sums are exact, so any order of the same
 // products gives the same lanes. Here one 512-bit register holds groups 2p (low half) and 2p + 1
-// (high half): vpmaddubsw forms the pair products (u8 weight x s8 activation, never saturating:
-// |q| <= 63, |a| <= 127), vpdpwssd multiplies them by the 16-bit scales and adds them into the lanes
-// (vpmaddwd + vpaddd in one), and the two halves are added at the end of the block. Q6_K's
-// correction enters as vpdpwssd with the scales times -32 (|scale * 32| <= 4096 fits 16 bits).
+// (high half): vpdpbusd forms each lane's four products (u8 weight x s8 activation, |sum| <=
+// 4 * 63 * 128 < 2^15), the sums of pairs p and p + 1 become the low and high 16 bits of each lane,
+// and one vpdpwssd multiplies both by their 16-bit scales and adds them into the lanes; the two
+// halves are added at the end of the block. Q6_K's correction enters as vpdpwssd with the scales
+// times -32 (|scale * 32| <= 4096 fits 16 bits).
 // The float operations are `kq_step`'s, in its order, on the same values: `acc = fma(d_w * d_a,
 // float(lanes), acc)`, Q4_K's minimum term in its own four lanes, and `kq_result` at the end.
 //
@@ -310,10 +311,11 @@ KQ_TARGET void sn_kquant_rows(const sn_matmul_job *job, int first, int last,
 #define KG_INLINE static inline __attribute__((always_inline)) KG_TARGET
 #define KG_TB 64
 
-/// One unpacked block of one row: the quants and madd scales of groups 2p and 2p + 1 in one
-/// register each; `m` Q4_K's minimums (low 128 bits) or Q6_K's sixteen scales times -32.
+/// One unpacked block of one row: `q[p]` the quants of groups 2p and 2p + 1; `s2[j]` each lane's
+/// scales for pairs 2j (low 16 bits) and 2j + 1 (high); `m` Q4_K's minimums (low 128 bits) or
+/// Q6_K's sixteen scales times -32.
 typedef struct {
-    __m512i q[4], sc[4], s2[2];
+    __m512i q[4], s2[2];
     __m256i m;
     float d, dmin;
 } kg_row;
@@ -321,12 +323,13 @@ typedef struct {
 KG_INLINE void kg_unpack(int type, const uint8_t *x, kg_row *w) {
     kq_block b;
     kq_unpack(type, x, &b);
+    __m512i sc[4];
     for (int p = 0; p < 4; p++) {
         w->q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(b.q[2 * p]), b.q[2 * p + 1], 1);
-        w->sc[p] = _mm512_inserti64x4(_mm512_castsi256_si512(b.sc[2 * p]), b.sc[2 * p + 1], 1);
+        sc[p] = _mm512_inserti64x4(_mm512_castsi256_si512(b.sc[2 * p]), b.sc[2 * p + 1], 1);
     }
-    // Each lane's scale (both 16-bit halves of a lane of `sc` hold it) for pairs 0, 1 and 2, 3.
-    for (int p = 0; p < 2; p++) w->s2[p] = _mm512_mask_blend_epi16(0xAAAAAAAA, w->sc[2 * p], w->sc[2 * p + 1]);
+    // Both 16-bit halves of a lane of `sc[p]` hold that lane's scale.
+    for (int p = 0; p < 2; p++) w->s2[p] = _mm512_mask_blend_epi16(0xAAAAAAAA, sc[2 * p], sc[2 * p + 1]);
     w->m = type == SN_Q6_K ? _mm256_mullo_epi16(b.m, _mm256_set1_epi16(-32)) : b.m;
     w->d = b.d;
     w->dmin = b.dmin;

@@ -10,6 +10,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "sn_internal.h"
+
 #define SN_TARGET __attribute__((target("avx2,fma,f16c")))
 #define SN_INLINE static inline __attribute__((always_inline)) SN_TARGET
 
@@ -26,22 +28,8 @@ int sn_cpu_has_avx512(void) {
 
 // MARK: - Helpers
 
-SN_INLINE float f16_to_f32(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 SN_INLINE uint16_t f32_to_f16(float x) {
     return (uint16_t)_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT);
-}
-
-/// ggml's hsum_float_8: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
-SN_INLINE float hsum8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
 }
 
 /// GCC's expansion of _mm512_reduce_add_ps over lanes lo (0..7) and hi (8..15):
@@ -56,7 +44,7 @@ SN_INLINE float reduce16(__m256 lo, __m256 hi) {
 
 /// The profile's horizontal sum of `width` floats at p.
 SN_INLINE float hsum_width(const float *p, int width) {
-    if (width == 8) return hsum8(_mm256_loadu_ps(p));
+    if (width == 8) return sn_hsum8(_mm256_loadu_ps(p));
     return reduce16(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
 }
 
@@ -139,31 +127,6 @@ SN_INLINE __m256 sum_u8_i8(__m256i ux, __m256i sy) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
 }
 
-/// Where row r's blocks are in a packed matrix (`sn_pack_rows`): block b's F16 scale (Q4_1: then
-/// its minimum) at `d + b * stride`, its quants at `q + b * stride`. The quants of a Q4_1 row in
-/// a group are the low (`shift` 0) or high (4) nibbles of 32 bytes it shares with its neighbour;
-/// those of a tail row (after the last whole group) are ggml's 16 bytes (`shift` -1).
-typedef struct {
-    const uint8_t *d;
-    const uint8_t *q;
-    size_t stride;
-    int shift;
-    /// For the prompt paths: block b's scale (Q4_1: then minimum) as floats at `sc + 8 * b`.
-    const float *sc;
-} sn_row;
-
-SN_INLINE sn_row row_at(const sn_matmul_job *job, int r) {
-    const int q4 = job->type == SN_Q4_1;
-    if (r < job->rows / 4 * 4) {
-        const uint8_t *g = job->w + (size_t)(r / 4) * 4 * job->row_bytes;
-        const int j = r % 4;
-        if (q4) return (sn_row){g + 4 * j, g + 16 + 32 * (j / 2), 80, 4 * (j & 1), NULL};
-        return (sn_row){g + 2 * j, g + 8 + 32 * j, 136, 0, NULL};
-    }
-    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
-    return (sn_row){row, row + (q4 ? 4 : 2), q4 ? 20 : 34, -1, NULL};
-}
-
 /// Block b of a Q4_1 row: its 32 quants (0..15), element i in byte i. `kind`: the row's `shift`
 /// when the caller knows it (a constant), else 8.
 SN_INLINE __m256i q4_quants_k(sn_row row, int b, int kind) {
@@ -194,8 +157,8 @@ SN_INLINE void tile_q4_1_p(int R, int T, int pair, const sn_row *rows, int block
         __m256i qy[4];
         for (int t = 0; t < T; t++) {
             const uint8_t *ab = a + t * a_stride + (size_t)b * 36;
-            da[t] = f16_to_f32(ab);
-            sa[t] = f16_to_f32(ab + 2);
+            da[t] = sn_half(ab);
+            sa[t] = sn_half(ab + 2);
             qy[t] = _mm256_loadu_si256((const __m256i *)(ab + 4));
         }
         __m256 dav[4];
@@ -212,7 +175,7 @@ SN_INLINE void tile_q4_1_p(int R, int T, int pair, const sn_row *rows, int block
         }
     }
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]) + summs[r][t];
+        for (int t = 0; t < T; t++) out[t * out_stride + r] = sn_hsum8(acc[r][t]) + summs[r][t];
 }
 
 SN_INLINE void tile_q4_1(int R, int T, const sn_row *rows, int blocks,
@@ -234,7 +197,7 @@ SN_INLINE void tile_q8_0(int R, int T, const sn_row *rows, int blocks,
         __m256i qy[4];
         for (int t = 0; t < T; t++) {
             const uint8_t *ab = a + t * a_stride + (size_t)b * 34;
-            da[t] = f16_to_f32(ab);
+            da[t] = sn_half(ab);
             qy[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));
         }
         for (int r = 0; r < R; r++) {
@@ -248,7 +211,7 @@ SN_INLINE void tile_q8_0(int R, int T, const sn_row *rows, int blocks,
         }
     }
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[t * out_stride + r] = hsum8(acc[r][t]);
+        for (int t = 0; t < T; t++) out[t * out_stride + r] = sn_hsum8(acc[r][t]);
 }
 
 /// How far ahead (bytes) the decode kernels prefetch the packed weights they stream: about 10%
@@ -289,10 +252,10 @@ SN_INLINE void group_q4_1(const uint8_t *g, int blocks, const float *das, const 
     }
     float s[8];
     _mm256_storeu_ps(s, summs);
-    out[0] = hsum8(acc0) + s[1];
-    out[1] = hsum8(acc1) + s[3];
-    out[2] = hsum8(acc2) + s[5];
-    out[3] = hsum8(acc3) + s[7];
+    out[0] = sn_hsum8(acc0) + s[1];
+    out[1] = sn_hsum8(acc1) + s[3];
+    out[2] = sn_hsum8(acc2) + s[5];
+    out[3] = sn_hsum8(acc3) + s[7];
 }
 
 /// One activation against a packed group of four Q8_0 rows (see `group_q4_1`); `das` holds the
@@ -312,7 +275,7 @@ SN_INLINE void group_q8_0(const uint8_t *g, int blocks, const float *das, const 
             acc[j] = _mm256_fmadd_ps(lane(dd, j), sum_u8_i8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx)), acc[j]);
         }
     }
-    for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]);
+    for (int j = 0; j < 4; j++) out[j] = sn_hsum8(acc[j]);
 }
 
 /// Eight activations against one Q4_1 row: each weight block is unpacked once for all eight;
@@ -337,7 +300,7 @@ SN_INLINE void row_q4_1_x8_k(sn_row row, int kind, int blocks, const float *da8,
     }
     float s[8];
     _mm256_storeu_ps(s, summs);
-    for (int t = 0; t < 8; t++) out[t * out_stride] = hsum8(acc[t]) + s[t];
+    for (int t = 0; t < 8; t++) out[t * out_stride] = sn_hsum8(acc[t]) + s[t];
 }
 
 SN_INLINE void row_q4_1_x8(sn_row row, int blocks, const float *da8, const float *sa8,
@@ -363,7 +326,7 @@ SN_INLINE void row_q8_0_x8(sn_row row, int blocks, const float *da8,
             acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + t), sum_u8_i8(ax, _mm256_sign_epi8(qy, qx)), acc[t]);
         }
     }
-    for (int t = 0; t < 8; t++) out[t * out_stride] = hsum8(acc[t]);
+    for (int t = 0; t < 8; t++) out[t * out_stride] = sn_hsum8(acc[t]);
 }
 
 
@@ -374,39 +337,6 @@ SN_INLINE void row_q8_0_x8(sn_row row, int blocks, const float *da8,
     case 2: if (R == 2) KERNEL(2, 2, rw, nb, at, as, ot, os); else KERNEL(1, 2, rw, nb, at, as, ot, os); break; \
     default: break;                                                                            \
     }
-
-/// The scales of rows `[g, g + 4)` (as far as the matrix goes) as floats, block b's at
-/// `tab + 8 * b` (Q4_1: `d, m` of each row; Q8_0: `d` of each row), and the rows pointing at them.
-SN_INLINE void group_scales(const sn_matmul_job *job, int g, float *tab, sn_row *rows) {
-    const int q4 = job->type == SN_Q4_1;
-    const int nb = job->blocks;
-    const int n = job->rows - g < 4 ? job->rows - g : 4;
-    for (int j = 0; j < n; j++) rows[j] = row_at(job, g + j);
-    if (g + 4 <= job->rows / 4 * 4) {
-        const uint8_t *base = job->w + (size_t)g * job->row_bytes;
-        // The next group, while this one is computed: its rows are read one after another, each
-        // striding through the group, which the hardware prefetcher does not follow well.
-        if (g + 8 <= job->rows)
-            for (size_t off = 0; off < 4 * job->row_bytes; off += 64)
-                _mm_prefetch((const char *)base + 4 * job->row_bytes + off, _MM_HINT_T0);
-        for (int b = 0; b < nb; b++) {
-            if (q4)
-                _mm256_storeu_ps(tab + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)b * 80))));
-            else
-                _mm_storeu_ps(tab + 8 * b, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(base + (size_t)b * 136))));
-        }
-        for (int j = 0; j < 4; j++) rows[j].sc = tab + (q4 ? 2 * j : j);
-    } else {
-        for (int j = 0; j < n; j++) {
-            for (int b = 0; b < nb; b++) {
-                const uint8_t *d = rows[j].d + (size_t)b * rows[j].stride;
-                tab[8 * b + 2 * j] = f16_to_f32(d);
-                tab[8 * b + 2 * j + 1] = q4 ? f16_to_f32(d + 2) : 0;
-            }
-            rows[j].sc = tab + 2 * j;
-        }
-    }
-}
 
 /// One activation (the decode path): whole groups of four rows with `group_q4_1`/`group_q8_0`.
 /// Not inlined, so that its scratch (40 KB of stack) is not added to the prompt path's.
@@ -420,10 +350,10 @@ static SN_TARGET __attribute__((noinline)) void decode_rows(const sn_matmul_job 
         float das[2 * SN_MAX_BLOCKS];
         for (int b = 0; b < nb; b++) {
             if (q4) {
-                das[2 * b] = f16_to_f32(a + (size_t)b * 36);
-                das[2 * b + 1] = f16_to_f32(a + (size_t)b * 36 + 2);
+                das[2 * b] = sn_half(a + (size_t)b * 36);
+                das[2 * b + 1] = sn_half(a + (size_t)b * 36 + 2);
             } else {
-                das[b] = f16_to_f32(a + (size_t)b * 34);
+                das[b] = sn_half(a + (size_t)b * 34);
             }
         }
         for (int r = first; r < last;) {
@@ -438,7 +368,7 @@ static SN_TARGET __attribute__((noinline)) void decode_rows(const sn_matmul_job 
                 float tab[8 * SN_MAX_BLOCKS];
                 sn_row rw[4];
                 const int g = r / 4 * 4;
-                group_scales(job, g, tab, rw);
+                sn_group_scales(job, g, tab, rw);
                 if (q4) tile_q4_1(1, 1, rw + (r - g), nb, a, as, ot, os);
                 else tile_q8_0(1, 1, rw + (r - g), nb, a, as, ot, os);
                 r += 1;
@@ -465,13 +395,13 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
             for (int t = 0; t < 8; t++) {
                 const uint8_t *at = a + (size_t)(t0 + t) * a_stride;
                 for (int b = 0; b < nb; b++) {
-                    da8[8 * b + t] = f16_to_f32(at + (size_t)b * block_bytes);
-                    sa8[8 * b + t] = q4 ? f16_to_f32(at + (size_t)b * block_bytes + 2) : 0;
+                    da8[8 * b + t] = sn_half(at + (size_t)b * block_bytes);
+                    sa8[8 * b + t] = q4 ? sn_half(at + (size_t)b * block_bytes + 2) : 0;
                 }
             }
             const uint8_t *at = a + (size_t)t0 * a_stride;
             for (int g = first / 4 * 4; g < last; g += 4) {
-                group_scales(job, g, tab, rows);
+                sn_group_scales(job, g, tab, rows);
                 const int end = last < g + 4 ? last : g + 4;
                 for (int r = first > g ? first : g; r < end; r++) {
                     float *ot = job->out + (size_t)t0 * os + r;
@@ -489,7 +419,7 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
             break;
         }
         for (int g = first / 4 * 4; g < last; g += 4) {
-            group_scales(job, g, tab, rows);
+            sn_group_scales(job, g, tab, rows);
             const int end = last < g + 4 ? last : g + 4;
             for (int r = first > g ? first : g; r < end;) {
                 const int R = end - r >= 2 ? 2 : 1;
@@ -508,7 +438,13 @@ static SN_TARGET __attribute__((noinline)) void prompt_rows(const sn_matmul_job 
 
 SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
                               const uint8_t *a, size_t a_stride, int tokens) {
-    if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) { sn_kquant_rows(job, first, last, a, a_stride, tokens); return; }
+    if (job->type >= SN_Q2_K && job->type <= SN_Q6_K) {
+        if ((job->type == SN_Q4_K || job->type == SN_Q6_K) && tokens >= SN_KQ_GEMM_MIN_TOKENS && sn_use_vnni())
+            sn_kquant_gemm_vnni(job, first, last, a, a_stride, tokens);
+        else
+            sn_kquant_rows(job, first, last, a, a_stride, tokens);
+        return;
+    }
     if (job->type >= SN_Q4_0 && job->type <= SN_Q5_1) { sn_matmul_rows_q32(job, first, last, a, a_stride, tokens); return; }
     if (tokens == 1) decode_rows(job, first, last, a, job->out);
     else if (sn_use_vnni()) sn_matmul_rows_vnni(job, first, last, a, a_stride, tokens);
@@ -551,7 +487,7 @@ SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, in
 SN_TARGET void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
     if (type != SN_Q4_1 && type != SN_Q8_0) { memcpy(out, w + (size_t)r * row_bytes, row_bytes); return; }
     const sn_matmul_job job = {type, w, row_bytes, rows, blocks, NULL, 0};
-    const sn_row row = row_at(&job, r);
+    const sn_row row = sn_row_at(&job, r);
     const int q4 = type == SN_Q4_1;
     for (int b = 0; b < blocks; b++) {
         uint8_t *dst = out + (size_t)b * (q4 ? 20 : 34);
@@ -662,7 +598,7 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
             if (w == 8) {
                 for (int i = 0; i < head_dim; i += 8)
                     lo = _mm256_fmadd_ps(load_f16x8(k + i), _mm256_loadu_ps(q + i), lo);
-                dot = hsum8(lo);
+                dot = sn_hsum8(lo);
             } else {
                 for (int i = 0; i < head_dim; i += 16) {
                     lo = _mm256_fmadd_ps(load_f16x8(k + i), _mm256_loadu_ps(q + i), lo);
@@ -837,7 +773,7 @@ SN_TARGET void sn_softmax_masked(float *row, int count, int first, int end, floa
         _mm256_storeu_ps(row + i, e);
         acc = _mm256_add_ps(acc, e);
     }
-    float sum = hsum8(acc);
+    float sum = sn_hsum8(acc);
     for (; i < end; i++) {
         row[i] = expf((row[i] - maximum) * scale);
         sum += row[i];

@@ -18,6 +18,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "sn_internal.h"
+
 #define KQ_TARGET __attribute__((target("avx2,fma,f16c")))
 #define KQ_INLINE static inline __attribute__((always_inline)) KQ_TARGET
 
@@ -34,20 +36,6 @@ static size_t kq_block_bytes(int type) {
 }
 
 #define KQ_A_BYTES 292
-
-KQ_INLINE float kq_f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/// ggml's hsum_float_8.
-KQ_INLINE float kq_hsum8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 /// One weight block, unpacked for every activation that meets it.
 typedef struct {
@@ -97,8 +85,8 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
     const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0xF);
     switch (type) {
     case SN_Q2_K: {
-        w->d = kq_f16(x + 80);
-        w->dmin = kq_f16(x + 82);
+        w->d = sn_half(x + 80);
+        w->dmin = sn_half(x + 82);
         const __m128i sm = _mm_loadu_si128((const __m128i *)x);
         w->m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0xF)));
         for (int n = 0; n < 2; n++) {
@@ -112,7 +100,7 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
         break;
     }
     case SN_Q3_K: {
-        w->d = kq_f16(x + 108);
+        w->d = sn_half(x + 108);
         w->dmin = 0;
         uint32_t aux[3];
         memcpy(aux, x + 96, 12);
@@ -138,8 +126,8 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
     }
     case SN_Q4_K:
     case SN_Q5_K: {
-        w->d = kq_f16(x);
-        w->dmin = kq_f16(x + 2);
+        w->d = sn_half(x);
+        w->dmin = sn_half(x + 2);
         const __m256i sm = kq_scales_mins(x + 4);
         w->m = _mm256_permute2x128_si256(sm, sm, 0x11);
         const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
@@ -161,7 +149,7 @@ KQ_INLINE void kq_unpack(int type, const uint8_t *x, kq_block *w) {
         break;
     }
     case SN_Q6_K: {
-        w->d = kq_f16(x + 208);
+        w->d = sn_half(x + 208);
         w->dmin = 0;
         w->m = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
         kq_scales16(w->m, w->sc);
@@ -239,7 +227,7 @@ KQ_INLINE void kq_step(int type, const kq_block *w, const uint8_t *a, kq_acc *s)
 }
 
 KQ_INLINE float kq_result(int type, const kq_acc *s) {
-    float r = kq_hsum8(s->acc);
+    float r = sn_hsum8(s->acc);
     if (type == SN_Q4_K) {
         __m128 m = _mm_add_ps(s->acc_m, _mm_movehl_ps(s->acc_m, s->acc_m));
         m = _mm_add_ss(m, _mm_movehdup_ps(m));
@@ -296,6 +284,206 @@ KQ_TARGET void sn_kquant_rows(const sn_matmul_job *job, int first, int last,
     case SN_Q5_K: kq_run_SN_Q5_K(job, first, last, a, a_stride, tokens); break;
     case SN_Q6_K: kq_run_SN_Q6_K(job, first, last, a, a_stride, tokens); break;
     default: break;
+    }
+}
+
+// MARK: - Q4_K and Q6_K prompt GEMM with AVX512-VNNI
+
+// `sn_kquant_gemm_vnni`: the same numbers as `sn_kquant_rows`, with the work register-blocked.
+//
+// Why the results are the same: for each (row, activation, block) `kq_lanes` forms eight int32
+// lanes, lane k = sum over groups g of sc_g(k) * (products of group g's elements 4k..4k+3) (Q6_K:
+// minus 32 * the 16-element sums' share); integer sums are exact, so any order of the same
+// products gives the same lanes. Here one 512-bit register holds groups 2p (low half) and 2p + 1
+// (high half): vpdpbusd forms each lane's four products (u8 weight x s8 activation, |sum| <=
+// 4 * 63 * 128 < 2^15), the sums of pairs p and p + 1 become the low and high 16 bits of each lane,
+// and one vpdpwssd multiplies both by their 16-bit scales and adds them into the lanes; the two
+// halves are added at the end of the block. Q6_K's correction enters as vpdpwssd with the scales
+// times -32 (|scale * 32| <= 4096 fits 16 bits).
+// The float operations are `kq_step`'s, in its order, on the same values: `acc = fma(d_w * d_a,
+// float(lanes), acc)`, Q4_K's minimum term in its own four lanes, and `kq_result` at the end.
+//
+// Blocking: a chunk of at most KG_TB activations (so their blocks stay in L2) against groups of 4
+// rows; each row's block is unpacked once per chunk (into 512-bit pairs) and meets the chunk's
+// activations 4 at a time (4 x 4 tiles: 16 integer accumulators in registers; the float ones in
+// L1, touched once per block).
+#define KG_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define KG_INLINE static inline __attribute__((always_inline)) KG_TARGET
+#define KG_TB 64
+
+/// One unpacked block of one row: `q[p]` the quants of groups 2p and 2p + 1; `s2[j]` each lane's
+/// scales for pairs 2j (low 16 bits) and 2j + 1 (high); `m` Q4_K's minimums (low 128 bits) or
+/// Q6_K's sixteen scales times -32.
+typedef struct {
+    __m512i q[4], s2[2];
+    __m256i m;
+    float d, dmin;
+} kg_row;
+
+KG_INLINE void kg_unpack(int type, const uint8_t *x, kg_row *w) {
+    kq_block b;
+    kq_unpack(type, x, &b);
+    __m512i sc[4];
+    for (int p = 0; p < 4; p++) {
+        w->q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(b.q[2 * p]), b.q[2 * p + 1], 1);
+        sc[p] = _mm512_inserti64x4(_mm512_castsi256_si512(b.sc[2 * p]), b.sc[2 * p + 1], 1);
+    }
+    // Both 16-bit halves of a lane of `sc[p]` hold that lane's scale.
+    for (int p = 0; p < 2; p++) w->s2[p] = _mm512_mask_blend_epi16(0xAAAAAAAA, sc[2 * p], sc[2 * p + 1]);
+    w->m = type == SN_Q6_K ? _mm256_mullo_epi16(b.m, _mm256_set1_epi16(-32)) : b.m;
+    w->d = b.d;
+    w->dmin = b.dmin;
+}
+
+/// Rows 2j and 2j + 1 of a tile side by side, for the block's float steps two rows at a time:
+/// `m6`: their Q6_K `m` (low, high 256 bits); `m4`: their Q4_K minimums (low, high 128 bits);
+/// `d`, `dmin`: their scales, each repeated over its row's lanes.
+typedef struct {
+    __m512i m6;
+    __m512 d;
+    __m256i m4;
+    __m256 dmin;
+} kg_pair;
+
+KG_INLINE __m512 kg_join(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+KG_INLINE void kg_pairs(int R, const kg_row *w, kg_pair *wp) {
+    for (int r = 0; r + 2 <= R; r += 2) {
+        kg_pair *p = &wp[r / 2];
+        p->m6 = _mm512_inserti64x4(_mm512_castsi256_si512(w[r].m), w[r + 1].m, 1);
+        p->m4 = _mm256_inserti128_si256(w[r].m, _mm256_castsi256_si128(w[r + 1].m), 1);
+        p->d = kg_join(_mm256_set1_ps(w[r].d), _mm256_set1_ps(w[r + 1].d));
+        p->dmin = _mm256_setr_m128(_mm_set1_ps(w[r].dmin), _mm_set1_ps(w[r + 1].dmin));
+    }
+}
+
+/// R rows (`w`, paired in `wp`) by T activations (`a`: block b of the tile's first activation),
+/// one block: accumulates into `acc[t * 4 + r]` (and Q4_K's `accm`).
+KG_INLINE void kg_tile(int type, int R, int T, const kg_row *w, const kg_pair *wp, const uint8_t *a,
+                       size_t a_stride, __m256 *acc, __m128 *accm) {
+    __m512i is[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) is[r][t] = _mm512_setzero_si512();
+    for (int p = 0; p < 4; p += 2) {
+        __m512i y0[4], y1[4];
+        for (int t = 0; t < T; t++) {
+            y0[t] = _mm512_loadu_si512((const void *)(a + t * a_stride + 4 + 64 * p));
+            y1[t] = _mm512_loadu_si512((const void *)(a + t * a_stride + 68 + 64 * p));
+        }
+        for (int r = 0; r < R; r++) {
+            const __m512i q0 = w[r].q[p], q1 = w[r].q[p + 1], s = w[r].s2[p / 2];
+            for (int t = 0; t < T; t++) {
+                // Lane sums of four products (|sum| <= 4 * 63 * 128 < 2^15) of two group pairs,
+                // as the two 16-bit halves of each lane, times their scales, into the lanes.
+                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, y0[t]);
+                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, y1[t]);
+                is[r][t] = _mm512_dpwssd_epi32(is[r][t], _mm512_mask_blend_epi16(0xAAAAAAAA, d0, _mm512_slli_epi32(d1, 16)), s);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        const uint8_t *at = a + t * a_stride;
+        float da;
+        memcpy(&da, at, 4);
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(at + 260));
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        int r = 0;
+        // Two rows at a time: the same operations on the same values as the single-row steps below.
+        for (; r + 2 <= R; r += 2) {
+            const kg_pair *pr = &wp[r / 2];
+            __m512i lanes = _mm512_add_epi32(_mm512_shuffle_i64x2(is[r][t], is[r + 1][t], 0x44),
+                                             _mm512_shuffle_i64x2(is[r][t], is[r + 1][t], 0xEE));
+            if (type == SN_Q6_K) lanes = _mm512_dpwssd_epi32(lanes, _mm512_broadcast_i64x4(bsums), pr->m6);
+            if (type == SN_Q4_K) {
+                const __m256i prod = _mm256_madd_epi16(pr->m4, _mm256_broadcastsi128_si256(q8s));
+                const __m256 dmin = _mm256_mul_ps(_mm256_set1_ps(-da), pr->dmin);
+                __m256 *m = (__m256 *)(accm + t * 4 + r);
+                _mm256_storeu_ps((float *)m, _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(prod), _mm256_loadu_ps((const float *)m)));
+            }
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(da), pr->d);
+            float *o = (float *)(acc + t * 4 + r);
+            _mm512_storeu_ps(o, _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lanes), _mm512_loadu_ps(o)));
+        }
+        for (; r < R; r++) {
+            __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(is[r][t]), _mm512_extracti64x4_epi64(is[r][t], 1));
+            if (type == SN_Q6_K) lanes = _mm256_dpwssd_epi32(lanes, bsums, w[r].m);
+            if (type == SN_Q4_K) {
+                const float dmin = -da * w[r].dmin;
+                const __m128i prod = _mm_madd_epi16(_mm256_castsi256_si128(w[r].m), q8s);
+                accm[t * 4 + r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), accm[t * 4 + r]);
+            }
+            const float d = da * w[r].d;
+            acc[t * 4 + r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc[t * 4 + r]);
+        }
+    }
+}
+
+#define KG_T_CASES(TYPE, R)                                                                      \
+    switch (T) {                                                                                 \
+    case 4: kg_tile(TYPE, R, 4, w, wp, ab, a_stride, acc, accm); break;                              \
+    case 3: kg_tile(TYPE, R, 3, w, wp, ab, a_stride, acc, accm); break;                              \
+    case 2: kg_tile(TYPE, R, 2, w, wp, ab, a_stride, acc, accm); break;                              \
+    default: kg_tile(TYPE, R, 1, w, wp, ab, a_stride, acc, accm); break;                             \
+    }
+
+#define KG_TYPE_RUN(TYPE)                                                                        \
+    static KG_TARGET __attribute__((noinline)) void kg_run_##TYPE(const sn_matmul_job *job, int first, int last, \
+                                                                 const uint8_t *a, size_t a_stride, int tokens) { \
+        const size_t bb = kq_block_bytes(TYPE);                                                  \
+        const int nb = job->blocks / 8;                                                          \
+        /* Activations per chunk: their blocks within about 256 KiB, a multiple of 4. */          \
+        int tb = (int)((256u << 10) / ((size_t)nb * KQ_A_BYTES)) / 4 * 4;                        \
+        tb = tb < 8 ? 8 : tb > KG_TB ? KG_TB : tb;                                               \
+        __m256 acc_all[KG_TB * 4];                                                               \
+        __m128 accm_all[KG_TB * 4];                                                              \
+        for (int c = 0; c < tokens; c += tb) {                                                   \
+            const int tc = tokens - c < tb ? tokens - c : tb;                                    \
+            const uint8_t *ac = a + (size_t)c * a_stride;                                        \
+            for (int g = first; g < last; g += 4) {                                              \
+                const int R = last - g < 4 ? last - g : 4;                                       \
+                for (int i = 0; i < tc * 4; i++) {                                               \
+                    acc_all[i] = _mm256_setzero_ps();                                            \
+                    accm_all[i] = _mm_setzero_ps();                                              \
+                }                                                                                \
+                for (int b = 0; b < nb; b++) {                                                   \
+                    kg_row w[4];                                                                 \
+                    for (int r = 0; r < R; r++)                                                  \
+                        kg_unpack(TYPE, job->w + (size_t)(g + r) * job->row_bytes + (size_t)b * bb, &w[r]); \
+                    kg_pair wp[2];                                                               \
+                    kg_pairs(R, w, wp);                                                          \
+                    for (int t0 = 0; t0 < tc; t0 += 4) {                                         \
+                        const int T = tc - t0 < 4 ? tc - t0 : 4;                                 \
+                        const uint8_t *ab = ac + (size_t)t0 * a_stride + (size_t)b * KQ_A_BYTES; \
+                        __m256 *acc = acc_all + t0 * 4;                                          \
+                        __m128 *accm = accm_all + t0 * 4;                                        \
+                        switch (R) {                                                             \
+                        case 4: KG_T_CASES(TYPE, 4) break;                                       \
+                        case 3: KG_T_CASES(TYPE, 3) break;                                       \
+                        case 2: KG_T_CASES(TYPE, 2) break;                                       \
+                        default: KG_T_CASES(TYPE, 1) break;                                      \
+                        }                                                                        \
+                    }                                                                            \
+                }                                                                                \
+                for (int t = 0; t < tc; t++)                                                     \
+                    for (int r = 0; r < R; r++) {                                                \
+                        const kq_acc s = {acc_all[t * 4 + r], accm_all[t * 4 + r], 0};           \
+                        job->out[(size_t)(c + t) * job->out_stride + g + r] = kq_result(TYPE, &s); \
+                    }                                                                            \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+KG_TYPE_RUN(SN_Q4_K)
+KG_TYPE_RUN(SN_Q6_K)
+
+KG_TARGET void sn_kquant_gemm_vnni(const sn_matmul_job *job, int first, int last,
+                                   const uint8_t *a, size_t a_stride, int tokens) {
+    switch (job->type) {
+    case SN_Q4_K: kg_run_SN_Q4_K(job, first, last, a, a_stride, tokens); break;
+    case SN_Q6_K: kg_run_SN_Q6_K(job, first, last, a, a_stride, tokens); break;
+    default: sn_kquant_rows(job, first, last, a, a_stride, tokens); break;
     }
 }
 
@@ -385,5 +573,8 @@ void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t
 }
 void sn_quantize_q8_K(const float *x, int blocks, uint8_t *out) { (void)x; (void)blocks; (void)out; }
 void sn_dequantize_kquant(int type, const uint8_t *x, int blocks, float *out) { (void)type; (void)x; (void)blocks; (void)out; }
+void sn_kquant_gemm_vnni(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
+    (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;
+}
 
 #endif

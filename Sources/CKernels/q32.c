@@ -19,22 +19,10 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "sn_internal.h"
+
 #define Q_TARGET __attribute__((target("avx2,fma,f16c")))
 #define Q_INLINE static inline __attribute__((always_inline)) Q_TARGET
-
-Q_INLINE float q_half(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/// ggml's hsum_float_8: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
-Q_INLINE float q_hsum8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 /// Bytes per weight block and offsets of its fields.
 typedef struct { int bytes, qh, qs; } q_layout;
@@ -129,7 +117,7 @@ Q_INLINE void q4_0_rows2x4(const uint8_t *r0, const uint8_t *r1, int blocks, con
             p[t] = q_dot4(u0, y);
             p[4 + t] = q_dot4(u1, y);
         }
-        const __m256 dw = _mm256_set_m128(_mm_set1_ps(q_half(r1 + o)), _mm_set1_ps(q_half(r0 + o)));
+        const __m256 dw = _mm256_set_m128(_mm_set1_ps(sn_half(r1 + o)), _mm_set1_ps(sn_half(r0 + o)));
         const __m256 da = _mm256_broadcast_ps((const __m128 *)(da4 + 4 * (size_t)b));
         const __m256i ys = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ys4 + 4 * (size_t)b)));
         const __m256i isum = _mm256_sub_epi32(q_reduce8(p), ys);
@@ -153,15 +141,15 @@ Q_INLINE void q5_tile(int type, int R, int T, const uint8_t *const *rows, int bl
         for (int t = 0; t < T; t++) {
             const uint8_t *a = A.a + (size_t)(t0 + t) * A.a_stride + (size_t)b * A.ab;
             y[t] = _mm256_loadu_si256((const __m256i *)(a + A.aq));
-            da[t] = q_half(a);
-            sa[t] = one ? q_half(a + 2) : 0;
+            da[t] = sn_half(a);
+            sa[t] = one ? sn_half(a + 2) : 0;
             if (!one) y16[t] = q_dot4(_mm256_set1_epi8(16), y[t]);
         }
         for (int r = 0; r < R; r++) {
             const uint8_t *w = rows[r] + (size_t)b * l.bytes;
             const __m256i u = q_unpack(w, type);
-            const float dw = q_half(w);
-            const float mw = one ? q_half(w + 2) : 0;
+            const float dw = sn_half(w);
+            const float mw = one ? sn_half(w + 2) : 0;
             for (int t = 0; t < T; t++) {
                 __m256i lanes = q_dot4(u, y[t]);
                 if (!one) lanes = _mm256_sub_epi32(lanes, y16[t]);
@@ -172,7 +160,7 @@ Q_INLINE void q5_tile(int type, int R, int T, const uint8_t *const *rows, int bl
         }
     }
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[t * out_stride + r] = q_hsum8(acc[r][t]) + summs[r][t];
+        for (int t = 0; t < T; t++) out[t * out_stride + r] = sn_hsum8(acc[r][t]) + summs[r][t];
 }
 
 /// Rows [first, last) of a Q4_0 job against `tokens` activations: eight rows of one activation
@@ -189,7 +177,7 @@ static Q_TARGET __attribute__((noinline)) void q4_0_rows(const sn_matmul_job *jo
         for (int t = 0; t < 4; t++) a4[t] = A.a + (size_t)(t0 + (t < nt ? t : nt - 1)) * A.a_stride;
         if (nt == 1) {
             for (int b = 0; b < nb; b++) {
-                da4[b] = q_half(a4[0] + (size_t)b * 34);
+                da4[b] = sn_half(a4[0] + (size_t)b * 34);
                 ys4[b] = q8_sum8(a4[0] + (size_t)b * 34);
             }
             for (int r = first; r < last; r += 8) {
@@ -203,7 +191,7 @@ static Q_TARGET __attribute__((noinline)) void q4_0_rows(const sn_matmul_job *jo
         }
         for (int b = 0; b < nb; b++)
             for (int t = 0; t < 4; t++) {
-                da4[4 * b + t] = q_half(a4[t] + (size_t)b * 34);
+                da4[4 * b + t] = sn_half(a4[t] + (size_t)b * 34);
                 ys4[4 * b + t] = q8_sum8(a4[t] + (size_t)b * 34);
             }
         for (int r = first; r < last; r += 2) {
@@ -260,8 +248,8 @@ Q_TARGET void sn_dequantize_q32(int type, const uint8_t *row, int blocks, float 
     for (int b = 0; b < blocks; b++) {
         const uint8_t *w = row + (size_t)b * l.bytes;
         const __m256i u = q_unpack(w, type);
-        const __m256 d = _mm256_set1_ps(q_half(w));
-        const __m256 m = _mm256_set1_ps(type == SN_Q5_1 ? q_half(w + 2) : 0);
+        const __m256 d = _mm256_set1_ps(sn_half(w));
+        const __m256 m = _mm256_set1_ps(type == SN_Q5_1 ? sn_half(w + 2) : 0);
         for (int k = 0; k < 4; k++) {
             const __m256i q = _mm256_sub_epi32(
                 _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)&u + 8 * k))), offset);

@@ -23,6 +23,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "sn_internal.h"
+
 #define V_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define V_INLINE static inline __attribute__((always_inline)) V_TARGET
 
@@ -57,78 +59,8 @@ int sn_kernels_isa(void) {
     return sn_use_vnni() ? SN_ISA_AVX512_VNNI : SN_ISA_AVX2;
 }
 
-V_INLINE float v_half(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/// ggml's hsum_float_8: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
-V_INLINE float v_hsum8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-/// Row r of a packed matrix (`sn_pack_rows`; the same layout kernels.c's `row_at` reads): block
-/// b's F16 scale (Q4_1: then minimum) at `d + b * stride`, its quants at `q + b * stride`; a Q4_1
-/// row in a group has the low (`shift` 0) or high (4) nibbles of 32 bytes, a tail row ggml's 16
-/// bytes (`shift` -1). `sc`: block b's scale (Q4_1: then minimum) as floats at `sc + 8 * b`.
-typedef struct {
-    const uint8_t *d;
-    const uint8_t *q;
-    size_t stride;
-    int shift;
-    const float *sc;
-} v_row;
-
-V_INLINE v_row v_row_at(const sn_matmul_job *job, int r) {
-    const int q4 = job->type == SN_Q4_1;
-    if (r < job->rows / 4 * 4) {
-        const uint8_t *g = job->w + (size_t)(r / 4) * 4 * job->row_bytes;
-        const int j = r % 4;
-        if (q4) return (v_row){g + 4 * j, g + 16 + 32 * (j / 2), 80, 4 * (j & 1), NULL};
-        return (v_row){g + 2 * j, g + 8 + 32 * j, 136, 0, NULL};
-    }
-    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
-    return (v_row){row, row + (q4 ? 4 : 2), q4 ? 20 : 34, -1, NULL};
-}
-
-/// The scales of rows `[g, g + 4)` (as far as the matrix goes) as floats, block b's at
-/// `tab + 8 * b` (Q4_1: `d, m` of each row; Q8_0: `d` of each row), and the rows pointing at them.
-V_INLINE void v_group_scales(const sn_matmul_job *job, int g, float *tab, v_row *rows) {
-    const int q4 = job->type == SN_Q4_1;
-    const int nb = job->blocks;
-    const int n = job->rows - g < 4 ? job->rows - g : 4;
-    for (int j = 0; j < n; j++) rows[j] = v_row_at(job, g + j);
-    if (g + 4 <= job->rows / 4 * 4) {
-        const uint8_t *base = job->w + (size_t)g * job->row_bytes;
-        // The next group, while this one is computed (its rows stride through the group).
-        if (g + 8 <= job->rows)
-            for (size_t off = 0; off < 4 * job->row_bytes; off += 64)
-                _mm_prefetch((const char *)base + 4 * job->row_bytes + off, _MM_HINT_T0);
-        for (int b = 0; b < nb; b++) {
-            if (q4)
-                _mm256_storeu_ps(tab + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)b * 80))));
-            else
-                _mm_storeu_ps(tab + 8 * b, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(base + (size_t)b * 136))));
-        }
-        for (int j = 0; j < 4; j++) rows[j].sc = tab + (q4 ? 2 * j : j);
-    } else {
-        for (int j = 0; j < n; j++) {
-            for (int b = 0; b < nb; b++) {
-                const uint8_t *d = rows[j].d + (size_t)b * rows[j].stride;
-                tab[8 * b + 2 * j] = v_half(d);
-                tab[8 * b + 2 * j + 1] = q4 ? v_half(d + 2) : 0;
-            }
-            rows[j].sc = tab + 2 * j;
-        }
-    }
-}
-
 /// Block b of a Q4_1 row: its 32 quants (0..15), element i in byte i.
-V_INLINE __m256i v_q4_quants(v_row row, int b) {
+V_INLINE __m256i v_q4_quants(sn_row row, int b) {
     const __m256i low = _mm256_set1_epi8(0x0f);
     const uint8_t *p = row.q + (size_t)b * row.stride;
     if (row.shift < 0) {
@@ -142,7 +74,7 @@ V_INLINE __m256i v_q4_quants(v_row row, int b) {
 /// R rows (`pair`: rows[0] and rows[1] are a packed pair, shifts 0 and 4) by T <= 8 activations of
 /// Q4_1 x Q8_1. `da8`, `sa8`: per block, the chunk's eight activations' `d` and `s` as floats
 /// (zero past its activations); this tile's activations start at chunk activation `t0`.
-V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const v_row *rows, int blocks, const float *da8,
+V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const sn_row *rows, int blocks, const float *da8,
                              const float *sa8, int t0, const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     __m256 acc[2][8];
     __m256 summs[2];
@@ -179,12 +111,12 @@ V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const v_row *rows, int bloc
     for (int r = 0; r < R; r++) {
         float s[8];
         _mm256_storeu_ps(s, summs[r]);
-        for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = v_hsum8(acc[r][t]) + s[t0 + t];
+        for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = sn_hsum8(acc[r][t]) + s[t0 + t];
     }
 }
 
 /// R rows by T activations (R * T <= 16) of Q8_0 x Q8_0 (see `tile_q4_1_vnni`).
-V_INLINE void tile_q8_0_vnni(int R, int T, const v_row *rows, int blocks, const float *da8, int t0,
+V_INLINE void tile_q8_0_vnni(int R, int T, const sn_row *rows, int blocks, const float *da8, int t0,
                              const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     __m256 acc[4][8];
     float d[4][8] __attribute__((aligned(32)));
@@ -210,7 +142,7 @@ V_INLINE void tile_q8_0_vnni(int R, int T, const v_row *rows, int blocks, const 
         }
     }
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = v_hsum8(acc[r][t]);
+        for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = sn_hsum8(acc[r][t]);
 }
 
 // The tiles with constant shapes, so that their loops unroll into registers.
@@ -243,26 +175,26 @@ V_TARGET void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
     float tab[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
     float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
     float sa8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
-    v_row rows[4];
+    sn_row rows[4];
     for (int c = 0; c < tokens; c += 8) {
         const int T = tokens - c < 8 ? tokens - c : 8;
         // The chunk's activation scales, per block as vectors of eight (zero past T).
         for (int t = 0; t < 8; t++) {
             const uint8_t *at = a + (size_t)(c + t) * a_stride;
             for (int b = 0; b < nb; b++) {
-                da8[8 * b + t] = t < T ? v_half(at + (size_t)b * block_bytes) : 0;
-                sa8[8 * b + t] = t < T && q4 ? v_half(at + (size_t)b * block_bytes + 2) : 0;
+                da8[8 * b + t] = t < T ? sn_half(at + (size_t)b * block_bytes) : 0;
+                sa8[8 * b + t] = t < T && q4 ? sn_half(at + (size_t)b * block_bytes + 2) : 0;
             }
         }
         const uint8_t *at = a + (size_t)c * a_stride;
         for (int g = first / 4 * 4; g < last; g += 4) {
-            v_group_scales(job, g, tab, rows);
+            sn_group_scales(job, g, tab, rows);
             const int begin = first > g ? first : g;
             const int end = last < g + 4 ? last : g + 4;
             float *ot = job->out + (size_t)c * os;
             if (q4) {
                 for (int r = begin; r < end;) {
-                    const v_row *rw = rows + (r - g);
+                    const sn_row *rw = rows + (r - g);
                     float *o = ot + r;
                     if (r + 2 <= end && rw[0].shift == 0 && rw[1].shift == 4) {
                         { float *ot = o; V_Q4_CASES(2, 1) }
@@ -273,13 +205,13 @@ V_TARGET void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
                     }
                 }
             } else if (begin == g && end == g + 4) {
-                const v_row *rw = rows;
+                const sn_row *rw = rows;
                 float *o = ot + g;
                 { float *ot = o; V_Q8_CASES(4, T < 4 ? T : 4, 0) }
                 if (T > 4) { float *ot = o; V_Q8_CASES(4, T - 4, 4) }
             } else {
                 for (int r = begin; r < end; r++) {
-                    const v_row *rw = rows + (r - g);
+                    const sn_row *rw = rows + (r - g);
                     float *o = ot + r;
                     { float *ot = o; V_Q8_CASES(1, T < 4 ? T : 4, 0) }
                     if (T > 4) { float *ot = o; V_Q8_CASES(1, T - 4, 4) }

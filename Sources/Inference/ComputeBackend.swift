@@ -166,6 +166,8 @@ public final class CPUBackend: ComputeBackend {
     }
 
     public func projectInFloat(_ p: Projection, input: UnsafePointer<Float>, count: Int) -> Bool {
+        // Exact prompt GEMMs that beat BLAS (PrefillMode.keepsExactKernels): the engine calls `project`.
+        if p.plan != nil && p.matrices.allSatisfy({ PrefillMode.keepsExactKernels($0.type) }) { return false }
         blas.project(p, input: input, count: count)
         return true
     }

@@ -18,6 +18,14 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     /// `bench/results/blas-threshold.md`).
     public static let measuredMinimumRows = 64
 
+    /// Whether a BLAS pass keeps the matrix products of `type` on the exact kernels anyway: true
+    /// where an exact prompt GEMM is faster than dequantizing to F32 for `sgemm` (Q4_K and Q6_K
+    /// with AVX512-VNNI, `FastKernels.hasExactPromptGEMM`; measured in bench/results/kquant-gemm.md).
+    /// The attention of such a pass stays on GEMM attention.
+    public static func keepsExactKernels(_ type: BlockType) -> Bool {
+        FastKernels.hasExactPromptGEMM(type)
+    }
+
     /// BLAS above the measured threshold: what the CLI and the service use unless told `--exact` /
     /// `engine.exact: true`.
     public static let `default` = PrefillMode.blas(minimumRows: measuredMinimumRows)

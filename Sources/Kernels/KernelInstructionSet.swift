@@ -17,6 +17,13 @@ extension FastKernels {
         available ? InstructionSet(rawValue: sn_kernels_isa()) : nil
     }
 
+    /// Whether prompt batches (several activations) of `type` take a register-blocked exact GEMM:
+    /// Q4_K and Q6_K with `.avx512VNNI` (kquants.c, `sn_kquant_gemm_vnni`), bit-identical to the
+    /// row kernels, so to llama.cpp's `vec_dot`.
+    public static func hasExactPromptGEMM(_ type: BlockType) -> Bool {
+        (type == .q4_K || type == .q6_K) && instructionSet == .avx512VNNI
+    }
+
     /// For tests and benchmarks that compare the two paths on one machine: `.avx2` keeps every
     /// matrix product on the AVX2 kernels, `.avx512VNNI` (the default) lets the CPU decide.
     /// Process-wide, for the products that start after it returns.

@@ -116,6 +116,13 @@ void sn_quantize_q8_K(const float *x, int blocks, uint8_t *out);
 void sn_dequantize_kquant(int type, const uint8_t *x, int blocks, float *out);
 /// `sn_matmul_rows` for the K-quant types (kquants.c).
 void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens);
+/// `sn_kquant_rows` for SN_Q4_K and SN_Q6_K with AVX512-VNNI (kquants.c; other types: `sn_kquant_rows`):
+/// the same bits, register-blocked for prompt batches (4 rows x 4 activations per tile).
+/// `sn_matmul_rows` calls it for SN_KQ_GEMM_MIN_TOKENS or more activations when `sn_use_vnni()`.
+void sn_kquant_gemm_vnni(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens);
+/// Fewest activations for which `sn_matmul_rows` takes `sn_kquant_gemm_vnni`: below 16 its per-block
+/// unpacking is not paid back on every shape (bench/kernels/kquant_gemm.sh, bench/results/kquant-gemm.md).
+#define SN_KQ_GEMM_MIN_TOKENS 16
 
 // MARK: - Attention over an F16 cache
 

@@ -1,0 +1,87 @@
+// Helpers shared by the C kernels (kernels.c, q32.c, kquants.c, vnni.c); internal to CKernels, not
+// part of its interface (include/sn_kernels.h). x86-64 only: include it inside `#if defined(__x86_64__)`.
+#ifndef SN_INTERNAL_H
+#define SN_INTERNAL_H
+
+#include "sn_kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define SN_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define SN_AVX2_INLINE static inline __attribute__((always_inline)) SN_AVX2_TARGET
+
+/// The F16 value at `p` (any alignment) as a float.
+SN_AVX2_INLINE float sn_half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/// ggml's hsum_float_8: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
+SN_AVX2_INLINE float sn_hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/// Where row r's blocks are in a packed matrix (`sn_pack_rows`): block b's F16 scale (Q4_1: then
+/// its minimum) at `d + b * stride`, its quants at `q + b * stride`. The quants of a Q4_1 row in
+/// a group are the low (`shift` 0) or high (4) nibbles of 32 bytes it shares with its neighbour;
+/// those of a tail row (after the last whole group) are ggml's 16 bytes (`shift` -1).
+typedef struct {
+    const uint8_t *d;
+    const uint8_t *q;
+    size_t stride;
+    int shift;
+    /// For the prompt paths: block b's scale (Q4_1: then minimum) as floats at `sc + 8 * b`.
+    const float *sc;
+} sn_row;
+
+SN_AVX2_INLINE sn_row sn_row_at(const sn_matmul_job *job, int r) {
+    const int q4 = job->type == SN_Q4_1;
+    if (r < job->rows / 4 * 4) {
+        const uint8_t *g = job->w + (size_t)(r / 4) * 4 * job->row_bytes;
+        const int j = r % 4;
+        if (q4) return (sn_row){g + 4 * j, g + 16 + 32 * (j / 2), 80, 4 * (j & 1), NULL};
+        return (sn_row){g + 2 * j, g + 8 + 32 * j, 136, 0, NULL};
+    }
+    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+    return (sn_row){row, row + (q4 ? 4 : 2), q4 ? 20 : 34, -1, NULL};
+}
+
+/// The scales of rows `[g, g + 4)` (as far as the matrix goes) as floats, block b's at
+/// `tab + 8 * b` (Q4_1: `d, m` of each row; Q8_0: `d` of each row), and the rows pointing at them.
+SN_AVX2_INLINE void sn_group_scales(const sn_matmul_job *job, int g, float *tab, sn_row *rows) {
+    const int q4 = job->type == SN_Q4_1;
+    const int nb = job->blocks;
+    const int n = job->rows - g < 4 ? job->rows - g : 4;
+    for (int j = 0; j < n; j++) rows[j] = sn_row_at(job, g + j);
+    if (g + 4 <= job->rows / 4 * 4) {
+        const uint8_t *base = job->w + (size_t)g * job->row_bytes;
+        // The next group, while this one is computed: its rows are read one after another, each
+        // striding through the group, which the hardware prefetcher does not follow well.
+        if (g + 8 <= job->rows)
+            for (size_t off = 0; off < 4 * job->row_bytes; off += 64)
+                _mm_prefetch((const char *)base + 4 * job->row_bytes + off, _MM_HINT_T0);
+        for (int b = 0; b < nb; b++) {
+            if (q4)
+                _mm256_storeu_ps(tab + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + (size_t)b * 80))));
+            else
+                _mm_storeu_ps(tab + 8 * b, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(base + (size_t)b * 136))));
+        }
+        for (int j = 0; j < 4; j++) rows[j].sc = tab + (q4 ? 2 * j : j);
+    } else {
+        for (int j = 0; j < n; j++) {
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *d = rows[j].d + (size_t)b * rows[j].stride;
+                tab[8 * b + 2 * j] = sn_half(d);
+                tab[8 * b + 2 * j + 1] = q4 ? sn_half(d + 2) : 0;
+            }
+            rows[j].sc = tab + 2 * j;
+        }
+    }
+}
+
+#endif

@@ -679,7 +679,28 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
         for (; i < head_dim; i++) lane[i] += scores[p] * _cvtsh_ss(v[i]);
     }
     int i0 = 0;
-    if (!tiny) {
+    if (tiny) {
+        // Eight outputs at a time: hsum_width of each output's `w` lanes, the same additions in
+        // the same order as hsum8 / reduce16 below, output i in vector lane i % 8.
+        for (; i0 + 8 <= head_dim; i0 += 8) {
+            __m256 l[16];
+            for (int s = 0; s < w; s++) l[s] = _mm256_loadu_ps(acc + (size_t)s * head_dim + i0);
+            __m256 u0, u1;
+            if (w == 8) {
+                // hsum8: r_k = x_{k+4} + x_k, (r0 + r2) + (r1 + r3).
+                u0 = _mm256_add_ps(_mm256_add_ps(l[4], l[0]), _mm256_add_ps(l[6], l[2]));
+                u1 = _mm256_add_ps(_mm256_add_ps(l[5], l[1]), _mm256_add_ps(l[7], l[3]));
+            } else {
+                // reduce16: a_k = x_{k+8} + x_k, t_k = a_{k+4} + a_k, (t0 + t2) + (t1 + t3).
+                __m256 a[8], t[4];
+                for (int k = 0; k < 8; k++) a[k] = _mm256_add_ps(l[k + 8], l[k]);
+                for (int k = 0; k < 4; k++) t[k] = _mm256_add_ps(a[k + 4], a[k]);
+                u0 = _mm256_add_ps(t[0], t[2]);
+                u1 = _mm256_add_ps(t[1], t[3]);
+            }
+            _mm256_storeu_ps(out + i0, _mm256_add_ps(u0, u1));
+        }
+    } else {
         // Eight outputs at a time: the same additions as below, output i in vector lane i % 8.
         for (; i0 + 8 <= head_dim; i0 += 8) {
             __m256 l[64];

@@ -217,10 +217,12 @@ void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
                     const uint8_t *a, size_t a_stride, int tokens) {
     struct matmul_ctx c = {jobs, count, a, a_stride, tokens, 0, 0, 0};
     for (int j = 0; j < count; j++) c.total_rows += jobs[j].rows;
-    // About eight chunks per member, at least 16 rows each.
+    // About eight chunks per member, at least 16 rows each, and at most 256: a chunk's weights stay
+    // in the core's L2 cache while the kernel passes over them once per eight activations (the
+    // 49152-row output projection made 3072-row chunks, read again from L3 for every eight rows).
     const int members = sn_pool_size(pool);
     int chunk = c.total_rows / (8 * members);
-    chunk = chunk < 16 ? 16 : chunk / 4 * 4;
+    chunk = chunk < 16 ? 16 : chunk > 256 ? 256 : chunk / 4 * 4;
     c.chunk = chunk;
     // Small products are not worth waking anyone for.
     const long long work = (long long)c.total_rows * (jobs[0].blocks) * tokens;

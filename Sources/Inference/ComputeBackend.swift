@@ -140,6 +140,9 @@ public final class CPUBackend: ComputeBackend {
     public let capabilities: BackendCapabilities
     private let blas: BLASProjector
     private let gemmAttention: GEMMAttention
+    /// Batches of at least this many rows quantize their activations and gate their feed-forward
+    /// rows on every member of the pool; smaller ones on the caller (a pool job costs about a row).
+    public static let parallelRowsMinimum = 4
 
     public init(threads: Int) {
         pool = ThreadPool(threads: threads)
@@ -155,7 +158,16 @@ public final class CPUBackend: ComputeBackend {
 
     public func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, scratch: UnsafeMutableRawPointer) {
         if let plan = p.plan {
-            FastKernels.quantize(input, columns: p.columns, count: count, to: p.activationFormat, into: scratch)
+            let stride = p.activationFormat.rowBytes(p.columns) ?? 0
+            if count >= Self.parallelRowsMinimum && pool.size > 1 {
+                // Each row's quantization is the same on any thread: spread them over the pool.
+                pool.forEach(count) { t, _ in
+                    FastKernels.quantize(input + t * p.columns, columns: p.columns, count: 1, to: p.activationFormat,
+                                         into: scratch + t * stride)
+                }
+            } else {
+                FastKernels.quantize(input, columns: p.columns, count: count, to: p.activationFormat, into: scratch)
+            }
             pool.multiply(plan, activations: scratch, activationStride: p.activationFormat.rowBytes(p.columns) ?? 0, count: count)
             return
         }
@@ -189,6 +201,10 @@ public final class CPUBackend: ComputeBackend {
     }
 
     public func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, rows: Int, width: Int, profile: SIMDProfile) {
+        if FastKernels.available && rows >= Self.parallelRowsMinimum && pool.size > 1 {
+            pool.forEach(rows) { t, _ in FastKernels.swiglu(gate + t * width, up + t * width, count: width, profile: profile) }
+            return
+        }
         for t in 0 ..< rows {
             if FastKernels.available {
                 FastKernels.swiglu(gate + t * width, up + t * width, count: width, profile: profile)

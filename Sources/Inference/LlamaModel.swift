@@ -210,6 +210,9 @@ public final class LlamaEngine {
     private let attentionBatch: AttentionBatch
     private let scratchPerMember: Int
     private let attentionScratch: UnsafeMutablePointer<Float>
+    /// The CPU backend's pool, which also runs the per-row vector steps of batches of at least
+    /// `CPUBackend.parallelRowsMinimum` rows (norms, RoPE, cache stores); nil on one thread or another backend.
+    private let rowPool: ThreadPool?
 
     /// An engine for `model` on `backend`, for sessions of up to `contextCapacity` positions and
     /// batches of up to `batchCapacity` rows, of which up to `logitRows` (default: all) want logits.
@@ -248,6 +251,7 @@ public final class LlamaEngine {
         let members = max(1, backend.capabilities.parallelism)
         attentionScratch = .allocate(capacity: scratchPerMember * members)
         attentionScratch.initialize(repeating: 0, count: scratchPerMember * members)
+        rowPool = (backend as? CPUBackend).map(\.pool).flatMap { $0.size > 1 ? $0 : nil }
         for l in layers { for p in [l.qkv, l.output, l.gateUp, l.down] { backend.prepare(p) } }
         backend.prepare(outputProjection)
     }
@@ -394,13 +398,14 @@ public final class LlamaEngine {
             let window = traits.isSlidingWindow(l) ? traits.slidingWindow : nil
             let tables = window != nil && traits.localRopeBase != nil ? s.localRopeTables : s.ropeTables
             // 2. Attention block. xb = rmsnorm(x) * attn_norm; q, k, v = Wq xb, Wk xb, Wv xb.
-            for t in 0 ..< n {
+            eachRow(n) { t in
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.attentionNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
             project(plans.qkv, [layer.query, layer.key, layer.value], [s.q, s.k, s.v], input: s.xb, count: n, inFloat: inFloat)
             // Biases and per-head norms (where the architecture has them), RoPE on q and k, the
             // queries' own scale; then k and v go into each row's cache at its position.
-            for (t, row) in rows.enumerated() {
+            eachRow(n) { t in
+                let row = rows[t]
                 let q = s.q + t * qw, k = s.k + t * kvw, v = s.v + t * kvw
                 if let bias = layer.queryBias { VectorOps.add(q, bias, count: qw) }
                 if let bias = layer.keyBias { VectorOps.add(k, bias, count: kvw) }
@@ -450,7 +455,7 @@ public final class LlamaEngine {
             VectorOps.add(s.x, s.xb2, count: n * dim)
 
             // 3. Feed-forward block: x += W_down (act(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm.
-            for t in 0 ..< n {
+            eachRow(n) { t in
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.feedForwardNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
             project(plans.gateUp, [layer.gate, layer.up], [s.hb, s.hb2], input: s.xb, count: n, inFloat: inFloat)
@@ -479,6 +484,16 @@ public final class LlamaEngine {
         b.synchronize()
         if let cap = traits.finalSoftCap { VectorOps.softCap(s.logits, cap: cap, count: wanted.count * c.vocabularySize) }
         return UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize)
+    }
+
+    /// `body(t)` for every row `t < n`: spread over the CPU pool's members for `parallelRowsMinimum`
+    /// rows or more (each row's work is the same whichever thread does it), else on this thread.
+    private func eachRow(_ n: Int, _ body: (Int) -> Void) {
+        if let pool = rowPool, n >= CPUBackend.parallelRowsMinimum {
+            pool.forEach(n) { t, _ in body(t) }
+        } else {
+            for t in 0 ..< n { body(t) }
+        }
     }
 
     /// Attention of `rows` in layer `l` through the backend's `attentionInFloat`, one call per run of

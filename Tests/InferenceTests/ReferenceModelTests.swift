@@ -83,4 +83,66 @@ struct ReferenceModelTests {
         let foreign = try model.makeSession(contextLength: 8)
         #expect(throws: InferenceError.self) { try engine.decode([foreign], tokens: [1]) }
     }
+
+    /// A serving step mixes decoding rows with chunks of a newly arrived prompt, at batch sizes where
+    /// the per-row work (norms, RoPE, cache stores, activation quantization, SwiGLU) is spread over
+    /// the pool: every sequence's logits still equal, bit for bit, those it gives alone. Four prompts
+    /// are evaluated in one step, then decode together while a fifth prompt arrives in chunks of
+    /// three tokens mixed into their steps, and then decodes with them.
+    @Test func aMixedPromptAndDecodeStepEqualsSeparateSteps() throws {
+        let model = try RealModel.model()
+        let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3], [28, 905, 7, 42, 42, 42, 11], [9, 8, 7, 6],
+                       [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100]]
+        let steps = 10
+        var alone: [[[Float]]] = []
+        for prompt in prompts {
+            let session = try model.makeSession(contextLength: 64)
+            var logits = try session.evaluate(prompt)
+            var trace = [logits]
+            for _ in 0 ..< steps {
+                logits = try session.evaluate([Sampler.argmax(logits)])
+                trace.append(logits)
+            }
+            alone.append(trace)
+        }
+        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 32)
+        let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
+        // Sessions 0-3: their whole prompts in one step (19 rows).
+        var last: [[Float]?] = try engine.step((0 ..< 4).map { i in
+            .init(session: sessions[i], tokens: prompts[i], promptLength: prompts[i].count)
+        })
+        var seen = [Int](repeating: 0, count: prompts.count)  // entries of `alone[i]` matched so far
+        for i in 0 ..< 4 {
+            #expect(last[i]?.map(\.bitPattern) == alone[i][0].map(\.bitPattern), "prompt \(i) in a step of four prompts")
+            seen[i] = 1
+        }
+        var logits = Array(last.prefix(4).map { $0! }) + [[]]
+        var offset = 0  // of session 4's prompt
+        for step in 1 ... steps {
+            var items: [LlamaEngine.StepItem] = []
+            var members: [Int] = []
+            for i in 0 ..< 4 {
+                items.append(.init(session: sessions[i], tokens: [Sampler.argmax(logits[i])]))
+                members.append(i)
+            }
+            let prompt = prompts[4]
+            if offset < prompt.count {
+                let end = min(prompt.count, offset + 3)
+                items.append(.init(session: sessions[4], tokens: Array(prompt[offset ..< end]), promptLength: prompt.count,
+                                   wantsLogits: end == prompt.count))
+                offset = end
+            } else {
+                items.append(.init(session: sessions[4], tokens: [Sampler.argmax(logits[4])]))
+            }
+            members.append(4)
+            last = try engine.step(items)
+            for (k, i) in members.enumerated() {
+                guard let row = last[k] else { continue }
+                #expect(row.map(\.bitPattern) == alone[i][seen[i]].map(\.bitPattern), "sequence \(i), mixed step \(step)")
+                logits[i] = row
+                seen[i] += 1
+            }
+        }
+        #expect(seen[0 ..< 4].allSatisfy { $0 == steps + 1 } && seen[4] == steps + 1 - 4)
+    }
 }

@@ -54,6 +54,36 @@ import Testing
         #expect(plan.items[1].work == .prompt(range: 7 ..< 14, last: false))
     }
 
+    /// A hostile client sends a huge prompt while 15 other streams decode (16 slots, 64-token steps):
+    /// its prompt is evaluated in chunks of at most the budget left after one token for every
+    /// decoding stream, so between any two of its chunks every other stream gets its next token;
+    /// none waits for the whole prompt.
+    @Test func refusesAHugePromptStallingTheOtherStreams() throws {
+        var state = SchedulerState(limits: .init(parallel: 16, queueDepth: 4, batchTokens: 64, promptCache: false))
+        for id in 1 ... 15 { try state.admit(id: UInt64(id), key: nil, prompt: Array(1 ... 64)) }
+        while state.jobs.values.contains(where: { !$0.decoding }) {
+            for item in state.plan().items { state.completed(item) }
+        }
+        let hostile: UInt64 = 99
+        try state.admit(id: hostile, key: "attacker", prompt: (0 ..< 20_000).map { $0 % 1000 })
+        var tokens = [UInt64: Int]()  // decode tokens of each other stream
+        var chunks = 0
+        while !(state.jobs[hostile]?.decoding ?? true) {
+            let plan = state.plan()
+            let chunk = plan.items.filter { $0.id == hostile }
+            #expect(chunk.count == 1 && chunk[0].tokenCount <= 64 - 15, "the hostile prompt's chunk stays within the budget")
+            #expect(Set(plan.items.filter { $0.work == .decode }.map(\.id)) == Set((1 ... 15).map(UInt64.init)),
+                    "every other stream decodes in every step of the hostile prompt")
+            for item in plan.items {
+                if item.work == .decode { tokens[item.id, default: 0] += 1 }
+                state.completed(item)
+            }
+            chunks += 1
+        }
+        #expect(chunks == (20_000 + 48) / 49)
+        #expect(tokens.count == 15 && tokens.values.allSatisfy { $0 == chunks }, "one token per stream per hostile chunk")
+    }
+
     @Test func abandonedRequestsFreeTheirSlotsAtTheNextStep() throws {
         var state = SchedulerState(limits: Self.limits)
         for id in 1 ... 4 { try state.admit(id: UInt64(id), key: "k", prompt: Array(1 ... 2)) }

@@ -48,15 +48,10 @@ struct ReferenceModelTests {
         }
     }
 
-    /// Continuous batching does not change anyone's answer: three sequences decoded together in
-    /// one engine step after step give bit for bit the logits each gives alone.
-    @Test func batchedDecodingEqualsDecodingAlone() throws {
-        let model = try RealModel.model()
-        let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3], [28, 905, 7, 42, 42, 42, 11]]
-        let steps = 12
-        // Alone: each in its own session and engine.
-        var alone: [[[Float]]] = []
-        for prompt in prompts {
+    /// Each prompt in its own session: the logits after the prompt, then after each of `steps`
+    /// greedy tokens decoded one at a time.
+    static func decodedAlone(_ model: LlamaModel, _ prompts: [[Int]], steps: Int) throws -> [[[Float]]] {
+        try prompts.map { prompt in
             let session = try model.makeSession(contextLength: 64)
             var logits = try session.evaluate(prompt)
             var trace = [logits]
@@ -64,8 +59,18 @@ struct ReferenceModelTests {
                 logits = try session.evaluate([Sampler.argmax(logits)])
                 trace.append(logits)
             }
-            alone.append(trace)
+            return trace
         }
+    }
+
+    /// Continuous batching does not change anyone's answer: three sequences decoded together in
+    /// one engine step after step give bit for bit the logits each gives alone.
+    @Test func batchedDecodingEqualsDecodingAlone() throws {
+        let model = try RealModel.model()
+        let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3], [28, 905, 7, 42, 42, 42, 11]]
+        let steps = 12
+        // Alone: each in its own session and engine.
+        let alone = try Self.decodedAlone(model, prompts, steps: steps)
         // Together: one engine, prompts evaluated one by one, then every step batched.
         let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 8)
         let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
@@ -94,17 +99,7 @@ struct ReferenceModelTests {
         let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3], [28, 905, 7, 42, 42, 42, 11], [9, 8, 7, 6],
                        [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100]]
         let steps = 10
-        var alone: [[[Float]]] = []
-        for prompt in prompts {
-            let session = try model.makeSession(contextLength: 64)
-            var logits = try session.evaluate(prompt)
-            var trace = [logits]
-            for _ in 0 ..< steps {
-                logits = try session.evaluate([Sampler.argmax(logits)])
-                trace.append(logits)
-            }
-            alone.append(trace)
-        }
+        let alone = try Self.decodedAlone(model, prompts, steps: steps)
         let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 32)
         let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
         // Sessions 0-3: their whole prompts in one step (19 rows).

@@ -669,14 +669,31 @@ SN_TARGET void sn_attention_head(const float *query, const uint16_t *keys, const
     const int full = tiny ? cache_length : cache_length / (4 * w) * (4 * w);
     memset(acc, 0, sizeof(float) * (size_t)slots * head_dim);
     const int used = positions < full ? positions : full;
-    for (int p = 0; p < used; p++) {
-        const __m256 weight = _mm256_set1_ps(scores[p]);
-        const uint16_t *v = values + (size_t)p * stride;
-        float *lane = acc + (size_t)(p % slots) * head_dim;
+    // Lane s takes positions s, s + slots, ... in that order. Each lane is accumulated in registers,
+    // 64 (or 8) outputs at a time, over its positions, and stored once: the same FMAs in the same
+    // order as adding position after position into the lanes in memory, without a load and a store
+    // of every lane value for every position.
+    for (int s = 0; s < slots && s < used; s++) {
+        float *lane = acc + (size_t)s * head_dim;
         int i = 0;
-        for (; i < vec; i += 8)
-            _mm256_storeu_ps(lane + i, _mm256_fmadd_ps(weight, load_f16x8(v + i), _mm256_loadu_ps(lane + i)));
-        for (; i < head_dim; i++) lane[i] += scores[p] * _cvtsh_ss(v[i]);
+        for (; i + 64 <= vec; i += 64) {
+            __m256 l[8];
+            for (int j = 0; j < 8; j++) l[j] = _mm256_setzero_ps();
+            for (int p = s; p < used; p += slots) {
+                const __m256 weight = _mm256_set1_ps(scores[p]);
+                const uint16_t *v = values + (size_t)p * stride + i;
+                for (int j = 0; j < 8; j++) l[j] = _mm256_fmadd_ps(weight, load_f16x8(v + 8 * j), l[j]);
+            }
+            for (int j = 0; j < 8; j++) _mm256_storeu_ps(lane + i + 8 * j, l[j]);
+        }
+        for (; i < vec; i += 8) {
+            __m256 l = _mm256_setzero_ps();
+            for (int p = s; p < used; p += slots)
+                l = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), load_f16x8(values + (size_t)p * stride + i), l);
+            _mm256_storeu_ps(lane + i, l);
+        }
+        for (; i < head_dim; i++)
+            for (int p = s; p < used; p += slots) lane[i] += scores[p] * _cvtsh_ss(values[(size_t)p * stride + i]);
     }
     int i0 = 0;
     if (tiny) {

@@ -96,6 +96,11 @@ public protocol ComputeBackend: AnyObject {
     /// backend has no such path (the default); the engine then calls `project`.
     func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool
 
+    /// Whether `projectInFloat` leaves products with `matrix` on the exact kernels because those are
+    /// faster there (`PrefillMode.keepsExactKernels`). A BLAS pass whose products all stay exact
+    /// keeps its attention exact too below `PrefillMode.gemmAttentionMinimumPositions`. Default false.
+    func keepsExact(_ matrix: WeightMatrix) -> Bool
+
     /// Runs (and empties) a batch of attention heads over F16 caches with KV row stride `stride`.
     /// `scratch` holds `scratchPerMember * capabilities.parallelism` floats.
     func attention(_ batch: AttentionBatch, stride: Int, headDim: Int, scale: Float, profile: SIMDProfile,
@@ -123,6 +128,9 @@ extension ComputeBackend {
     /// No single-precision path: the engine stays on `project`.
     public func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool { false }
 
+    /// No single-precision path, so nothing kept exact in its place.
+    public func keepsExact(_ matrix: WeightMatrix) -> Bool { false }
+
     /// No single-precision attention: the engine stays on `attention`.
     public func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,
                                  values: UnsafePointer<UInt16>, shape: GEMMAttention.Shape, out: UnsafeMutablePointer<Float>) -> Bool {
@@ -143,6 +151,10 @@ public final class CPUBackend: ComputeBackend {
     /// Batches of at least this many rows quantize their activations and gate their feed-forward
     /// rows on every member of the pool; smaller ones on the caller (a pool job costs about a row).
     public static let parallelRowsMinimum = 4
+    /// Whether BLAS passes leave the products of types with a faster exact prompt GEMM on it
+    /// (`PrefillMode.keepsExactKernels`; default true). False sends every product of a BLAS pass
+    /// through F32 and OpenBLAS, as on a CPU without AVX512-VNNI: for tests and benchmarks of that path.
+    public var keepsExactPromptGEMMs = true
 
     public init(threads: Int) {
         pool = ThreadPool(threads: threads)
@@ -179,9 +191,13 @@ public final class CPUBackend: ComputeBackend {
 
     public func projectInFloat(_ p: Projection, input: UnsafePointer<Float>, count: Int) -> Bool {
         // Exact prompt GEMMs that beat BLAS (PrefillMode.keepsExactKernels): the engine calls `project`.
-        if p.plan != nil && p.matrices.allSatisfy({ PrefillMode.keepsExactKernels($0.type) }) { return false }
+        if p.plan != nil && p.matrices.allSatisfy(keepsExact) { return false }
         blas.project(p, input: input, count: count)
         return true
+    }
+
+    public func keepsExact(_ matrix: WeightMatrix) -> Bool {
+        keepsExactPromptGEMMs && PrefillMode.keepsExactKernels(matrix.type)
     }
 
     public func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,

@@ -431,7 +431,8 @@ public final class LlamaEngine {
             // A BLAS pass runs it as matrix products per sequence (`GEMMAttention`) where the backend can.
             let shape = GEMMAttention.Shape(heads: c.headCount, kvHeads: c.headCountKV, headDim: hd, scale: scale,
                                             softCap: attentionBatch.softCap, window: window)
-            let inMatrices = inFloat && attentionInFloat && attendInFloat(rows, layer: l, shape: shape)
+            let inMatrices = inFloat && attentionInFloat && attentionPaysInFloat(rows, layer: layer)
+                && attendInFloat(rows, layer: l, shape: shape)
             for (t, row) in rows.enumerated() where !inMatrices {
                 let keys = UnsafePointer(row.cache.key(l, 0)), values = UnsafePointer(row.cache.value(l, 0))
                 let first = window.map { max(0, row.position + 1 - $0) } ?? 0
@@ -498,6 +499,17 @@ public final class LlamaEngine {
 
     /// Attention of `rows` in layer `l` through the backend's `attentionInFloat`, one call per run of
     /// consecutive rows of one sequence. False, having done nothing, when the backend has no such path.
+    /// Whether a BLAS pass over `rows` runs `layer`'s attention as matrix products: always when its
+    /// products run in F32; when they all stay exact (`ComputeBackend.keepsExact`), only from
+    /// `PrefillMode.gemmAttentionMinimumPositions` attended positions, so that shorter passes stay
+    /// exact from end to end.
+    private func attentionPaysInFloat(_ rows: [Row], layer: LlamaWeights.Layer) -> Bool {
+        let matrices = [layer.query, layer.key, layer.value, layer.output, layer.gate, layer.up, layer.down]
+        guard matrices.allSatisfy(backend.keepsExact) else { return true }
+        let last = rows.reduce(0) { max($0, $1.position) }
+        return last + 1 >= PrefillMode.gemmAttentionMinimumPositions
+    }
+
     private func attendInFloat(_ rows: [Row], layer l: Int, shape: GEMMAttention.Shape) -> Bool {
         let s = state, qw = model.config.queryWidth
         var start = 0

@@ -26,6 +26,15 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
         FastKernels.hasExactPromptGEMM(type)
     }
 
+    /// In a BLAS pass whose matrix products all stay on the exact kernels (`keepsExactKernels`), the
+    /// fewest attended positions (the pass's last position + 1) from which its attention runs as
+    /// matrix products (`GEMMAttention`); below it the pass is exact from end to end, the same bits as
+    /// llama.cpp's. Measured on SmolLM2-135M Q4_1 with exact products (`bench/gemm-attention.sh`,
+    /// `bench/results/gemm-attention-exact-products.md`): the exact attention kernels are faster up to
+    /// 256 positions (1.09-1.20x), even at 512 and slower from 1,024 (GEMM 1.13x there, 1.63x at 2,048).
+    /// Passes with F32 products keep GEMM attention at every length (1.27x already at 128 positions).
+    public static let gemmAttentionMinimumPositions = 1024
+
     /// BLAS above the measured threshold: what the CLI and the service use unless told `--exact` /
     /// `engine.exact: true`.
     public static let `default` = PrefillMode.blas(minimumRows: measuredMinimumRows)

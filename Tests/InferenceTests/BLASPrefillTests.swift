@@ -16,6 +16,19 @@ struct BLASPrefillTests {
     /// Perplexity on the bundled text within 0.5% of llama.cpp's (issue 19).
     static let blasPerplexityTolerance = 0.005
 
+    /// A session whose BLAS passes run every product in F32 through OpenBLAS
+    /// (`CPUBackend.keepsExactPromptGEMMs` false): the path of a CPU without AVX512-VNNI, and of
+    /// types with no faster exact prompt GEMM. On this model's Q4_1 with VNNI the default keeps the
+    /// products exact (`q4_1BLASPassIsExactBelowTheGEMMAttentionPositions`).
+    static func f32Session(_ model: LlamaModel, contextLength: Int, prefill: PrefillMode) throws -> LlamaSession {
+        let backend = CPUBackend(threads: 2)
+        backend.keepsExactPromptGEMMs = false
+        let batch = LlamaEngine.promptBatchRows(model.config)
+        let engine = LlamaEngine(model: model, backend: backend, contextCapacity: contextLength, batchCapacity: batch,
+                                 prefill: prefill, logitRows: min(batch, 64))
+        return try engine.makeSession(contextLength: contextLength)
+    }
+
     /// Every forward pass through BLAS (minimum 1 row, the decoding steps included): final logits
     /// within `blasPrefillTolerance` of llama.cpp's top 10 and the same top token.
     @Test func blasPrefillStaysWithinToleranceOfLlamaCpp() throws {
@@ -23,7 +36,7 @@ struct BLASPrefillTests {
         let reference: LogitsReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-logits-top10.json"))
         var worst: Float = 0
         for result in reference.results {
-            let session = try model.makeSession(contextLength: 64, prefill: .blas(minimumRows: 1))
+            let session = try Self.f32Session(model, contextLength: 64, prefill: .blas(minimumRows: 1))
             let logits = try session.evaluate(result.prompt_ids)
             for entry in result.top10 { worst = max(worst, abs(logits[entry.id] - entry.logit)) }
             #expect(Sampler.argmax(logits) == result.top10[0].id, "prompt \(result.prompt)")
@@ -42,7 +55,7 @@ struct BLASPrefillTests {
         let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
         #expect(!reference.results.isEmpty)
         for result in reference.results {
-            let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
+            let session = try Self.f32Session(model, contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
             var logits = try session.evaluate(result.prompt_ids)
             var output: [Int] = []
             for _ in 0 ..< reference.n_gen {
@@ -66,7 +79,7 @@ struct BLASPrefillTests {
         var scored = 0
         for c in 0 ..< tokens.count / fixture.n_ctx {
             let chunk = Array(tokens[c * fixture.n_ctx ..< (c + 1) * fixture.n_ctx])
-            let session = try model.makeSession(contextLength: fixture.n_ctx, prefill: .blas(minimumRows: 2))
+            let session = try Self.f32Session(model, contextLength: fixture.n_ctx, prefill: .blas(minimumRows: 2))
             let logits = try session.evaluate(chunk, logits: .all)
             for i in 1 ..< chunk.count {
                 let row = logits[(i - 1) * vocab ..< i * vocab]
@@ -173,7 +186,7 @@ struct BLASPrefillTests {
         let tokens = Array(fixture.token_ids.prefix(130))
         var results: [[[Float]]] = []
         for inMatrices in [true, false] {
-            let session = try model.makeSession(contextLength: 130, prefill: .default)
+            let session = try Self.f32Session(model, contextLength: 130, prefill: .default)
             session.engine.attentionInFloat = inMatrices
             let first = try session.evaluate(Array(tokens[..<65]))
             let second = try session.evaluate(Array(tokens[65...]))
@@ -189,6 +202,61 @@ struct BLASPrefillTests {
         print("GEMM attention on SmolLM2 (65 + 65 rows, context full): max |GEMM - exact attention| over every logit = \(worst) (tolerance \(Self.gemmAttentionTolerance))")
         #expect(worst < Self.gemmAttentionTolerance)
         #expect(worst > 0, "the BLAS passes did not attend through GEMMAttention")
+    }
+
+    /// The default BLAS session on this model (Q4_1, whose exact multi-row kernel beats dequantizing
+    /// for sgemm where the CPU has AVX512-VNNI): a 200-token prompt (one pass, under
+    /// `PrefillMode.gemmAttentionMinimumPositions`) gives the exact session's logits bit for bit, and
+    /// greedy decoding after each reference prompt is llama.cpp's, all 64 tokens. Where the CPU has
+    /// no VNNI the products go to BLAS: then only the first token is required (as above).
+    @Test func q4_1BLASPassIsExactBelowTheGEMMAttentionPositions() throws {
+        let model = try RealModel.model()
+        let exactProducts = FastKernels.hasExactPromptGEMM(.q4_1)
+        let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
+        let tokens = Array(fixture.token_ids.prefix(200))
+        let blas = try model.makeSession(contextLength: 256, prefill: .default).evaluate(tokens)
+        let exact = try model.makeSession(contextLength: 256, prefill: .exact).evaluate(tokens)
+        if exactProducts {
+            #expect(blas.map(\.bitPattern) == exact.map(\.bitPattern))
+        } else {
+            #expect(Sampler.argmax(blas) == Sampler.argmax(exact))
+        }
+        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
+        for result in reference.results {
+            let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
+            var logits = try session.evaluate(result.prompt_ids)
+            var output: [Int] = []
+            for _ in 0 ..< reference.n_gen {
+                output.append(Sampler.argmax(logits))
+                logits = try session.evaluate([output.last!])
+            }
+            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
+            print("default BLAS session, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's (exact products: \(exactProducts))")
+            #expect(agreeing >= (exactProducts ? reference.n_gen : 1), "prompt \(result.prompt.debugDescription)")
+        }
+    }
+
+    /// From `PrefillMode.gemmAttentionMinimumPositions` on, a pass with exact products attends as
+    /// matrix products: a 1,100-token prompt in the default session (passes of up to 512 rows, the
+    /// last reaching position 1,099) differs from the exact session's, but keeps its top token, and
+    /// the pass before it (positions under 1,024) is still bit-exact.
+    @Test(.enabled(if: FastKernels.hasExactPromptGEMM(.q4_1))) func gemmAttentionTakesOverFromTheMeasuredPositions() throws {
+        let model = try RealModel.model()
+        let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
+        let text = fixture.token_ids
+        let tokens = (0 ..< 1100).map { text[$0 % text.count] }
+        var results: [[[Float]]] = []
+        for prefill in [PrefillMode.default, .exact] {
+            let session = try model.makeSession(contextLength: 1100, prefill: prefill)
+            let short = try session.evaluate(Array(tokens[..<1000]))
+            let long = try session.evaluate(Array(tokens[1000...]))
+            results.append([short, long])
+        }
+        #expect(results[0][0].map(\.bitPattern) == results[1][0].map(\.bitPattern), "under 1,024 positions the pass is exact")
+        #expect(results[0][1].map(\.bitPattern) != results[1][1].map(\.bitPattern), "the pass reaching 1,100 positions did not attend through GEMMAttention")
+        #expect(Sampler.argmax(results[0][1]) == Sampler.argmax(results[1][1]))
+        let worst = zip(results[0][1], results[1][1]).map { abs($0 - $1) }.max()!
+        print("exact products, GEMM attention from 1,024 positions: max |default - exact| over every logit = \(worst)")
     }
 
     /// Below the threshold a BLAS session is the exact path, attention included: a 63-token prompt

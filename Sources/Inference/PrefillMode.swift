@@ -29,11 +29,12 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     /// In a BLAS pass whose matrix products all stay on the exact kernels (`keepsExactKernels`), the
     /// fewest attended positions (the pass's last position + 1) from which its attention runs as
     /// matrix products (`GEMMAttention`); below it the pass is exact from end to end, the same bits as
-    /// llama.cpp's. Measured on SmolLM2-135M Q4_1 with exact products (`bench/gemm-attention.sh`,
-    /// `bench/results/gemm-attention-exact-products.md`): the exact attention kernels are faster up to
-    /// 256 positions (1.09-1.20x), even at 512 and slower from 1,024 (GEMM 1.13x there, 1.63x at 2,048).
-    /// Passes with F32 products keep GEMM attention at every length (1.27x already at 128 positions).
-    public static let gemmAttentionMinimumPositions = 1024
+    /// llama.cpp's. Measured with exact products (`bench/gemm-attention.sh`,
+    /// `bench/results/gemm-attention-exact-products.md`): on SmolLM2-135M Q4_1 the exact attention
+    /// kernels are faster up to 256 positions (1.09-1.20x), even at 512, slower from 1,024 (GEMM 1.13x
+    /// there, 1.63x at 2,048); on Llama-3.2-1B shapes Q4_K_M exact attention at 512 positions cost 9%
+    /// of pp512. Passes with F32 products keep GEMM attention at every length (1.27x already at 128).
+    public static let gemmAttentionMinimumPositions = 512
 
     /// BLAS above the measured threshold: what the CLI and the service use unless told `--exact` /
     /// `engine.exact: true`.

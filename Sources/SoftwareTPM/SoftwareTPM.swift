@@ -104,12 +104,18 @@ public final class SoftwareTPM: @unchecked Sendable {
         throw Failure(description: "swtpm did not start: \(lastError)")
     }
 
-    /// Stops the swtpm process this object started: CMD_SHUTDOWN on its control channel (swtpm
+    /// Stops the swtpm process this object started, as a machine shuts down: TPM2_Shutdown(CLEAR)
+    /// first, so the TPM saves its state in order, then CMD_SHUTDOWN on its control channel (swtpm
     /// does not act on SIGTERM while a client holds a connection), then SIGTERM, then SIGKILL.
+    ///
+    /// Without the orderly TPM2_Shutdown, the restarted TPM reports its clock as not safe
+    /// (TPMS_CLOCK_INFO.safe = NO) until its clock next reaches an NV update, about 4 s of TPM
+    /// time, and Keylime refuses every quote made before that ("clock safe flag is disabled").
     public func stop() {
         guard let proc = process else { return }
         process = nil
         let pid = proc.processIdentifier
+        if proc.isRunning { Self.sendTPMShutdown(port: port) }
         if proc.isRunning { Self.sendShutdown(controlPort: port + 1) }
         for (signal, grace) in [(Int32(0), 2.0), (SIGTERM, 1.0), (SIGKILL, 5.0)] where proc.isRunning {
             if signal != 0 { kill(pid, signal) }
@@ -117,6 +123,40 @@ public final class SoftwareTPM: @unchecked Sendable {
             while proc.isRunning && Date() < deadline { usleep(10_000) }
         }
         proc.waitUntilExit()
+    }
+
+    /// TPM2_Shutdown(TPM_SU_CLEAR) on the command port; the answer is awaited for at most 2 s (a
+    /// client still connected keeps swtpm from reading it), and any failure is ignored: the stop
+    /// goes on unordered, as before.
+    static func sendTPMShutdown(port: Int) {
+        // TPM_ST_NO_SESSIONS, size 12, TPM_CC_Shutdown, TPM_SU_CLEAR.
+        let command: [UInt8] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0]
+        guard let fd = connectLoopback(port: port) else { return }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard command.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == command.count else { return }
+        var response = [UInt8](repeating: 0, count: 10)
+        _ = read(fd, &response, response.count)
+    }
+
+    /// A TCP connection to 127.0.0.1:`port`, or nil.
+    static func connectLoopback(port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     /// swtpm control channel command CMD_SHUTDOWN (3): 4-byte big-endian code, 4-byte result.

@@ -497,8 +497,6 @@ public final class LlamaEngine {
         }
     }
 
-    /// Attention of `rows` in layer `l` through the backend's `attentionInFloat`, one call per run of
-    /// consecutive rows of one sequence. False, having done nothing, when the backend has no such path.
     /// Whether a BLAS pass over `rows` runs `layer`'s attention as matrix products: always when its
     /// products run in F32; when they all stay exact (`ComputeBackend.keepsExact`), only from
     /// `PrefillMode.gemmAttentionMinimumPositions` attended positions, so that shorter passes stay
@@ -510,6 +508,8 @@ public final class LlamaEngine {
         return last + 1 >= PrefillMode.gemmAttentionMinimumPositions
     }
 
+    /// Attention of `rows` in layer `l` through the backend's `attentionInFloat`, one call per run of
+    /// consecutive rows of one sequence. False, having done nothing, when the backend has no such path.
     private func attendInFloat(_ rows: [Row], layer l: Int, shape: GEMMAttention.Shape) -> Bool {
         let s = state, qw = model.config.queryWidth
         var start = 0

@@ -19,8 +19,9 @@ extension FastKernels {
 
     /// Whether prompt batches (several activations) of `type` take a register-blocked exact GEMM
     /// that is faster than dequantizing for OpenBLAS: Q4_K and Q6_K with `.avx512VNNI` (kquants.c,
-    /// `sn_kquant_gemm_vnni`) and Q4_1 (vnni.c's multi-row tiles: 1.3-1.9x the BLAS products on
-    /// SmolLM2 prompts of 64-512 tokens, bench/results/q4_1-exact-prefill.md), bit-identical to the
+    /// `sn_kquant_gemm_vnni`) and Q4_1 (vnni.c's multi-row tiles: SmolLM2 prompt processing
+    /// 1.3-1.9x at 64-512 tokens with them instead of dequantize + sgemm, `bench-engine` A/B, and
+    /// bench/results/scale-135m-q4_1-{blas,exact}.md), bit-identical to the
     /// row kernels, so to llama.cpp's `vec_dot`.
     public static func hasExactPromptGEMM(_ type: BlockType) -> Bool {
         (type == .q4_K || type == .q6_K || type == .q4_1) && instructionSet == .avx512VNNI

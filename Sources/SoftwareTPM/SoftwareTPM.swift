@@ -161,17 +161,8 @@ public final class SoftwareTPM: @unchecked Sendable {
 
     /// swtpm control channel command CMD_SHUTDOWN (3): 4-byte big-endian code, 4-byte result.
     static func sendShutdown(controlPort: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return }
+        guard let fd = connectLoopback(port: controlPort) else { return }
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(controlPort).bigEndian
-        let connected = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else { return }
         var command: [UInt8] = [0, 0, 0, 3]
         _ = write(fd, &command, 4)
         var response = [UInt8](repeating: 0, count: 4)

@@ -96,3 +96,28 @@ struct TPMSlotRecoveryTests {
         #expect(!quote.attest.isEmpty)
     }
 }
+
+@Suite(.enabled(if: TPMTools.swtpm && TPMTools.tpm2Tools, "swtpm or tpm2-tools is not installed"))
+struct TPMRestartTests {
+    /// A restart at the worst moment for a verifier: right after `SoftwareTPM.stop` and `start`, the
+    /// TPM's clock must still be safe (TPMS_CLOCK_INFO.safe, read by tpm2_readclock), or Keylime
+    /// refuses every quote until the clock's next NV update (`e2e-keylime.sh` failed that way).
+    /// An unordered stop (CMD_SHUTDOWN alone) restarts it unsafe; the orderly TPM2_Shutdown keeps it.
+    @Test func restartRightAfterAStopKeepsTheTPMClockSafe() async throws {
+        let t = try await RunningTPM()
+        func safe() throws -> Bool? {
+            let r = try TPMTools.run("tpm2_readclock", ["-T", t.swtpm.tcti])
+            try #require(r.status == 0, "\(r.output)")
+            if r.output.contains("safe: yes") { return true }
+            if r.output.contains("safe: no") { return false }
+            return nil
+        }
+        // Whatever the copied state says, the clock becomes safe after its next NV update (about 4 s).
+        let deadline = Date().addingTimeInterval(15)
+        while try safe() != true && Date() < deadline { try await Task.sleep(for: .milliseconds(250)) }
+        try #require(try safe() == true, "the TPM clock never became safe")
+        let swtpm = t.swtpm  // stop and start block: off the cooperative pool
+        try await offPool { swtpm.stop(); try swtpm.start() }
+        #expect(try safe() == true, "the restarted TPM reports an unsafe clock: the stop was not orderly")
+    }
+}

@@ -576,7 +576,7 @@ SN_INLINE __m256 load_f16x8(const uint16_t *p) {
 }
 
 /// `sn_attention_head`'s body, inlined once per SIMD width so that the loops over the width's lanes
-/// unroll (with `width` known only at run time they stayed loops: 1.2-1.5x slower).
+/// unroll (with `width` known only at run time they stayed loops: 1.1-1.7x slower, bench/kernels/attention.sh).
 SN_INLINE void attention_head(const float *query, const uint16_t *keys, const uint16_t *values,
                               size_t stride, int positions, int first, int head_dim, float scale, float softcap,
                               int tiny, int width, float *scratch, float *out) {

@@ -452,7 +452,8 @@ SN_TARGET void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
 }
 
 SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
-    if (type != SN_Q4_1 && type != SN_Q8_0) return;  // q32.c and kquants.c read ggml rows
+    if (type == SN_Q4_0) { sn_pack_q4_0(w, row_bytes, rows, blocks, scratch); return; }
+    if (type != SN_Q4_1 && type != SN_Q8_0) return;  // Q5_0, Q5_1 and the K-quants read ggml rows
     const int q4 = type == SN_Q4_1;
     const size_t bb = q4 ? 20 : 34;
     for (int g = 0; g + 4 <= rows; g += 4) {
@@ -485,6 +486,7 @@ SN_TARGET void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, in
 }
 
 SN_TARGET void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
+    if (type == SN_Q4_0) { sn_unpack_q4_0(w, row_bytes, rows, blocks, r, out); return; }
     if (type != SN_Q4_1 && type != SN_Q8_0) { memcpy(out, w + (size_t)r * row_bytes, row_bytes); return; }
     const sn_matmul_job job = {type, w, row_bytes, rows, blocks, NULL, 0};
     const sn_row row = sn_row_at(&job, r);

@@ -7,6 +7,8 @@
 //  - Q4_0 (llama.cpp's repacked q4_0_8x8 kernels): per block, isum = sum q_w q_a, exact;
 //    acc = fma(float(isum), d_w * d_a, acc). Eight (row, activation) pairs share one vector:
 //    lane i of the accumulator is pair i. The weights' offset of 8 is taken out as 8 * sum q_a.
+//    These read ggml rows: the rows after a matrix's last packed group of eight; the groups
+//    themselves take `q4_0_matmul`'s packed kernels (below), with the same numbers.
 //  - Q5_0 (ggml_vec_dot_q5_0_q8_0, AVX2): eight lanes per pair, lane k = products of elements
 //    4k..4k+3 (q_w - 16 as u - 16: 16 * their q_a sum is subtracted); acc_k = fma(d_w d_a, lane_k,
 //    acc_k); then hsum8.
@@ -234,11 +236,195 @@ static Q_TARGET void q5_rows(const sn_matmul_job *job, int first, int last, q_ac
     }
 }
 
+// Q4_0 on packed groups of eight rows (`sn_pack_rows`: per block the eight F16 scales, then
+// vector k = dword k of each row's quant bytes, lane i = row i), llama.cpp's q4_0_8x8 layout and
+// order: lane i holds four quants of row i, the activation's matching four quants are broadcast to
+// every lane, so eight integer dot steps per block give the eight rows' isums with no horizontal
+// sums, then acc = fma(float(isum), d_w * d_a, acc) per lane, as `q4_0_rows8`. Each lane starts at
+// -8 * sum q_a (the weights' offset of 8). With AVX512-VNNI a step is one vpdpbusd; with AVX2,
+// vpmaddubsw + vpmaddwd (pair sums at most 15 * 127 * 2: never saturated). The integer sums are
+// exact either way, so both give the bits of the ggml-row kernels above.
+#define Q4V_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define Q4V_INLINE static inline __attribute__((always_inline)) Q4V_TARGET
+
+Q_INLINE __m256i q4p_bcast(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/// The activations' per-block values the packed kernels take, for T <= 8 activations from `a`:
+/// `da8[8 b + t]` the scale, `nys8[8 b + t]` -8 * (sum of the 32 quants).
+Q_INLINE void q4p_activation_sums(const uint8_t *a, size_t a_stride, int T, int blocks, float *da8, int32_t *nys8) {
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < blocks; b++) {
+            const uint8_t *blk = a + (size_t)t * a_stride + (size_t)b * 34;
+            da8[8 * b + t] = sn_half(blk);
+            nys8[8 * b + t] = -q8_sum8(blk);
+        }
+}
+
+/// Stores lanes [lo, hi) of `acc` (rows) at `out`.
+Q_INLINE void q4p_store(__m256 acc, int lo, int hi, float *out) {
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    for (int i = lo; i < hi; i++) out[i] = lanes[i];
+}
+
+/// One packed group (`p`: its first block) by T activations, AVX512-VNNI; rows [lo, hi) of the
+/// group are written (`out + t * out_stride`: row 0 of the group, activation t).
+Q4V_INLINE void q4p_group_vnni(int T, const uint8_t *p, int blocks, const uint8_t *a, size_t a_stride,
+                               const float *da8, const int32_t *nys8, int lo, int hi, float *out, size_t out_stride) {
+    __m256 acc[8];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < blocks; b++, p += 144) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        __m256i q[8];  // q[g], lane i: elements 4g..4g+3 of row i
+        for (int k = 0; k < 4; k++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
+            q[k] = _mm256_and_si256(x, low);
+            q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *y = a + (size_t)t * a_stride + (size_t)b * 34 + 2;
+            // Two chains of four, so that the vpdpbusd latency overlaps (integer sums: any order).
+            __m256i s0 = _mm256_set1_epi32(nys8[8 * b + t]), s1 = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g += 2) {
+                s0 = _mm256_dpbusd_epi32(s0, q[g], q4p_bcast(y + 4 * g));
+                s1 = _mm256_dpbusd_epi32(s1, q[g + 1], q4p_bcast(y + 4 * g + 4));
+            }
+            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da8[8 * b + t]));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), d, acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) q4p_store(acc[t], lo, hi, out + (size_t)t * out_stride);
+}
+
+/// `q4p_group_vnni` with AVX2, T <= 4 (the 16 vector registers).
+Q_INLINE void q4p_group_avx2(int T, const uint8_t *p, int blocks, const uint8_t *a, size_t a_stride,
+                             const float *da8, const int32_t *nys8, int lo, int hi, float *out, size_t out_stride) {
+    __m256 acc[4];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < blocks; b++, p += 144) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        __m256i q[8];
+        for (int k = 0; k < 4; k++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
+            q[k] = _mm256_and_si256(x, low);
+            q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *y = a + (size_t)t * a_stride + (size_t)b * 34 + 2;
+            __m256i s0 = _mm256_set1_epi32(nys8[8 * b + t]), s1 = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g += 2) {
+                s0 = _mm256_add_epi32(s0, q_dot4(q[g], q4p_bcast(y + 4 * g)));
+                s1 = _mm256_add_epi32(s1, q_dot4(q[g + 1], q4p_bcast(y + 4 * g + 4)));
+            }
+            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da8[8 * b + t]));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), d, acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) q4p_store(acc[t], lo, hi, out + (size_t)t * out_stride);
+}
+
+#define Q4P_CASES(KERNEL, T, ...)                                      \
+    switch (T) {                                                       \
+    case 8: KERNEL(8, __VA_ARGS__); break;                             \
+    case 7: KERNEL(7, __VA_ARGS__); break;                             \
+    case 6: KERNEL(6, __VA_ARGS__); break;                             \
+    case 5: KERNEL(5, __VA_ARGS__); break;                             \
+    case 4: KERNEL(4, __VA_ARGS__); break;                             \
+    case 3: KERNEL(3, __VA_ARGS__); break;                             \
+    case 2: KERNEL(2, __VA_ARGS__); break;                             \
+    default: KERNEL(1, __VA_ARGS__); break;                            \
+    }
+
+/// Rows [first, last) of a Q4_0 job, all inside its packed groups: chunks of up to eight
+/// activations against one group at a time.
+static Q4V_TARGET __attribute__((noinline)) void q4p_rows_vnni(const sn_matmul_job *job, int first, int last,
+                                                                const uint8_t *a, size_t a_stride, int tokens) {
+    float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    int32_t nys8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    const size_t os = job->out_stride;
+    const int nb = job->blocks;
+    for (int c = 0; c < tokens; c += 8) {
+        const int T = tokens - c < 8 ? tokens - c : 8;
+        const uint8_t *at = a + (size_t)c * a_stride;
+        q4p_activation_sums(at, a_stride, T, nb, da8, nys8);
+        for (int g = first / 8 * 8; g < last; g += 8) {
+            const int lo = first > g ? first - g : 0, hi = last - g < 8 ? last - g : 8;
+            const uint8_t *p = job->w + (size_t)g * job->row_bytes;
+            float *o = job->out + (size_t)c * os + g;
+            Q4P_CASES(q4p_group_vnni, T, p, nb, at, a_stride, da8, nys8, lo, hi, o, os)
+        }
+    }
+}
+
+/// `q4p_rows_vnni` with AVX2: chunks of up to four activations.
+static Q_TARGET __attribute__((noinline)) void q4p_rows_avx2(const sn_matmul_job *job, int first, int last,
+                                                              const uint8_t *a, size_t a_stride, int tokens) {
+    float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    int32_t nys8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
+    const size_t os = job->out_stride;
+    const int nb = job->blocks;
+    for (int c = 0; c < tokens; c += 4) {
+        const int T = tokens - c < 4 ? tokens - c : 4;
+        const uint8_t *at = a + (size_t)c * a_stride;
+        q4p_activation_sums(at, a_stride, T, nb, da8, nys8);
+        for (int g = first / 8 * 8; g < last; g += 8) {
+            const int lo = first > g ? first - g : 0, hi = last - g < 8 ? last - g : 8;
+            const uint8_t *p = job->w + (size_t)g * job->row_bytes;
+            float *o = job->out + (size_t)c * os + g;
+            Q4P_CASES(q4p_group_avx2, T, p, nb, at, a_stride, da8, nys8, lo, hi, o, os)
+        }
+    }
+}
+
+/// Q4_0: the packed groups (`rows / 8` of them) with the packed kernels, rows after them (ggml
+/// rows, `sn_pack_rows`) with `q4_0_rows`.
+static Q_TARGET void q4_0_matmul(const sn_matmul_job *job, int first, int last, q_acts A, int tokens) {
+    const int packed = job->rows / 8 * 8;
+    if (first < packed) {
+        const int end = last < packed ? last : packed;
+        if (sn_use_vnni()) q4p_rows_vnni(job, first, end, A.a, A.a_stride, tokens);
+        else q4p_rows_avx2(job, first, end, A.a, A.a_stride, tokens);
+    }
+    if (last > packed) q4_0_rows(job, first > packed ? first : packed, last, A, tokens);
+}
+
+Q_TARGET void sn_pack_q4_0(uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch) {
+    for (int g = 0; g + 8 <= rows; g += 8) {
+        uint8_t *group = w + (size_t)g * row_bytes;
+        memcpy(scratch, group, 8 * row_bytes);
+        for (int b = 0; b < blocks; b++) {
+            uint8_t *dst = group + (size_t)b * 144;
+            for (int i = 0; i < 8; i++) {
+                const uint8_t *src = scratch + (size_t)i * row_bytes + (size_t)b * 18;
+                memcpy(dst + 2 * i, src, 2);
+                for (int k = 0; k < 4; k++) memcpy(dst + 16 + 32 * k + 4 * i, src + 2 + 4 * k, 4);
+            }
+        }
+    }
+}
+
+Q_TARGET void sn_unpack_q4_0(const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out) {
+    const int g = r / 8 * 8, i = r - g;
+    if (g + 8 > rows) { memcpy(out, w + (size_t)r * row_bytes, row_bytes); return; }
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *src = w + (size_t)g * row_bytes + (size_t)b * 144;
+        uint8_t *dst = out + (size_t)b * 18;
+        memcpy(dst, src + 2 * i, 2);
+        for (int k = 0; k < 4; k++) memcpy(dst + 2 + 4 * k, src + 16 + 32 * k + 4 * i, 4);
+    }
+}
+
 Q_TARGET void sn_matmul_rows_q32(const sn_matmul_job *job, int first, int last,
                                  const uint8_t *a, size_t a_stride, int tokens) {
     const int q8_1 = job->type == SN_Q5_1;
     const q_acts A = {a, a_stride, q8_1 ? 36 : 34, q8_1 ? 4 : 2};
-    if (job->type == SN_Q4_0) q4_0_rows(job, first, last, A, tokens);
+    if (job->type == SN_Q4_0) q4_0_matmul(job, first, last, A, tokens);
     else q5_rows(job, first, last, A, tokens);
 }
 

@@ -84,4 +84,9 @@ SN_AVX2_INLINE void sn_group_scales(const sn_matmul_job *job, int g, float *tab,
     }
 }
 
+/// `sn_pack_rows` and `sn_unpack_row` for SN_Q4_0 (q32.c): groups of eight rows, `scratch` of
+/// `8 * row_bytes` bytes.
+void sn_pack_q4_0(uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch);
+void sn_unpack_q4_0(const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
+
 #endif

@@ -67,8 +67,8 @@ final class BLASProjector {
                 let row = tile + r * m.columns
                 if m.type == .f16 && FastKernels.available {
                     FastKernels.fromHalf((m.base + (item.first + r) * m.rowBytes).assumingMemoryBound(to: UInt16.self), row, count: m.columns)
-                } else if FastKernels.dequantizes(m.type) {
-                    // Q4_0, Q5_0, Q5_1 stay ggml rows even when `isPacked`.
+                } else if FastKernels.dequantizes(m.type) && !m.isPacked {
+                    // Q5_0, Q5_1 and the K-quants stay ggml rows; packed Q4_0 is unpacked below.
                     FastKernels.dequantize(m.type, m.base + (item.first + r) * m.rowBytes, count: m.columns, into: row)
                 } else {
                     m.dequantizeRow(item.first + r, into: row)

@@ -15,10 +15,10 @@ public enum FastKernels {
         available && (type == .q4_1 || type == .q8_0 || q32Type(type) != nil || kQuantType(type) != nil)
     }
 
-    /// Whether the fast matrix product of `type` reads a rearranged copy (`pack`): Q4_1 and Q8_0.
-    /// The K-quants (kquants.c) read ggml's rows as they are.
+    /// Whether the fast matrix product of `type` reads a rearranged copy (`pack`): Q4_1, Q8_0 and
+    /// Q4_0. Q5_0, Q5_1 and the K-quants (q32.c, kquants.c) read ggml's rows as they are.
     @inlinable
-    public static func packs(_ type: BlockType) -> Bool { type == .q4_1 || type == .q8_0 }
+    public static func packs(_ type: BlockType) -> Bool { type == .q4_1 || type == .q8_0 || type == .q4_0 }
 
     /// The C kernels' id of a K-quant weight type (`SN_Q2_K` ... `SN_Q6_K`).
     @inlinable
@@ -58,11 +58,11 @@ public enum FastKernels {
 
     /// Rearranges the ggml rows of `matrix` (`supports(matrix)`), in place at `bytes` (its
     /// `rowBytes * rows` bytes), into the layout the matrix products read (`sn_pack_rows`: the
-    /// scales and quants of each four rows interleaved block by block; Q4_0, Q5_0 and Q5_1 stay
-    /// ggml rows). The size does not change.
+    /// scales and quants of each four rows, Q4_0's of each eight, interleaved block by block; Q5_0,
+    /// Q5_1 and the K-quants stay ggml rows). The size does not change.
     public static func pack(_ matrix: WeightMatrix, in bytes: UnsafeMutableRawPointer) {
         precondition(supports(matrix) && packs(matrix.type), "no packed matrix product for \(matrix.type) with \(matrix.columns) columns")
-        withUnsafeTemporaryAllocation(byteCount: 4 * matrix.rowBytes, alignment: 64) { scratch in
+        withUnsafeTemporaryAllocation(byteCount: 8 * matrix.rowBytes, alignment: 64) { scratch in
             sn_pack_rows(kernelType(matrix.type), bytes.assumingMemoryBound(to: UInt8.self), matrix.rowBytes,
                          Int32(matrix.rows), Int32(matrix.columns / 32), scratch.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }

@@ -35,6 +35,7 @@ public struct WeightMatrix: @unchecked Sendable {
         }
         withUnsafeTemporaryAllocation(byteCount: rowBytes, alignment: 16) { row in
             FastKernels.unpackRow(self, r, into: row.baseAddress!)
+            if FastKernels.dequantize(type, UnsafeRawPointer(row.baseAddress!), count: columns, into: out) { return }
             RowKernels.dequantize(type, UnsafeRawPointer(row.baseAddress!), count: columns, into: out)
         }
     }

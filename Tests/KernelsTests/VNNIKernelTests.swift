@@ -3,10 +3,11 @@ import Foundation
 import Testing
 @testable import Kernels
 
-/// The AVX512-VNNI matrix products (vnni.c) against the AVX2 ones (kernels.c), bit for bit, on
-/// this machine: random packed Q4_1 and Q8_0 matrices of awkward shapes (rows not a multiple of
-/// four, row ranges that start or end inside a group of four, 1 to 20 activations, so partial
-/// tiles of both kernels), and both against the Swift reference dot products.
+/// The AVX512-VNNI matrix products (vnni.c; q32.c's for Q4_0) against the AVX2 ones (kernels.c,
+/// q32.c), bit for bit, on this machine: random packed Q4_1 and Q8_0 matrices and ggml-row Q4_0
+/// ones of awkward shapes (rows not a multiple of four or eight, row ranges that start or end
+/// inside a group, 1 to 20 activations, so partial tiles of every kernel), and both against the
+/// Swift reference dot products.
 enum VNNISupport {
     /// Whether /proc/cpuinfo lists the AVX-512 subsets the VNNI kernels need.
     static let cpuHasVNNI: Bool = {
@@ -30,18 +31,20 @@ struct VNNIKernelTests {
         #expect(FastKernels.instructionSet == (VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2))
     }
 
-    @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable), arguments: [BlockType.q4_1, .q8_0])
+    @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable), arguments: [BlockType.q4_1, .q8_0, .q4_0])
     func vnniProductsEqualAVX2ProductsBitForBitOnAwkwardShapes(type: BlockType) {
-        var random = TestRandom(state: type == .q4_1 ? 0x7711 : 0x7712)
+        var random = TestRandom(state: type == .q4_1 ? 0x7711 : type == .q8_0 ? 0x7712 : 0x7713)
         let format = type.dotType
         for (rows, columns) in [(1, 32), (3, 64), (6, 96), (7, 160), (13, 576), (30, 64), (9, 1536)] {
             let original = (0 ..< rows).flatMap { _ in randomRow(type, count: columns, &random) }
             var packed = original
             let rowBytes = type.rowBytes(columns)!
             let blocks = Int32(columns / 32)
-            packed.withUnsafeMutableBytes { w in
-                let matrix = WeightMatrix(type: type, rows: rows, columns: columns, base: w.baseAddress!)!
-                FastKernels.pack(matrix, in: w.baseAddress!)
+            if FastKernels.packs(type) {
+                packed.withUnsafeMutableBytes { w in
+                    let matrix = WeightMatrix(type: type, rows: rows, columns: columns, base: w.baseAddress!)!
+                    FastKernels.pack(matrix, in: w.baseAddress!)
+                }
             }
             let maxTokens = 20
             let x = FastKernelTests.activations(columns * maxTokens, &random)
@@ -52,6 +55,7 @@ struct VNNIKernelTests {
             var ranges = [(0, rows)]
             if rows > 2 { ranges.append((1, rows - 1)) }
             if rows > 6 { ranges.append((2, 6)) }
+            if rows > 11 { ranges.append((3, rows)) }
             for tokens in 1 ... maxTokens {
                 for (first, last) in ranges {
                     func run(_ isa: FastKernels.InstructionSet) -> [UInt32] {
@@ -68,8 +72,8 @@ struct VNNIKernelTests {
                                         FastKernels.setInstructionSetForTesting(.avx2)
                                         sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
                                         FastKernels.setInstructionSetForTesting(.avx512VNNI)
-                                    } else if tokens == 1 {
-                                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, 1)
+                                    } else if tokens == 1 || type == .q4_0 {
+                                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
                                     } else {
                                         sn_matmul_rows_vnni(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
                                     }

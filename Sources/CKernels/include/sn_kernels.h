@@ -72,7 +72,10 @@ void sn_matmul_rows(const sn_matmul_job *job, int first, int last,
 /// group stay as they are) becomes, block by block, the four rows' F16 scales (Q4_1: `d, m` of
 /// row 0, then of rows 1, 2, 3: 16 bytes; Q8_0: four `d`, 8 bytes) followed by their quants
 /// (Q8_0: four times 32 bytes; Q4_1: rows 0 and 1 in the low and high nibbles of 32 bytes, one
-/// element per byte, then rows 2 and 3 the same way). `scratch` holds `4 * row_bytes` bytes.
+/// element per byte, then rows 2 and 3 the same way). Q4_0 packs groups of eight rows (llama.cpp's
+/// q4_0_8x8 layout): per block the eight rows' F16 scales (16 bytes), then four times 32 bytes,
+/// the k-th holding bytes 4k..4k+3 of each row's 16 quant bytes, row after row. Q5_0, Q5_1 and
+/// the K-quants stay ggml rows. `scratch` holds `8 * row_bytes` bytes.
 void sn_pack_rows(int type, uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch);
 /// Row `r` of a packed matrix, as the ggml row it was (`row_bytes` bytes at `out`).
 void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
@@ -98,7 +101,8 @@ void sn_set_isa_for_testing(int isa);
 
 /// `sn_matmul_rows` for SN_Q4_0, SN_Q5_0 and SN_Q5_1 (q32.c), bit-identical to Kernels' `Q4_0.dot`
 /// (llama.cpp's repacked q4_0_8x8 order: per block `acc = fma(isum, d_w * d_a, acc)`), `Q5_0.dot`
-/// and `Q5_1.dot` (ggml's AVX2 `vec_dot` order, as for Q4_1).
+/// and `Q5_1.dot` (ggml's AVX2 `vec_dot` order, as for Q4_1). Q4_0 takes a VNNI kernel when
+/// `sn_use_vnni()` (eight rows per vector, any number of activations; the same bits).
 void sn_matmul_rows_q32(const sn_matmul_job *job, int first, int last,
                         const uint8_t *a, size_t a_stride, int tokens);
 /// `blocks` blocks of a SN_Q4_0, SN_Q5_0 or SN_Q5_1 row into `32 * blocks` floats, as Kernels'

@@ -19,9 +19,10 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     public static let measuredMinimumRows = 64
 
     /// Whether a BLAS pass keeps the matrix products of `type` on the exact kernels anyway: true
-    /// where an exact prompt GEMM is faster than dequantizing to F32 for `sgemm` (Q4_K and Q6_K
-    /// with AVX512-VNNI, `FastKernels.hasExactPromptGEMM`; measured in bench/results/kquant-gemm.md).
-    /// The attention of such a pass stays on GEMM attention.
+    /// where an exact prompt GEMM is faster than dequantizing to F32 for `sgemm` (Q4_0, Q4_1, Q4_K
+    /// and Q6_K with AVX512-VNNI, `FastKernels.hasExactPromptGEMM`; measured in
+    /// bench/results/kquant-gemm.md and blas-threshold-q4_0.md). A pass whose products all stay
+    /// exact keeps exact attention too, below `gemmAttentionMinimumPositions`.
     public static func keepsExactKernels(_ type: BlockType) -> Bool {
         FastKernels.hasExactPromptGEMM(type)
     }

@@ -19,12 +19,13 @@ extension FastKernels {
 
     /// Whether prompt batches (several activations) of `type` take a register-blocked exact GEMM
     /// that is faster than dequantizing for OpenBLAS: Q4_K and Q6_K with `.avx512VNNI` (kquants.c,
-    /// `sn_kquant_gemm_vnni`) and Q4_1 (vnni.c's multi-row tiles: SmolLM2 prompt processing
+    /// `sn_kquant_gemm_vnni`), Q4_1 (vnni.c's multi-row tiles: SmolLM2 prompt processing
     /// 1.3-1.9x at 64-512 tokens with them instead of dequantize + sgemm, `bench-engine` A/B, and
-    /// bench/results/scale-135m-q4_1-{blas,exact}.md), bit-identical to the
-    /// row kernels, so to llama.cpp's `vec_dot`.
+    /// bench/results/scale-135m-q4_1-{blas,exact}.md) and Q4_0 (q32.c's packed eight-row kernel:
+    /// SmolLM2 Q4_0 1.1-2.3x at 64-512 tokens, bench/results/blas-threshold-q4_0.md), each
+    /// bit-identical to its row kernels, so to llama.cpp's.
     public static func hasExactPromptGEMM(_ type: BlockType) -> Bool {
-        (type == .q4_K || type == .q6_K || type == .q4_1) && instructionSet == .avx512VNNI
+        (type == .q4_K || type == .q6_K || type == .q4_1 || type == .q4_0) && instructionSet == .avx512VNNI
     }
 
     /// For tests and benchmarks that compare the two paths on one machine: `.avx2` keeps every

@@ -98,7 +98,7 @@ public struct LlamaWeights: @unchecked Sendable {
                 guard var m = WeightMatrix(type: fused.type, rows: w, columns: input, base: fused.base + row * fused.rowBytes) else {
                     throw InferenceError(.invalidTensor, "tensor \"\(name)\" could not be mapped")
                 }
-                if FastKernels.supports(m) {
+                if FastKernels.supports(m) && FastKernels.packs(m.type) {
                     toPack.append(m)
                     m.isPacked = true
                 }

@@ -271,63 +271,42 @@ Q_INLINE void q4p_store(__m256 acc, int lo, int hi, float *out) {
     for (int i = lo; i < hi; i++) out[i] = lanes[i];
 }
 
-/// One packed group (`p`: its first block) by T activations, AVX512-VNNI; rows [lo, hi) of the
-/// group are written (`out + t * out_stride`: row 0 of the group, activation t).
-Q4V_INLINE void q4p_group_vnni(int T, const uint8_t *p, int blocks, const uint8_t *a, size_t a_stride,
-                               const float *da8, const int32_t *nys8, int lo, int hi, float *out, size_t out_stride) {
-    __m256 acc[8];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    for (int b = 0; b < blocks; b++, p += 144) {
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        __m256i q[8];  // q[g], lane i: elements 4g..4g+3 of row i
-        for (int k = 0; k < 4; k++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
-            q[k] = _mm256_and_si256(x, low);
-            q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-        }
-        for (int t = 0; t < T; t++) {
-            const uint8_t *y = a + (size_t)t * a_stride + (size_t)b * 34 + 2;
-            // Two chains of four, so that the vpdpbusd latency overlaps (integer sums: any order).
-            __m256i s0 = _mm256_set1_epi32(nys8[8 * b + t]), s1 = _mm256_setzero_si256();
-            for (int g = 0; g < 8; g += 2) {
-                s0 = _mm256_dpbusd_epi32(s0, q[g], q4p_bcast(y + 4 * g));
-                s1 = _mm256_dpbusd_epi32(s1, q[g + 1], q4p_bcast(y + 4 * g + 4));
-            }
-            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da8[8 * b + t]));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), d, acc[t]);
-        }
+/// Defines NAME: one packed group (`p`: its first block) by T <= MAX_T activations, with STEP(s, q,
+/// y) the integer dot step (s plus, per lane, four u8 quants q times four i8 quants y); rows [lo, hi)
+/// of the group are written (`out + t * out_stride`: row 0 of the group, activation t).
+#define Q4P_GROUP(NAME, INLINE, MAX_T, STEP)                                                               \
+    INLINE void NAME(int T, const uint8_t *p, int blocks, const uint8_t *a, size_t a_stride,              \
+                     const float *da8, const int32_t *nys8, int lo, int hi, float *out, size_t out_stride) { \
+        __m256 acc[MAX_T];                                                                                 \
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();                                          \
+        const __m256i low = _mm256_set1_epi8(0x0f);                                                        \
+        for (int b = 0; b < blocks; b++, p += 144) {                                                       \
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));                       \
+            __m256i q[8]; /* q[g], lane i: elements 4g..4g+3 of row i */                                   \
+            for (int k = 0; k < 4; k++) {                                                                  \
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));                  \
+                q[k] = _mm256_and_si256(x, low);                                                           \
+                q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);                                 \
+            }                                                                                              \
+            for (int t = 0; t < T; t++) {                                                                  \
+                const uint8_t *y = a + (size_t)t * a_stride + (size_t)b * 34 + 2;                          \
+                /* Two chains of four, so that the latencies overlap (integer sums: any order). */         \
+                __m256i s0 = _mm256_set1_epi32(nys8[8 * b + t]), s1 = _mm256_setzero_si256();              \
+                for (int g = 0; g < 8; g += 2) {                                                           \
+                    s0 = STEP(s0, q[g], q4p_bcast(y + 4 * g));                                             \
+                    s1 = STEP(s1, q[g + 1], q4p_bcast(y + 4 * g + 4));                                     \
+                }                                                                                          \
+                const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da8[8 * b + t]));                        \
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), d, acc[t]);         \
+            }                                                                                              \
+        }                                                                                                  \
+        for (int t = 0; t < T; t++) q4p_store(acc[t], lo, hi, out + (size_t)t * out_stride);               \
     }
-    for (int t = 0; t < T; t++) q4p_store(acc[t], lo, hi, out + (size_t)t * out_stride);
-}
 
-/// `q4p_group_vnni` with AVX2, T <= 4 (the 16 vector registers).
-Q_INLINE void q4p_group_avx2(int T, const uint8_t *p, int blocks, const uint8_t *a, size_t a_stride,
-                             const float *da8, const int32_t *nys8, int lo, int hi, float *out, size_t out_stride) {
-    __m256 acc[4];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    for (int b = 0; b < blocks; b++, p += 144) {
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        __m256i q[8];
-        for (int k = 0; k < 4; k++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
-            q[k] = _mm256_and_si256(x, low);
-            q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-        }
-        for (int t = 0; t < T; t++) {
-            const uint8_t *y = a + (size_t)t * a_stride + (size_t)b * 34 + 2;
-            __m256i s0 = _mm256_set1_epi32(nys8[8 * b + t]), s1 = _mm256_setzero_si256();
-            for (int g = 0; g < 8; g += 2) {
-                s0 = _mm256_add_epi32(s0, q_dot4(q[g], q4p_bcast(y + 4 * g)));
-                s1 = _mm256_add_epi32(s1, q_dot4(q[g + 1], q4p_bcast(y + 4 * g + 4)));
-            }
-            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da8[8 * b + t]));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), d, acc[t]);
-        }
-    }
-    for (int t = 0; t < T; t++) q4p_store(acc[t], lo, hi, out + (size_t)t * out_stride);
-}
+#define Q4P_STEP_VNNI(s, q, y) _mm256_dpbusd_epi32(s, q, y)
+#define Q4P_STEP_AVX2(s, q, y) _mm256_add_epi32(s, q_dot4(q, y))
+Q4P_GROUP(q4p_group_vnni, Q4V_INLINE, 8, Q4P_STEP_VNNI)
+Q4P_GROUP(q4p_group_avx2, Q_INLINE, 4, Q4P_STEP_AVX2)  // the 16 vector registers: four activations
 
 #define Q4P_CASES(KERNEL, T, ...)                                      \
     switch (T) {                                                       \
@@ -341,46 +320,30 @@ Q_INLINE void q4p_group_avx2(int T, const uint8_t *p, int blocks, const uint8_t 
     default: KERNEL(1, __VA_ARGS__); break;                            \
     }
 
-/// Rows [first, last) of a Q4_0 job, all inside its packed groups: chunks of up to eight
-/// activations against one group at a time.
-static Q4V_TARGET __attribute__((noinline)) void q4p_rows_vnni(const sn_matmul_job *job, int first, int last,
-                                                                const uint8_t *a, size_t a_stride, int tokens) {
-    float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
-    int32_t nys8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
-    const size_t os = job->out_stride;
-    const int nb = job->blocks;
-    for (int c = 0; c < tokens; c += 8) {
-        const int T = tokens - c < 8 ? tokens - c : 8;
-        const uint8_t *at = a + (size_t)c * a_stride;
-        q4p_activation_sums(at, a_stride, T, nb, da8, nys8);
-        for (int g = first / 8 * 8; g < last; g += 8) {
-            const int lo = first > g ? first - g : 0, hi = last - g < 8 ? last - g : 8;
-            const uint8_t *p = job->w + (size_t)g * job->row_bytes;
-            float *o = job->out + (size_t)c * os + g;
-            Q4P_CASES(q4p_group_vnni, T, p, nb, at, a_stride, da8, nys8, lo, hi, o, os)
-        }
+/// Defines NAME: rows [first, last) of a Q4_0 job, all inside its packed groups, in chunks of up to
+/// CHUNK activations against one group at a time (KERNEL: `q4p_group_*`).
+#define Q4P_ROWS(NAME, TARGET, KERNEL, CHUNK)                                                               \
+    static TARGET __attribute__((noinline)) void NAME(const sn_matmul_job *job, int first, int last,      \
+                                                      const uint8_t *a, size_t a_stride, int tokens) {    \
+        float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));                                         \
+        int32_t nys8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));                                      \
+        const size_t os = job->out_stride;                                                                 \
+        const int nb = job->blocks;                                                                        \
+        for (int c = 0; c < tokens; c += CHUNK) {                                                          \
+            const int T = tokens - c < CHUNK ? tokens - c : CHUNK;                                         \
+            const uint8_t *at = a + (size_t)c * a_stride;                                                  \
+            q4p_activation_sums(at, a_stride, T, nb, da8, nys8);                                           \
+            for (int g = first / 8 * 8; g < last; g += 8) {                                                \
+                const int lo = first > g ? first - g : 0, hi = last - g < 8 ? last - g : 8;                \
+                const uint8_t *p = job->w + (size_t)g * job->row_bytes;                                    \
+                float *o = job->out + (size_t)c * os + g;                                                  \
+                Q4P_CASES(KERNEL, T, p, nb, at, a_stride, da8, nys8, lo, hi, o, os)                        \
+            }                                                                                              \
+        }                                                                                                  \
     }
-}
 
-/// `q4p_rows_vnni` with AVX2: chunks of up to four activations.
-static Q_TARGET __attribute__((noinline)) void q4p_rows_avx2(const sn_matmul_job *job, int first, int last,
-                                                              const uint8_t *a, size_t a_stride, int tokens) {
-    float da8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
-    int32_t nys8[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
-    const size_t os = job->out_stride;
-    const int nb = job->blocks;
-    for (int c = 0; c < tokens; c += 4) {
-        const int T = tokens - c < 4 ? tokens - c : 4;
-        const uint8_t *at = a + (size_t)c * a_stride;
-        q4p_activation_sums(at, a_stride, T, nb, da8, nys8);
-        for (int g = first / 8 * 8; g < last; g += 8) {
-            const int lo = first > g ? first - g : 0, hi = last - g < 8 ? last - g : 8;
-            const uint8_t *p = job->w + (size_t)g * job->row_bytes;
-            float *o = job->out + (size_t)c * os + g;
-            Q4P_CASES(q4p_group_avx2, T, p, nb, at, a_stride, da8, nys8, lo, hi, o, os)
-        }
-    }
-}
+Q4P_ROWS(q4p_rows_vnni, Q4V_TARGET, q4p_group_vnni, 8)
+Q4P_ROWS(q4p_rows_avx2, Q_TARGET, q4p_group_avx2, 4)
 
 /// Q4_0: the packed groups (`rows / 8` of them) with the packed kernels, rows after them (ggml
 /// rows, `sn_pack_rows`) with `q4_0_rows`.

@@ -193,7 +193,8 @@ struct matmul_ctx {
     _Atomic int next;
 };
 
-/// Members take chunks of `chunk` rows (a multiple of 4, so tiles stay whole) of the jobs laid end
+/// Members take chunks of `chunk` rows (a multiple of 8, so that tiles and Q4_0's packed groups of
+/// eight rows stay whole where the jobs' rows are multiples of 8) of the jobs laid end
 /// to end, from a shared counter: a member that was descheduled for a while does less, not late.
 static void matmul_member(void *arg, int ith, int nth) {
     (void)ith; (void)nth;
@@ -222,7 +223,7 @@ void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
     // 49152-row output projection made 3072-row chunks, read again from L3 for every eight rows).
     const int members = sn_pool_size(pool);
     int chunk = c.total_rows / (8 * members);
-    chunk = chunk < 16 ? 16 : chunk > 256 ? 256 : chunk / 4 * 4;
+    chunk = chunk < 16 ? 16 : chunk > 256 ? 256 : chunk / 8 * 8;
     c.chunk = chunk;
     // Small products are not worth waking anyone for.
     const long long work = (long long)c.total_rows * (jobs[0].blocks) * tokens;

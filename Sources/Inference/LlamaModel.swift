@@ -205,7 +205,9 @@ public final class LlamaEngine {
     /// per-head kernels there: for measuring the difference (`bench-engine --exact-attention`).
     public var attentionInFloat = true
     let state: LlamaRunState
-    private let layers: [(qkv: Projection, output: Projection, gateUp: Projection, down: Projection)]
+    /// Each layer's projections; Q/K/V and gate/up are one projection each, or one per matrix when
+    /// their formats differ (say Q4_K query and key, Q6_K value).
+    private let layers: [(qkv: [Projection], output: Projection, gateUp: [Projection], down: Projection)]
     private let outputProjection: Projection
     private let attentionBatch: AttentionBatch
     private let scratchPerMember: Int
@@ -242,8 +244,8 @@ public final class LlamaEngine {
         layers = w.layers.map { layer in
             let qkv = group([layer.query, layer.key, layer.value], [s.q, s.k, s.v])
             let gateUp = group([layer.gate, layer.up], [s.hb, s.hb2])
-            return (qkv: qkv.count == 1 ? qkv[0] : qkv[0], output: projection([layer.output], [s.xb2]),
-                    gateUp: gateUp.count == 1 ? gateUp[0] : gateUp[0], down: projection([layer.down], [s.xb2]))
+            return (qkv: qkv, output: projection([layer.output], [s.xb2]),
+                    gateUp: gateUp, down: projection([layer.down], [s.xb2]))
         }
         outputProjection = projection([w.output], [s.logits])
         attentionBatch = AttentionBatch(capacity: self.batchCapacity * c.headCount)
@@ -252,7 +254,7 @@ public final class LlamaEngine {
         attentionScratch = .allocate(capacity: scratchPerMember * members)
         attentionScratch.initialize(repeating: 0, count: scratchPerMember * members)
         rowPool = (backend as? CPUBackend).map(\.pool).flatMap { $0.size > 1 ? $0 : nil }
-        for l in layers { for p in [l.qkv, l.output, l.gateUp, l.down] { backend.prepare(p) } }
+        for l in layers { for p in l.qkv + [l.output] + l.gateUp + [l.down] { backend.prepare(p) } }
         backend.prepare(outputProjection)
     }
 
@@ -401,7 +403,7 @@ public final class LlamaEngine {
             eachRow(n) { t in
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.attentionNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            project(plans.qkv, [layer.query, layer.key, layer.value], [s.q, s.k, s.v], input: s.xb, count: n, inFloat: inFloat)
+            for p in plans.qkv { project(p, input: s.xb, count: n, inFloat: inFloat) }
             // Biases and per-head norms (where the architecture has them), RoPE on q and k, the
             // queries' own scale; then k and v go into each row's cache at its position.
             eachRow(n) { t in
@@ -459,7 +461,7 @@ public final class LlamaEngine {
             eachRow(n) { t in
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.feedForwardNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            project(plans.gateUp, [layer.gate, layer.up], [s.hb, s.hb2], input: s.xb, count: n, inFloat: inFloat)
+            for p in plans.gateUp { project(p, input: s.xb, count: n, inFloat: inFloat) }
             switch traits.activation {
             case .silu: b.swiglu(s.hb, s.hb2, rows: n, width: ff, profile: profile)
             case .geluTanh: VectorOps.geglu(s.hb, s.hb2, count: n * ff)
@@ -535,18 +537,6 @@ public final class LlamaEngine {
     private func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, inFloat: Bool) {
         if inFloat && backend.projectInFloat(p, input: input, count: count) { return }
         backend.project(p, input: input, count: count, scratch: state.quantized)
-    }
-
-    /// `plan` when the matrices form one projection; otherwise one projection per matrix.
-    private func project(_ plan: Projection, _ matrices: [WeightMatrix], _ outputs: [UnsafeMutablePointer<Float>],
-                         input: UnsafePointer<Float>, count: Int, inFloat: Bool) {
-        if plan.matrices.count == matrices.count {
-            project(plan, input: input, count: count, inFloat: inFloat)
-        } else {
-            for (m, o) in zip(matrices, outputs) {
-                if let p = Projection([m], outputs: [o]) { project(p, input: input, count: count, inFloat: inFloat) }
-            }
-        }
     }
 }
 

@@ -14,6 +14,7 @@
 //    acc_k); then hsum8.
 //  - Q5_1 (ggml_vec_dot_q5_1_q8_1, AVX2): as Q5_0 without the offset, plus m_w * s_a summed in
 //    block order (products of two F16 values: exact).
+//    Both also have an AVX512-VNNI/BW variant of the same integers (`q5_tile_vnni`).
 #include "sn_kernels.h"
 
 #include <string.h>
@@ -128,42 +129,68 @@ Q_INLINE void q4_0_rows2x4(const uint8_t *r0, const uint8_t *r1, int blocks, con
     _mm256_storeu_ps(out, acc);
 }
 
-/// Q5_0 / Q5_1: R rows by T activations, eight lanes per pair in ggml's order.
-Q_INLINE void q5_tile(int type, int R, int T, const uint8_t *const *rows, int blocks, q_acts A, int t0,
-                      float *out, size_t out_stride) {
-    const q_layout l = layout_of(type);
-    const int one = type == SN_Q5_1;
-    __m256 acc[4][4];
-    float summs[4][4];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) { acc[r][t] = _mm256_setzero_ps(); summs[r][t] = 0; }
-    for (int b = 0; b < blocks; b++) {
-        __m256i y[4], y16[4];
-        float da[4], sa[4];
-        for (int t = 0; t < T; t++) {
-            const uint8_t *a = A.a + (size_t)(t0 + t) * A.a_stride + (size_t)b * A.ab;
-            y[t] = _mm256_loadu_si256((const __m256i *)(a + A.aq));
-            da[t] = sn_half(a);
-            sa[t] = one ? sn_half(a + 2) : 0;
-            if (!one) y16[t] = q_dot4(_mm256_set1_epi8(16), y[t]);
-        }
-        for (int r = 0; r < R; r++) {
-            const uint8_t *w = rows[r] + (size_t)b * l.bytes;
-            const __m256i u = q_unpack(w, type);
-            const float dw = sn_half(w);
-            const float mw = one ? sn_half(w + 2) : 0;
-            for (int t = 0; t < T; t++) {
-                __m256i lanes = q_dot4(u, y[t]);
-                if (!one) lanes = _mm256_sub_epi32(lanes, y16[t]);
-                const __m256 d = _mm256_set1_ps(dw * da[t]);
-                acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[r][t]);
-                if (one) summs[r][t] += mw * sa[t];  // both F16 values: the product is exact
-            }
-        }
+/// Defines NAME: Q5_0 / Q5_1, R rows by T activations, eight lanes per pair in ggml's order.
+/// UNPACK(w, type): a block's 32 unsigned quants (0..31); OFFSET(y): what Q5_0's lane sums need
+/// from the activation's quants y (its offset of 16); DOT(u, y, off, one): the eight lane sums
+/// (Q5_0: minus 16 * the activation's four-quant sums; Q5_1 (`one`): without the offset).
+#define Q5_TILE(NAME, INLINE, UNPACK, OFFSET, DOT)                                                          \
+    INLINE void NAME(int type, int R, int T, const uint8_t *const *rows, int blocks, q_acts A, int t0,      \
+                     float *out, size_t out_stride) {                                                       \
+        const q_layout l = layout_of(type);                                                                 \
+        const int one = type == SN_Q5_1;                                                                    \
+        __m256 acc[4][4];                                                                                   \
+        float summs[4][4];                                                                                  \
+        for (int r = 0; r < R; r++)                                                                         \
+            for (int t = 0; t < T; t++) { acc[r][t] = _mm256_setzero_ps(); summs[r][t] = 0; }               \
+        for (int b = 0; b < blocks; b++) {                                                                  \
+            __m256i y[4], off[4];                                                                           \
+            float da[4], sa[4];                                                                             \
+            for (int t = 0; t < T; t++) {                                                                   \
+                const uint8_t *a = A.a + (size_t)(t0 + t) * A.a_stride + (size_t)b * A.ab;                  \
+                y[t] = _mm256_loadu_si256((const __m256i *)(a + A.aq));                                     \
+                da[t] = sn_half(a);                                                                         \
+                sa[t] = one ? sn_half(a + 2) : 0;                                                           \
+                if (!one) off[t] = OFFSET(y[t]);                                                            \
+            }                                                                                               \
+            for (int r = 0; r < R; r++) {                                                                   \
+                const uint8_t *w = rows[r] + (size_t)b * l.bytes;                                           \
+                const __m256i u = UNPACK(w, type);                                                          \
+                const float dw = sn_half(w);                                                                \
+                const float mw = one ? sn_half(w + 2) : 0;                                                  \
+                for (int t = 0; t < T; t++) {                                                               \
+                    const __m256i lanes = DOT(u, y[t], off[t], one);                                        \
+                    const __m256 d = _mm256_set1_ps(dw * da[t]);                                            \
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[r][t]);                   \
+                    if (one) summs[r][t] += mw * sa[t]; /* both F16 values: the product is exact */         \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < R; r++)                                                                         \
+            for (int t = 0; t < T; t++) out[t * out_stride + r] = sn_hsum8(acc[r][t]) + summs[r][t];        \
     }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[t * out_stride + r] = sn_hsum8(acc[r][t]) + summs[r][t];
+
+#define Q5_OFFSET_AVX2(y) q_dot4(_mm256_set1_epi8(16), y)
+#define Q5_DOT_AVX2(u, y, off, one) ((one) ? q_dot4(u, y) : _mm256_sub_epi32(q_dot4(u, y), off))
+Q5_TILE(q5_tile, Q_INLINE, q_unpack, Q5_OFFSET_AVX2, Q5_DOT_AVX2)
+
+// The same tile with AVX512-VNNI and BW (the same integers, so the same bits): vpdpbusd in place
+// of vpmaddubsw + vpmaddwd, Q5_0's lanes starting at minus the offset's share, and the fifth bits
+// added from qh as a byte mask (one masked add) instead of ggml's shuffle-compare expansion.
+#define Q5V_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define Q5V_INLINE static inline __attribute__((always_inline)) Q5V_TARGET
+
+Q5V_INLINE __m256i q5v_unpack(const uint8_t *block, int type) {
+    const q_layout l = layout_of(type);
+    const __m128i tmp = _mm_loadu_si128((const __m128i *)(block + l.qs));
+    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp), _mm256_set1_epi8(0x0f));
+    uint32_t qh;
+    memcpy(&qh, block + l.qh, 4);  // bit j: element j's fifth bit
+    return _mm256_mask_add_epi8(q, (__mmask32)qh, q, _mm256_set1_epi8(0x10));
 }
+
+#define Q5_OFFSET_VNNI(y) _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(16), y))
+#define Q5_DOT_VNNI(u, y, off, one) _mm256_dpbusd_epi32((one) ? _mm256_setzero_si256() : (off), u, y)
+Q5_TILE(q5_tile_vnni, Q5V_INLINE, q5v_unpack, Q5_OFFSET_VNNI, Q5_DOT_VNNI)
 
 /// Rows [first, last) of a Q4_0 job against `tokens` activations: eight rows of one activation
 /// at a time, or two rows of four; a last partial group repeats its last row or activation.
@@ -206,35 +233,39 @@ static Q_TARGET __attribute__((noinline)) void q4_0_rows(const sn_matmul_job *jo
     }
 }
 
-#define Q5_CASES(TYPE)                                                                                  \
-    if (R == 4) q5_tile(TYPE, 4, 1, rw, nb, A, t0, ot, os);                                             \
-    else if (T == 4) { if (R == 2) q5_tile(TYPE, 2, 4, rw, nb, A, t0, ot, os); else q5_tile(TYPE, 1, 4, rw, nb, A, t0, ot, os); } \
-    else if (T == 3) { if (R == 2) q5_tile(TYPE, 2, 3, rw, nb, A, t0, ot, os); else q5_tile(TYPE, 1, 3, rw, nb, A, t0, ot, os); } \
-    else if (T == 2) { if (R == 2) q5_tile(TYPE, 2, 2, rw, nb, A, t0, ot, os); else q5_tile(TYPE, 1, 2, rw, nb, A, t0, ot, os); } \
-    else { if (R == 2) q5_tile(TYPE, 2, 1, rw, nb, A, t0, ot, os); else q5_tile(TYPE, 1, 1, rw, nb, A, t0, ot, os); }
+#define Q5_CASES(TILE, TYPE)                                                                            \
+    if (R == 4) TILE(TYPE, 4, 1, rw, nb, A, t0, ot, os);                                                \
+    else if (T == 4) { if (R == 2) TILE(TYPE, 2, 4, rw, nb, A, t0, ot, os); else TILE(TYPE, 1, 4, rw, nb, A, t0, ot, os); } \
+    else if (T == 3) { if (R == 2) TILE(TYPE, 2, 3, rw, nb, A, t0, ot, os); else TILE(TYPE, 1, 3, rw, nb, A, t0, ot, os); } \
+    else if (T == 2) { if (R == 2) TILE(TYPE, 2, 2, rw, nb, A, t0, ot, os); else TILE(TYPE, 1, 2, rw, nb, A, t0, ot, os); } \
+    else { if (R == 2) TILE(TYPE, 2, 1, rw, nb, A, t0, ot, os); else TILE(TYPE, 1, 1, rw, nb, A, t0, ot, os); }
 
-/// Rows [first, last) of a Q5_0 or Q5_1 job: one activation four rows at a time, several two
-/// rows by up to four activations at a time.
-static Q_TARGET void q5_rows(const sn_matmul_job *job, int first, int last, q_acts A, int tokens) {
-    const size_t os = job->out_stride;
-    const int nb = job->blocks;
-    for (int t0 = 0; t0 < tokens; t0 += 4) {
-        const int T = tokens == 1 ? 1 : (tokens - t0 < 4 ? tokens - t0 : 4);
-        for (int r = first; r < last;) {
-            const int R = tokens == 1 && last - r >= 4 ? 4 : (last - r >= 2 ? 2 : 1);
-            const uint8_t *rw[4];
-            for (int i = 0; i < R; i++) rw[i] = job->w + (size_t)(r + i) * job->row_bytes;
-            float *ot = job->out + (size_t)t0 * os + r;
-            if (job->type == SN_Q5_0) {
-                Q5_CASES(SN_Q5_0)
-            } else {
-                Q5_CASES(SN_Q5_1)
-            }
-            r += R;
-        }
-        if (tokens == 1) break;
+/// Defines NAME: rows [first, last) of a Q5_0 or Q5_1 job with TILE (`q5_tile`, `q5_tile_vnni`):
+/// one activation four rows at a time, several two rows by up to four activations at a time.
+#define Q5_ROWS(NAME, TARGET, TILE)                                                                        \
+    static TARGET void NAME(const sn_matmul_job *job, int first, int last, q_acts A, int tokens) {        \
+        const size_t os = job->out_stride;                                                                 \
+        const int nb = job->blocks;                                                                        \
+        for (int t0 = 0; t0 < tokens; t0 += 4) {                                                           \
+            const int T = tokens == 1 ? 1 : (tokens - t0 < 4 ? tokens - t0 : 4);                           \
+            for (int r = first; r < last;) {                                                               \
+                const int R = tokens == 1 && last - r >= 4 ? 4 : (last - r >= 2 ? 2 : 1);                  \
+                const uint8_t *rw[4];                                                                      \
+                for (int i = 0; i < R; i++) rw[i] = job->w + (size_t)(r + i) * job->row_bytes;            \
+                float *ot = job->out + (size_t)t0 * os + r;                                                \
+                if (job->type == SN_Q5_0) {                                                                \
+                    Q5_CASES(TILE, SN_Q5_0)                                                                \
+                } else {                                                                                   \
+                    Q5_CASES(TILE, SN_Q5_1)                                                                \
+                }                                                                                          \
+                r += R;                                                                                    \
+            }                                                                                              \
+            if (tokens == 1) break;                                                                        \
+        }                                                                                                  \
     }
-}
+
+Q5_ROWS(q5_rows, Q_TARGET, q5_tile)
+Q5_ROWS(q5_rows_vnni, Q5V_TARGET, q5_tile_vnni)
 
 // Q4_0 on packed groups of eight rows (`sn_pack_rows`: per block the eight F16 scales, then
 // vector k = dword k of each row's quant bytes, lane i = row i), llama.cpp's q4_0_8x8 layout and
@@ -388,6 +419,7 @@ Q_TARGET void sn_matmul_rows_q32(const sn_matmul_job *job, int first, int last,
     const int q8_1 = job->type == SN_Q5_1;
     const q_acts A = {a, a_stride, q8_1 ? 36 : 34, q8_1 ? 4 : 2};
     if (job->type == SN_Q4_0) q4_0_matmul(job, first, last, A, tokens);
+    else if (sn_use_vnni()) q5_rows_vnni(job, first, last, A, tokens);
     else q5_rows(job, first, last, A, tokens);
 }
 

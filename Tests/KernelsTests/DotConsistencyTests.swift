@@ -28,7 +28,8 @@ func randomRow(_ type: BlockType, count: Int, _ random: inout TestRandom) -> [UI
     for b in 0 ..< blocks {
         let o = b * type.blockBytes
         switch type {
-        case .q4_0, .q8_0: putHalf(o, 0.01 + 0.01 * abs(random.float()))
+        case .q4_0, .q8_0, .q5_0: putHalf(o, 0.01 + 0.01 * abs(random.float()))
+        case .q5_1: putHalf(o, 0.01 + 0.01 * abs(random.float())); putHalf(o + 2, -0.05 * abs(random.float()))
         case .q4_1: putHalf(o, 0.01 + 0.01 * abs(random.float())); putHalf(o + 2, -0.05 * abs(random.float()))
         case .q4_K: putHalf(o, 0.001 + 0.001 * abs(random.float())); putHalf(o + 2, 0.001 * abs(random.float()))
         case .q6_K: putHalf(o + 208, 0.001 + 0.001 * abs(random.float()))

@@ -3,9 +3,9 @@ import Foundation
 import Testing
 @testable import Kernels
 
-/// The AVX512-VNNI matrix products (vnni.c; q32.c's for Q4_0) against the AVX2 ones (kernels.c,
-/// q32.c), bit for bit, on this machine: random packed Q4_1 and Q8_0 matrices and ggml-row Q4_0
-/// ones of awkward shapes (rows not a multiple of four or eight, row ranges that start or end
+/// The AVX512-VNNI matrix products (vnni.c; q32.c's for Q4_0, Q5_0 and Q5_1) against the AVX2 ones
+/// (kernels.c, q32.c), bit for bit, on this machine: random packed Q4_1, Q8_0 and Q4_0 matrices and
+/// ggml-row Q5_0/Q5_1 ones of awkward shapes (rows not a multiple of four or eight, row ranges that start or end
 /// inside a group, 1 to 20 activations, so partial tiles of every kernel), and both against the
 /// Swift reference dot products.
 enum VNNISupport {
@@ -31,9 +31,9 @@ struct VNNIKernelTests {
         #expect(FastKernels.instructionSet == (VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2))
     }
 
-    @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable), arguments: [BlockType.q4_1, .q8_0, .q4_0])
+    @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable), arguments: [BlockType.q4_1, .q8_0, .q4_0, .q5_0, .q5_1])
     func vnniProductsEqualAVX2ProductsBitForBitOnAwkwardShapes(type: BlockType) {
-        var random = TestRandom(state: type == .q4_1 ? 0x7711 : type == .q8_0 ? 0x7712 : 0x7713)
+        var random = TestRandom(state: 0x7700 + UInt64(type.blockBytes))
         let format = type.dotType
         for (rows, columns) in [(1, 32), (3, 64), (6, 96), (7, 160), (13, 576), (30, 64), (9, 1536)] {
             let original = (0 ..< rows).flatMap { _ in randomRow(type, count: columns, &random) }
@@ -72,7 +72,7 @@ struct VNNIKernelTests {
                                         FastKernels.setInstructionSetForTesting(.avx2)
                                         sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
                                         FastKernels.setInstructionSetForTesting(.avx512VNNI)
-                                    } else if tokens == 1 || type == .q4_0 {
+                                    } else if tokens == 1 || !FastKernels.packs(type) || type == .q4_0 {
                                         sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
                                     } else {
                                         sn_matmul_rows_vnni(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))

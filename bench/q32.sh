@@ -4,7 +4,7 @@
 # tg128, TTFT, load, peak RSS, with the DRAM and sgemm rooflines).
 #
 #   bench/q32.sh
-#     TYPES="q4_0 q5_0 q5_1"  which requantized models
+#     TYPES="q4_0 q5_0 q5_1"  which requantized models (q8_0 too, for speed only: Q32ReferenceTests has no q8_0 outputs)
 #     RUNS=5 THREADS=2        runs per engine (medians), threads for both engines
 #     DECODE_TOKENS=128       decoding steps timed
 #     SECURENODE_BIN=path     use this binary instead of building release (say, an older build: before/after)

@@ -16,7 +16,7 @@ import numpy as np
 import llama_cpp
 
 FTYPES = {"q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, "q5_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_0,
-          "q5_1": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_1}
+          "q5_1": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_1, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
 N_GEN = 64
 

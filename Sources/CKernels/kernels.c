@@ -346,6 +346,7 @@ static SN_TARGET __attribute__((noinline)) void decode_rows(const sn_matmul_job 
     const int nb = job->blocks;
     const int q4 = job->type == SN_Q4_1;
     const int grouped = job->rows / 4 * 4;
+    const int vnni = sn_use_vnni();
     {
         float das[2 * SN_MAX_BLOCKS];
         for (int b = 0; b < nb; b++) {
@@ -360,7 +361,8 @@ static SN_TARGET __attribute__((noinline)) void decode_rows(const sn_matmul_job 
             float *ot = out + r;
             if (r % 4 == 0 && r + 4 <= grouped && r + 4 <= last) {
                 const uint8_t *g = job->w + (size_t)r * job->row_bytes;
-                if (q4) group_q4_1(g, nb, das, a, ot);
+                if (vnni) (q4 ? sn_group_q4_1_vnni : sn_group_q8_0_vnni)(g, nb, das, a, ot);
+                else if (q4) group_q4_1(g, nb, das, a, ot);
                 else group_q8_0(g, nb, das, a, ot);
                 r += 4;
             } else {

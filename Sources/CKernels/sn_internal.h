@@ -89,4 +89,9 @@ SN_AVX2_INLINE void sn_group_scales(const sn_matmul_job *job, int g, float *tab,
 void sn_pack_q4_0(uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch);
 void sn_unpack_q4_0(const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
 
+/// `group_q4_1` and `group_q8_0` (kernels.c's decode path: one activation against a packed group of
+/// four rows) with AVX512-VNNI (vnni.c), bit-identical; `decode_rows` calls them when `sn_use_vnni()`.
+void sn_group_q4_1_vnni(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out);
+void sn_group_q8_0_vnni(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out);
+
 #endif

@@ -8,7 +8,9 @@
 # needed; run it with `nice` on a shared machine.
 #
 #   bench/kernels/run.sh [iterations] [threads] [prompt tokens] [prompt iterations]
-#     BASE=commit   the baseline's kernels.c and pool.c
+#     BASE=commit   the baseline's kernels.c and pool.c (only those two are built, so BASE must
+#                   predate sn_internal.h and the other C files; to compare two later versions, run
+#                   this once on each checkout and compare their "new:" lines, alternating)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

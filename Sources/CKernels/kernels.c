@@ -224,39 +224,10 @@ SN_INLINE __m256 lane(__m256 x, int k) {
     return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(k));
 }
 
-/// One activation against a packed group of four Q4_1 rows (the decode path): the group's eight
-/// F16 scales and minimums convert in one instruction, the four rows' `m_w * s_a` sums advance in
-/// one vector FMA (lanes 1, 3, 5, 7; the products are exact, so the FMA is the scalar kernel's
-/// multiply-then-add), and each pair of rows' quants is one 32-byte load. `das` holds the
-/// activation's `d, s` per block as floats.
-SN_INLINE void group_q4_1(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    __m256 summs = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    for (int b = 0; b < blocks; b++) {
-        const uint8_t *gb = g + (size_t)b * 80;
-        _mm_prefetch((const char *)gb + SN_PREFETCH, _MM_HINT_T0);
-        const uint8_t *ab = a + (size_t)b * 36;
-        const __m256 da = _mm256_broadcast_ss(das + 2 * b), sa = _mm256_broadcast_ss(das + 2 * b + 1);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + 4));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));
-        summs = _mm256_fmadd_ps(dm, sa, summs);
-        const __m256 dd = _mm256_mul_ps(dm, da);
-        const __m256i v01 = _mm256_loadu_si256((const __m256i *)(gb + 16));
-        const __m256i v23 = _mm256_loadu_si256((const __m256i *)(gb + 48));
-        acc0 = _mm256_fmadd_ps(lane(dd, 0), sum_u8_i8(_mm256_and_si256(v01, low), qy), acc0);
-        acc1 = _mm256_fmadd_ps(lane(dd, 2), sum_u8_i8(_mm256_and_si256(_mm256_srli_epi16(v01, 4), low), qy), acc1);
-        acc2 = _mm256_fmadd_ps(lane(dd, 4), sum_u8_i8(_mm256_and_si256(v23, low), qy), acc2);
-        acc3 = _mm256_fmadd_ps(lane(dd, 6), sum_u8_i8(_mm256_and_si256(_mm256_srli_epi16(v23, 4), low), qy), acc3);
-    }
-    float s[8];
-    _mm256_storeu_ps(s, summs);
-    out[0] = sn_hsum8(acc0) + s[1];
-    out[1] = sn_hsum8(acc1) + s[3];
-    out[2] = sn_hsum8(acc2) + s[5];
-    out[3] = sn_hsum8(acc3) + s[7];
-}
+// `group_q4_1`: see `SN_GROUP_Q4_1` (sn_internal.h); lane sums by vpmaddubsw + vpmaddwd, the scales
+// taken from the product vector by lane permutes.
+#define SN_SCALE_PERMUTE(dd, mem, k) lane(dd, k)
+SN_GROUP_Q4_1(group_q4_1, SN_INLINE, sum_u8_i8, SN_SCALE_PERMUTE)
 
 /// One activation against a packed group of four Q8_0 rows (see `group_q4_1`); `das` holds the
 /// activation's `d` per block.

@@ -89,6 +89,44 @@ SN_AVX2_INLINE void sn_group_scales(const sn_matmul_job *job, int g, float *tab,
 void sn_pack_q4_0(uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *scratch);
 void sn_unpack_q4_0(const uint8_t *w, size_t row_bytes, int rows, int blocks, int r, uint8_t *out);
 
+/// Defines NAME: one activation against a packed group of four Q4_1 rows (the decode path; kernels.c's
+/// `group_q4_1`, vnni.c's `sn_group_q4_1_vnni`). The group's eight F16 scales and minimums convert
+/// in one instruction, the four rows' `m_w * s_a` sums advance in one vector FMA (lanes 1, 3, 5, 7;
+/// the products are exact, so the FMA is the scalar kernel's multiply-then-add), and each pair of
+/// rows' quants is one 32-byte load. `das` holds the activation's `d, s` per block as floats.
+/// DOT(u, qy): the eight lane sums of u8 x i8 products as floats; SCALE(dd, mem, k): lane k of the
+/// eight d_w * d_a values `dd` (also stored at `mem`) in every lane.
+#define SN_GROUP_Q4_1(NAME, QUALIFIERS, DOT, SCALE)                                                        \
+    QUALIFIERS void NAME(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out) {   \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                      \
+        __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();                                      \
+        __m256 summs = _mm256_setzero_ps();                                                                 \
+        const __m256i low = _mm256_set1_epi8(0x0f);                                                         \
+        float mem[8] __attribute__((aligned(32)));                                                          \
+        for (int b = 0; b < blocks; b++) {                                                                  \
+            const uint8_t *gb = g + (size_t)b * 80;                                                         \
+            _mm_prefetch((const char *)gb + 2048, _MM_HINT_T0); /* kernels.c: SN_PREFETCH */                  \
+            const __m256 da = _mm256_broadcast_ss(das + 2 * b), sa = _mm256_broadcast_ss(das + 2 * b + 1);  \
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(a + (size_t)b * 36 + 4));               \
+            const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));                        \
+            summs = _mm256_fmadd_ps(dm, sa, summs);                                                         \
+            const __m256 dd = _mm256_mul_ps(dm, da);                                                        \
+            _mm256_store_ps(mem, dd);                                                                       \
+            const __m256i v01 = _mm256_loadu_si256((const __m256i *)(gb + 16));                             \
+            const __m256i v23 = _mm256_loadu_si256((const __m256i *)(gb + 48));                             \
+            acc0 = _mm256_fmadd_ps(SCALE(dd, mem, 0), DOT(_mm256_and_si256(v01, low), qy), acc0);           \
+            acc1 = _mm256_fmadd_ps(SCALE(dd, mem, 2), DOT(_mm256_and_si256(_mm256_srli_epi16(v01, 4), low), qy), acc1); \
+            acc2 = _mm256_fmadd_ps(SCALE(dd, mem, 4), DOT(_mm256_and_si256(v23, low), qy), acc2);           \
+            acc3 = _mm256_fmadd_ps(SCALE(dd, mem, 6), DOT(_mm256_and_si256(_mm256_srli_epi16(v23, 4), low), qy), acc3); \
+        }                                                                                                   \
+        float s[8];                                                                                         \
+        _mm256_storeu_ps(s, summs);                                                                         \
+        out[0] = sn_hsum8(acc0) + s[1];                                                                     \
+        out[1] = sn_hsum8(acc1) + s[3];                                                                     \
+        out[2] = sn_hsum8(acc2) + s[5];                                                                     \
+        out[3] = sn_hsum8(acc3) + s[7];                                                                     \
+    }
+
 /// `group_q4_1` and `group_q8_0` (kernels.c's decode path: one activation against a packed group of
 /// four rows) with AVX512-VNNI (vnni.c), bit-identical; `decode_rows` calls them when `sn_use_vnni()`.
 void sn_group_q4_1_vnni(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out);

@@ -160,37 +160,14 @@ V_INLINE void tile_q8_0_vnni(int R, int T, const sn_row *rows, int blocks, const
         for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = sn_hsum8(acc[r][t]);
 }
 
-/// `group_q4_1` (kernels.c, the decode path: one activation against a packed group of four Q4_1
-/// rows) with vpdpbusd, and each row's d_w * d_a taken as an embedded broadcast from memory instead
-/// of a lane permute: the same lane sums, FMAs and order, so the same bits.
-V_TARGET void sn_group_q4_1_vnni(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    __m256 summs = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    float dd[8] __attribute__((aligned(32)));
-    for (int b = 0; b < blocks; b++) {
-        const uint8_t *gb = g + (size_t)b * 80;
-        _mm_prefetch((const char *)gb + 2048, _MM_HINT_T0);
-        const __m256 da = _mm256_broadcast_ss(das + 2 * b), sa = _mm256_broadcast_ss(das + 2 * b + 1);
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)(a + (size_t)b * 36 + 4));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));
-        summs = _mm256_fmadd_ps(dm, sa, summs);
-        _mm256_store_ps(dd, _mm256_mul_ps(dm, da));
-        const __m256i v01 = _mm256_loadu_si256((const __m256i *)(gb + 16));
-        const __m256i v23 = _mm256_loadu_si256((const __m256i *)(gb + 48));
-        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(dd + 0), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, _mm256_and_si256(v01, low), qy)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(dd + 2), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, _mm256_and_si256(_mm256_srli_epi16(v01, 4), low), qy)), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_broadcast_ss(dd + 4), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, _mm256_and_si256(v23, low), qy)), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_broadcast_ss(dd + 6), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, _mm256_and_si256(_mm256_srli_epi16(v23, 4), low), qy)), acc3);
-    }
-    float s[8];
-    _mm256_storeu_ps(s, summs);
-    out[0] = sn_hsum8(acc0) + s[1];
-    out[1] = sn_hsum8(acc1) + s[3];
-    out[2] = sn_hsum8(acc2) + s[5];
-    out[3] = sn_hsum8(acc3) + s[7];
+// `sn_group_q4_1_vnni`: `SN_GROUP_Q4_1` (sn_internal.h) with vpdpbusd, and each row's d_w * d_a
+// taken as an embedded broadcast from memory instead of a lane permute: the same lane sums, FMAs
+// and order as kernels.c's `group_q4_1`, so the same bits.
+V_INLINE __m256 v_sum_u8_i8(__m256i u, __m256i y) {
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, y));
 }
+#define V_SCALE_BROADCAST(dd, mem, k) _mm256_broadcast_ss((mem) + (k))
+SN_GROUP_Q4_1(sn_group_q4_1_vnni, V_TARGET, v_sum_u8_i8, V_SCALE_BROADCAST)
 
 /// `group_q8_0` (kernels.c) with vpdpbusd: the weights offset to u8 and the offset's share taken
 /// out exactly, as in `tile_q8_0_vnni`; the same lane sums, FMAs and order.

@@ -62,6 +62,15 @@ int sn_kernels_isa(void) {
     return sn_use_vnni() ? SN_ISA_AVX512_VNNI : SN_ISA_AVX2;
 }
 
+int sn_machine_isa(void) {
+    int state = __atomic_load_n(&vnni_state, __ATOMIC_RELAXED);
+    if (state < 0) {
+        (void)sn_use_vnni();
+        state = __atomic_load_n(&vnni_state, __ATOMIC_RELAXED);
+    }
+    return state ? SN_ISA_AVX512_VNNI : SN_ISA_AVX2;
+}
+
 /// Block b of a Q4_1 row: its 32 quants (0..15), element i in byte i.
 V_INLINE __m256i v_q4_quants(sn_row row, int b) {
     const __m256i low = _mm256_set1_epi8(0x0f);
@@ -271,6 +280,7 @@ V_TARGET void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
 int sn_use_vnni(void) { return 0; }
 void sn_set_isa_for_testing(int isa) { (void)isa; }
 int sn_kernels_isa(void) { return 0; }
+int sn_machine_isa(void) { return 0; }
 void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
     (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;
 }

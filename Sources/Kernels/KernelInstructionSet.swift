@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 extension FastKernels {
     /// The instruction sets the Q4_1 and Q8_0 matrix products have kernels for.
@@ -11,7 +12,7 @@ extension FastKernels {
     }
 
     /// The instruction set the matrix products use now (`sn_kernels_isa`): `.avx512VNNI` on a CPU
-    /// that has it unless `setInstructionSetForTesting(.avx2)` is in force, else `.avx2`; nil
+    /// that has it unless `withInstructionSetForTesting(.avx2)` is in force, else `.avx2`; nil
     /// when the C kernels are not available.
     public static var instructionSet: InstructionSet? {
         available ? InstructionSet(rawValue: sn_kernels_isa()) : nil
@@ -24,14 +25,35 @@ extension FastKernels {
     /// bench/results/scale-135m-q4_1-{blas,exact}.md) and Q4_0 (q32.c's packed eight-row kernel:
     /// SmolLM2 Q4_0 1.1-2.3x at 64-512 tokens, bench/results/blas-threshold-q4_0.md), each
     /// bit-identical to its row kernels, so to llama.cpp's.
+    /// Decided on `machineInstructionSet`, not on a test's forced one: the kernels of both
+    /// instruction sets give the same bits, but this choice does not (BLAS passes round
+    /// differently), so a test forcing AVX2 must not change it under a concurrent test.
     public static func hasExactPromptGEMM(_ type: BlockType) -> Bool {
-        (type == .q4_K || type == .q6_K || type == .q4_1 || type == .q4_0) && instructionSet == .avx512VNNI
+        (type == .q4_K || type == .q6_K || type == .q4_1 || type == .q4_0) && machineInstructionSet == .avx512VNNI
     }
 
-    /// For tests and benchmarks that compare the two paths on one machine: `.avx2` keeps every
-    /// matrix product on the AVX2 kernels, `.avx512VNNI` (the default) lets the CPU decide.
-    /// Process-wide, for the products that start after it returns.
-    public static func setInstructionSetForTesting(_ isa: InstructionSet) {
+    /// The instruction set this machine's products take when no test forces one
+    /// (`sn_machine_isa`): what the CPU has and `SECURENODE_KERNEL_ISA` allows.
+    public static var machineInstructionSet: InstructionSet? {
+        available ? InstructionSet(rawValue: sn_machine_isa()) : nil
+    }
+
+    /// Serializes the tests that force or read `instructionSet`: they run in one process, suites
+    /// in parallel, and the switch is process-wide. Recursive, so a forced body can nest.
+    private static let testingLock = NSRecursiveLock()
+
+    /// For tests and benchmarks that compare the two paths on one machine: runs `body` with every
+    /// matrix product on the AVX2 kernels (`.avx2`) or on what the CPU has (`.avx512VNNI`, the
+    /// default), then restores the one in force before. Holds a process-wide lock for the whole
+    /// body, so two such bodies never interleave.
+    public static func withInstructionSetForTesting<T>(_ isa: InstructionSet, _ body: () throws -> T) rethrows -> T {
+        testingLock.lock()
+        let previous = sn_kernels_isa()
+        defer {
+            sn_set_isa_for_testing(previous)
+            testingLock.unlock()
+        }
         sn_set_isa_for_testing(isa.rawValue)
+        return try body()
     }
 }

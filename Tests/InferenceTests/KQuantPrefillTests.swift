@@ -5,7 +5,8 @@ import Testing
 
 /// Which path a BLAS prompt pass (`PrefillMode.blas`) gives K-quant projections: with the exact
 /// AVX512-VNNI Q4_K/Q6_K GEMM (`FastKernels.hasExactPromptGEMM`) they stay exact, so the
-/// projection's results are the exact kernels' bits; without it (AVX2 forced) they go to BLAS.
+/// projection's results are the exact kernels' bits; without it (a CPU without VNNI, or
+/// `CPUBackend.keepsExactPromptGEMMs` false) they go to BLAS.
 @Suite(.serialized) struct KQuantPrefillTests {
     @Test func blasPassKeepsQ4KAndQ6KProjectionsExactWhereTheGEMMExists() throws {
         let columns = 512, rows = 12, tokens = 20
@@ -23,13 +24,12 @@ import Testing
         var input = [Float](repeating: 0, count: columns * tokens)
         for i in input.indices { input[i] = Float((i * 7919) % 257) / 64 - 2 }
         let backend = CPUBackend(threads: 2)
-        for isa in [FastKernels.InstructionSet.avx2, .avx512VNNI] {
-            FastKernels.setInstructionSetForTesting(isa)
-            defer { FastKernels.setInstructionSetForTesting(.avx512VNNI) }
-            let gemm = FastKernels.hasExactPromptGEMM(.q4_K)
+        for keepsExact in [false, true] {
+            backend.keepsExactPromptGEMMs = keepsExact
+            let gemm = keepsExact && FastKernels.hasExactPromptGEMM(.q4_K)
             for o in outputs { o.initialize(repeating: .nan, count: rows * tokens) }
             let tookBLAS = backend.projectInFloat(projection, input: input, count: tokens)
-            #expect(tookBLAS == !gemm, "\(isa)")
+            #expect(tookBLAS == !gemm, "keepsExactPromptGEMMs \(keepsExact)")
             if !tookBLAS {
                 // What the engine then runs: the exact kernels, equal to the reference dot products.
                 let scratch = UnsafeMutableRawPointer.allocate(byteCount: BlockType.q8_K.rowBytes(columns)! * tokens, alignment: 64)

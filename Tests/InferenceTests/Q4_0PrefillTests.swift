@@ -25,7 +25,7 @@ import Testing
         let path = ArchitectureExpectations.directory.appendingPathComponent(name).path
         let model = try LlamaModel(file: GGUFFile.parse(GGUFBuffer.read(contentsOf: path)))
         let exactGEMM = FastKernels.hasExactPromptGEMM(.q4_0)
-        #expect(exactGEMM == (FastKernels.instructionSet == .avx512VNNI))
+        #expect(exactGEMM == (FastKernels.machineInstructionSet == .avx512VNNI))
         let vocabulary = model.config.vocabularySize
         let tokens = (0 ..< 200).map { (1 + 7919 * $0) % vocabulary }
         let exact = try Self.logits(model, tokens, prefill: .exact, exactGEMMs: true)

@@ -23,9 +23,9 @@ struct KQuantGEMMTests {
                                             out: o.baseAddress!, out_stride: rows)
                     let acts = ab.baseAddress!.assumingMemoryBound(to: UInt8.self)
                     if avx2 {
-                        FastKernels.setInstructionSetForTesting(.avx2)
-                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
-                        FastKernels.setInstructionSetForTesting(.avx512VNNI)
+                        FastKernels.withInstructionSetForTesting(.avx2) {
+                            sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
+                        }
                     } else {
                         sn_kquant_gemm_vnni(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
                     }

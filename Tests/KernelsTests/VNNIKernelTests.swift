@@ -24,11 +24,16 @@ struct VNNIKernelTests {
     /// On a CPU with AVX-512 F/BW/VL/VNNI the matrix products take the VNNI kernels (so the
     /// comparisons below compare two different paths), and the testing switch turns them off.
     @Test func cpuWithVNNITakesTheVNNIKernelsAndTheSwitchForcesAVX2() {
-        #expect(FastKernels.instructionSet == (VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2))
-        FastKernels.setInstructionSetForTesting(.avx2)
-        #expect(FastKernels.instructionSet == .avx2)
-        FastKernels.setInstructionSetForTesting(.avx512VNNI)
-        #expect(FastKernels.instructionSet == (VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2))
+        let machine: FastKernels.InstructionSet = VNNISupport.cpuHasVNNI ? .avx512VNNI : .avx2
+        FastKernels.withInstructionSetForTesting(.avx512VNNI) {
+            #expect(FastKernels.instructionSet == machine)
+            FastKernels.withInstructionSetForTesting(.avx2) {
+                #expect(FastKernels.instructionSet == .avx2)
+                // What decides results (which prompt products stay exact) does not follow the switch.
+                #expect(FastKernels.machineInstructionSet == machine)
+            }
+            #expect(FastKernels.instructionSet == machine)
+        }
     }
 
     @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable), arguments: [BlockType.q4_1, .q8_0, .q4_0, .q5_0, .q5_1])
@@ -68,14 +73,12 @@ struct VNNIKernelTests {
                                                             row_bytes: rowBytes, rows: Int32(rows), blocks: blocks,
                                                             out: o.baseAddress!, out_stride: rows)
                                     let acts = ap.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                                    if isa == .avx2 {
-                                        FastKernels.setInstructionSetForTesting(.avx2)
-                                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
-                                        FastKernels.setInstructionSetForTesting(.avx512VNNI)
-                                    } else if tokens == 1 || !FastKernels.packs(type) || type == .q4_0 {
-                                        sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
-                                    } else {
-                                        sn_matmul_rows_vnni(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
+                                    FastKernels.withInstructionSetForTesting(isa) {
+                                        if isa == .avx2 || tokens == 1 || !FastKernels.packs(type) || type == .q4_0 {
+                                            sn_matmul_rows(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
+                                        } else {
+                                            sn_matmul_rows_vnni(&job, Int32(first), Int32(last), acts, stride, Int32(tokens))
+                                        }
                                     }
                                 }
                             }

@@ -94,6 +94,10 @@ enum { SN_ISA_AVX2 = 1, SN_ISA_AVX512_VNNI = 2 };
 int sn_use_vnni(void);
 /// The instruction set the matrix products use now: SN_ISA_AVX512_VNNI or SN_ISA_AVX2 (0 off x86).
 int sn_kernels_isa(void);
+/// The instruction set this machine's products take when no test forces one: what the CPU has and
+/// SECURENODE_KERNEL_ISA allows, without `sn_set_isa_for_testing`. Decisions that change results
+/// (which prompt products stay exact) use it, so a test forcing AVX2 cannot change them elsewhere.
+int sn_machine_isa(void);
 /// For tests and benchmarks, which compare the paths on one machine: SN_ISA_AVX2 keeps the matrix
 /// products on their AVX2 kernels; SN_ISA_AVX512_VNNI (the default) lets the CPU decide. Takes
 /// effect for the products that start after it returns (process-wide).

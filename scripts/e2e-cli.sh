@@ -80,6 +80,15 @@ expect "a truncated GGUF is refused with the field named" 1 'GGUF' -- \
 # enroll over HTTP, and verify evidence with the enrollment record.
 export SECURENODE_STATE_DIR="$work/state"
 profile="$REPO/firmware-profiles/swtpm-dev.json"
+# A prompt long enough for a BLAS pass (OpenBLAS sgemm), with the AVX-512 family forced: on a CPU with
+# AVX-512 it runs as is; on one without, the node drops the variable and re-executes instead of dying
+# of SIGILL at its first sgemm (BLAS.coreTypeAction).
+long_prompt=$(printf 'the quick brown fox jumps over the lazy dog %.0s' $(seq 1 20))
+if grep -qw avx512f /proc/cpuinfo; then coretype_note='^'; else coretype_note='OPENBLAS_CORETYPE=SkylakeX selects OpenBLAS.s AVX-512 kernels'; fi
+expect "generate survives OPENBLAS_CORETYPE=SkylakeX on any CPU (BLAS prompt pass)" 0 "$coretype_note" -- \
+  env OPENBLAS_CORETYPE=SkylakeX "$bin" generate --model "$DEFAULT_MODEL_DIR" --signature "$sig" --public-key "$pub" \
+  --prompt "$long_prompt" --max-tokens 4
+
 "$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
 dev_tpm=$!
 trap 'kill $dev_tpm $serve 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT

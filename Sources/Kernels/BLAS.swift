@@ -10,9 +10,11 @@ import Foundation
 ///   library is loaded, before `main` runs; `OPENBLAS_CORETYPE` in the environment overrides the
 ///   choice, and setting it later has no effect. OpenBLAS 0.3.21 (Debian 12) does not know every
 ///   AVX-512 CPU and then falls back to Haswell or Prescott kernels (3-5x slower here). So
-///   `coreTypeToForce()` says whether this process runs with a non-AVX-512 family on an AVX-512 CPU
+///   `coreTypeAction()` says whether this process runs with a non-AVX-512 family on an AVX-512 CPU
 ///   without the variable set, and the CLI then re-executes itself once with
-///   `OPENBLAS_CORETYPE=SkylakeX` (the fastest family measured on this machine kind).
+///   `OPENBLAS_CORETYPE=SkylakeX` (the fastest family measured on that machine kind); and whether
+///   the variable names an AVX-512 family on a CPU without AVX-512 (OpenBLAS obeys, and its first
+///   sgemm dies of SIGILL), and the CLI then re-executes itself once without it.
 /// - **Its threads.** OpenBLAS runs single-threaded (`openblas_set_num_threads(1)`): the engine's own
 ///   pool runs one `cblas_sgemm` per tile on each member, so BLAS threads never compete with the pool
 ///   for the cores (`bench/scale.sh` has the measurement).
@@ -29,20 +31,35 @@ public enum BLAS {
     /// The families with AVX-512 sgemm kernels in OpenBLAS 0.3.21.
     static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
 
-    /// The `OPENBLAS_CORETYPE` this process should have been started with, or nil when it is fine:
-    /// nil if the variable is set (the operator's choice stands), if the CPU has no AVX-512, or if
-    /// OpenBLAS already chose an AVX-512 family.
-    public static func coreTypeToForce(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
-        guard environment["OPENBLAS_CORETYPE"] == nil, sn_cpu_has_avx512() != 0,
-              !avx512Cores.contains(coreName.lowercased()) else { return nil }
-        return preferredCoreType
+    /// What a process does at start about OpenBLAS's kernel family (`coreTypeAction`).
+    public enum CoreTypeAction: Equatable, Sendable {
+        /// The family OpenBLAS runs is right for this CPU, or the operator chose it and it runs here.
+        case keep
+        /// An AVX-512 CPU that OpenBLAS did not recognise, `OPENBLAS_CORETYPE` unset: re-execute
+        /// with `OPENBLAS_CORETYPE` set to this family.
+        case force(String)
+        /// The operator's `OPENBLAS_CORETYPE` selects a non-AVX-512 family on an AVX-512 CPU: kept,
+        /// with a warning (sgemm is then 1.5-5x slower here).
+        case warnTooLow
+        /// `OPENBLAS_CORETYPE` (this value) selects AVX-512 kernels on a CPU without AVX-512: OpenBLAS
+        /// obeys, and the first sgemm dies of SIGILL. Re-execute without the variable (OpenBLAS then
+        /// detects the CPU itself), with a warning.
+        case dropUnsupported(String)
     }
 
-    /// Whether this process runs OpenBLAS's non-AVX-512 kernels on an AVX-512 CPU because
-    /// `OPENBLAS_CORETYPE` says so (an operator's choice, kept, but worth a warning: sgemm is then
-    /// 1.5-5x slower here).
-    public static func coreTypeSetTooLow(environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
-        environment["OPENBLAS_CORETYPE"] != nil && sn_cpu_has_avx512() != 0 && !avx512Cores.contains(coreName.lowercased())
+    /// What to do about OpenBLAS's family, from the environment, whether the CPU has AVX-512
+    /// (`sn_cpu_has_avx512`) and the family OpenBLAS chose (`coreName`). Never a loop: after `force`
+    /// the variable is set, after `dropUnsupported` the CPU has no AVX-512 and the variable is unset.
+    public static func coreTypeAction(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                      cpuHasAVX512: Bool = sn_cpu_has_avx512() != 0,
+                                      coreName: String = coreName) -> CoreTypeAction {
+        let avx512Family = avx512Cores.contains(coreName.lowercased())
+        if let chosen = environment["OPENBLAS_CORETYPE"] {
+            if !cpuHasAVX512 && avx512Family { return .dropUnsupported(chosen) }
+            if cpuHasAVX512 && !avx512Family { return .warnTooLow }
+            return .keep
+        }
+        return cpuHasAVX512 && !avx512Family ? .force(preferredCoreType) : .keep
     }
 
     /// Makes OpenBLAS single-threaded (idempotent); called before the first product.

@@ -96,10 +96,11 @@ public protocol ComputeBackend: AnyObject {
     /// backend has no such path (the default); the engine then calls `project`.
     func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool
 
-    /// Whether `projectInFloat` leaves products with `matrix` on the exact kernels because those are
-    /// faster there (`PrefillMode.keepsExactKernels`). A BLAS pass whose products all stay exact
-    /// keeps its attention exact too below `PrefillMode.gemmAttentionMinimumPositions`. Default false.
-    func keepsExact(_ matrix: WeightMatrix) -> Bool
+    /// Whether `projectInFloat` leaves products with `matrix` on the exact kernels in a pass of
+    /// `rows` rows because those are faster there (`PrefillMode.keepsExactKernels`). A BLAS pass
+    /// whose products all stay exact keeps its attention exact too below
+    /// `PrefillMode.gemmAttentionMinimumPositions`. Default false.
+    func keepsExact(_ matrix: WeightMatrix, rows: Int) -> Bool
 
     /// Runs (and empties) a batch of attention heads over F16 caches with KV row stride `stride`.
     /// `scratch` holds `scratchPerMember * capabilities.parallelism` floats.
@@ -129,7 +130,7 @@ extension ComputeBackend {
     public func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool { false }
 
     /// No single-precision path, so nothing kept exact in its place.
-    public func keepsExact(_ matrix: WeightMatrix) -> Bool { false }
+    public func keepsExact(_ matrix: WeightMatrix, rows: Int) -> Bool { false }
 
     /// No single-precision attention: the engine stays on `attention`.
     public func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,
@@ -191,13 +192,13 @@ public final class CPUBackend: ComputeBackend {
 
     public func projectInFloat(_ p: Projection, input: UnsafePointer<Float>, count: Int) -> Bool {
         // Exact prompt GEMMs that beat BLAS (PrefillMode.keepsExactKernels): the engine calls `project`.
-        if p.plan != nil && p.matrices.allSatisfy(keepsExact) { return false }
+        if p.plan != nil && p.matrices.allSatisfy({ keepsExact($0, rows: count) }) { return false }
         blas.project(p, input: input, count: count)
         return true
     }
 
-    public func keepsExact(_ matrix: WeightMatrix) -> Bool {
-        keepsExactPromptGEMMs && PrefillMode.keepsExactKernels(matrix.type)
+    public func keepsExact(_ matrix: WeightMatrix, rows: Int) -> Bool {
+        keepsExactPromptGEMMs && PrefillMode.keepsExactKernels(matrix.type, rows: rows)
     }
 
     public func attentionInFloat(queries: UnsafePointer<Float>, count: Int, position: Int, keys: UnsafePointer<UInt16>,

@@ -505,7 +505,7 @@ public final class LlamaEngine {
     /// exact from end to end.
     private func attentionPaysInFloat(_ rows: [Row], layer: LlamaWeights.Layer) -> Bool {
         let matrices = [layer.query, layer.key, layer.value, layer.output, layer.gate, layer.up, layer.down]
-        guard matrices.allSatisfy(backend.keepsExact) else { return true }
+        guard matrices.allSatisfy({ backend.keepsExact($0, rows: rows.count) }) else { return true }
         let last = rows.reduce(0) { max($0, $1.position) }
         return last + 1 >= PrefillMode.gemmAttentionMinimumPositions
     }

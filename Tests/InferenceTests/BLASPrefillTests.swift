@@ -205,14 +205,31 @@ struct BLASPrefillTests {
         #expect(worst > 0, "the BLAS passes did not attend through GEMMAttention")
     }
 
+    /// Which types a BLAS pass keeps on the exact kernels, by instruction set and pass size: with
+    /// AVX512-VNNI the types with an exact prompt GEMM at any size; on AVX2 only Q4_1, below the
+    /// size measured there; never a type whose exact kernels lose to sgemm (Q5_0, Q8_0, F16).
+    @Test func blasPassesKeepExactOnlyWhatWasMeasuredFaster() {
+        let vnni = FastKernels.machineInstructionSet == .avx512VNNI
+        let avx2 = FastKernels.machineInstructionSet == .avx2
+        let limit = PrefillMode.avx2Q4_1ExactBelowRows
+        #expect(PrefillMode.keepsExactKernels(.q4_1, rows: limit - 1) == (vnni || avx2))
+        #expect(PrefillMode.keepsExactKernels(.q4_1, rows: limit) == vnni)
+        #expect(PrefillMode.keepsExactKernels(.q4_K, rows: 64) == vnni)
+        #expect(PrefillMode.keepsExactKernels(.q4_0, rows: 64) == vnni)
+        for type in [BlockType.q5_0, .q5_1, .q8_0, .f16, .f32] {
+            #expect(!PrefillMode.keepsExactKernels(type, rows: 64), "\(type)")
+        }
+    }
+
     /// The default BLAS session on this model (Q4_1, whose exact multi-row kernel beats dequantizing
-    /// for sgemm where the CPU has AVX512-VNNI): a 200-token prompt (one pass, under
-    /// `PrefillMode.gemmAttentionMinimumPositions`) gives the exact session's logits bit for bit, and
-    /// greedy decoding after each reference prompt is llama.cpp's, all 64 tokens. Where the CPU has
-    /// no VNNI the products go to BLAS: then only the first token is required (as above).
+    /// for sgemm where the CPU has AVX512-VNNI, and on AVX2 below `PrefillMode.avx2Q4_1ExactBelowRows`
+    /// rows): a 200-token prompt (one pass, under `PrefillMode.gemmAttentionMinimumPositions`) gives
+    /// the exact session's logits bit for bit, and greedy decoding after each reference prompt is
+    /// llama.cpp's, all 64 tokens. Where the products go to BLAS only the first token is required.
     @Test func q4_1BLASPassIsExactBelowTheGEMMAttentionPositions() throws {
         let model = try RealModel.model()
-        let exactProducts = FastKernels.hasExactPromptGEMM(.q4_1)
+        let exactProducts = PrefillMode.keepsExactKernels(.q4_1, rows: 200)
+        #expect(exactProducts == (FastKernels.machineInstructionSet != nil))
         let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
         let tokens = Array(fixture.token_ids.prefix(200))
         let blas = try model.makeSession(contextLength: 256, prefill: .default).evaluate(tokens)

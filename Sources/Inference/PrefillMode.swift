@@ -19,9 +19,9 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     public static let measuredMinimumRows = 64
 
     /// Whether a BLAS pass keeps the matrix products of `type` on the exact kernels anyway: true
-    /// where an exact prompt GEMM is faster than dequantizing to F32 for `sgemm` (Q4_0, Q4_1, Q4_K
-    /// and Q6_K with AVX512-VNNI, `FastKernels.hasExactPromptGEMM`; measured in
-    /// bench/results/kquant-gemm.md and blas-threshold-q4_0.md). A pass whose products all stay
+    /// where an exact prompt GEMM is faster than dequantizing to F32 for `sgemm` (Q4_1, Q4_K and
+    /// Q6_K with AVX512-VNNI, Q4_0 with AVX2 or VNNI, `FastKernels.hasExactPromptGEMM`; measured in
+    /// bench/results/kquant-gemm.md and blas-threshold-q4_0.md, blas-threshold-avx2-q4_0.md). A pass whose products all stay
     /// exact keeps exact attention too, below `gemmAttentionMinimumPositions`.
     /// On a CPU without AVX512-VNNI, also Q4_1 in passes of fewer than `avx2Q4_1ExactBelowRows`
     /// rows: its AVX2 multi-row kernels beat dequantize + sgemm there (below).
@@ -33,9 +33,9 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     /// On a CPU with AVX2 and no AVX512-VNNI, the pass size from which dequantizing Q4_1 for
     /// OpenBLAS beats its exact AVX2 kernels: measured on a 2-core AVX2-only EPYC (OpenBLAS "Zen"
     /// kernels; `bench/results/blas-threshold-avx2.md`): SmolLM2-135M Q4_1, BLAS/exact 0.56x at 32
-    /// tokens, 0.78x at 64, 0.91x at 128, 1.11x at 256, 1.06x at 512. The other types measured there
-    /// gain from BLAS from 32 tokens on (Q5_0 1.68x, Q4_K_M 1.37x at 64;
-    /// `blas-threshold-avx2-{q5_0,q4_k_m}.md`), so they keep `measuredMinimumRows`.
+    /// tokens, 0.78x at 64, 0.91x at 128, 1.11x at 256, 1.06x at 512. Q4_0 stays exact at every size
+    /// there (BLAS 0.46-0.85x up to 512). Q5_0 and Q4_K_M gain from BLAS from 32 tokens on (1.68x
+    /// and 1.37x at 64; `blas-threshold-avx2-{q5_0,q4_k_m}.md`), so they keep `measuredMinimumRows`.
     public static let avx2Q4_1ExactBelowRows = 256
 
     /// In a BLAS pass whose matrix products all stay on the exact kernels (`keepsExactKernels`), the

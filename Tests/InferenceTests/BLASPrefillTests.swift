@@ -206,8 +206,9 @@ struct BLASPrefillTests {
     }
 
     /// Which types a BLAS pass keeps on the exact kernels, by instruction set and pass size: with
-    /// AVX512-VNNI the types with an exact prompt GEMM at any size; on AVX2 only Q4_1, below the
-    /// size measured there; never a type whose exact kernels lose to sgemm (Q5_0, Q8_0, F16).
+    /// AVX512-VNNI the types with an exact prompt GEMM at any size; on AVX2 Q4_0 at any size and
+    /// Q4_1 below the size measured there; never a type whose exact kernels lose to sgemm (Q5_0,
+    /// Q8_0, F16).
     @Test func blasPassesKeepExactOnlyWhatWasMeasuredFaster() {
         let vnni = FastKernels.machineInstructionSet == .avx512VNNI
         let avx2 = FastKernels.machineInstructionSet == .avx2
@@ -215,7 +216,8 @@ struct BLASPrefillTests {
         #expect(PrefillMode.keepsExactKernels(.q4_1, rows: limit - 1) == (vnni || avx2))
         #expect(PrefillMode.keepsExactKernels(.q4_1, rows: limit) == vnni)
         #expect(PrefillMode.keepsExactKernels(.q4_K, rows: 64) == vnni)
-        #expect(PrefillMode.keepsExactKernels(.q4_0, rows: 64) == vnni)
+        #expect(PrefillMode.keepsExactKernels(.q4_0, rows: 64) == (vnni || avx2))
+        #expect(PrefillMode.keepsExactKernels(.q4_0, rows: 512) == (vnni || avx2))
         for type in [BlockType.q5_0, .q5_1, .q8_0, .f16, .f32] {
             #expect(!PrefillMode.keepsExactKernels(type, rows: 64), "\(type)")
         }

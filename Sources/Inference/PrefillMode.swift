@@ -21,8 +21,9 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     /// Whether a BLAS pass keeps the matrix products of `type` on the exact kernels anyway: true
     /// where an exact prompt GEMM is faster than dequantizing to F32 for `sgemm` (Q4_1, Q4_K and
     /// Q6_K with AVX512-VNNI, Q4_0 with AVX2 or VNNI, `FastKernels.hasExactPromptGEMM`; measured in
-    /// bench/results/kquant-gemm.md and blas-threshold-q4_0.md, blas-threshold-avx2-q4_0.md). A pass whose products all stay
-    /// exact keeps exact attention too, below `gemmAttentionMinimumPositions`.
+    /// bench/results/kquant-gemm.md, blas-threshold-q4_0.md and blas-threshold-avx2-q4_0.md). A
+    /// pass whose products all stay exact keeps exact attention too, below
+    /// `gemmAttentionMinimumPositions`.
     /// On a CPU without AVX512-VNNI, also Q4_1 in passes of fewer than `avx2Q4_1ExactBelowRows`
     /// rows: its AVX2 multi-row kernels beat dequantize + sgemm there (below).
     public static func keepsExactKernels(_ type: BlockType, rows: Int) -> Bool {

@@ -19,18 +19,16 @@ extension FastKernels {
     }
 
     /// Whether prompt batches (several activations) of `type` take a register-blocked exact GEMM
-    /// that is faster than dequantizing for OpenBLAS: with `.avx512VNNI`, Q4_K and Q6_K (kquants.c,
-    /// `sn_kquant_gemm_vnni`) and Q4_1 (vnni.c's multi-row tiles: SmolLM2 prompt processing
-    /// 1.3-1.9x at 64-512 tokens with them instead of dequantize + sgemm, `bench-engine` A/B, and
-    /// bench/results/scale-135m-q4_1-{blas,exact}.md); with either instruction set, Q4_0 (q32.c's
-    /// packed eight-row kernel: SmolLM2 Q4_0 1.1-2.3x at 64-512 tokens with VNNI,
-    /// bench/results/blas-threshold-q4_0.md), each
-    /// bit-identical to its row kernels, so to llama.cpp's.
-    /// Decided on `machineInstructionSet`, not on a test's forced one: the kernels of both
-    /// instruction sets give the same bits, but this choice does not (BLAS passes round
-    /// differently), so a test forcing AVX2 must not change it under a concurrent test.
-    /// Q4_0's packed kernel wins on AVX2 too: on a 2-core AVX2-only EPYC, dequantize + sgemm ran at
-    /// 0.46-0.85x of it from 32 to 512 tokens (bench/results/blas-threshold-avx2-q4_0.md).
+    /// that is faster than dequantizing for OpenBLAS, each bit-identical to its row kernels, so to
+    /// llama.cpp's:
+    /// - with `.avx512VNNI`, Q4_K and Q6_K (kquants.c, `sn_kquant_gemm_vnni`) and Q4_1 (vnni.c's
+    ///   multi-row tiles: SmolLM2 prompts 1.3-1.9x at 64-512 tokens against dequantize + sgemm,
+    ///   bench/results/scale-135m-q4_1-{blas,exact}.md);
+    /// - with either instruction set, Q4_0 (q32.c's packed eight-row kernel: 1.1-2.3x at 64-512
+    ///   tokens with VNNI, bench/results/blas-threshold-q4_0.md; sgemm at 0.46-0.85x of it from 32
+    ///   to 512 tokens on an AVX2-only EPYC, blas-threshold-avx2-q4_0.md).
+    /// Decided on `machineInstructionSet`, not on a test's forced one: both kernel sets give the same
+    /// bits but this choice does not, so a test forcing AVX2 must not change it under a concurrent test.
     public static func hasExactPromptGEMM(_ type: BlockType) -> Bool {
         switch type {
         case .q4_K, .q6_K, .q4_1: return machineInstructionSet == .avx512VNNI

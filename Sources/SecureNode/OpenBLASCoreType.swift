@@ -8,8 +8,9 @@ import Kernels
 /// variable from inside the running process would come too late. An operator's own
 /// `OPENBLAS_CORETYPE` is kept, with a warning if it names a non-AVX-512 family on an AVX-512 CPU,
 /// unless it names an AVX-512 family on a CPU without AVX-512: OpenBLAS would obey and the first
-/// prompt batch would kill the process (SIGILL), so it re-executes once without the variable. Called first thing by `generate`, `serve` and
-/// `bench-engine` (not with `--exact`, which never calls BLAS), before any file or socket is opened.
+/// prompt batch would kill the process (SIGILL), so it re-executes once without the variable.
+/// Called first thing by `generate`, `serve` and `bench-engine` (not with `--exact`, which never
+/// calls BLAS), before any file or socket is opened.
 enum OpenBLASCoreType {
     static func reexecIfMisdetected() {
         let detected = BLAS.coreName

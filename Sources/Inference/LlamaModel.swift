@@ -298,24 +298,46 @@ public final class LlamaEngine {
         public let promptLength: Int?
         /// Whether to return the logits after the last token.
         public let wantsLogits: Bool
+        /// Evaluate the tokens as one pass in F32 through BLAS (`promptChunkRunsInFloat` decides
+        /// when); such an item is alone in its step. False: the exact kernels, whose rows are the
+        /// same bits whatever they are batched with.
+        public let inFloat: Bool
 
-        public init(session: LlamaSession, tokens: [Int], promptLength: Int? = nil, wantsLogits: Bool = true) {
+        public init(session: LlamaSession, tokens: [Int], promptLength: Int? = nil, wantsLogits: Bool = true, inFloat: Bool = false) {
             self.session = session
             self.tokens = tokens
             self.promptLength = promptLength
             self.wantsLogits = wantsLogits
+            self.inFloat = inFloat
         }
+    }
+
+    /// Whether a prompt chunk of `rows` rows ending at position `lastPosition`, evaluated as one
+    /// pass, runs anything in F32: the prefill mode sends passes of its size to BLAS and some
+    /// layer's products or attention do not stay on the exact kernels there
+    /// (`ComputeBackend.keepsExact`, `PrefillMode.gemmAttentionMinimumPositions`). Such a chunk's
+    /// rows depend on the whole chunk: a caller that wants the same bits whatever the batching
+    /// evaluates it whole, alone (`StepItem.inFloat`); any other chunk may be split and batched
+    /// freely, since exact rows do not depend on their batch. For a given `rows`, false up to some
+    /// position and true from there on.
+    public func promptChunkRunsInFloat(rows: Int, lastPosition: Int) -> Bool {
+        guard prefill.usesBLAS(rows: rows) else { return false }
+        return model.weights.layers.contains { layerRunsInFloat($0, rows: rows, lastPosition: lastPosition) }
     }
 
     /// One forward pass over several sessions' tokens (decoding steps and prompt chunks mixed, at
     /// most `batchCapacity` tokens in all); each session advances by its tokens. Returns, per item,
     /// the logits after its last token (nil where not wanted), equal to what the session alone would
-    /// compute. Nothing is evaluated if any item is refused.
+    /// compute with the exact kernels. An item with `inFloat` runs in F32 and must be alone.
+    /// Nothing is evaluated if any item is refused.
     public func step(_ items: [StepItem]) throws(InferenceError) -> [[Float]?] {
         let c = model.config
         let total = items.reduce(0) { $0 + $1.tokens.count }
         guard total >= 1, total <= batchCapacity else {
             throw InferenceError(.invalidArgument, "a step takes 1...\(batchCapacity) tokens, not \(total)")
+        }
+        guard items.count == 1 || !items.contains(where: \.inFloat) else {
+            throw InferenceError(.invalidArgument, "an item evaluated in F32 must be alone in its step")
         }
         guard Set(items.map { ObjectIdentifier($0.session) }).count == items.count else {
             throw InferenceError(.invalidArgument, "a session may appear only once in a step")
@@ -344,9 +366,9 @@ public final class LlamaEngine {
                                 wantsLogits: item.wantsLogits && i == item.tokens.count - 1))
             }
         }
-        // BLAS only when every item is large enough by itself: a decoding row is never computed
-        // differently because of what it was batched with.
-        let inFloat = items.allSatisfy { prefill.usesBLAS(rows: $0.tokens.count) }
+        // F32 only when asked for an item alone: a decoding row is never computed differently
+        // because of what it was batched with.
+        let inFloat = items.count == 1 && items[0].inFloat
         let logits = forward(rows, inFloat: inFloat)  // valid until the next forward pass: copied once, below
         let v = c.vocabularySize
         var next = 0
@@ -504,10 +526,14 @@ public final class LlamaEngine {
     /// `PrefillMode.gemmAttentionMinimumPositions` attended positions, so that shorter passes stay
     /// exact from end to end.
     private func attentionPaysInFloat(_ rows: [Row], layer: LlamaWeights.Layer) -> Bool {
+        layerRunsInFloat(layer, rows: rows.count, lastPosition: rows.reduce(0) { max($0, $1.position) })
+    }
+
+    /// Whether a BLAS pass of `rows` rows, the last at `lastPosition`, runs any of `layer` in F32.
+    private func layerRunsInFloat(_ layer: LlamaWeights.Layer, rows: Int, lastPosition: Int) -> Bool {
         let matrices = [layer.query, layer.key, layer.value, layer.output, layer.gate, layer.up, layer.down]
-        guard matrices.allSatisfy({ backend.keepsExact($0, rows: rows.count) }) else { return true }
-        let last = rows.reduce(0) { max($0, $1.position) }
-        return last + 1 >= PrefillMode.gemmAttentionMinimumPositions
+        guard matrices.allSatisfy({ backend.keepsExact($0, rows: rows) }) else { return true }
+        return lastPosition + 1 >= PrefillMode.gemmAttentionMinimumPositions
     }
 
     /// Attention of `rows` in layer `l` through the backend's `attentionInFloat`, one call per run of

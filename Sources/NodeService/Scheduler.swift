@@ -125,7 +125,17 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                                             batchTokens: min(limits.batchTokens, engine.batchCapacity), promptCache: limits.promptCache)
         self.drainTimeout = drainTimeout
         self.observer = observer
-        state = SchedulerState(limits: self.limits)
+        // Per chunk size, the first last-position from which a chunk runs in F32 (the engine's
+        // answer grows with the position): a table the state's pure decisions can read.
+        let floatFrom = (0 ... self.limits.batchTokens).map { rows in
+            var low = 0, high = contextLength  // answer in low...high; contextLength: never
+            while low < high {
+                let mid = (low + high) / 2
+                if engine.promptChunkRunsInFloat(rows: rows, lastPosition: mid) { high = mid } else { low = mid + 1 }
+            }
+            return low
+        }
+        state = SchedulerState(limits: self.limits) { rows, last in rows < floatFrom.count && last >= floatFrom[rows] }
         var sessions: [LlamaSession] = []
         for _ in 0 ..< self.limits.parallel { sessions.append(try engine.makeSession(contextLength: contextLength)) }
         self.sessions = sessions
@@ -339,12 +349,17 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 return logits
             })
         }
-        let items = engineWork.map(stepItem)
-        work += engineWork
-        do {
-            results += try engine.step(items).map { .success($0) }
-        } catch {
-            results += items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
+        // The exact items in one pass; an F32 chunk in a pass of its own (its rows depend on its pass).
+        var passes = [engineWork.filter { !$0.item.inFloat }].filter { !$0.isEmpty }
+        passes += engineWork.filter(\.item.inFloat).map { [$0] }
+        for pass in passes {
+            let items = pass.map(stepItem)
+            work += pass
+            do {
+                results += try engine.step(items).map { .success($0) }
+            } catch {
+                results += items.map { item in Result { () throws(InferenceError) in try engine.step([item])[0] } }
+            }
         }
         var finished: [(UInt64, Job, String?)] = []
         for ((item, job), result) in zip(work, results) {
@@ -400,7 +415,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             return .init(session: session, tokens: [entry.job.next!])
         case let .prompt(range, last):
             let prompt = entry.job.generation.promptIDs
-            return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last)
+            return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last,
+                         inFloat: entry.item.inFloat)
         case .sharePrompt:
             preconditionFailure("shared prompts are copied, not stepped")
         }

@@ -7,7 +7,14 @@
 /// - at most `limits.parallel` jobs run (each holds one slot), at most `limits.queueDepth` wait;
 /// - with `limits.perKeyLimit`, no API key has more than that many jobs running or waiting;
 /// - a step holds at most `limits.batchTokens` tokens: one for every decoding job first, then
-///   prompt chunks of running jobs in admission order;
+///   prompt chunks of running jobs in admission order; except that one F32 chunk (below) may join
+///   a step whose budget is short of it, so that decoding jobs never starve a prompt;
+/// - a prompt is cut into canonical chunks of `limits.batchTokens` tokens from its first position
+///   (the last one shorter). A chunk the engine would evaluate in F32 (`runsInFloat(rows,
+///   lastPosition)`: BLAS, whose rows depend on the whole pass) is always evaluated whole, as an
+///   item of its own (`Item.inFloat`); every other row runs on the exact kernels, whose rows do not
+///   depend on their batch, in pieces of any size. So a prompt's rows are the same bits whatever
+///   else the node is doing, and whatever prefix the prompt cache supplied;
 /// - a job with an empty prompt is never admitted (it would never produce a step);
 /// - a job admitted with a `promptSource` (another choice of the same request, same prompt) gets no
 ///   prompt chunks: once the source has evaluated the prompt, one `.sharePrompt` item copies it;
@@ -16,9 +23,12 @@
 /// - prompt cache: a free slot keeps the KV rows of the prompt it last evaluated. A job starts in the
 ///   free slot whose kept prompt shares the longest prefix with its own — only a slot last used by the
 ///   same API key (no leak between keys), the least recently used one when nothing matches — and skips
-///   that prefix (always leaving at least one token to evaluate). Only prompt rows are kept, never
-///   generated ones: a prompt row is computed the same way whichever prompt it was part of, so the
-///   outputs equal recomputation bit for bit. Memory is the slots' own: nothing extra is allocated.
+///   that prefix (always leaving at least one token to evaluate), cut back to the start of its last
+///   chunk when that chunk is F32 in the kept prompt or in the new one (only whole F32 chunks are
+///   shared). Only prompt rows are kept, never generated ones (decoding rows use other attention
+///   kernels than prompt rows): a kept row is computed as recomputing the new prompt would compute
+///   it, so the outputs equal recomputation bit for bit. Memory is the slots' own: nothing extra is
+///   allocated.
 public struct SchedulerState: Sendable {
     public struct Limits: Sendable, Equatable {
         public var parallel: Int
@@ -81,6 +91,15 @@ public struct SchedulerState: Sendable {
         public let id: UInt64
         public let slot: Int
         public let work: Work
+        /// A whole canonical prompt chunk to evaluate in F32, alone in its engine pass.
+        public var inFloat = false
+
+        public init(id: UInt64, slot: Int, work: Work, inFloat: Bool = false) {
+            self.id = id
+            self.slot = slot
+            self.work = work
+            self.inFloat = inFloat
+        }
 
         public var tokenCount: Int {
             switch work {
@@ -104,6 +123,8 @@ public struct SchedulerState: Sendable {
         var key: String?
         var tokens: [Int] = []
         var lastUsed: UInt64 = 0
+        /// The canonical chunks (index = first position / batchTokens) of `tokens` evaluated in F32.
+        var floatChunks: Set<Int> = []
     }
 
     /// What to do now.
@@ -117,6 +138,9 @@ public struct SchedulerState: Sendable {
     }
 
     public let limits: Limits
+    /// Whether a canonical prompt chunk of `rows` rows ending at `lastPosition` runs in F32
+    /// (`LlamaEngine.promptChunkRunsInFloat`).
+    public let runsInFloat: @Sendable (_ rows: Int, _ lastPosition: Int) -> Bool
     public private(set) var jobs: [UInt64: Job] = [:]
     /// Waiting jobs in arrival order.
     public private(set) var waiting: [UInt64] = []
@@ -131,8 +155,9 @@ public struct SchedulerState: Sendable {
     public private(set) var accepting = true
     public private(set) var drainDeadline: ContinuousClock.Instant?
 
-    public init(limits: Limits) {
+    public init(limits: Limits, runsInFloat: @escaping @Sendable (_ rows: Int, _ lastPosition: Int) -> Bool = { _, _ in false }) {
         self.limits = limits
+        self.runsInFloat = runsInFloat
         freeSlots = Array((0 ..< limits.parallel).reversed())
         kept = Array(repeating: Kept(), count: limits.parallel)
     }
@@ -189,7 +214,8 @@ public struct SchedulerState: Sendable {
             jobs[id]!.slot = slot
             jobs[id]!.promptOffset = reused
             reusedTokens += reused
-            kept[slot] = Kept(key: jobs[id]!.key, tokens: Array(jobs[id]!.prompt[..<reused]), lastUsed: clock)
+            kept[slot] = Kept(key: jobs[id]!.key, tokens: Array(jobs[id]!.prompt[..<reused]), lastUsed: clock,
+                              floatChunks: kept[slot].floatChunks.filter { ($0 + 1) * limits.batchTokens <= reused })
             running.append(id)
             plan.started.append(Start(id: id, slot: slot, reused: reused))
         }
@@ -204,10 +230,12 @@ public struct SchedulerState: Sendable {
         return plan
     }
 
-    /// One token for every decoding job, then prompt chunks in admission order, within the budget.
+    /// One token for every decoding job, then prompt chunks in admission order, within the budget;
+    /// the first F32 chunk reached is taken whole even over the budget (at most one per step).
     private func items() -> [Item] {
         var items: [Item] = []
         var budget = limits.batchTokens
+        var tookFloat = false
         for id in running where budget > 0 {
             let job = jobs[id]!
             if job.decoding {
@@ -215,7 +243,7 @@ public struct SchedulerState: Sendable {
                 budget -= 1
             }
         }
-        for id in running where budget > 0 {
+        for id in running where budget > 0 || !tookFloat {
             let job = jobs[id]!
             guard !job.decoding, job.promptOffset < job.promptCount else { continue }
             if let source = job.promptSource {
@@ -225,11 +253,33 @@ public struct SchedulerState: Sendable {
                 }
                 continue
             }
-            let end = min(job.promptCount, job.promptOffset + budget)
+            let chunk = chunk(of: job.prompt.count, at: job.promptOffset)
+            // An F32 chunk is reached at its first row (the prompt cache reuses no part of one).
+            if job.promptOffset == chunk.lowerBound && isFloat(chunk) {
+                guard !tookFloat else { continue }
+                items.append(Item(id: id, slot: job.slot!, work: .prompt(range: chunk, last: chunk.upperBound == job.promptCount), inFloat: true))
+                tookFloat = true
+                budget = max(0, budget - chunk.count)
+                continue
+            }
+            guard budget > 0 else { continue }
+            var end = min(job.promptCount, job.promptOffset + budget)
+            if end > chunk.upperBound && isFloat(self.chunk(of: job.prompt.count, at: chunk.upperBound)) { end = chunk.upperBound }
             items.append(Item(id: id, slot: job.slot!, work: .prompt(range: job.promptOffset ..< end, last: end == job.promptCount)))
             budget -= end - job.promptOffset
         }
         return items
+    }
+
+    /// The canonical chunk of a prompt of `count` tokens that holds position `position`.
+    func chunk(of count: Int, at position: Int) -> Range<Int> {
+        let start = position / limits.batchTokens * limits.batchTokens
+        return start ..< min(count, start + limits.batchTokens)
+    }
+
+    /// Whether the engine evaluates `chunk` in F32.
+    func isFloat(_ chunk: Range<Int>) -> Bool {
+        runsInFloat(chunk.count, chunk.upperBound - 1)
     }
 
     /// The engine evaluated `item`: a prompt chunk advances the job (the last chunk starts its
@@ -242,11 +292,17 @@ public struct SchedulerState: Sendable {
             jobs[item.id]!.promptOffset = range.upperBound
             if last { jobs[item.id]!.decoding = true }
             // Rows of one-token prompts are computed like decoding rows: not kept.
-            if job.promptCount > 1 && kept[item.slot].tokens.count == range.lowerBound { kept[item.slot].tokens += job.prompt[range] }
-        case .sharePrompt:
+            if job.promptCount > 1 && kept[item.slot].tokens.count == range.lowerBound {
+                kept[item.slot].tokens += job.prompt[range]
+                if item.inFloat { kept[item.slot].floatChunks.insert(range.lowerBound / limits.batchTokens) }
+            }
+        case let .sharePrompt(_, sourceSlot):
             jobs[item.id]!.promptOffset = job.promptCount
             jobs[item.id]!.decoding = true
-            if job.promptCount > 1 { kept[item.slot].tokens = job.prompt }
+            if job.promptCount > 1 {
+                kept[item.slot].tokens = job.prompt
+                kept[item.slot].floatChunks = kept[sourceSlot].floatChunks
+            }
         case .decode:
             break
         }
@@ -263,6 +319,12 @@ public struct SchedulerState: Sendable {
             if limits.promptCache && k.key == job.key {
                 let limit = min(k.tokens.count, job.prompt.count - 1)
                 while shared < limit && k.tokens[shared] == job.prompt[shared] { shared += 1 }
+                // A partly shared chunk: its rows are equal only if exact on both sides.
+                let index = shared / limits.batchTokens
+                if shared % limits.batchTokens != 0
+                    && (k.floatChunks.contains(index) || isFloat(chunk(of: job.prompt.count, at: shared))) {
+                    shared = index * limits.batchTokens
+                }
             }
             if shared > best.reused || (shared == best.reused && k.lastUsed <= best.lastUsed) {
                 best = (index, shared, k.lastUsed)
@@ -277,6 +339,7 @@ public struct SchedulerState: Sendable {
         reusedTokens -= job.promptOffset
         jobs[id]!.promptOffset = 0
         kept[slot].tokens = []
+        kept[slot].floatChunks = []
     }
 
     /// The job ended (finished, failed, or dropped by the caller): its slot is free.

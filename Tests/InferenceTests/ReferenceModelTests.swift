@@ -140,4 +140,45 @@ struct ReferenceModelTests {
         }
         #expect(seen[0 ..< 4].allSatisfy { $0 == steps + 1 } && seen[4] == steps + 1 - 4)
     }
+
+    /// The serving step's F32 item: a whole prompt chunk evaluated alone through BLAS gives the bits
+    /// the same chunk gives through a session's own BLAS pass; batched with anything else it is
+    /// refused (its rows would depend on what it was batched with), and nothing is evaluated.
+    @Test func anF32StepItemIsTheChunksOwnBLASPassAndMustBeAlone() throws {
+        let model = try RealModel.model()
+        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 1024, batchCapacity: 64,
+                                 prefill: .blas(minimumRows: 64))
+        let chunk = (0 ..< 64).map { 100 + ($0 * 37) % 5000 }
+        let prefix = (0 ..< 512).map { 7 + ($0 * 13) % 4000 }
+        // Positions 512..<576: past the exact attention's reach, so this chunk runs in F32 on every CPU.
+        #expect(engine.promptChunkRunsInFloat(rows: 64, lastPosition: 575))
+        #expect(!engine.promptChunkRunsInFloat(rows: 63, lastPosition: 575))  // below the BLAS threshold
+        let prompt = prefix + chunk
+        let own = try engine.makeSession(contextLength: 1024)
+        for start in stride(from: 0, to: prefix.count, by: 64) {
+            _ = try own.evaluate(Array(prefix[start ..< start + 64]), partOfPrompt: prompt.count)
+        }
+        let expected = try own.evaluate(chunk, partOfPrompt: prompt.count)
+        let stepped = try engine.makeSession(contextLength: 1024)
+        for start in stride(from: 0, to: prefix.count, by: 64) {
+            _ = try stepped.evaluate(Array(prefix[start ..< start + 64]), partOfPrompt: prompt.count)
+        }
+        let other = try engine.makeSession(contextLength: 1024)
+        _ = try other.evaluate([1, 2, 3])
+        #expect(throws: InferenceError.self) {
+            try engine.step([.init(session: stepped, tokens: Array(chunk[..<63]), promptLength: prompt.count, inFloat: true),
+                             .init(session: other, tokens: [4])])
+        }
+        #expect(stepped.position == prefix.count && other.position == 3)
+        let logits = try engine.step([.init(session: stepped, tokens: chunk, promptLength: prompt.count, inFloat: true)])
+        #expect(logits[0]?.map(\.bitPattern) == expected.map(\.bitPattern))
+        // The same chunk as exact rows: other bits (so the F32 item did run in F32).
+        let exact = try engine.makeSession(contextLength: 1024)
+        for start in stride(from: 0, to: prefix.count, by: 64) {
+            _ = try engine.step([.init(session: exact, tokens: Array(prefix[start ..< start + 64]), promptLength: prompt.count, wantsLogits: false,
+                                       inFloat: true)])
+        }
+        let exactLogits = try engine.step([.init(session: exact, tokens: chunk, promptLength: prompt.count)])
+        #expect(exactLogits[0]?.map(\.bitPattern) != expected.map(\.bitPattern))
+    }
 }

@@ -195,6 +195,78 @@ import Testing
         #expect(state.plan().started.map(\.reused) == [0])
     }
 
+    /// An engine model for the F32 rules: with 8-token steps, full chunks run in F32, and so does
+    /// any chunk ending at position 40 or later.
+    static let floatChunks: @Sendable (Int, Int) -> Bool = { rows, last in rows == 8 || last >= 40 }
+
+    /// A client keeps the node decoding so that another prompt's chunks would be cut short by the
+    /// budget: an F32 chunk is still evaluated whole, alone in its pass, so its rows are the bits
+    /// they are without load; the budget then only holds back the exact pieces.
+    @Test func decodingJobsNeverSplitAnF32Chunk() throws {
+        var state = SchedulerState(limits: .init(parallel: 3, queueDepth: 0, batchTokens: 8), runsInFloat: Self.floatChunks)
+        try state.admit(id: 1, key: nil, prompt: [1, 2])
+        try state.admit(id: 2, key: nil, prompt: [3, 4])
+        for item in state.plan().items { state.completed(item) }
+        try state.admit(id: 3, key: nil, prompt: Array(1 ... 20))
+        var plan = state.plan()
+        #expect(plan.items.map(\.work) == [.decode, .decode, .prompt(range: 0 ..< 8, last: false)])
+        #expect(plan.items.map(\.inFloat) == [false, false, true])
+        for item in plan.items { state.completed(item) }
+        plan = state.plan()
+        #expect(plan.items.last == .init(id: 3, slot: plan.items[2].slot, work: .prompt(range: 8 ..< 16, last: false), inFloat: true))
+        for item in plan.items { state.completed(item) }
+        // The last chunk (4 tokens, ending at 19) is exact: a piece of the budget left.
+        plan = state.plan()
+        #expect(plan.items.last?.work == .prompt(range: 16 ..< 20, last: true) && plan.items.last?.inFloat == false)
+    }
+
+    /// Two prompts reach an F32 chunk in the same step: one takes it, the other waits (one F32 pass
+    /// per step); an exact piece stops where the next F32 chunk starts.
+    @Test func oneF32ChunkPerStepAndExactPiecesStopAtOne() throws {
+        var state = SchedulerState(limits: .init(parallel: 2, queueDepth: 0, batchTokens: 8), runsInFloat: Self.floatChunks)
+        try state.admit(id: 1, key: nil, prompt: Array(1 ... 16))
+        try state.admit(id: 2, key: nil, prompt: Array(1 ... 16))
+        var plan = state.plan()
+        #expect(plan.items == [.init(id: 1, slot: plan.items[0].slot, work: .prompt(range: 0 ..< 8, last: false), inFloat: true)])
+        // With exact chunks below position 40, a 44-token prompt runs 0..<40 exact and 40..<44 in F32.
+        var exact = SchedulerState(limits: .init(parallel: 1, queueDepth: 0, batchTokens: 8),
+                                   runsInFloat: { rows, last in last >= 40 })
+        try exact.admit(id: 1, key: nil, prompt: Array(1 ... 44))
+        var ranges: [Range<Int>] = []
+        var floats: [Bool] = []
+        while exact.jobs[1]?.decoding == false {
+            plan = exact.plan()
+            for item in plan.items {
+                if case let .prompt(range, _) = item.work { ranges.append(range); floats.append(item.inFloat) }
+                exact.completed(item)
+            }
+        }
+        #expect(ranges == [0 ..< 8, 8 ..< 16, 16 ..< 24, 24 ..< 32, 32 ..< 40, 40 ..< 44])
+        #expect(floats == [false, false, false, false, false, true])
+    }
+
+    /// A new prompt shares 12 tokens with a kept one: the first 8-token chunk ran in F32 and is
+    /// shared whole, but the second is F32 in the new prompt, so only 8 tokens are reused: the
+    /// new prompt's F32 chunk is evaluated whole, as recomputation would.
+    @Test func promptCacheNeverSharesPartOfAnF32Chunk() throws {
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8), runsInFloat: Self.floatChunks)
+        let shared = Array(100 ..< 112)
+        try state.admit(id: 1, key: nil, prompt: shared + [1, 2])  // chunks 0..<8 (F32), 8..<14 (exact)
+        Self.evaluateAndFinish(&state, 1)
+        try state.admit(id: 2, key: nil, prompt: shared + [7, 8, 9, 10, 11])  // 8..<17: chunk 8..<16 is F32
+        var plan = state.plan()
+        #expect(plan.started.map(\.reused) == [8])
+        #expect(plan.items.first?.work == .prompt(range: 8 ..< 16, last: false) && plan.items.first?.inFloat == true)
+        Self.evaluateAndFinish(&state, 2)
+        // A third prompt whose second chunk is exact on both sides reuses up to the divergence.
+        try state.admit(id: 3, key: nil, prompt: Array(shared[..<10]) + [4, 4])
+        plan = state.plan()
+        #expect(plan.started.map(\.reused) == [8])  // the kept chunk 8..<16 ran in F32: not shared in part
+        Self.evaluateAndFinish(&state, 3)
+        try state.admit(id: 4, key: nil, prompt: Array(shared[..<10]) + [4, 5])
+        #expect(state.plan().started.map(\.reused) == [11])  // 8..<12 ran exact for job 3 and is exact here
+    }
+
     @Test func promptCacheOffReusesNothing() throws {
         var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 64, promptCache: false))
         try state.admit(id: 1, key: nil, prompt: Array(1 ... 30))

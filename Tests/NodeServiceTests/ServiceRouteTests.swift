@@ -45,7 +45,8 @@ import Testing
             settings.parallel = 2
             settings.queueDepth = 2
             configure(&settings)
-            let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: settings.contextLength, batchCapacity: 64)
+            let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: settings.contextLength, batchCapacity: 64,
+                                     prefill: settings.exact ? .exact : .default)
             metrics = NodeMetrics()
             scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer,
                                                limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth,
@@ -308,16 +309,21 @@ import Testing
     @Test(.enabled(if: runModelTests)) func promptCacheOutputsEqualRecomputation() async throws {
         let tokenizer = try #require(Self.loaded).get().2
         let history = try tokenizer.encode("You are a careful assistant. The user asks about the sea, ships and the weather at sea. "
-                                           + String(repeating: "Answer briefly and precisely. ", count: 8), maxWordBytes: 8192)
+                                           + String(repeating: "Answer briefly and precisely. ", count: 10), maxWordBytes: 8192)
         let first = history + (try tokenizer.encode(" First question: what is a tide?", addSpecial: false, maxWordBytes: 8192))
         let second = history + (try tokenizer.encode(" Second question: why is the sea salty?", addSpecial: false, maxWordBytes: 8192))
-        func run(_ node: Node, _ prompt: [Int], temperature: Float) async throws -> String {
-            let options = GenerationOptions(maxTokens: 48, sampling: SamplingParameters(temperature: temperature, seed: 7))
-            var text = ""
+        // The history covers the first 64-token chunk (shared whole even where it runs in F32) and
+        // ends inside the second, which both prompts end early enough to keep exact.
+        #expect(history.count > 64 && first.count < 100 && second.count < 100)
+        // Logprobs too: the same text could hide different bits.
+        func run(_ node: Node, _ prompt: [Int], temperature: Float) async throws -> (text: String, logprobs: [TokenLogprob]) {
+            var options = GenerationOptions(maxTokens: 48, sampling: SamplingParameters(temperature: temperature, seed: 7))
+            options.logprobs = 3
+            var answer = (text: "", logprobs: [TokenLogprob]())
             for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
-                if case let .finished(done) = event { text = done.text }
+                if case let .finished(done) = event { answer = (done.text, done.logprobs) }
             }
-            return text
+            return answer
         }
         let cached = try await Node(promptCache: true)
         let fresh = try await Node(promptCache: false)
@@ -326,11 +332,65 @@ import Testing
             _ = try await run(cached, first, temperature: temperature)
             let reused = try await run(cached, second, temperature: temperature)
             let recomputed = try await run(fresh, second, temperature: temperature)
-            #expect(!reused.isEmpty && reused == recomputed)
+            #expect(!reused.text.isEmpty && reused.text == recomputed.text && reused.logprobs == recomputed.logprobs)
         }
         let exposition = String(decoding: cached.metrics.exposition(), as: UTF8.self)
         // Turn two of round one, and both turns of round two, start from the shared history (two slots).
         #expect(exposition.contains("securenode_prompt_cache_tokens_total \(3 * history.count)"))
+    }
+
+    /// A long prompt's answer does not depend on what else the node was doing while it read it: the
+    /// same greedy request alone and beside a decoding request gives the same text, bit for bit.
+    @Test(.enabled(if: runModelTests)) func answerDoesNotDependOnConcurrentLoad() async throws {
+        let tokenizer = try #require(Self.loaded).get().2
+        let prompt = try tokenizer.encode(String(repeating: "The harbour master logs every ship, its cargo and its draught. ", count: 48),
+                                          maxWordBytes: 8192)
+        #expect(prompt.count > PrefillMode.gemmAttentionMinimumPositions)
+        var options = GenerationOptions(maxTokens: 24, sampling: SamplingParameters(temperature: 0))
+        options.logprobs = 3
+        func text(_ submission: InferenceScheduler.Submission) async -> [TokenLogprob] {
+            var logprobs: [TokenLogprob] = []
+            for await event in submission.events { if case let .finished(done) = event { logprobs = done.logprobs } }
+            return logprobs
+        }
+        let node = try await Node(promptCache: false)
+        defer { Task { await node.stop() } }
+        let alone = await text(try node.scheduler.submit(.init(promptIDs: prompt, options: options)))
+        let busy = try node.scheduler.submit(.init(promptIDs: Array(prompt[..<8]),
+                                                   options: GenerationOptions(maxTokens: 1500, sampling: SamplingParameters(temperature: 0.8, seed: 3))))
+        var events = busy.events.makeAsyncIterator()
+        _ = await events.next()  // decoding
+        let loaded = await text(try node.scheduler.submit(.init(promptIDs: prompt, options: options)))
+        busy.cancel()
+        #expect(!alone.isEmpty && alone == loaded)
+    }
+
+    /// The prompt cache reuses a prefix whose length is not a multiple of the step size, so the rest
+    /// of the prompt is evaluated in chunks that start elsewhere than when computed from scratch:
+    /// the answers are still the same bits.
+    @Test(.enabled(if: runModelTests)) func promptCacheOutputsEqualRecomputationOffChunkBoundaries() async throws {
+        let tokenizer = try #require(Self.loaded).get().2
+        let history = try tokenizer.encode("You are a careful assistant for harbour masters.", maxWordBytes: 8192)
+        let first = history + (try tokenizer.encode(" Hello.", addSpecial: false, maxWordBytes: 8192))
+        let second = history + (try tokenizer.encode(String(repeating: " Log the ship, its cargo and its draught.", count: 60),
+                                                     addSpecial: false, maxWordBytes: 8192))
+        #expect(history.count % 64 != 0 && second.count > PrefillMode.gemmAttentionMinimumPositions)
+        func run(_ node: Node, _ prompt: [Int]) async throws -> [TokenLogprob] {
+            var options = GenerationOptions(maxTokens: 24, sampling: SamplingParameters(temperature: 0))
+            options.logprobs = 3
+            var logprobs: [TokenLogprob] = []
+            for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
+                if case let .finished(done) = event { logprobs = done.logprobs }
+            }
+            return logprobs
+        }
+        let cached = try await Node(promptCache: true) { $0.parallel = 1 }
+        let fresh = try await Node(promptCache: false) { $0.parallel = 1 }
+        defer { Task { await cached.stop(); await fresh.stop() } }
+        _ = try await run(cached, first)
+        let reused = try await run(cached, second)
+        let recomputed = try await run(fresh, second)
+        #expect(!reused.isEmpty && reused == recomputed)
     }
 
     /// SIGTERM's drain ends at its deadline even with a queue of long requests nobody reads.

@@ -13,6 +13,7 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
     private let attestationReady: Gauge
     private let cancellations: Counter
     private let promptCacheTokens: Counter
+    private let promptCacheWarmedTokens: Counter
 
     static let latencyBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                                              .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -34,6 +35,8 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
                                                                helpText: "Requests dropped because the client disconnected"))
         promptCacheTokens = registry.makeCounter(descriptor: .init(namespace: "securenode", metricName: "prompt_cache_tokens", unitName: "total",
                                                                    helpText: "Prompt tokens reused from the prompt cache instead of evaluated"))
+        promptCacheWarmedTokens = registry.makeCounter(descriptor: .init(namespace: "securenode", metricName: "prompt_cache_warmed_tokens", unitName: "total",
+                                                                         helpText: "Generated tokens an idle slot evaluated again as prompt rows for the next turn"))
         attestationReady = registry.makeGauge(descriptor: .init(namespace: "securenode", metricName: "attestation_ready",
                                                                 helpText: "1 while the model is verified, measured and loaded and the TPM answers"))
     }
@@ -53,6 +56,8 @@ public final class NodeMetrics: SchedulerObserver, Sendable {
     public func cancelled() { cancellations.increment() }
 
     public func promptCacheHit(tokens: Int) { promptCacheTokens.increment(by: Int64(tokens)) }
+
+    public func promptCacheWarmed(tokens: Int) { promptCacheWarmedTokens.increment(by: Int64(tokens)) }
 
     public func setReady(_ ready: Bool) { attestationReady.set(to: ready ? 1.0 : 0.0) }
 

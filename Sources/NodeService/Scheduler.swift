@@ -278,7 +278,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
     private func loop() {
         while true {
             condition.lock()
-            while state.isIdle && !stopped && state.accepting { condition.wait() }
+            while state.isIdle && !state.hasWarmWork && !stopped && state.accepting { condition.wait() }
             let expired = state.expire(now: .now)
             let expiredJobs = expired.compactMap { jobs.removeValue(forKey: $0) }
             if state.isIdle && !state.accepting { stopped = true }
@@ -324,7 +324,24 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 observer?.cancelled()
             }
             if !work.isEmpty { runStep(work, sources: sources) }
+            if let warm = plan.warm { runWarm(warm) }
         }
+    }
+
+    /// Idle time: a piece of a finished answer evaluated as prompt rows in its slot's session, so
+    /// that the chat's next turn, which carries the answer in its history, reuses them (the same
+    /// bits as recomputing them: exact prompt rows). A request that arrives meanwhile waits for at
+    /// most this piece.
+    private func runWarm(_ warm: SchedulerState.Warm) {
+        let session = sessions[warm.slot]
+        let done = Result { () throws(InferenceError) in
+            if session.position != warm.from { try session.rewind(to: warm.from) }
+            _ = try engine.step([.init(session: session, tokens: warm.tokens, promptLength: warm.promptLength, wantsLogits: false)])
+        }
+        condition.lock()
+        if case .success = done { state.warmed(warm) } else { state.warmFailed(warm) }
+        condition.unlock()
+        if case .success = done { observer?.promptCacheWarmed(tokens: warm.tokens.count) }
     }
 
     /// One engine step. A step the engine refuses changes nothing (the engine checks every item
@@ -398,8 +415,10 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             state.completed(item)
             if case .sharePrompt = item.work { sharedPrompts += 1 }
         }
-        for (id, _, _) in finished {
-            state.finish(id)
+        for (id, job, failure) in finished {
+            // Generated tokens past the context could not be kept.
+            let room = state.jobs[id]?.slot.map { max(0, sessions[$0].contextLength - job.generation.promptIDs.count) } ?? 0
+            state.finish(id, generated: failure == nil ? Array(job.generation.outputIDs.prefix(room)) : [])
             jobs[id] = nil
         }
         condition.unlock()
@@ -448,4 +467,6 @@ public protocol SchedulerObserver: Sendable {
     func cancelled()
     /// A request started with `tokens` prompt tokens reused from the prompt cache.
     func promptCacheHit(tokens: Int)
+    /// An idle slot evaluated `tokens` tokens of its last answer as prompt rows.
+    func promptCacheWarmed(tokens: Int)
 }

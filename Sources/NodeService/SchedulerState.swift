@@ -123,9 +123,24 @@ public struct SchedulerState: Sendable {
         var key: String?
         var tokens: [Int] = []
         var lastUsed: UInt64 = 0
-        /// The canonical chunks (index = first position / batchTokens) of `tokens` evaluated in F32.
-        var floatChunks: Set<Int> = []
+        /// The ranges of `tokens` evaluated in F32, each a whole canonical chunk of its prompt.
+        var floatRanges: [Range<Int>] = []
+        /// Tokens the slot's last job generated, still to evaluate as prompt rows after `tokens`
+        /// while the node is idle (`Plan.warm`): a chat's next turn carries them in its history.
+        var pending: [Int] = []
     }
+
+    /// Idle work: evaluate `tokens` as prompt rows (exact kernels, `promptLength` for the attention
+    /// kernels) in `slot`'s session from position `from`, dropping whatever rows it holds there.
+    public struct Warm: Sendable, Equatable {
+        public let slot: Int
+        public let from: Int
+        public let tokens: [Int]
+        public let promptLength: Int
+    }
+
+    /// Most tokens of one warming pass: a request that arrives meanwhile waits for at most this.
+    public static let warmPieceTokens = 8
 
     /// What to do now.
     public struct Plan: Sendable, Equatable {
@@ -135,6 +150,8 @@ public struct SchedulerState: Sendable {
         public var started: [Start] = []
         /// The engine step, possibly empty.
         public var items: [Item] = []
+        /// With nothing else to do: a piece of a finished answer to evaluate as prompt rows.
+        public var warm: Warm?
     }
 
     public let limits: Limits
@@ -215,12 +232,40 @@ public struct SchedulerState: Sendable {
             jobs[id]!.promptOffset = reused
             reusedTokens += reused
             kept[slot] = Kept(key: jobs[id]!.key, tokens: Array(jobs[id]!.prompt[..<reused]), lastUsed: clock,
-                              floatChunks: kept[slot].floatChunks.filter { ($0 + 1) * limits.batchTokens <= reused })
+                              floatRanges: kept[slot].floatRanges.filter { $0.upperBound <= reused })
             running.append(id)
             plan.started.append(Start(id: id, slot: slot, reused: reused))
         }
         plan.items = items()
+        if plan.items.isEmpty && running.isEmpty && accepting && limits.promptCache {
+            plan.warm = nextWarm()
+        }
         return plan
+    }
+
+    /// Whether a free slot holds answer tokens still to evaluate as prompt rows.
+    public var hasWarmWork: Bool { accepting && limits.promptCache && kept.contains { !$0.pending.isEmpty } }
+
+    /// The most recently used slot's next piece of answer to evaluate.
+    private func nextWarm() -> Warm? {
+        guard let slot = freeSlots.filter({ !kept[$0].pending.isEmpty }).max(by: { kept[$0].lastUsed < kept[$1].lastUsed }) else { return nil }
+        let k = kept[slot]
+        return Warm(slot: slot, from: k.tokens.count, tokens: Array(k.pending.prefix(Self.warmPieceTokens)),
+                    promptLength: k.tokens.count + k.pending.count)
+    }
+
+    /// `warm` was evaluated: its rows join what the slot keeps.
+    public mutating func warmed(_ warm: Warm) {
+        guard freeSlots.contains(warm.slot), kept[warm.slot].tokens.count == warm.from,
+              kept[warm.slot].pending.starts(with: warm.tokens) else { return }
+        kept[warm.slot].tokens += warm.tokens
+        kept[warm.slot].pending.removeFirst(warm.tokens.count)
+    }
+
+    /// `warm` could not be evaluated: the slot keeps its rows up to `warm.from` and warms no more.
+    public mutating func warmFailed(_ warm: Warm) {
+        guard freeSlots.contains(warm.slot) else { return }
+        kept[warm.slot].pending = []
     }
 
     /// The same plan with its step built again (after `forgetReuse`).
@@ -294,14 +339,14 @@ public struct SchedulerState: Sendable {
             // Rows of one-token prompts are computed like decoding rows: not kept.
             if job.promptCount > 1 && kept[item.slot].tokens.count == range.lowerBound {
                 kept[item.slot].tokens += job.prompt[range]
-                if item.inFloat { kept[item.slot].floatChunks.insert(range.lowerBound / limits.batchTokens) }
+                if item.inFloat { kept[item.slot].floatRanges.append(range) }
             }
         case let .sharePrompt(_, sourceSlot):
             jobs[item.id]!.promptOffset = job.promptCount
             jobs[item.id]!.decoding = true
             if job.promptCount > 1 {
                 kept[item.slot].tokens = job.prompt
-                kept[item.slot].floatChunks = kept[sourceSlot].floatChunks
+                kept[item.slot].floatRanges = kept[sourceSlot].floatRanges
             }
         case .decode:
             break
@@ -319,12 +364,7 @@ public struct SchedulerState: Sendable {
             if limits.promptCache && k.key == job.key {
                 let limit = min(k.tokens.count, job.prompt.count - 1)
                 while shared < limit && k.tokens[shared] == job.prompt[shared] { shared += 1 }
-                // A partly shared chunk: its rows are equal only if exact on both sides.
-                let index = shared / limits.batchTokens
-                if shared % limits.batchTokens != 0
-                    && (k.floatChunks.contains(index) || isFloat(chunk(of: job.prompt.count, at: shared))) {
-                    shared = index * limits.batchTokens
-                }
+                shared = canonicalPrefix(of: job.prompt.count, shared: shared, kept: k)
             }
             if shared > best.reused || (shared == best.reused && k.lastUsed <= best.lastUsed) {
                 best = (index, shared, k.lastUsed)
@@ -333,17 +373,40 @@ public struct SchedulerState: Sendable {
         return (best.index, best.reused)
     }
 
+    /// How much of `shared` kept rows equal the rows the job's own prompt (of `count` tokens) would
+    /// compute: chunk by chunk, an F32 chunk of the prompt only if the slot evaluated that very
+    /// chunk in F32, an exact chunk only if none of its shared rows were evaluated in F32.
+    private func canonicalPrefix(of count: Int, shared: Int, kept k: Kept) -> Int {
+        var start = 0
+        while start < shared {
+            let chunk = chunk(of: count, at: start)
+            if isFloat(chunk) {
+                guard chunk.upperBound <= shared, k.floatRanges.contains(chunk) else { return start }
+            } else if k.floatRanges.contains(where: { $0.overlaps(start ..< min(chunk.upperBound, shared)) }) {
+                return start
+            }
+            start = chunk.upperBound
+        }
+        return shared
+    }
+
     /// The session of `id` could not keep its reused prefix: evaluate its whole prompt.
     public mutating func forgetReuse(_ id: UInt64) {
         guard let job = jobs[id], let slot = job.slot else { return }
         reusedTokens -= job.promptOffset
         jobs[id]!.promptOffset = 0
         kept[slot].tokens = []
-        kept[slot].floatChunks = []
+        kept[slot].floatRanges = []
     }
 
-    /// The job ended (finished, failed, or dropped by the caller): its slot is free.
-    public mutating func finish(_ id: UInt64) {
+    /// The job ended (finished, failed, or dropped by the caller): its slot is free. `generated`:
+    /// the tokens it generated, when it finished normally, which the slot then evaluates as prompt
+    /// rows while the node is idle (`Plan.warm`), if it keeps the whole prompt.
+    public mutating func finish(_ id: UInt64, generated: [Int] = []) {
+        if limits.promptCache, let job = jobs[id], let slot = job.slot, job.decoding, job.promptCount > 1,
+           kept[slot].tokens.count == job.promptCount {
+            kept[slot].pending = generated
+        }
         remove(id)
     }
 

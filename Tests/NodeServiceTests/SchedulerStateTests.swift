@@ -267,6 +267,80 @@ import Testing
         #expect(state.plan().started.map(\.reused) == [11])  // 8..<12 ran exact for job 3 and is exact here
     }
 
+    /// Runs `id`'s prompt to its end, then finishes it as if it had generated `generated`.
+    static func evaluate(_ state: inout SchedulerState, _ id: UInt64, generating generated: [Int]) {
+        while state.jobs[id]?.decoding == false {
+            for item in state.plan().items { state.completed(item) }
+        }
+        state.finish(id, generated: generated)
+    }
+
+    /// A finished answer is evaluated again as prompt rows, in small pieces, only while nothing
+    /// else runs or waits; the chat's next turn, which carries the answer, then reuses it.
+    @Test func warmsAFinishedAnswerOnlyWhenIdle() throws {
+        var state = SchedulerState(limits: .init(parallel: 2, queueDepth: 2, batchTokens: 8))
+        let prompt = Array(1 ... 5), answer = Array(10 ..< 30)
+        try state.admit(id: 1, key: "k", prompt: prompt)
+        Self.evaluate(&state, 1, generating: answer)
+        #expect(state.hasWarmWork)
+        // Another request runs: no warming until it is gone.
+        try state.admit(id: 2, key: "k", prompt: [50, 51, 52])
+        var plan = state.plan()
+        #expect(plan.warm == nil && plan.started.map(\.reused) == [0])
+        let slot1 = (0 ..< 2).first { $0 != plan.started[0].slot }!
+        for item in plan.items { state.completed(item) }
+        #expect(state.plan().warm == nil)  // job 2 decodes
+        state.finish(2)  // no generated tokens (failed): its slot warms nothing
+        var warmed = 0
+        while let warm = state.plan().warm {
+            #expect(warm.slot == slot1 && warm.from == 5 + warmed && warm.promptLength == 25)
+            #expect(warm.tokens == Array(answer[warmed ..< min(20, warmed + SchedulerState.warmPieceTokens)]))
+            state.warmed(warm)
+            warmed += warm.tokens.count
+        }
+        #expect(warmed == 20 && !state.hasWarmWork)
+        try state.admit(id: 3, key: "k", prompt: prompt + answer + [99, 98])
+        plan = state.plan()
+        #expect(plan.started.map(\.reused) == [25] && plan.started[0].slot == slot1)
+    }
+
+    /// A request arriving mid-warming takes the slot with what is warmed so far; the rest of the
+    /// answer is dropped. Draining, another key, or the cache turned off: no warming, no sharing.
+    @Test func warmingStopsWhenTheSlotIsTakenOrTheNodeDrains() throws {
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8))
+        let prompt = Array(1 ... 5), answer = Array(10 ..< 30)
+        try state.admit(id: 1, key: "k", prompt: prompt)
+        Self.evaluate(&state, 1, generating: answer)
+        state.warmed(try #require(state.plan().warm))
+        try state.admit(id: 2, key: "k", prompt: prompt + answer + [99])
+        #expect(state.plan().started.map(\.reused) == [5 + SchedulerState.warmPieceTokens])
+        #expect(!state.hasWarmWork)
+        Self.evaluate(&state, 2, generating: answer)
+        while let warm = state.plan().warm { state.warmed(warm) }
+        // Another key shares nothing, warmed or not.
+        try state.admit(id: 3, key: "other", prompt: prompt + answer + [99] + answer + [1])
+        #expect(state.plan().started.map(\.reused) == [0])
+        Self.evaluate(&state, 3, generating: answer)
+        state.beginDrain(deadline: .now + .seconds(1))
+        #expect(!state.hasWarmWork && state.plan().warm == nil)
+        var off = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8, promptCache: false))
+        try off.admit(id: 1, key: nil, prompt: prompt)
+        Self.evaluate(&off, 1, generating: answer)
+        #expect(!off.hasWarmWork && off.plan().warm == nil)
+    }
+
+    /// Warmed rows are exact: where the next turn's own chunk runs in F32, they are not reused.
+    @Test func warmedRowsAreNeverReusedForAnF32Chunk() throws {
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8), runsInFloat: { _, last in last >= 16 })
+        let prompt = Array(1 ... 5), answer = Array(10 ..< 30)
+        try state.admit(id: 1, key: nil, prompt: prompt)
+        Self.evaluate(&state, 1, generating: answer)
+        while let warm = state.plan().warm { state.warmed(warm) }
+        // The next prompt (27 tokens): 0..<16 exact, 16..<24 F32, 24..<27 F32 (ends at 26).
+        try state.admit(id: 2, key: nil, prompt: prompt + answer + [99, 98])
+        #expect(state.plan().started.map(\.reused) == [16])
+    }
+
     @Test func promptCacheOffReusesNothing() throws {
         var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 64, promptCache: false))
         try state.admit(id: 1, key: nil, prompt: Array(1 ... 30))

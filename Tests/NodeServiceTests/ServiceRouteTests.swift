@@ -393,6 +393,38 @@ import Testing
         #expect(!reused.isEmpty && reused == recomputed)
     }
 
+    /// A chat's next turn carries the previous answer: the idle slot evaluated it again as prompt
+    /// rows meanwhile, the next turn reuses them, and its answer still equals recomputation bit for bit.
+    @Test(.enabled(if: runModelTests)) func warmedAnswerOutputsEqualRecomputation() async throws {
+        let tokenizer = try #require(Self.loaded).get().2
+        let history = try tokenizer.encode("Notes on the sea. The sea rises and falls twice a day because", maxWordBytes: 8192)
+        func run(_ node: Node, _ prompt: [Int]) async throws -> (text: String, logprobs: [TokenLogprob]) {
+            var options = GenerationOptions(maxTokens: 40, sampling: SamplingParameters(temperature: 0))
+            options.logprobs = 3
+            var answer = (text: "", logprobs: [TokenLogprob]())
+            for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
+                if case let .finished(done) = event { answer = (done.text, done.logprobs) }
+            }
+            return answer
+        }
+        func counter(_ node: Node, _ name: String) -> Int {
+            let line = String(decoding: node.metrics.exposition(), as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            return line.flatMap { Int($0.split(separator: " ").last!) } ?? 0
+        }
+        let cached = try await Node(promptCache: true) { $0.parallel = 1 }
+        let fresh = try await Node(promptCache: false) { $0.parallel = 1 }
+        defer { Task { await cached.stop(); await fresh.stop() } }
+        let first = try await run(cached, history)
+        let answerIDs = first.logprobs.map(\.id)
+        #expect(answerIDs.count > 8)
+        try await waitUntil { counter(cached, "securenode_prompt_cache_warmed_tokens_total") == answerIDs.count }
+        let next = history + answerIDs + (try tokenizer.encode(" Why?", addSpecial: false, maxWordBytes: 8192))
+        let reused = try await run(cached, next)
+        let recomputed = try await run(fresh, next)
+        #expect(counter(cached, "securenode_prompt_cache_tokens_total") == history.count + answerIDs.count)
+        #expect(!reused.logprobs.isEmpty && reused.text == recomputed.text && reused.logprobs == recomputed.logprobs)
+    }
+
     /// SIGTERM's drain ends at its deadline even with a queue of long requests nobody reads.
     @Test(.enabled(if: runModelTests)) func drainIsBoundedWithAQueueOfAbandonedRequests() async throws {
         let node = try await Node { $0.queueDepth = 8 }

@@ -14,6 +14,8 @@
 #     RUNS=3 DURATION=40 LEVELS=1,4,16 THREADS=2   runs, seconds of load per workload, level and engine,
 #                                                 concurrency levels, engine threads for both
 #     WORKLOADS=fixed,chat TURNS=4                workloads, turns per chat conversation
+#     THINK=0                     chat: seconds a client waits between an answer and its follow-up
+#     OUT=bench/results/serve     where the results go (OUT.json, OUT.md and the plots)
 #     SECURENODE_BIN=path         use this binary instead of building release (scripts/setup.sh --release)
 #     LLAMA_SERVER=path           a llama-server binary; by default bench/.venv-peer/llama-server-0.3.36,
 #                                 built on first use from the llama.cpp sources vendored in the
@@ -22,7 +24,7 @@
 # profile, the default model), on a free port, with a temporary state directory and a configuration
 # file written by the driver (limits.parallel N, limits.threads THREADS, limits.context_length 2048,
 # limits.prompt_cache false for fixed, true for chat).
-# Writes bench/results/serve.json, serve.md, serve-throughput.svg and serve-chat-throughput.svg.
+# Writes OUT.json, OUT.md, OUT-throughput.svg and OUT-chat-throughput.svg (OUT: bench/results/serve).
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 # shellcheck source=bench/peer.sh
@@ -33,6 +35,8 @@ LEVELS="${LEVELS:-1,4,16}"
 THREADS="${THREADS:-2}"
 WORKLOADS="${WORKLOADS:-fixed,chat}"
 TURNS="${TURNS:-4}"
+THINK="${THINK:-0}"
+OUT="${OUT:-$REPO/bench/results/serve}"
 
 if [[ -n "${SECURENODE_BIN:-}" ]]; then
   bin="$SECURENODE_BIN"
@@ -47,7 +51,7 @@ peer_llama_server
 
 log "serving benchmark: $RUNS runs, ${DURATION} s per workload, level and engine, workloads $WORKLOADS, levels $LEVELS, $THREADS threads (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 PEER_VERSION="$PEER_VERSION" python3 "$REPO/bench/serve_bench.py" --runs "$RUNS" --duration "$DURATION" \
-  --levels "$LEVELS" --workloads "$WORKLOADS" --turns "$TURNS" --threads "$THREADS" --securenode "$bin" --peer-server "$peer_server" \
+  --levels "$LEVELS" --workloads "$WORKLOADS" --turns "$TURNS" --think "$THINK" --threads "$THREADS" --securenode "$bin" --peer-server "$peer_server" \
   --model-dir "$DEFAULT_MODEL_DIR" --model-file "$DEFAULT_MODEL_FILE" \
   --signature "$DEFAULT_MODEL_SIGNATURE" --public-key "$DEFAULT_MODEL_PUBLISHER_KEY" \
-  --profile "$REPO/firmware-profiles/swtpm-dev.json" --out "$REPO/bench/results/serve"
+  --profile "$REPO/firmware-profiles/swtpm-dev.json" --out "$OUT"

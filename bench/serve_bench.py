@@ -250,9 +250,10 @@ async def run_load(port, payload, clients, duration, timeout, max_requests_per_c
     return records, wall
 
 
-async def run_chat_load(port, model, clients, duration, timeout, max_tokens, turns):
+async def run_chat_load(port, model, clients, duration, timeout, max_tokens, turns, think=0.0):
     """N clients, each holding conversations of `turns` turns back to back until `duration` has passed:
-    every request carries the whole history (the server's own earlier answers included)."""
+    every request carries the whole history (the server's own earlier answers included); `think`
+    seconds pass between an answer and the follow-up (a user reading it)."""
     records = []
     start = time.perf_counter()
     deadline = start + duration
@@ -263,6 +264,8 @@ async def run_chat_load(port, model, clients, duration, timeout, max_tokens, tur
             question = CHAT_QUESTIONS[(k + conversation * clients) % len(CHAT_QUESTIONS)]
             messages = [{"role": "system", "content": CHAT_SYSTEM}]
             for turn in range(turns):
+                if turn > 0 and think > 0:
+                    await asyncio.sleep(think)
                 if time.perf_counter() >= deadline:
                     return
                 messages.append({"role": "user", "content": question if turn == 0 else CHAT_FOLLOWUPS[(turn - 1) % len(CHAT_FOLLOWUPS)]})
@@ -569,8 +572,10 @@ def markdown(res):
         "(a list of 24), then follow-ups (\"Can you explain that more simply?\", ...); each request carries the whole history, "
         "the server's own earlier answers included, so each turn's prompt extends the previous turn's. Prompt caches on on both "
         "sides: the node's `limits.prompt_cache: true` (an idle slot keeps the prompt rows it evaluated; generated rows are not "
-        "kept, so each turn evaluates the previous answer again), llama-server's `--cache-prompt` with its default `--cache-ram` "
-        "(a slot keeps prompt and generated rows, plus a host-memory cache). Answers may end before max_tokens (end of turn).",
+        "kept, but an idle node evaluates the last answer again as prompt rows), llama-server's `--cache-prompt` with its default `--cache-ram` "
+        "(a slot keeps prompt and generated rows, plus a host-memory cache). Answers may end before max_tokens (end of turn). "
+        + (f"Each client waits {res['thinkSeconds']:g} s between an answer and its follow-up (a user reading); the wall time "
+           "includes those pauses." if res.get("thinkSeconds") else "Follow-ups are sent as soon as the answer ends."),
         "- One warm-up request per server start, not counted.",
         "- Aggregate tokens/s: completion tokens (from each stream's `usage`) of the successful requests / wall time from the "
         "first request sent to the last stream finished. TTFT: from writing the request to the first SSE event that carries "
@@ -773,6 +778,7 @@ def main():
     p.add_argument("--levels", default="1,4,16", help="concurrent streams")
     p.add_argument("--workloads", default="fixed,chat", help="fixed, chat, or both")
     p.add_argument("--turns", type=int, default=4, help="chat: turns per conversation")
+    p.add_argument("--think", type=float, default=0.0, help="chat: seconds between an answer and the follow-up")
     p.add_argument("--duration", type=float, default=40, help="seconds of load per workload, level and engine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=2048, help="context per sequence (slot)")
@@ -841,7 +847,7 @@ def main():
                                     records, wall = asyncio.run(run_load(server.port, body, n, a.duration, a.request_timeout, 100000))
                                 else:
                                     records, wall = asyncio.run(run_chat_load(server.port, model, n, a.duration, a.request_timeout,
-                                                                              a.max_tokens, a.turns))
+                                                                              a.max_tokens, a.turns, a.think))
                             finally:
                                 code = server.stop()
                             m = level_metrics(records, wall, a.max_tokens)
@@ -871,6 +877,7 @@ def main():
         "levels": levels,
         "workloads": workloads,
         "turns": a.turns,
+        "thinkSeconds": a.think,
         "durationSeconds": a.duration,
         "threads": a.threads,
         "ctx": a.ctx,

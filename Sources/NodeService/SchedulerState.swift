@@ -23,12 +23,16 @@
 /// - prompt cache: a free slot keeps the KV rows of the prompt it last evaluated. A job starts in the
 ///   free slot whose kept prompt shares the longest prefix with its own — only a slot last used by the
 ///   same API key (no leak between keys), the least recently used one when nothing matches — and skips
-///   that prefix (always leaving at least one token to evaluate), cut back to the start of its last
-///   chunk when that chunk is F32 in the kept prompt or in the new one (only whole F32 chunks are
-///   shared). Only prompt rows are kept, never generated ones (decoding rows use other attention
-///   kernels than prompt rows): a kept row is computed as recomputing the new prompt would compute
-///   it, so the outputs equal recomputation bit for bit. Memory is the slots' own: nothing extra is
-///   allocated.
+///   that prefix (always leaving at least one token to evaluate), cut back to the first chunk whose
+///   kept rows were not computed as the new prompt computes it: an F32 chunk of the new prompt only
+///   if the slot evaluated that very chunk in F32, an exact one only if none of its shared rows ran
+///   in F32. Only prompt rows are kept, never decoding rows (they use other attention kernels than
+///   prompt rows), so the outputs equal recomputation bit for bit. Memory is the slots' own:
+///   nothing extra is allocated;
+/// - answer warming: a job that finished normally leaves its generated tokens with its slot; while
+///   no job runs or waits (and not while draining), a plan carries a `warm` piece of at most
+///   `warmPieceTokens` of them, evaluated as exact prompt rows after the kept prompt, so that the
+///   chat's next turn reuses them. A job that takes the slot keeps what is warmed so far.
 public struct SchedulerState: Sendable {
     public struct Limits: Sendable, Equatable {
         public var parallel: Int

@@ -663,6 +663,29 @@ def test_metrics_expose_requests_latency_tokens_queue_and_attestation():
     assert 'route="/v1/chat/completions",status="404"' in text
 
 
+def test_chat_next_turn_reuses_the_warmed_answer():
+    """While idle, the node evaluates the last answer again as prompt rows; the next turn, which
+    carries that answer in its history, reuses them (README, "Prompt cache")."""
+    messages = [{"role": "system", "content": "You answer in one short paragraph."},
+                {"role": "user", "content": "Why does the sea have tides?"}]
+    warmed = metric("securenode_prompt_cache_warmed_tokens_total")
+    first = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=40)
+    answer_tokens = first.usage.completion_tokens
+    assert answer_tokens > 8, first.usage
+    deadline = time.time() + 30
+    while time.time() < deadline and metric("securenode_prompt_cache_warmed_tokens_total") < warmed + answer_tokens:
+        time.sleep(0.1)
+    assert metric("securenode_prompt_cache_warmed_tokens_total") == warmed + answer_tokens, "the answer was not warmed"
+    messages += [{"role": "assistant", "content": first.choices[0].message.content}, {"role": "user", "content": "And why twice a day?"}]
+    cached = metric("securenode_prompt_cache_tokens_total")
+    second = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=8)
+    reused = metric("securenode_prompt_cache_tokens_total") - cached
+    # The first turn's prompt, then most of the answer (its text tokenizes back the same, bar the
+    # end of turn), not just the shared system prompt and question.
+    assert reused > first.usage.prompt_tokens + answer_tokens // 2, (reused, first.usage, second.usage)
+    assert reused < second.usage.prompt_tokens
+
+
 def test_receipt_verifies_offline_and_tampering_is_refused():
     request = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "temperature": 0, "max_tokens": 12}).encode()
     status, headers, body = http("POST", "/v1/chat/completions", request)

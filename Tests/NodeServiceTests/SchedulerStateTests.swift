@@ -110,15 +110,28 @@ import Testing
         #expect(state.isIdle)
     }
 
-    /// Random admissions, cancellations, steps and finishes (seeded): the invariants hold after every event.
+    /// Random admissions, cancellations, steps, finishes and warming (seeded), with random F32
+    /// rules: the invariants hold after every event, and every row the prompt cache hands a job was
+    /// computed the way the job's own prompt computes it (an independent record of every slot's rows:
+    /// exact, or which whole chunk ran in F32).
     @Test func invariantsHoldUnderRandomEvents() throws {
+        enum Row: Equatable { case exact, float(Range<Int>), decoding, warmed }
         var rng = SplitMix64(seed: 0x5eed)
-        for _ in 0 ..< 50 {
+        var seen = (reusedFloat: 0, reusedWarmed: 0, floatChunks: 0, warmPieces: 0)
+        for _ in 0 ..< 60 {
             let limits = SchedulerState.Limits(parallel: Int.random(in: 1 ... 4, using: &rng), queueDepth: Int.random(in: 0 ... 4, using: &rng),
                                                perKeyLimit: Bool.random(using: &rng) ? Int.random(in: 1 ... 3, using: &rng) : nil,
                                                batchTokens: Int.random(in: 4 ... 16, using: &rng))
-            var state = SchedulerState(limits: limits)
+            let (minimumRows, fromPosition) = (Int.random(in: 2 ... 20, using: &rng), Int.random(in: 8 ... 80, using: &rng))
+            let runsInFloat: @Sendable (Int, Int) -> Bool = { rows, last in rows >= minimumRows || (rows > 1 && last >= fromPosition) }
+            var state = SchedulerState(limits: limits, runsInFloat: runsInFloat)
+            var rows = [[Row]](repeating: [], count: limits.parallel)  // what each slot's session holds
             var next: UInt64 = 1
+            // How the job's own prompt computes row i.
+            func canonical(_ prompt: [Int], _ i: Int) -> Row {
+                let chunk = state.chunk(of: prompt.count, at: i)
+                return state.isFloat(chunk) ? .float(chunk) : .exact
+            }
             for _ in 0 ..< 300 {
                 switch Int.random(in: 0 ..< 10, using: &rng) {
                 case 0 ..< 4:
@@ -128,14 +141,54 @@ import Testing
                 case 4:
                     if let id = state.jobs.keys.randomElement(using: &rng) { state.cancel(id) }
                 case 5:
-                    if let id = state.running.randomElement(using: &rng) { state.finish(id) }
+                    if let id = state.running.randomElement(using: &rng) {
+                        state.finish(id, generated: (0 ..< Int.random(in: 0 ... 12, using: &rng)).map { _ in Int.random(in: 0 ..< 3, using: &rng) })
+                    }
                 default:
                     let plan = state.plan()
-                    let tokens = plan.items.reduce(0) { $0 + $1.tokenCount }
-                    #expect(tokens <= limits.batchTokens)
+                    for start in plan.started {
+                        let prompt = state.jobs[start.id]!.prompt
+                        #expect(rows[start.slot].count >= start.reused)
+                        // A warmed row is an exact prompt row.
+                        #expect((0 ..< start.reused).allSatisfy { [rows[start.slot][$0]].map { $0 == .warmed ? .exact : $0 } == [canonical(prompt, $0)] },
+                                "reused rows are computed as the job's own prompt computes them")
+                        if rows[start.slot].prefix(start.reused).contains(where: { if case .float = $0 { true } else { false } }) { seen.reusedFloat += 1 }
+                        if rows[start.slot].prefix(start.reused).contains(.warmed) { seen.reusedWarmed += 1 }
+                        rows[start.slot] = Array(rows[start.slot].prefix(start.reused))
+                    }
+                    let floats = plan.items.filter(\.inFloat)
+                    #expect(floats.count <= 1, "one F32 chunk per step")
+                    seen.floatChunks += floats.count
+                    #expect(plan.items.filter { !$0.inFloat }.reduce(0) { $0 + $1.tokenCount } <= limits.batchTokens)
                     #expect(Set(plan.items.map(\.slot)).count == plan.items.count, "a slot is used once per step")
                     #expect(!state.running.isEmpty == !plan.items.isEmpty, "running jobs always make progress")
-                    for item in plan.items { state.completed(item) }
+                    #expect(plan.warm == nil || (state.running.isEmpty && state.waiting.isEmpty))
+                    for item in plan.items {
+                        let job = state.jobs[item.id]!
+                        switch item.work {
+                        case let .prompt(range, _):
+                            #expect(rows[item.slot].count == range.lowerBound)
+                            if item.inFloat {
+                                #expect(range == state.chunk(of: job.promptCount, at: range.lowerBound) && range.lowerBound % limits.batchTokens == 0,
+                                        "an F32 chunk is whole")
+                            }
+                            for i in range {
+                                #expect(canonical(job.prompt, i) == (item.inFloat ? .float(range) : .exact), "row \(i) computed canonically")
+                            }
+                            rows[item.slot] += range.map { _ in item.inFloat ? .float(range) : .exact }
+                        case let .sharePrompt(_, sourceSlot):
+                            rows[item.slot] = Array(rows[sourceSlot].prefix(job.promptCount))
+                        case .decode:
+                            rows[item.slot].append(.decoding)  // not a prompt row: never reused
+                        }
+                        state.completed(item)
+                    }
+                    if let warm = plan.warm {
+                        #expect(warm.tokens.count <= SchedulerState.warmPieceTokens && !warm.tokens.isEmpty)
+                        rows[warm.slot] = Array(rows[warm.slot].prefix(warm.from)) + warm.tokens.map { _ in .warmed }
+                        seen.warmPieces += 1
+                        state.warmed(warm)
+                    }
                 }
                 #expect(state.runningCount <= limits.parallel)
                 #expect(state.runningCount + state.waitingCount <= limits.parallel + limits.queueDepth)
@@ -143,6 +196,8 @@ import Testing
                 #expect(state.jobs.values.allSatisfy { $0.promptCount > 0 })
             }
         }
+        // The random events did reach every case the record checks.
+        #expect(seen.reusedFloat > 0 && seen.reusedWarmed > 0 && seen.floatChunks > 0 && seen.warmPieces > 0, "\(seen)")
     }
 
     // MARK: Prompt cache

@@ -449,6 +449,7 @@ def node_config(path, a, parallel, port, state_dir, tcti, prompt_cache):
         "  queue_depth: 64",
         "  drain_seconds: 5",
         f"  prompt_cache: {'true' if prompt_cache else 'false'}",
+        f"  prompt_cache_answers: {'true' if prompt_cache and a.prompt_cache_answers else 'false'}",
         "",
     ])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -571,8 +572,12 @@ def markdown(res):
         f"{res['maxTokens']}, temperature 0): one system prompt shared by every client, a first question of the conversation's own "
         "(a list of 24), then follow-ups (\"Can you explain that more simply?\", ...); each request carries the whole history, "
         "the server's own earlier answers included, so each turn's prompt extends the previous turn's. Prompt caches on on both "
-        "sides: the node's `limits.prompt_cache: true` (an idle slot keeps the prompt rows it evaluated; generated rows are not "
-        "kept, but an idle node evaluates the last answer again as prompt rows), llama-server's `--cache-prompt` with its default `--cache-ram` "
+        "sides: the node's `limits.prompt_cache: true` "
+        + ("with `limits.prompt_cache_answers: true` (decoding rows are computed as prompt rows, and a slot keeps its prompt's "
+           "and its answer's rows), " if res.get("promptCacheAnswers") else
+           "(an idle slot keeps the prompt rows it evaluated; generated rows are not "
+           "kept, but an idle node evaluates the last answer again as prompt rows), ")
+        + "llama-server's `--cache-prompt` with its default `--cache-ram` "
         "(a slot keeps prompt and generated rows, plus a host-memory cache). Answers may end before max_tokens (end of turn). "
         + (f"Each client waits {res['thinkSeconds']:g} s between an answer and its follow-up (a user reading); the wall time "
            "includes those pauses." if res.get("thinkSeconds") else "Follow-ups are sent as soon as the answer ends."),
@@ -779,6 +784,8 @@ def main():
     p.add_argument("--workloads", default="fixed,chat", help="fixed, chat, or both")
     p.add_argument("--turns", type=int, default=4, help="chat: turns per conversation")
     p.add_argument("--think", type=float, default=0.0, help="chat: seconds between an answer and the follow-up")
+    p.add_argument("--prompt-cache-answers", action="store_true",
+                   help="chat: the node's limits.prompt_cache_answers (decoding rows kept for the next turn)")
     p.add_argument("--duration", type=float, default=40, help="seconds of load per workload, level and engine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=2048, help="context per sequence (slot)")
@@ -878,6 +885,7 @@ def main():
         "workloads": workloads,
         "turns": a.turns,
         "thinkSeconds": a.think,
+        "promptCacheAnswers": a.prompt_cache_answers,
         "durationSeconds": a.duration,
         "threads": a.threads,
         "ctx": a.ctx,

@@ -86,6 +86,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         var lastTokenAt: ContinuousClock.Instant?
         /// The token to evaluate at the next decode step.
         var next: Int?
+        /// With `limits.keepsAnswers`: the tokens its decode steps evaluated, in order.
+        var answerRows: [Int] = []
         /// Log-probability entries already sent.
         var sentLogprobs = 0
         /// `Request.sharesPrompt`; then the logits after the prompt, once evaluated.
@@ -122,7 +124,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         self.engine = engine
         self.tokenizer = tokenizer
         self.limits = SchedulerState.Limits(parallel: limits.parallel, queueDepth: limits.queueDepth, perKeyLimit: limits.perKeyLimit,
-                                            batchTokens: min(limits.batchTokens, engine.batchCapacity), promptCache: limits.promptCache)
+                                            batchTokens: min(limits.batchTokens, engine.batchCapacity), promptCache: limits.promptCache,
+                                            keepsAnswers: limits.keepsAnswers)
         self.drainTimeout = drainTimeout
         self.observer = observer
         // Per chunk size, the first last-position from which a chunk runs in F32 (the engine's
@@ -384,6 +387,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             case let .failure(error):
                 finished.append((item.id, job, error.reason))
             case let .success(logits):
+                if limits.keepsAnswers, case .decode = item.work { job.answerRows.append(job.next!) }
                 guard let logits else { continue }
                 if job.sharesPrompt, case .prompt(_, true) = item.work { job.promptLogits = logits }
                 let step = job.generation.accept(logits: logits)
@@ -418,7 +422,8 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         for (id, job, failure) in finished {
             // Generated tokens past the context could not be kept.
             let room = state.jobs[id]?.slot.map { max(0, sessions[$0].contextLength - job.generation.promptIDs.count) } ?? 0
-            state.finish(id, generated: failure == nil ? Array(job.generation.outputIDs.prefix(room)) : [])
+            state.finish(id, generated: failure == nil ? Array(job.generation.outputIDs.prefix(room)) : [],
+                         answerRows: failure == nil ? job.answerRows : [])
             jobs[id] = nil
         }
         condition.unlock()
@@ -431,7 +436,10 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         let session = sessions[entry.item.slot]
         switch entry.item.work {
         case .decode:
-            return .init(session: session, tokens: [entry.job.next!])
+            // Kept answers: the row is computed as the last row of a prompt holding everything so
+            // far (the prompt attention kernels), as a later turn's recomputation would compute it.
+            return limits.keepsAnswers ? .init(session: session, tokens: [entry.job.next!], promptLength: session.position + 1)
+                                       : .init(session: session, tokens: [entry.job.next!])
         case let .prompt(range, last):
             let prompt = entry.job.generation.promptIDs
             return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last,

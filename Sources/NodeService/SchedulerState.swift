@@ -27,8 +27,10 @@
 ///   kept rows were not computed as the new prompt computes it: an F32 chunk of the new prompt only
 ///   if the slot evaluated that very chunk in F32, an exact one only if none of its shared rows ran
 ///   in F32. Only prompt rows are kept, never decoding rows (they use other attention kernels than
-///   prompt rows), so the outputs equal recomputation bit for bit. Memory is the slots' own:
-///   nothing extra is allocated;
+///   prompt rows), so the outputs equal recomputation bit for bit — except with `limits.keepsAnswers`,
+///   where decoding rows are computed as prompt rows and a finished job's slot keeps the rows of
+///   exactly the tokens its decoding steps evaluated (counted here, `Job.decodedRows`) after its
+///   prompt's. Memory is the slots' own: nothing extra is allocated;
 /// - answer warming: a job that finished normally leaves its generated tokens with its slot; while
 ///   no job runs or waits (and not while draining), a plan carries a `warm` piece of at most
 ///   `warmPieceTokens` of them, evaluated as exact prompt rows after the kept prompt, so that the
@@ -43,13 +45,19 @@ public struct SchedulerState: Sendable {
         public var batchTokens: Int
         /// Reuse the KV rows of a shared prompt prefix kept in a free slot.
         public var promptCache: Bool
+        /// Decoding rows are computed as prompt rows (the prompt attention kernels), so a free slot
+        /// keeps its last answer's rows after its prompt's, and a chat's next turn reuses them.
+        /// Only with `promptCache`.
+        public var keepsAnswers: Bool
 
-        public init(parallel: Int, queueDepth: Int, perKeyLimit: Int? = nil, batchTokens: Int, promptCache: Bool = true) {
+        public init(parallel: Int, queueDepth: Int, perKeyLimit: Int? = nil, batchTokens: Int, promptCache: Bool = true,
+                    keepsAnswers: Bool = false) {
             self.parallel = max(1, parallel)
             self.queueDepth = max(0, queueDepth)
             self.perKeyLimit = perKeyLimit.map { max(1, $0) }
             self.batchTokens = max(1, batchTokens)
             self.promptCache = promptCache
+            self.keepsAnswers = promptCache && keepsAnswers
         }
     }
 
@@ -79,6 +87,8 @@ public struct SchedulerState: Sendable {
         public var cancelled = false
         /// The job whose evaluated prompt (the same tokens) this one copies instead of evaluating it.
         public var promptSource: UInt64?
+        /// Decoding steps evaluated (one generated token each).
+        public var decodedRows = 0
     }
 
     /// One part of a step.
@@ -353,7 +363,7 @@ public struct SchedulerState: Sendable {
                 kept[item.slot].floatRanges = kept[sourceSlot].floatRanges
             }
         case .decode:
-            break
+            jobs[item.id]!.decodedRows += 1
         }
     }
 
@@ -405,11 +415,21 @@ public struct SchedulerState: Sendable {
 
     /// The job ended (finished, failed, or dropped by the caller): its slot is free. `generated`:
     /// the tokens it generated, when it finished normally, which the slot then evaluates as prompt
-    /// rows while the node is idle (`Plan.warm`), if it keeps the whole prompt.
-    public mutating func finish(_ id: UInt64, generated: [Int] = []) {
+    /// rows while the node is idle (`Plan.warm`), if it keeps the whole prompt. With
+    /// `limits.keepsAnswers`, `answerRows`: the tokens its decoding steps evaluated, in order (one
+    /// per step, the first of `generated`), which the slot keeps after the prompt; the rest of
+    /// `generated` (the token sampled last) is warmed.
+    public mutating func finish(_ id: UInt64, generated: [Int] = [], answerRows: [Int] = []) {
         if limits.promptCache, let job = jobs[id], let slot = job.slot, job.decoding, job.promptCount > 1,
            kept[slot].tokens.count == job.promptCount {
-            kept[slot].pending = generated
+            if limits.keepsAnswers {
+                // Only rows the slot's session really holds: one per decoding step, the tokens it was given.
+                guard answerRows.count == job.decodedRows, generated.starts(with: answerRows) else { remove(id); return }
+                kept[slot].tokens += answerRows
+                kept[slot].pending = Array(generated.dropFirst(answerRows.count))
+            } else {
+                kept[slot].pending = generated
+            }
         }
         remove(id)
     }

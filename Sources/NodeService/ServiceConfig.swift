@@ -94,13 +94,14 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var perKeyConcurrency: Int?
         public var maxWordBytes: Int?
         public var promptCache: Bool?
+        public var promptCacheAnswers: Bool?
         public var maxN: Int?
         public var exact: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
             case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes", promptCache = "prompt_cache"
-            case maxN = "max_n", exact
+            case promptCacheAnswers = "prompt_cache_answers", maxN = "max_n", exact
         }
     }
 
@@ -239,6 +240,10 @@ public struct ServiceSettings: Sendable {
     public var maxWordBytes = Tokenizer.defaultMaxWordBytes
     /// Reuse a shared prompt prefix's KV rows kept in idle sequence slots (same API key only).
     public var promptCache = true
+    /// Decoding rows computed as prompt rows, so that the prompt cache keeps a slot's last answer
+    /// too and a chat's next turn reuses it (needs `promptCache`). Default false: decoding rows use
+    /// llama.cpp's one-token attention kernels, so `serve` decodes the same bits as llama.cpp.
+    public var promptCacheAnswers = false
     /// Most choices (`n`) one completion request may ask for; each runs as its own sequence.
     public var maxN = 4
     /// Prompts through the bit-exact kernels too, never BLAS (`PrefillMode.exact`); default false:
@@ -286,6 +291,7 @@ public struct ServiceSettings: Sendable {
             if let v = l.perKeyConcurrency { perKeyConcurrency = v }
             if let v = l.maxWordBytes { maxWordBytes = v }
             if let v = l.promptCache { promptCache = v }
+            if let v = l.promptCacheAnswers { promptCacheAnswers = v }
             if let v = l.maxN { maxN = v }
             if let v = l.exact { exact = v }
         }
@@ -314,6 +320,9 @@ public struct ServiceSettings: Sendable {
         guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
         guard (16 ... (1 << 20)).contains(maxWordBytes) else { throw ServiceError("limits.max_word_bytes must be 16...1048576, not \(maxWordBytes)") }
         guard (1 ... 16).contains(maxN) else { throw ServiceError("limits.max_n must be 1...16, not \(maxN)") }
+        guard promptCache || !promptCacheAnswers else {
+            throw ServiceError("limits.prompt_cache_answers needs limits.prompt_cache: true (it keeps answers in the prompt cache)")
+        }
         if let n = perKeyConcurrency, n < 1 { throw ServiceError("limits.per_key_concurrency must be >= 1, not \(n)") }
     }
 }

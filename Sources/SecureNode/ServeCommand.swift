@@ -213,7 +213,8 @@ struct ServeCommand: AsyncParsableCommand {
             let scheduler = try InferenceScheduler(
                 engine: engine, tokenizer: tokenizer,
                 limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth, perKeyLimit: settings.perKeyConcurrency,
-                              batchTokens: engine.batchCapacity, promptCache: settings.promptCache),
+                              batchTokens: engine.batchCapacity, promptCache: settings.promptCache,
+                              keepsAnswers: settings.promptCacheAnswers),
                 contextLength: settings.contextLength, drainTimeout: .seconds(settings.drainSeconds), observer: metrics)
 
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.

@@ -384,6 +384,65 @@ import Testing
         #expect(!off.hasWarmWork && off.plan().warm == nil)
     }
 
+    /// Evaluates job `id`'s prompt, then `steps` decoding steps (one row each).
+    static func decode(_ state: inout SchedulerState, _ id: UInt64, steps: Int) {
+        while state.jobs[id]?.decoding == false {
+            for item in state.plan().items { state.completed(item) }
+        }
+        for _ in 0 ..< steps {
+            for item in state.plan().items where item.id == id { state.completed(item) }
+        }
+    }
+
+    /// With kept answers, a finished job's slot keeps the rows its decoding steps evaluated after
+    /// its prompt's, and the next turn reuses them at once (no idle time needed); only the token
+    /// sampled last is left to warm.
+    @Test func keepsTheAnswerRowsItsDecodingStepsEvaluated() throws {
+        var state = SchedulerState(limits: .init(parallel: 2, queueDepth: 2, batchTokens: 8, keepsAnswers: true))
+        let prompt = Array(1 ... 5), answer = Array(10 ..< 30)
+        try state.admit(id: 1, key: "k", prompt: prompt)
+        Self.decode(&state, 1, steps: 19)
+        #expect(state.jobs[1]?.decodedRows == 19)
+        state.finish(1, generated: answer, answerRows: Array(answer.dropLast()))
+        let warm = try #require(state.plan().warm)
+        #expect(warm.from == 24 && warm.tokens == [29] && warm.promptLength == 25)
+        try state.admit(id: 2, key: "k", prompt: prompt + answer.dropLast() + [99])
+        #expect(state.plan().started.map(\.reused) == [24])
+    }
+
+    /// A caller's claim of answer rows the slot did not evaluate (more or fewer than its decoding
+    /// steps, or not the tokens it generated) keeps nothing past the prompt: a wrong claim would
+    /// hand the next turn rows of other tokens.
+    @Test func refusesAnswerRowsTheSlotDidNotEvaluate() throws {
+        let prompt = Array(1 ... 5), answer = Array(10 ..< 30)
+        for claim in [Array(answer.prefix(12)), Array(answer.prefix(8)), [77] + Array(answer.prefix(9))] {
+            var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8, keepsAnswers: true))
+            try state.admit(id: 1, key: "k", prompt: prompt)
+            Self.decode(&state, 1, steps: 10)
+            state.finish(1, generated: answer, answerRows: claim)
+            #expect(state.plan().warm == nil)
+            try state.admit(id: 2, key: "k", prompt: prompt + answer + [99])
+            #expect(state.plan().started.map(\.reused) == [5])
+        }
+    }
+
+    /// Kept answers need the prompt cache; another key shares none of them; a failed job (no
+    /// generated tokens) keeps only its prompt.
+    @Test func keptAnswersStayWithTheirKeyAndNeedThePromptCache() throws {
+        #expect(!SchedulerState.Limits(parallel: 1, queueDepth: 1, batchTokens: 8, promptCache: false, keepsAnswers: true).keepsAnswers)
+        let prompt = Array(1 ... 5), answer = Array(10 ..< 20)
+        var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8, keepsAnswers: true))
+        try state.admit(id: 1, key: "k", prompt: prompt)
+        Self.decode(&state, 1, steps: 10)
+        state.finish(1, generated: answer, answerRows: answer)
+        try state.admit(id: 2, key: "other", prompt: prompt + answer + [99])
+        #expect(state.plan().started.map(\.reused) == [0])
+        Self.decode(&state, 2, steps: 3)
+        state.finish(2)
+        try state.admit(id: 3, key: "other", prompt: prompt + answer + [99, 98])
+        #expect(state.plan().started.map(\.reused) == [16])
+    }
+
     /// Warmed rows are exact: where the next turn's own chunk runs in F32, they are not reused.
     @Test func warmedRowsAreNeverReusedForAnF32Chunk() throws {
         var state = SchedulerState(limits: .init(parallel: 1, queueDepth: 2, batchTokens: 8), runsInFloat: { _, last in last >= 16 })

@@ -114,6 +114,19 @@ import Testing
         }
     }
 
+    /// Kept answers are off by default (decoding stays llama.cpp's), on by the key, and refused by
+    /// name without the prompt cache that would keep them.
+    @Test func promptCacheAnswersNeedThePromptCache() throws {
+        var settings = ServiceSettings(modelID: "m")
+        #expect(settings.promptCache && !settings.promptCacheAnswers)
+        try settings.apply(try ServiceConfig(yaml: "limits:\n  prompt_cache_answers: true\n"))
+        #expect(settings.promptCacheAnswers)
+        var off = ServiceSettings(modelID: "m")
+        #expect {
+            try off.apply(try ServiceConfig(yaml: "limits:\n  prompt_cache: false\n  prompt_cache_answers: true\n"))
+        } throws: { ($0 as? ServiceError)?.reason.contains("limits.prompt_cache_answers needs limits.prompt_cache") == true }
+    }
+
     @Test func connectionLimitsParseWithDefaultsForTheRest() throws {
         var settings = ServiceSettings(modelID: "m")
         #expect(settings.connections == ServerLimits())

@@ -50,7 +50,8 @@ import Testing
             metrics = NodeMetrics()
             scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer,
                                                limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth,
-                                                             perKeyLimit: settings.perKeyConcurrency, batchTokens: 64, promptCache: promptCache),
+                                                             perKeyLimit: settings.perKeyConcurrency, batchTokens: 64, promptCache: promptCache,
+                                                             keepsAnswers: settings.promptCacheAnswers),
                                                contextLength: settings.contextLength, drainTimeout: .seconds(2), observer: metrics)
             scheduler.start()
             key = P256.Signing.PrivateKey()
@@ -423,6 +424,68 @@ import Testing
         let recomputed = try await run(fresh, next)
         #expect(counter(cached, "securenode_prompt_cache_tokens_total") == history.count + answerIDs.count)
         #expect(!reused.logprobs.isEmpty && reused.text == recomputed.text && reused.logprobs == recomputed.logprobs)
+    }
+
+    /// With `limits.prompt_cache_answers`, every decoding row is computed as the last row of a prompt
+    /// holding the text so far: a generated token's logprobs equal those of the first token generated
+    /// for that text sent as a prompt, on a node that never saw it, bit for bit.
+    @Test(.enabled(if: runModelTests)) func keptAnswerRowsAreTheRecomputationsPromptRows() async throws {
+        let tokenizer = try #require(Self.loaded).get().2
+        let history = try tokenizer.encode("Notes on the sea. The sea rises and falls twice a day because", maxWordBytes: 8192)
+        func run(_ node: Node, _ prompt: [Int], maxTokens: Int) async throws -> [TokenLogprob] {
+            var options = GenerationOptions(maxTokens: maxTokens, sampling: SamplingParameters(temperature: 0))
+            options.logprobs = 3
+            var logprobs: [TokenLogprob] = []
+            for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
+                if case let .finished(done) = event { logprobs = done.logprobs }
+            }
+            return logprobs
+        }
+        let node = try await Node { $0.parallel = 1; $0.promptCacheAnswers = true }
+        defer { Task { await node.stop() } }
+        let answer = try await run(node, history, maxTokens: 30)
+        #expect(answer.count == 30)
+        for k in [1, 9, 29] where k < answer.count {
+            let fresh = try await Node(promptCache: false) { $0.parallel = 1 }
+            let first = try await run(fresh, history + answer[..<k].map(\.id), maxTokens: 1)
+            await fresh.stop()
+            #expect(first.count == 1 && first[0] == answer[k], "generated token \(k)")
+        }
+    }
+
+    /// With `limits.prompt_cache_answers`, a chat's next turn reuses the previous answer's rows
+    /// without waiting for idle time, and its answer equals the one computed from scratch (a node
+    /// with the same setting and an empty cache), bit for bit.
+    @Test(.enabled(if: runModelTests)) func keptAnswerOutputsEqualRecomputation() async throws {
+        let tokenizer = try #require(Self.loaded).get().2
+        let history = try tokenizer.encode("Notes on the sea. The sea rises and falls twice a day because", maxWordBytes: 8192)
+        func run(_ node: Node, _ prompt: [Int], temperature: Float) async throws -> [TokenLogprob] {
+            var options = GenerationOptions(maxTokens: 40, sampling: SamplingParameters(temperature: temperature, seed: 11))
+            options.logprobs = 3
+            var logprobs: [TokenLogprob] = []
+            for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
+                if case let .finished(done) = event { logprobs = done.logprobs }
+            }
+            return logprobs
+        }
+        func counter(_ node: Node, _ name: String) -> Int {
+            let line = String(decoding: node.metrics.exposition(), as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            return line.flatMap { Int($0.split(separator: " ").last!) } ?? 0
+        }
+        for temperature: Float in [0, 0.8] {
+            let cached = try await Node { $0.parallel = 1; $0.promptCacheAnswers = true }
+            let fresh = try await Node { $0.parallel = 1; $0.promptCacheAnswers = true }
+            let answer = try await run(cached, history, temperature: temperature).map(\.id)
+            #expect(answer.count > 8)
+            // At once: the rows of every token but the last were kept while decoding.
+            let next = history + answer + (try tokenizer.encode(" In other words, the tides come from", addSpecial: false, maxWordBytes: 8192))
+            let reused = try await run(cached, next, temperature: temperature)
+            let recomputed = try await run(fresh, next, temperature: temperature)
+            #expect(counter(cached, "securenode_prompt_cache_tokens_total") >= history.count + answer.count - 1)
+            #expect(!reused.isEmpty && reused == recomputed, "temperature \(temperature)")
+            await cached.stop()
+            await fresh.stop()
+        }
     }
 
     /// SIGTERM's drain ends at its deadline even with a queue of long requests nobody reads.

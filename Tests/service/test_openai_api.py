@@ -686,6 +686,30 @@ def test_chat_next_turn_reuses_the_warmed_answer():
     assert reused < second.usage.prompt_tokens
 
 
+def test_chat_next_turn_reuses_the_kept_answer():
+    """With limits.prompt_cache_answers (the node scripts/e2e-service.sh starts second), a slot keeps
+    its answer's rows while it decodes: the next turn, sent at once, reuses the first turn's prompt
+    and answer with no idle time to warm in (README, "Kept answers")."""
+    if os.environ.get("NODE_KEPT_ANSWERS") != "1":
+        print("  (skipped: this node does not keep answers)")
+        return
+    messages = [{"role": "system", "content": "You answer in one short paragraph."},
+                {"role": "user", "content": "Why does the sea have tides?"}]
+    first = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=40)
+    answer_tokens = first.usage.completion_tokens
+    assert answer_tokens > 8, first.usage
+    messages += [{"role": "assistant", "content": first.choices[0].message.content}, {"role": "user", "content": "And why twice a day?"}]
+    cached = metric("securenode_prompt_cache_tokens_total")
+    warmed = metric("securenode_prompt_cache_warmed_tokens_total")
+    second = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=8)
+    reused = metric("securenode_prompt_cache_tokens_total") - cached
+    assert reused > first.usage.prompt_tokens + answer_tokens // 2, (reused, first.usage, second.usage)
+    assert reused < second.usage.prompt_tokens
+    # Only each slot's token sampled last (2 slots) can have been warmed in between: the answer's
+    # rows were kept, not warmed.
+    assert metric("securenode_prompt_cache_warmed_tokens_total") - warmed <= 2
+
+
 def test_receipt_verifies_offline_and_tampering_is_refused():
     request = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "temperature": 0, "max_tokens": 12}).encode()
     status, headers, body = http("POST", "/v1/chat/completions", request)

@@ -111,21 +111,24 @@ import Testing
     }
 
     /// Random admissions, cancellations, steps, finishes and warming (seeded), with random F32
-    /// rules: the invariants hold after every event, and every row the prompt cache hands a job was
-    /// computed the way the job's own prompt computes it (an independent record of every slot's rows:
-    /// exact, or which whole chunk ran in F32).
+    /// rules, with and without kept answers: the invariants hold after every event, and every row
+    /// the prompt cache hands a job holds the job's own token and was computed the way the job's own
+    /// prompt computes it (an independent record of every slot's rows: token, and exact, or which
+    /// whole chunk ran in F32). Some finishes claim answer rows their slot did not evaluate.
     @Test func invariantsHoldUnderRandomEvents() throws {
-        enum Row: Equatable { case exact, float(Range<Int>), decoding, warmed }
+        enum Row: Equatable { case exact, float(Range<Int>), decoding, warmed, answer }
         var rng = SplitMix64(seed: 0x5eed)
-        var seen = (reusedFloat: 0, reusedWarmed: 0, floatChunks: 0, warmPieces: 0)
-        for _ in 0 ..< 60 {
+        var seen = (reusedFloat: 0, reusedWarmed: 0, floatChunks: 0, warmPieces: 0, reusedAnswer: 0, falseClaims: 0)
+        for _ in 0 ..< 80 {
             let limits = SchedulerState.Limits(parallel: Int.random(in: 1 ... 4, using: &rng), queueDepth: Int.random(in: 0 ... 4, using: &rng),
                                                perKeyLimit: Bool.random(using: &rng) ? Int.random(in: 1 ... 3, using: &rng) : nil,
-                                               batchTokens: Int.random(in: 4 ... 16, using: &rng))
+                                               batchTokens: Int.random(in: 4 ... 16, using: &rng), keepsAnswers: Bool.random(using: &rng))
             let (minimumRows, fromPosition) = (Int.random(in: 2 ... 20, using: &rng), Int.random(in: 8 ... 80, using: &rng))
             let runsInFloat: @Sendable (Int, Int) -> Bool = { rows, last in rows >= minimumRows || (rows > 1 && last >= fromPosition) }
             var state = SchedulerState(limits: limits, runsInFloat: runsInFloat)
             var rows = [[Row]](repeating: [], count: limits.parallel)  // what each slot's session holds
+            var tokens = [[Int]](repeating: [], count: limits.parallel)  // and the tokens of those rows
+            var decoded: [UInt64: [Int]] = [:]  // the tokens each job's decoding steps evaluated
             var next: UInt64 = 1
             // How the job's own prompt computes row i.
             func canonical(_ prompt: [Int], _ i: Int) -> Row {
@@ -142,19 +145,36 @@ import Testing
                     if let id = state.jobs.keys.randomElement(using: &rng) { state.cancel(id) }
                 case 5:
                     if let id = state.running.randomElement(using: &rng) {
-                        state.finish(id, generated: (0 ..< Int.random(in: 0 ... 12, using: &rng)).map { _ in Int.random(in: 0 ..< 3, using: &rng) })
+                        // Prompts are 0, 1, 2, 0, ... (token i is i % 3); so are half of the decoded
+                        // tokens. A false claim says the pattern where the slot evaluated another
+                        // token, or one more row than it evaluated, so that a later prompt matches it.
+                        let evaluated = decoded[id] ?? [], base = state.jobs[id]!.promptCount
+                        let extra = (0 ..< Int.random(in: 0 ... 2, using: &rng)).map { (base + evaluated.count + $0) % 3 }
+                        var claim = evaluated
+                        if Int.random(in: 0 ..< 4, using: &rng) == 0 {
+                            if let i = evaluated.indices.first(where: { evaluated[$0] != (base + $0) % 3 }) {
+                                claim[i] = (base + i) % 3
+                            } else {
+                                claim.append((base + claim.count) % 3)
+                            }
+                            seen.falseClaims += 1
+                        }
+                        state.finish(id, generated: evaluated + extra, answerRows: claim)
                     }
                 default:
                     let plan = state.plan()
                     for start in plan.started {
                         let prompt = state.jobs[start.id]!.prompt
                         #expect(rows[start.slot].count >= start.reused)
-                        // A warmed row is an exact prompt row.
-                        #expect((0 ..< start.reused).allSatisfy { [rows[start.slot][$0]].map { $0 == .warmed ? .exact : $0 } == [canonical(prompt, $0)] },
+                        // A warmed row, and a kept answer's row, is an exact prompt row.
+                        #expect((0 ..< start.reused).allSatisfy { [rows[start.slot][$0]].map { $0 == .warmed || $0 == .answer ? .exact : $0 } == [canonical(prompt, $0)] },
                                 "reused rows are computed as the job's own prompt computes them")
+                        #expect(Array(tokens[start.slot].prefix(start.reused)) == Array(prompt.prefix(start.reused)), "reused rows hold the job's own tokens")
                         if rows[start.slot].prefix(start.reused).contains(where: { if case .float = $0 { true } else { false } }) { seen.reusedFloat += 1 }
                         if rows[start.slot].prefix(start.reused).contains(.warmed) { seen.reusedWarmed += 1 }
+                        if rows[start.slot].prefix(start.reused).contains(.answer) { seen.reusedAnswer += 1 }
                         rows[start.slot] = Array(rows[start.slot].prefix(start.reused))
+                        tokens[start.slot] = Array(tokens[start.slot].prefix(start.reused))
                     }
                     let floats = plan.items.filter(\.inFloat)
                     #expect(floats.count <= 1, "one F32 chunk per step")
@@ -176,16 +196,24 @@ import Testing
                                 #expect(canonical(job.prompt, i) == (item.inFloat ? .float(range) : .exact), "row \(i) computed canonically")
                             }
                             rows[item.slot] += range.map { _ in item.inFloat ? .float(range) : .exact }
+                            tokens[item.slot] += job.prompt[range]
                         case let .sharePrompt(_, sourceSlot):
                             rows[item.slot] = Array(rows[sourceSlot].prefix(job.promptCount))
+                            tokens[item.slot] = Array(tokens[sourceSlot].prefix(job.promptCount))
                         case .decode:
-                            rows[item.slot].append(.decoding)  // not a prompt row: never reused
+                            // Not a prompt row (never reused), unless answers are kept: then it is
+                            // computed as one.
+                            let token = Bool.random(using: &rng) ? rows[item.slot].count % 3 : Int.random(in: 0 ..< 3, using: &rng)
+                            rows[item.slot].append(limits.keepsAnswers ? .answer : .decoding)
+                            tokens[item.slot].append(token)
+                            decoded[item.id, default: []].append(token)
                         }
                         state.completed(item)
                     }
                     if let warm = plan.warm {
                         #expect(warm.tokens.count <= SchedulerState.warmPieceTokens && !warm.tokens.isEmpty)
                         rows[warm.slot] = Array(rows[warm.slot].prefix(warm.from)) + warm.tokens.map { _ in .warmed }
+                        tokens[warm.slot] = Array(tokens[warm.slot].prefix(warm.from)) + warm.tokens
                         seen.warmPieces += 1
                         state.warmed(warm)
                     }
@@ -197,7 +225,8 @@ import Testing
             }
         }
         // The random events did reach every case the record checks.
-        #expect(seen.reusedFloat > 0 && seen.reusedWarmed > 0 && seen.floatChunks > 0 && seen.warmPieces > 0, "\(seen)")
+        #expect(seen.reusedFloat > 0 && seen.reusedWarmed > 0 && seen.floatChunks > 0 && seen.warmPieces > 0 && seen.reusedAnswer > 0
+                && seen.falseClaims > 0, "\(seen)")
     }
 
     // MARK: Prompt cache

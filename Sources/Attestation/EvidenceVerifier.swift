@@ -281,7 +281,7 @@ public struct EvidenceVerifier: Sendable {
             chatTemplate = keyEvent.chatTemplateSHA256
             try checkChatTemplate(keyEvent, at: k)
             return "the process with receipt key \(key) (eventLog[\(k)]) loaded model \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)]) "
-                + "and renders chats with \(keyEvent.chatTemplateDescription)"
+                + "and renders chats with \(keyEvent.chatTemplateDescription); it \(keyEvent.decodingDescription)"
                 + (profile.allowedChatTemplates == nil ? "" : ", which profile \(profile.id) allows")
         }
         run("tls-key-bound") { () throws(AttestationError) -> String in try checkTLSKey(evidence) }

@@ -13,40 +13,59 @@ import ModelSigning
 /// own template is covered by the signed manifest, an operator's file is not. A quote then proves
 /// which template the process renders chats with; without the field, it renders the model's own.
 ///
+/// When the process computes decoding rows as prompt rows (`limits.prompt_cache_answers`, which
+/// changes the numbers it generates), the event carries `"decoding":"prompt-rows"`; without the
+/// field, it decodes with llama.cpp's one-token kernels.
+///
 /// Canonical bytes (keys sorted): `{"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`,
-/// or `{"chatTemplateSHA256":HEX,"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`.
+/// with `"chatTemplateSHA256":HEX,` and then `"decoding":"prompt-rows",` before `"event"` when present.
 public struct ReceiptKeyMeasurement: Sendable, Equatable {
     public static let eventType = "securenode.receipt-key.v1"
+    /// The `decoding` value of a process that computes decoding rows as prompt rows.
+    public static let promptRowsDecoding = "prompt-rows"
     public var keySHA256: String
     public var profile: String
     /// SHA-256 (hex) of the operator's chat template file; nil: the model's own template (or none).
     public var chatTemplateSHA256: String?
+    /// Decoding rows computed as prompt rows (`limits.prompt_cache_answers`).
+    public var decodesAsPromptRows: Bool
 
-    public init(keySHA256: String, profile: String, chatTemplateSHA256: String? = nil) {
+    public init(keySHA256: String, profile: String, chatTemplateSHA256: String? = nil, decodesAsPromptRows: Bool = false) {
         self.keySHA256 = keySHA256
         self.profile = profile
         self.chatTemplateSHA256 = chatTemplateSHA256?.lowercased()
+        self.decodesAsPromptRows = decodesAsPromptRows
     }
 
     public var canonicalBytes: [UInt8] {
         let template = chatTemplateSHA256.map { "\"chatTemplateSHA256\":\(ModelMeasurement.quote($0))," } ?? ""
-        return Array("{\(template)\"event\":\"\(Self.eventType)\",\"keySHA256\":\(ModelMeasurement.quote(keySHA256)),\"profile\":\(ModelMeasurement.quote(profile))}".utf8)
+        let decoding = decodesAsPromptRows ? "\"decoding\":\(ModelMeasurement.quote(Self.promptRowsDecoding))," : ""
+        return Array("{\(template)\(decoding)\"event\":\"\(Self.eventType)\",\"keySHA256\":\(ModelMeasurement.quote(keySHA256)),\"profile\":\(ModelMeasurement.quote(profile))}".utf8)
     }
 
     public var digest: [UInt8] { Array(SHA256.hash(data: canonicalBytes)) }
 
     public init(canonical bytes: [UInt8]) throws(AttestationError) {
-        struct Raw: Decodable { let event: String; let keySHA256: String; let profile: String; let chatTemplateSHA256: String? }
+        struct Raw: Decodable { let event: String; let keySHA256: String; let profile: String; let chatTemplateSHA256: String?; let decoding: String? }
         guard let raw = try? JSONDecoder().decode(Raw.self, from: Data(bytes)), raw.event == Self.eventType else {
             throw AttestationError(.malformed, "not a \(Self.eventType) event")
         }
-        self.init(keySHA256: raw.keySHA256, profile: raw.profile, chatTemplateSHA256: raw.chatTemplateSHA256)
+        if let decoding = raw.decoding, decoding != Self.promptRowsDecoding {
+            throw AttestationError(.malformed, "receipt-key event names an unknown decoding \(ModelMeasurement.quote(decoding))")
+        }
+        self.init(keySHA256: raw.keySHA256, profile: raw.profile, chatTemplateSHA256: raw.chatTemplateSHA256,
+                  decodesAsPromptRows: raw.decoding != nil)
         guard canonicalBytes == bytes else { throw AttestationError(.malformed, "receipt-key event is not in canonical form") }
     }
 
     /// What the process renders chats with, for check details.
     public var chatTemplateDescription: String {
         chatTemplateSHA256.map { "the operator's chat template (SHA-256 \($0))" } ?? "the model's own chat template"
+    }
+
+    /// How the process computes decoding rows, for check details.
+    public var decodingDescription: String {
+        decodesAsPromptRows ? "decodes as prompt rows (limits.prompt_cache_answers)" : "decodes with llama.cpp's one-token kernels"
     }
 }
 

@@ -85,11 +85,14 @@ public struct Attestor: Sendable {
     /// profile's receipt-key PCR and records it, after the model: receipts signed by that key are then bound
     /// to this TPM and this model by any quote over the PCR (see `ReceiptVerifier`). With
     /// `chatTemplateSHA256` (an operator's chat template file replaces the model's own), the event
-    /// names that template too.
+    /// names that template too; with `decodesAsPromptRows` (`limits.prompt_cache_answers`), the
+    /// event says so, since it changes the numbers the process generates.
     @discardableResult
-    public func measureReceiptKey(sha256 keyDigest: String, chatTemplateSHA256: String? = nil) async throws -> EventLogEntry {
+    public func measureReceiptKey(sha256 keyDigest: String, chatTemplateSHA256: String? = nil,
+                                  decodesAsPromptRows: Bool = false) async throws -> EventLogEntry {
         var log = try await currentLog()
-        let measurement = ReceiptKeyMeasurement(keySHA256: keyDigest, profile: profile.id, chatTemplateSHA256: chatTemplateSHA256)
+        let measurement = ReceiptKeyMeasurement(keySHA256: keyDigest, profile: profile.id, chatTemplateSHA256: chatTemplateSHA256,
+                                                decodesAsPromptRows: decodesAsPromptRows)
         let entry = EventLogEntry(pcr: profile.receiptPCR, receiptKey: measurement)
         log.append(entry)
         try store.save(log)

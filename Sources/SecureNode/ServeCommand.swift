@@ -220,7 +220,8 @@ struct ServeCommand: AsyncParsableCommand {
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
-            try await unboundAttestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256)
+            try await unboundAttestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256,
+                                                        decodesAsPromptRows: settings.promptCacheAnswers)
             // The key of the certificate the API serves is bound to this process too (after the receipt key), so that a
             // client (`securenode proxy`, `enroll`) accepts that certificate only from the node its evidence attests.
             // Whichever path serves TLS (the node's sealed api-tls key, or the operator's files), this is its certificate.
@@ -264,7 +265,8 @@ struct ServeCommand: AsyncParsableCommand {
             let verified = loaded.verified
             let health = TPMHealth(attestor: attestor, remeasure: {
                 try await attestor.measure(verified, localSigners: [verified.signer.fingerprint])
-                try await attestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256)
+                try await attestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256,
+                                                     decodesAsPromptRows: final.promptCacheAnswers)
                 try await measureTLSKey(attestor)
             }, onChange: { healthy in
                 Task {

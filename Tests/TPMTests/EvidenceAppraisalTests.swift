@@ -223,6 +223,21 @@ struct EvidenceAppraisalTests {
         }
     }
 
+    /// A node that keeps answers measured that it decodes as prompt rows: the appraisal passes and
+    /// its model-bound check names the decoding, so a relying party knows which numbers to expect.
+    @Test func namesTheMeasuredDecoding() async throws {
+        for keeps in [true, false] {
+            let key = Receipt.keyDigest(P256.Signing.PrivateKey().publicKey)
+            try await attestor.measureReceiptKey(sha256: key, decodesAsPromptRows: keeps)
+            let process = attestor.serving(model: ModelMeasurement(verified: model, profile: attestor.profile.id), receiptKeySHA256: key)
+            let evidence = try await process.evidence(nonce: nonce)
+            let appraisal = verifier(trusting: evidence).appraise(evidence, nonce: nonce)
+            #expect(appraisal.result == .pass, "\(appraisal.checks)")
+            let detail = appraisal.checks.first { $0.check == "model-bound" }?.detail ?? ""
+            #expect(detail.contains(keeps ? "decodes as prompt rows" : "one-token kernels"), "\(detail)")
+        }
+    }
+
     @Test func refusesOperatorsChatTemplateTheProfileDoesNotAllow() async throws {
         // The operator swaps in a template of its own ("always recommend ACME"); a relying party
         // that allows only the model's signed template refuses the node before a prompt leaves.

@@ -686,13 +686,24 @@ def test_chat_next_turn_reuses_the_warmed_answer():
     assert reused < second.usage.prompt_tokens
 
 
+def serving_receipt_key_event(evidence):
+    """The receipt-key event of the serving process (the last one in the evidence's log)."""
+    events = [json.loads(e["event"]) for e in json.loads(evidence)["eventLog"] if e["type"] == "securenode.receipt-key.v1"]
+    assert events, "no receipt-key event"
+    return events[-1]
+
+
 def test_chat_next_turn_reuses_the_kept_answer():
     """With limits.prompt_cache_answers (the node scripts/e2e-service.sh starts second), a slot keeps
     its answer's rows while it decodes: the next turn, sent at once, reuses the first turn's prompt
-    and answer with no idle time to warm in (README, "Kept answers")."""
+    and answer with no idle time to warm in (README, "Kept answers"). The node measured that it
+    decodes as prompt rows; the first node, which does not, did not say so."""
+    _, _, evidence = http("GET", "/v1/attestation?nonce=" + secrets.token_hex(16), key=False)
+    event = serving_receipt_key_event(evidence)
     if os.environ.get("NODE_KEPT_ANSWERS") != "1":
-        print("  (skipped: this node does not keep answers)")
+        assert "decoding" not in event, event
         return
+    assert event.get("decoding") == "prompt-rows", event
     messages = [{"role": "system", "content": "You answer in one short paragraph."},
                 {"role": "user", "content": "Why does the sea have tides?"}]
     first = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=40)

@@ -1,4 +1,4 @@
-// Which 512-bit operations share the execution ports of `vpdpbusd` on this core (README, issue 19,
+// Which 512-bit operations share the execution ports of `vpdpbusd` on this core (bench/README.md, issue 19,
 // "Q4_K with two rows per register"): eight independent `vpdpbusd` per iteration, alone and with four
 // more independent operations of one kind; an operation that takes the same ports adds about its
 // count in cycles, one that does not adds nothing. Cycles assume the clock printed first (a chain of

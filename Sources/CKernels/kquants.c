@@ -496,7 +496,7 @@ KG_TYPE_RUN(SN_Q6_K)
 // products already in place (no halves to add), its float step is one conversion and one FMA for
 // both rows, and the minimum terms of four rows take one register. Tiles are 4 rows x up to 4
 // activations; rows after the last whole group of four take `kg_run_SN_Q4_K`. 1.08-1.18x the
-// previous tile on the 1B shapes (bench/kernels/kquant_gemm_ab.sh, bench/results/kquant-gemm-ab-kg4.md).
+// previous tile on the 1B shapes (bench/kernels/kquant_gemm_commits.sh, bench/results/kquant-gemm-commits-kg4.md).
 
 /// Four rows' block: `q[p][g]` group g of rows 2p (low) and 2p + 1 (high); `s[p][j]` every lane's
 /// scales of groups 2j (low 16 bits) and 2j + 1 (high); `d[p]` each row's `d` over its lanes; `m`

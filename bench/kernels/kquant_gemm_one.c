@@ -1,4 +1,4 @@
-// One K-quant prompt product, timed (bench/kernels/kquant_gemm_ab.sh): `sn_kquant_gemm_vnni` on
+// One K-quant prompt product, timed (bench/kernels/kquant_gemm_commits.sh): `sn_kquant_gemm_vnni` on
 // random weights and activations of the given shape, best of N calls, after checking it bit for bit
 // against the row kernel (`sn_kquant_rows`). Prints GMAC/s (weight rows x columns x activations per
 // second). Exit status 1 if the bits differ.

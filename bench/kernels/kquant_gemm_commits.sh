@@ -6,7 +6,7 @@
 # medians and maxima over the rounds are printed. This VM's speed drifts by 10-30% over minutes, so
 # only alternating rounds compare. No Swift build needed; run it with nothing else on the machine.
 #
-#   bench/kernels/kquant_gemm_ab.sh
+#   bench/kernels/kquant_gemm_commits.sh
 #     BASE=commit   the baseline's kquants.c (default: HEAD~1)
 #     ROUNDS=10
 set -euo pipefail

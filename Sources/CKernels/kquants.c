@@ -319,6 +319,23 @@ KG_INLINE __m512i kg_dpwssd(__m512i acc, __m512i a, __m512i b) {
     return acc;
 }
 
+/// One pair of 32-element groups of one (row, activation): the lane sums of four products of each
+/// group (`q0` x `y0`, `q1` x `y1`; |sum| <= 4 * 63 * 128 < 2^15) as the two 16-bit halves of each
+/// lane, times their scales `s` (low and high 16 bits), added into the lanes `is`.
+KG_INLINE __m512i kg_group_pair(__m512i is, __m512i q0, __m512i y0, __m512i q1, __m512i y1, __m512i s) {
+    const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, y0);
+    const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, y1);
+    return kg_dpwssd(is, _mm512_mask_blend_epi16(0xAAAAAAAA, d0, _mm512_slli_epi32(d1, 16)), s);
+}
+
+/// Activation block `at`'s scale (`*da`), sixteen 16-bit sums (`*bsums`), and their pairwise sums:
+/// the eight 32-element groups' sums.
+KG_INLINE __m128i kg_activation(const uint8_t *at, float *da, __m256i *bsums) {
+    memcpy(da, at, 4);
+    *bsums = _mm256_loadu_si256((const __m256i *)(at + 260));
+    return _mm_hadd_epi16(_mm256_castsi256_si128(*bsums), _mm256_extracti128_si256(*bsums, 1));
+}
+
 /// One unpacked block of one row: `q[p]` the quants of groups 2p and 2p + 1; `s2[j]` each lane's
 /// scales for pairs 2j (low 16 bits) and 2j + 1 (high); `m` Q4_K's minimums (low 128 bits) or
 /// Q6_K's sixteen scales times -32.
@@ -382,21 +399,13 @@ KG_INLINE void kg_tile(int type, int R, int T, const kg_row *w, const kg_pair *w
         }
         for (int r = 0; r < R; r++) {
             const __m512i q0 = w[r].q[p], q1 = w[r].q[p + 1], s = w[r].s2[p / 2];
-            for (int t = 0; t < T; t++) {
-                // Lane sums of four products (|sum| <= 4 * 63 * 128 < 2^15) of two group pairs,
-                // as the two 16-bit halves of each lane, times their scales, into the lanes.
-                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, y0[t]);
-                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, y1[t]);
-                is[r][t] = kg_dpwssd(is[r][t], _mm512_mask_blend_epi16(0xAAAAAAAA, d0, _mm512_slli_epi32(d1, 16)), s);
-            }
+            for (int t = 0; t < T; t++) is[r][t] = kg_group_pair(is[r][t], q0, y0[t], q1, y1[t], s);
         }
     }
     for (int t = 0; t < T; t++) {
-        const uint8_t *at = a + t * a_stride;
         float da;
-        memcpy(&da, at, 4);
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(at + 260));
-        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        __m256i bsums;
+        const __m128i q8s = kg_activation(a + t * a_stride, &da, &bsums);
         int r = 0;
         // Two rows at a time: the same operations on the same values as the single-row steps below.
         for (; r + 2 <= R; r += 2) {
@@ -552,21 +561,13 @@ KG_INLINE void kg4_tile(int T, const kg4_rows *w, const uint8_t *a, size_t a_str
         }
         for (int p = 0; p < 2; p++) {
             const __m512i q0 = w->q[p][2 * j], q1 = w->q[p][2 * j + 1], s = w->s[p][j];
-            for (int t = 0; t < T; t++) {
-                // Lane sums of four products (|sum| <= 4 * 15 * 128 < 2^15) of groups 2j and 2j + 1,
-                // as the two 16-bit halves of each lane, times their scales, into the lanes.
-                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, y0[t]);
-                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, y1[t]);
-                is[p][t] = kg_dpwssd(is[p][t], _mm512_mask_blend_epi16(0xAAAAAAAA, d0, _mm512_slli_epi32(d1, 16)), s);
-            }
+            for (int t = 0; t < T; t++) is[p][t] = kg_group_pair(is[p][t], q0, y0[t], q1, y1[t], s);
         }
     }
     for (int t = 0; t < T; t++) {
-        const uint8_t *at = a + t * a_stride;
         float da;
-        memcpy(&da, at, 4);
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(at + 260));
-        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        __m256i bsums;
+        const __m128i q8s = kg_activation(a + t * a_stride, &da, &bsums);
         const __m512i prod = _mm512_madd_epi16(w->m, _mm512_broadcast_i32x4(q8s));
         accm[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(-da), w->dmin), _mm512_cvtepi32_ps(prod), accm[t]);
         for (int p = 0; p < 2; p++)

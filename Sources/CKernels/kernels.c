@@ -246,7 +246,7 @@ SN_INLINE void group_q8_0(const uint8_t *g, int blocks, const float *das, const 
             acc[j] = _mm256_fmadd_ps(lane(dd, j), sum_u8_i8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx)), acc[j]);
         }
     }
-    for (int j = 0; j < 4; j++) out[j] = sn_hsum8(acc[j]);
+    _mm_storeu_ps(out, sn_hsum8x4(acc[0], acc[1], acc[2], acc[3]));
 }
 
 /// Eight activations against one Q4_1 row: each weight block is unpacked once for all eight;
@@ -270,8 +270,8 @@ SN_INLINE void row_q4_1_x8_k(sn_row row, int kind, int blocks, const float *da8,
         }
     }
     float s[8];
-    _mm256_storeu_ps(s, summs);
-    for (int t = 0; t < 8; t++) out[t * out_stride] = sn_hsum8(acc[t]) + s[t];
+    _mm256_storeu_ps(s, _mm256_add_ps(sn_hsum8x8(acc), summs));
+    for (int t = 0; t < 8; t++) out[t * out_stride] = s[t];
 }
 
 SN_INLINE void row_q4_1_x8(sn_row row, int blocks, const float *da8, const float *sa8,
@@ -297,7 +297,9 @@ SN_INLINE void row_q8_0_x8(sn_row row, int blocks, const float *da8,
             acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + t), sum_u8_i8(ax, _mm256_sign_epi8(qy, qx)), acc[t]);
         }
     }
-    for (int t = 0; t < 8; t++) out[t * out_stride] = sn_hsum8(acc[t]);
+    float s[8];
+    _mm256_storeu_ps(s, sn_hsum8x8(acc));
+    for (int t = 0; t < 8; t++) out[t * out_stride] = s[t];
 }
 
 

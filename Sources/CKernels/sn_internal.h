@@ -26,6 +26,58 @@ SN_AVX2_INLINE float sn_hsum8(__m256 x) {
     return _mm_cvtss_f32(r);
 }
 
+/// `sn_hsum8` of eight vectors at once: lane k of the result is `sn_hsum8(x[k])`, bit for bit. The
+/// same additions of the same pairs (only their operands' order differs, and IEEE addition is
+/// commutative), done for eight sums per instruction: 14 shuffles and 7 additions instead of 48
+/// operations. Step 1 pairs x[k] with x[k + 4] so that the sums come out in lane order.
+SN_AVX2_INLINE __m256 sn_hsum8x8(const __m256 *x) {
+    __m256 r[4];
+    for (int k = 0; k < 4; k++)  // [x[k].lo + x[k].hi | x[k+4].lo + x[k+4].hi]: r0..r3 of each
+        r[k] = _mm256_add_ps(_mm256_permute2f128_ps(x[k], x[k + 4], 0x31), _mm256_permute2f128_ps(x[k], x[k + 4], 0x20));
+    // [r0 + r2, r1 + r3] of x[k], x[k+1] (low half) and x[k+4], x[k+5] (high half), k = 0, 2.
+    const __m256 s01 = _mm256_add_ps(_mm256_shuffle_ps(r[0], r[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm256_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 s23 = _mm256_add_ps(_mm256_shuffle_ps(r[2], r[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm256_shuffle_ps(r[2], r[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/// `sn_hsum8` of four vectors at once (see `sn_hsum8x8`): lane k of the result is `sn_hsum8(x[k])`,
+/// bit for bit.
+SN_AVX2_INLINE __m128 sn_hsum8x4(__m256 x0, __m256 x1, __m256 x2, __m256 x3) {
+    // [r0..r3 of x0 | of x2] and [of x1 | of x3]
+    const __m256 r02 = _mm256_add_ps(_mm256_permute2f128_ps(x0, x2, 0x31), _mm256_permute2f128_ps(x0, x2, 0x20));
+    const __m256 r13 = _mm256_add_ps(_mm256_permute2f128_ps(x1, x3, 0x31), _mm256_permute2f128_ps(x1, x3, 0x20));
+    // [r0 + r2, r1 + r3] of x0, x1 | of x2, x3
+    const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(r02, r13, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(r02, r13, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m128 lo = _mm256_castps256_ps128(s), hi = _mm256_extractf128_ps(s, 1);
+    return _mm_add_ps(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/// The end of a Q4_1 prompt tile of R (1 or 2) rows by eight activations: `out[t * out_stride + r]
+/// = sn_hsum8(acc[r][t]) + lane t of add[r]`, bit for bit, the sums eight at a time (`sn_hsum8x8`)
+/// and two rows' outputs stored together.
+SN_AVX2_INLINE void sn_store_tile_sums(int R, __m256 acc[][8], const __m256 *add, float *out, size_t out_stride) {
+    __m256 sum[2];
+    for (int r = 0; r < R; r++) sum[r] = _mm256_add_ps(sn_hsum8x8(acc[r]), add[r]);
+    if (R == 2) {
+        const __m256 lo = _mm256_unpacklo_ps(sum[0], sum[1]);  // activations 0, 1 | 4, 5, two rows each
+        const __m256 hi = _mm256_unpackhi_ps(sum[0], sum[1]);  // activations 2, 3 | 6, 7
+        const __m128 pairs[4] = {_mm256_castps256_ps128(lo), _mm256_castps256_ps128(hi),
+                                 _mm256_extractf128_ps(lo, 1), _mm256_extractf128_ps(hi, 1)};
+        for (int k = 0; k < 4; k++) {
+            _mm_storel_pi((__m64 *)(out + (size_t)(2 * k) * out_stride), pairs[k]);
+            _mm_storeh_pi((__m64 *)(out + (size_t)(2 * k + 1) * out_stride), pairs[k]);
+        }
+        return;
+    }
+    float s[8];
+    _mm256_storeu_ps(s, sum[0]);
+    for (int t = 0; t < 8; t++) out[(size_t)t * out_stride] = s[t];
+}
+
 /// Where row r's blocks are in a packed matrix (`sn_pack_rows`): block b's F16 scale (Q4_1: then
 /// its minimum) at `d + b * stride`, its quants at `q + b * stride`. The quants of a Q4_1 row in
 /// a group are the low (`shift` 0) or high (4) nibbles of 32 bytes it shares with its neighbour;
@@ -119,12 +171,10 @@ void sn_unpack_q4_0(const uint8_t *w, size_t row_bytes, int rows, int blocks, in
             acc2 = _mm256_fmadd_ps(SCALE(dd, mem, 4), DOT(_mm256_and_si256(v23, low), qy), acc2);           \
             acc3 = _mm256_fmadd_ps(SCALE(dd, mem, 6), DOT(_mm256_and_si256(_mm256_srli_epi16(v23, 4), low), qy), acc3); \
         }                                                                                                   \
-        float s[8];                                                                                         \
-        _mm256_storeu_ps(s, summs);                                                                         \
-        out[0] = sn_hsum8(acc0) + s[1];                                                                     \
-        out[1] = sn_hsum8(acc1) + s[3];                                                                     \
-        out[2] = sn_hsum8(acc2) + s[5];                                                                     \
-        out[3] = sn_hsum8(acc3) + s[7];                                                                     \
+        /* out[j] = sn_hsum8(acc_j) + lane 2j + 1 of summs (row j's minimum term) */                     \
+        const __m128 m = _mm_shuffle_ps(_mm256_castps256_ps128(summs), _mm256_extractf128_ps(summs, 1),      \
+                                        _MM_SHUFFLE(3, 1, 3, 1));                                           \
+        _mm_storeu_ps(out, _mm_add_ps(sn_hsum8x4(acc0, acc1, acc2, acc3), m));                              \
     }
 
 /// `group_q4_1` and `group_q8_0` (kernels.c's decode path: one activation against a packed group of

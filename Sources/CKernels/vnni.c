@@ -132,6 +132,10 @@ V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const sn_row *rows, int blo
             }
         }
     }
+    if (T == 8 && t0 == 0) {
+        sn_store_tile_sums(R, acc, summs, out, out_stride);
+        return;
+    }
     for (int r = 0; r < R; r++) {
         float s[8];
         _mm256_storeu_ps(s, summs[r]);
@@ -165,6 +169,17 @@ V_INLINE void tile_q8_0_vnni(int R, int T, const sn_row *rows, int blocks, const
             }
         }
     }
+    if (R == 4 && T % 2 == 0) {
+        // Two activations' four rows at a time: [rows 0-3 of activation t | of activation t + 1].
+        for (int t = 0; t < T; t += 2) {
+            const __m256 x[8] = {acc[0][t], acc[1][t], acc[2][t], acc[3][t],
+                                 acc[0][t + 1], acc[1][t + 1], acc[2][t + 1], acc[3][t + 1]};
+            const __m256 sum = sn_hsum8x8(x);
+            _mm_storeu_ps(out + (size_t)t * out_stride, _mm256_castps256_ps128(sum));
+            _mm_storeu_ps(out + (size_t)(t + 1) * out_stride, _mm256_extractf128_ps(sum, 1));
+        }
+        return;
+    }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) out[(size_t)t * out_stride + r] = sn_hsum8(acc[r][t]);
 }
@@ -196,7 +211,7 @@ V_TARGET void sn_group_q8_0_vnni(const uint8_t *g, int blocks, const float *das,
             acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(dd + j), _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, ux, qy)), acc[j]);
         }
     }
-    for (int j = 0; j < 4; j++) out[j] = sn_hsum8(acc[j]);
+    _mm_storeu_ps(out, sn_hsum8x4(acc[0], acc[1], acc[2], acc[3]));
 }
 
 // The tiles with constant shapes, so that their loops unroll into registers.

@@ -235,34 +235,56 @@ V_TARGET void sn_group_q8_0_vnni(const uint8_t *g, int blocks, const float *das,
     default: tile_q8_0_vnni(R, 1, rw, nb, da8, T0, at, as, ot + (size_t)(T0) * os, os); break;  \
     }
 
+/// Chunk ci's tables for `sn_matmul_rows_vnni_tables`: per block b, the chunk's eight activations'
+/// d (zero past the last activation) at `tables + 2 * ci * 8 * nb + 8 * b`, then their s (Q4_1;
+/// zero for Q8_0) at `tables + (2 * ci + 1) * 8 * nb + 8 * b`.
+V_INLINE void activation_tables(const uint8_t *a, size_t a_stride, int tokens, int nb, int q4, int c0, int chunks,
+                                float *tables) {
+    const size_t block_bytes = q4 ? 36 : 34;
+    for (int ci = 0; ci < chunks; ci++) {
+        const int c = c0 + 8 * ci;
+        const int T = tokens - c < 8 ? tokens - c : 8;
+        float *da = tables + (size_t)(2 * ci) * 8 * nb, *sa = da + 8 * nb;
+        for (int t = 0; t < 8; t++) {
+            const uint8_t *at = a + (size_t)(c + t) * a_stride;
+            for (int b = 0; b < nb; b++) {
+                da[8 * b + t] = t < T ? sn_half(at + (size_t)b * block_bytes) : 0;
+                sa[8 * b + t] = t < T && q4 ? sn_half(at + (size_t)b * block_bytes + 2) : 0;
+            }
+        }
+    }
+}
+
+V_TARGET void sn_vnni_activation_tables(int type, const uint8_t *a, size_t a_stride, int tokens, int blocks, float *tables) {
+    activation_tables(a, a_stride, tokens, blocks, type == SN_Q4_1, 0, (tokens + 7) / 8, tables);
+}
+
 V_TARGET void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
                                   const uint8_t *a, size_t a_stride, int tokens) {
+    sn_matmul_rows_vnni_tables(job, first, last, a, a_stride, tokens, NULL);
+}
+
+V_TARGET void sn_matmul_rows_vnni_tables(const sn_matmul_job *job, int first, int last,
+                                         const uint8_t *a, size_t a_stride, int tokens, const float *given) {
     const size_t as = a_stride, os = job->out_stride;
     const int nb = job->blocks;
     const int q4 = job->type == SN_Q4_1;
-    const size_t block_bytes = q4 ? 36 : 34;
     float tab[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
     // Q4_1: up to eight chunks of eight activations per pass over the row groups (fewer for long
-    // rows, so that these tables stay within 16 KB each, or one chunk's): each group's scales are
+    // rows, so that the tables stay within 32 KB, or one chunk's): each group's scales are
     // converted, and its weights brought to L1, once for all of them (1.03-1.05x on SmolLM2's
     // 64-token batches, bench/kernels/run.sh). Q8_0 (the output matrix) measured 0.93x that way,
-    // and keeps one chunk per pass.
-    const int per = !q4 ? 1 : nb <= 64 ? 8 : (512 / nb > 1 ? 512 / nb : 1);
-    float da[per][8 * nb];  // per chunk and block, the chunk's eight activations' d (zero past its end)
-    float sa[per][8 * nb];  // and s (Q4_1)
+    // and keeps one chunk per pass. With `given` tables (all the chunks', made once per pool call
+    // by `sn_pool_matmul`), one pass.
+    const int per = given ? (tokens + 7) / 8 : !q4 ? 1 : nb <= 64 ? 8 : (512 / nb > 1 ? 512 / nb : 1);
+    float own[given ? 1 : 2 * per * 8 * nb];
     sn_row rows[4];
     for (int c0 = 0; c0 < tokens; c0 += 8 * per) {
         const int chunks = (tokens - c0 + 7) / 8 < per ? (tokens - c0 + 7) / 8 : per;
-        for (int ci = 0; ci < chunks; ci++) {
-            const int c = c0 + 8 * ci;
-            const int T = tokens - c < 8 ? tokens - c : 8;
-            for (int t = 0; t < 8; t++) {
-                const uint8_t *at = a + (size_t)(c + t) * a_stride;
-                for (int b = 0; b < nb; b++) {
-                    da[ci][8 * b + t] = t < T ? sn_half(at + (size_t)b * block_bytes) : 0;
-                    sa[ci][8 * b + t] = t < T && q4 ? sn_half(at + (size_t)b * block_bytes + 2) : 0;
-                }
-            }
+        const float *tables = given;
+        if (!given) {
+            activation_tables(a, a_stride, tokens, nb, q4, c0, chunks, own);
+            tables = own;
         }
         for (int g = first / 4 * 4; g < last; g += 4) {
             sn_group_scales(job, g, tab, rows);
@@ -271,7 +293,7 @@ V_TARGET void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
             for (int ci = 0; ci < chunks; ci++) {
                 const int c = c0 + 8 * ci;
                 const int T = tokens - c < 8 ? tokens - c : 8;
-                const float *da8 = da[ci], *sa8 = sa[ci];
+                const float *da8 = tables + (size_t)(2 * ci) * 8 * nb, *sa8 = da8 + 8 * nb;
                 const uint8_t *at = a + (size_t)c * a_stride;
                 float *ot = job->out + (size_t)c * os;
                 if (q4) {
@@ -312,6 +334,13 @@ int sn_kernels_isa(void) { return 0; }
 int sn_machine_isa(void) { return 0; }
 void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens) {
     (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens;
+}
+void sn_matmul_rows_vnni_tables(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride,
+                                int tokens, const float *tables) {
+    (void)job; (void)first; (void)last; (void)a; (void)a_stride; (void)tokens; (void)tables;
+}
+void sn_vnni_activation_tables(int type, const uint8_t *a, size_t a_stride, int tokens, int blocks, float *tables) {
+    (void)type; (void)a; (void)a_stride; (void)tokens; (void)blocks; (void)tables;
 }
 
 #endif

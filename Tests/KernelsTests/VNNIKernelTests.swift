@@ -107,4 +107,60 @@ struct VNNIKernelTests {
             }
         }
     }
+
+    /// A pool call of Q4_1 jobs makes the activations' scale tables once for all its members
+    /// (`sn_pool_matmul`, `sn_matmul_rows_vnni_tables`): two jobs of different heights through a
+    /// pool of two, 2 to 66 activations (past the 64 the tables hold, so both paths), and rows
+    /// that are not a multiple of four, against the AVX2 kernels job by job, bit for bit.
+    @Test(.enabled(if: VNNISupport.cpuHasVNNI, VNNISupport.unavailable))
+    func pooledQ4_1ProductsWithSharedActivationTablesEqualAVX2Products() throws {
+        var random = TestRandom(state: 0x7731)
+        let type = BlockType.q4_1, columns = 576
+        let heights = [203, 64]
+        let rowBytes = type.rowBytes(columns)!
+        var matrices = heights.map { rows in (0 ..< rows).flatMap { _ in randomRow(type, count: columns, &random) } }
+        for k in matrices.indices {
+            matrices[k].withUnsafeMutableBytes { w in
+                FastKernels.pack(WeightMatrix(type: type, rows: heights[k], columns: columns, base: w.baseAddress!)!, in: w.baseAddress!)
+            }
+        }
+        let maxTokens = 66
+        let stride = type.dotType.rowBytes(columns)!
+        var a = [UInt8](repeating: 0, count: stride * maxTokens)
+        let x = FastKernelTests.activations(columns * maxTokens, &random)
+        x.withUnsafeBufferPointer { FastKernels.quantize($0.baseAddress!, columns: columns, count: maxTokens, to: type.dotType, into: &a) }
+        let pool = try #require(sn_pool_create(2))
+        defer { sn_pool_destroy(pool) }
+        let weights = matrices.map { m in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: m.count, alignment: 64)
+            m.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: m.count) }
+            return p
+        }
+        defer { weights.forEach { $0.deallocate() } }
+        for tokens in [2, 7, 8, 9, 16, 17, 31, 63, 64, 65, 66] {
+            let pooled = heights.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0 * tokens) }
+            let alone = heights.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0 * tokens) }
+            defer { (pooled + alone).forEach { $0.deallocate() } }
+            (pooled + alone).forEach { $0.initialize(repeating: .nan) }
+            var jobs = (0 ..< 2).map { k in
+                sn_matmul_job(type: FastKernels.kernelType(type), w: UnsafePointer(weights[k].assumingMemoryBound(to: UInt8.self)),
+                              row_bytes: rowBytes, rows: Int32(heights[k]), blocks: Int32(columns / 32),
+                              out: pooled[k].baseAddress!, out_stride: heights[k])
+            }
+            a.withUnsafeBytes { ap in
+                let acts = ap.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                sn_pool_matmul(pool, &jobs, 2, acts, stride, Int32(tokens))
+                for k in 0 ..< 2 {
+                    var job = jobs[k]
+                    job.out = alone[k].baseAddress!
+                    FastKernels.withInstructionSetForTesting(.avx2) {
+                        sn_matmul_rows(&job, 0, Int32(heights[k]), acts, stride, Int32(tokens))
+                    }
+                }
+            }
+            for k in 0 ..< 2 {
+                #expect(pooled[k].map(\.bitPattern) == alone[k].map(\.bitPattern), "job \(k), \(tokens) tokens")
+            }
+        }
+    }
 }

@@ -85,6 +85,14 @@ void sn_unpack_row(int type, const uint8_t *w, size_t row_bytes, int rows, int b
 /// (whose quants are never -128). `sn_matmul_rows` calls it when `sn_use_vnni()`.
 void sn_matmul_rows_vnni(const sn_matmul_job *job, int first, int last,
                          const uint8_t *a, size_t a_stride, int tokens);
+/// `sn_matmul_rows_vnni` with the activations' scale tables made beforehand by
+/// `sn_vnni_activation_tables` (for all of `tokens`; NULL: made here), so that the members of a
+/// pool call do not each convert them again for every chunk of rows they take.
+void sn_matmul_rows_vnni_tables(const sn_matmul_job *job, int first, int last,
+                                const uint8_t *a, size_t a_stride, int tokens, const float *tables);
+/// Fills `tables` (2 * 8 * blocks floats per chunk of eight activations, (tokens + 7) / 8 chunks)
+/// for `sn_matmul_rows_vnni_tables` with activations of `type`'s products (SN_Q4_1: Q8_1; SN_Q8_0: Q8_0).
+void sn_vnni_activation_tables(int type, const uint8_t *a, size_t a_stride, int tokens, int blocks, float *tables);
 
 /// Instruction sets of the matrix products (`sn_kernels_isa`, `sn_set_isa_for_testing`).
 enum { SN_ISA_AVX2 = 1, SN_ISA_AVX512_VNNI = 2 };

@@ -533,16 +533,15 @@ SN_INLINE int quantize32(const float *x, uint8_t *q, float *d_out) {
         ints[i] = _mm256_cvtps_epi32(y);
         sum = _mm256_add_epi32(sum, ints[i]);
     }
-    int32_t tmp[8];
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_si256((__m256i *)tmp, ints[i]);
-        for (int k = 0; k < 8; k++) q[8 * i + k] = (uint8_t)(int8_t)tmp[k];
-    }
-    _mm256_storeu_si256((__m256i *)tmp, sum);
-    int total = 0;
-    for (int k = 0; k < 8; k++) total += tmp[k];
+    // The 32 values (all within -128..127, so the saturating packs change none) to bytes in order:
+    // the packs interleave 128-bit lanes, and the permute puts each four-value group back in place.
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(ints[0], ints[1]), _mm256_packs_epi32(ints[2], ints[3]));
+    _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, _MM_SHUFFLE(1, 0, 3, 2)));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, _MM_SHUFFLE(2, 3, 0, 1)));
     *d_out = d;
-    return total;
+    return _mm_cvtsi128_si32(t);
 }
 
 SN_TARGET void sn_quantize_q8_1(const float *x, int blocks, uint8_t *out) {

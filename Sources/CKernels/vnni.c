@@ -270,13 +270,13 @@ V_TARGET void sn_matmul_rows_vnni_tables(const sn_matmul_job *job, int first, in
     const int nb = job->blocks;
     const int q4 = job->type == SN_Q4_1;
     float tab[8 * SN_MAX_BLOCKS] __attribute__((aligned(32)));
-    // Q4_1: up to eight chunks of eight activations per pass over the row groups (fewer for long
-    // rows, so that the tables stay within 32 KB, or one chunk's): each group's scales are
-    // converted, and its weights brought to L1, once for all of them (1.03-1.05x on SmolLM2's
-    // 64-token batches, bench/kernels/run.sh). Q8_0 (the output matrix) measured 0.93x that way,
-    // and keeps one chunk per pass. With `given` tables (all the chunks', made once per pool call
-    // by `sn_pool_matmul`), one pass.
-    const int per = given ? (tokens + 7) / 8 : !q4 ? 1 : nb <= 64 ? 8 : (512 / nb > 1 ? 512 / nb : 1);
+    // Up to eight chunks of eight activations per pass over the row groups (fewer for long rows, so
+    // that the tables stay within 32 KB, or one chunk's): each group's scales are converted, and
+    // its weights brought to L1, once for all of them (Q4_1: 1.03-1.05x on SmolLM2's 64-token
+    // batches, bench/kernels/run.sh; the Q8_0 output matrix at 16 activations: 1.02x, within the
+    // noise). With `given` tables (all the chunks', made once per pool call by `sn_pool_matmul`),
+    // one pass.
+    const int per = given ? (tokens + 7) / 8 : nb <= 64 ? 8 : (512 / nb > 1 ? 512 / nb : 1);
     float own[given ? 1 : 2 * per * 8 * nb];
     sn_row rows[4];
     for (int c0 = 0; c0 < tokens; c0 += 8 * per) {

@@ -592,7 +592,32 @@ SN_INLINE void attention_head(const float *query, const uint16_t *keys, const ui
 
     // kq[p] * scale. Products of two F16 values are exact in F32: multiply-add equals FMA.
     const int tiny_kq = tiny && head_dim % w == 0;
-    for (int p = 0; p < positions; p++) {
+    // ggml_vec_dot_f16 of 16 lanes with no tail, no softcap: eight positions' final reductions at
+    // once (`sn_hsum8x8` is `reduce16`'s hsum of c1 + c0 for each, bit for bit).
+    const int eight_at_once = !tiny_kq && w == 16 && head_dim % 64 == 0 && !(softcap > 0);
+    int p0 = 0;
+    if (eight_at_once) {
+        for (; p0 < first && p0 < positions; p0++) scores[p0] = -INFINITY;  // outside the sliding window
+        for (; p0 + 8 <= positions; p0 += 8) {
+            __m256 c[8];
+            for (int e = 0; e < 8; e++) {
+                const uint16_t *k = keys + (size_t)(p0 + e) * stride;
+                __m256 s[4][2];
+                for (int j = 0; j < 4; j++) s[j][0] = s[j][1] = _mm256_setzero_ps();
+                for (int i = 0; i < head_dim; i += 64)
+                    for (int j = 0; j < 4; j++)
+                        for (int h = 0; h < 2; h++) {
+                            const int o = i + j * 16 + 8 * h;
+                            s[j][h] = _mm256_fmadd_ps(load_f16x8(k + o), _mm256_loadu_ps(q + o), s[j][h]);
+                        }
+                const __m256 c0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
+                const __m256 c1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
+                c[e] = _mm256_add_ps(c1, c0);
+            }
+            _mm256_storeu_ps(scores + p0, _mm256_mul_ps(sn_hsum8x8(c), _mm256_set1_ps(scale)));
+        }
+    }
+    for (int p = p0; p < positions; p++) {
         if (p < first) { scores[p] = -INFINITY; continue; }  // outside the sliding window
         const uint16_t *k = keys + (size_t)p * stride;
         float dot;

@@ -237,7 +237,8 @@ void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
         c.tables = tables;
     }
     // About eight chunks per member, at least 16 rows each, and at most 256: a chunk's weights stay
-    // in the core's L2 cache while the kernel passes over them once per eight activations (the
+    // in the core's L2 cache while a kernel passes over them once per eight activations (all but
+    // the VNNI Q4_1/Q8_0 kernels, which pass once per 64, see `sn_matmul_rows_vnni_tables`) (the
     // 49152-row output projection made 3072-row chunks, read again from L3 for every eight rows).
     const int members = sn_pool_size(pool);
     int chunk = c.total_rows / (8 * members);

@@ -146,26 +146,37 @@ V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const sn_row *rows, int blo
 /// R rows by T activations (R * T <= 16) of Q8_0 x Q8_0 (see `tile_q4_1_vnni`).
 V_INLINE void tile_q8_0_vnni(int R, int T, const sn_row *rows, int blocks, const float *da8, int t0,
                              const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
+    enum { SLICE = 64 };
     __m256 acc[4][8];
-    float d[4][8] __attribute__((aligned(32)));
+    // d_w * d_a per block (of a slice), row and activation, made before the block loop so that the
+    // FMAs take them as embedded broadcasts (a load each), as in `tile_q4_1_vnni`: made inside it,
+    // the compiler kept them in registers and broadcast each with two shuffles.
+    float dt[SLICE * 4 * 8] __attribute__((aligned(64)));
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     const __m256i offset = _mm256_set1_epi8((char)0x80);
-    for (int b = 0; b < blocks; b++) {
-        __m256i ux[4];
-        for (int r = 0; r < R; r++)
-            ux[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(rows[r].q + (size_t)b * rows[r].stride)), offset);
-        const __m256 da = _mm256_loadu_ps(da8 + 8 * b);
-        for (int r = 0; r < R; r++) _mm256_store_ps(d[r], _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
-        const uint8_t *ab = a + (size_t)b * 34 + 2;
-        for (int t = 0; t < T; t++) {
-            const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + (size_t)(t0 + t) * a_stride));
-            // -128 * (sum of each lane's four q_a): the offset's share of (q_w + 128) * q_a.
-            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                                   _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qy));
-            for (int r = 0; r < R; r++) {
-                const __m256i dot = _mm256_dpbusd_epi32(start, ux[r], qy);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(d[r] + t0 + t), _mm256_cvtepi32_ps(dot), acc[r][t]);
+    for (int b0 = 0; b0 < blocks; b0 += SLICE) {
+        const int b1 = blocks - b0 < SLICE ? blocks : b0 + SLICE;
+        for (int b = b0; b < b1; b++) {
+            const __m256 da = _mm256_loadu_ps(da8 + 8 * b);
+            for (int r = 0; r < R; r++)
+                _mm256_store_ps(dt + (size_t)((b - b0) * 4 + r) * 8, _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
+        }
+        for (int b = b0; b < b1; b++) {
+            __m256i ux[4];
+            for (int r = 0; r < R; r++)
+                ux[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(rows[r].q + (size_t)b * rows[r].stride)), offset);
+            const uint8_t *ab = a + (size_t)b * 34 + 2;
+            const float *db = dt + (size_t)(b - b0) * 32 + t0;
+            for (int t = 0; t < T; t++) {
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)(ab + (size_t)(t0 + t) * a_stride));
+                // -128 * (sum of each lane's four q_a): the offset's share of (q_w + 128) * q_a.
+                const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                       _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, qy));
+                for (int r = 0; r < R; r++) {
+                    const __m256i dot = _mm256_dpbusd_epi32(start, ux[r], qy);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(db + r * 8 + t), _mm256_cvtepi32_ps(dot), acc[r][t]);
+                }
             }
         }
     }

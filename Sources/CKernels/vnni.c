@@ -14,10 +14,10 @@
 //    (q = nearest(x * 127 / max|x|)).
 // Tiles are 2 rows (Q4_1: a packed pair, one load for both rows' quants) by up to 8 activations,
 // or 4 rows (Q8_0: the offset sums shared by four rows) by up to 4; AVX-512VL's 32 vector
-// registers hold the 16 accumulators. A Q4_1 tile first writes d_w * d_a of every (block, row,
+// registers hold the 16 accumulators. A tile first writes d_w * d_a of every (block, row,
 // activation) to a small table, so that each FMA takes its scale as an embedded broadcast (a load);
 // left to the compiler, the scales were broadcast by register shuffles that competed with vpdpbusd
-// and the FMAs for the vector pipes: 1.15-1.2x slower (bench/kernels/run.sh).
+// and the FMAs for the vector pipes: 1.15-1.2x slower for Q4_1, 1.12x for Q8_0 (bench/kernels/run.sh; `v_scale_table`).
 #include "sn_kernels.h"
 
 #include <stdlib.h>
@@ -83,6 +83,20 @@ V_INLINE __m256i v_q4_quants(sn_row row, int b) {
     return _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)p), _mm_cvtsi32_si128(row.shift)), low);
 }
 
+/// d_w * d_a for blocks [b0, b1) of R rows against a chunk's eight activations (`da8`), block b's
+/// row r at `dt + ((b - b0) * stride + r) * 8`: the tiles' scale tables, made before their block
+/// loops so that each FMA takes its scale as an embedded broadcast (a load). Made inside the loop,
+/// the compiler kept them in registers and broadcast each with shuffles, which compete with
+/// vpdpbusd and the FMAs for the vector pipes (Q4_1 1.2x, Q8_0 1.12x slower). The product of two
+/// F16 values is exact in F32, wherever computed.
+V_INLINE void v_scale_table(int R, int stride, const sn_row *rows, int b0, int b1, const float *da8, float *dt) {
+    for (int b = b0; b < b1; b++) {
+        const __m256 da = _mm256_loadu_ps(da8 + 8 * b);
+        for (int r = 0; r < R; r++)
+            _mm256_store_ps(dt + (size_t)((b - b0) * stride + r) * 8, _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
+    }
+}
+
 /// R rows (`pair`: rows[0] and rows[1] are a packed pair, shifts 0 and 4) by T <= 8 activations of
 /// Q4_1 x Q8_1. `da8`, `sa8`: per block, the chunk's eight activations' `d` and `s` as floats
 /// (zero past its activations); this tile's activations start at chunk activation `t0`.
@@ -91,11 +105,7 @@ V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const sn_row *rows, int blo
     enum { SLICE = 64 };
     __m256 acc[2][8];
     __m256 summs[2];
-    // d_w * d_a per block (of a slice), row and activation, computed before the block loop so that
-    // the FMAs take them as embedded broadcasts (a load each): kept in registers, the compiler
-    // broadcasts them with shuffles, which compete with vpdpbusd and the FMAs for the vector
-    // pipes (1.2x slower). The product of two F16 values is exact in F32, wherever computed.
-    float dt[SLICE * 2 * 8] __attribute__((aligned(64)));
+    float dt[SLICE * 2 * 8] __attribute__((aligned(64)));  // v_scale_table
     for (int r = 0; r < R; r++) {
         summs[r] = _mm256_setzero_ps();
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
@@ -103,11 +113,7 @@ V_INLINE void tile_q4_1_vnni(int R, int T, int pair, const sn_row *rows, int blo
     const __m256i low = _mm256_set1_epi8(0x0f);
     for (int b0 = 0; b0 < blocks; b0 += SLICE) {
         const int b1 = blocks - b0 < SLICE ? blocks : b0 + SLICE;
-        for (int b = b0; b < b1; b++) {
-            const __m256 da = _mm256_loadu_ps(da8 + 8 * b);
-            for (int r = 0; r < R; r++)
-                _mm256_store_ps(dt + (size_t)((b - b0) * 2 + r) * 8, _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
-        }
+        v_scale_table(R, 2, rows, b0, b1, da8, dt);
         for (int b = b0; b < b1; b++) {
             __m256i qx[2];
             if (pair) {
@@ -148,20 +154,13 @@ V_INLINE void tile_q8_0_vnni(int R, int T, const sn_row *rows, int blocks, const
                              const uint8_t *a, size_t a_stride, float *out, size_t out_stride) {
     enum { SLICE = 64 };
     __m256 acc[4][8];
-    // d_w * d_a per block (of a slice), row and activation, made before the block loop so that the
-    // FMAs take them as embedded broadcasts (a load each), as in `tile_q4_1_vnni`: made inside it,
-    // the compiler kept them in registers and broadcast each with two shuffles.
-    float dt[SLICE * 4 * 8] __attribute__((aligned(64)));
+    float dt[SLICE * 4 * 8] __attribute__((aligned(64)));  // v_scale_table
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     const __m256i offset = _mm256_set1_epi8((char)0x80);
     for (int b0 = 0; b0 < blocks; b0 += SLICE) {
         const int b1 = blocks - b0 < SLICE ? blocks : b0 + SLICE;
-        for (int b = b0; b < b1; b++) {
-            const __m256 da = _mm256_loadu_ps(da8 + 8 * b);
-            for (int r = 0; r < R; r++)
-                _mm256_store_ps(dt + (size_t)((b - b0) * 4 + r) * 8, _mm256_mul_ps(_mm256_broadcast_ss(rows[r].sc + 8 * b), da));
-        }
+        v_scale_table(R, 4, rows, b0, b1, da8, dt);
         for (int b = b0; b < b1; b++) {
             __m256i ux[4];
             for (int r = 0; r < R; r++)

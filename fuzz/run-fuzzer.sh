@@ -6,13 +6,15 @@
 #                  first 64 KiB of the test model when it is there
 #   TARGET jinja   the chat-template interpreter (Sources/Generation/Jinja), seeded with the real
 #                  chat templates the tests use (Tests/GenerationTests/Fixtures/ChatTemplates)
+#   TARGET schema  the response_format JSON Schema compiler (Sources/NodeService/JSONSchemaGrammar.swift)
+#                  and the grammar matcher (Sources/Generation/Grammar), seeded with fuzz/schema/seeds
 #
 # Compiles the target's sources and fuzz/TARGET/*.swift into one module with swiftc (no SwiftPM, so
 # it does not touch .build/ locks), writes the seeds, then runs the fuzzer. New interesting inputs
 # accumulate in .build/fuzz/TARGET-corpus/; crashes go to .build/fuzz/artifacts/TARGET-*.
 set -euo pipefail
 
-target="${1:?usage: fuzz/run-fuzzer.sh gguf|jinja [seconds]}"
+target="${1:?usage: fuzz/run-fuzzer.sh gguf|jinja|schema [seconds]}"
 seconds="${2:-60}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$root/.build/fuzz"
@@ -31,8 +33,18 @@ jinja)
     sources=("$root"/Sources/Generation/Jinja/*.swift)
     limits=(-max_len=16384 -timeout=10 -rss_limit_mb=2560)
     ;;
+schema)
+    # The compiler lives in NodeService, whose other files need the whole node: it is compiled with
+    # the grammar files it uses, its `import Generation` dropped (one module here).
+    module=SchemaFuzz
+    mkdir -p "$out/schema-src"
+    sed '/^import Generation$/d' "$root/Sources/NodeService/JSONSchemaGrammar.swift" > "$out/schema-src/JSONSchemaGrammar.swift"
+    sources=("$out/schema-src/JSONSchemaGrammar.swift" "$root/Sources/NodeService/JSONValue.swift"
+             "$root/Sources/Generation/InferenceError.swift" "$root"/Sources/Generation/Grammar/{ByteSet,Grammar,GrammarBuilder,GrammarMatcher,JSONRules}.swift)
+    limits=(-max_len=8192 -timeout=10 -rss_limit_mb=2560)
+    ;;
 *)
-    echo "run-fuzzer.sh: unknown target '$target' (gguf or jinja)" >&2
+    echo "run-fuzzer.sh: unknown target '$target' (gguf, jinja or schema)" >&2
     exit 2
     ;;
 esac
@@ -67,6 +79,9 @@ jinja)
     done
     printf '%s' '{% for m in messages %}{{ m.role }}: {{ m.content | trim }}{% endfor %}{{ messages | tojson }}{{ tools | tojson(indent=2) }}' \
         > "$seeds/hand-written"
+    ;;
+schema)
+    cp "$root"/fuzz/schema/seeds/* "$seeds/"
     ;;
 esac
 

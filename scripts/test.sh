@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything (scripts/setup.sh) and runs every test: the Swift test suites (with the real
 # model and the real model-signing tool required, not optional), the CLI end-to-end checks, a
-# short libFuzzer run of the GGUF reader, the service end-to-end suite (openai client, hostile
+# short libFuzzer runs of the GGUF reader, the chat-template interpreter and the response_format
+# schema compiler, the service end-to-end suite (openai client, hostile
 # clients), the attested channel's end-to-end suite (securenode proxy), a 2-minute soak (bench/soak.sh), the fleet
 # attestation suite (real Keylime) and the deployment checks.
 #
@@ -34,6 +35,13 @@ if [[ "${FUZZ_SECONDS:-30}" != 0 ]]; then
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
   else
     tail -60 "$fuzz_log"; die "the chat-template fuzzer found a crash (artifacts in .build/fuzz/artifacts/jinja-*)"
+  fi
+  log "libFuzzer: response_format schema compiler and grammar matcher for ${FUZZ_SECONDS:-30} s"
+  fuzz_log="$REPO/.build/fuzz/last-schema-run.log"
+  if "$REPO/fuzz/run-fuzzer.sh" schema "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
+  else
+    tail -60 "$fuzz_log"; die "the schema fuzzer found a failure (artifacts in .build/fuzz/artifacts/schema-*)"
   fi
 fi
 

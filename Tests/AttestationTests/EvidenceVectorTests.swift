@@ -91,6 +91,53 @@ import Testing
         #expect(appraisal.failedCheck == tampering.check, "\(tampering.name): \(appraisal.checks.filter { $0.result == .fail })")
     }
 
+    /// Seeded mutations of the quote's signed bytes, its signature and the AK's TPM2B_PUBLIC, as a
+    /// malicious node or a man in the middle could send them: bit flips, truncations, insertions,
+    /// appended bytes, and size fields set to 0 or 0xFFFF. The TPM structures are parsed before
+    /// anything vouches for them, so each must be refused by a named check, never crash the verifier,
+    /// and never pass.
+    @Test func refusesEveryMutationOfQuoteSignatureAndAKPublic() throws {
+        let verifier = try Self.verifier(), nonce = try Self.nonce("serving-nonce.hex"), serving = try Self.serving()
+        var state: UInt64 = 0x5EC0_DE19
+        func next(_ bound: Int) -> Int {  // SplitMix64
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(bound))
+        }
+        let fields: [(name: String, get: (Evidence) -> String, set: (inout Evidence, String) -> Void)] = [
+            ("quote.attest", { $0.quote.attest }, { $0.quote.attest = $1 }),
+            ("quote.signature", { $0.quote.signature }, { $0.quote.signature = $1 }),
+            ("ak.public", { $0.ak.public }, { $0.ak.public = $1 }),
+        ]
+        var refusedBy: [String: Int] = [:]
+        for field in fields {
+            let original = Array(try #require(Data(base64Encoded: field.get(serving))))
+            for round in 0 ..< 400 {
+                var bytes = original
+                switch round % 5 {
+                case 0: bytes[next(bytes.count)] ^= UInt8(1 << next(8))
+                case 1: bytes = Array(bytes.prefix(next(bytes.count)))
+                case 2: bytes.insert(UInt8(next(256)), at: next(bytes.count + 1))
+                case 3: bytes += (0 ..< 1 + next(8)).map { _ in UInt8(next(256)) }
+                default:
+                    let i = next(bytes.count - 1), v: UInt8 = next(2) == 0 ? 0 : 0xFF
+                    bytes[i] = v
+                    bytes[i + 1] = v
+                }
+                guard bytes != original else { continue }
+                var evidence = serving
+                field.set(&evidence, Data(bytes).base64EncodedString())
+                let appraisal = try verifier.appraise(evidence, nonce: nonce)
+                #expect(appraisal.result != .pass && appraisal.failedCheck != nil, "\(field.name), round \(round): \(appraisal.checks)")
+                refusedBy[appraisal.failedCheck ?? "none", default: 0] += 1
+            }
+        }
+        // The mutations reach the checks that parse and verify these bytes, not only the first one.
+        #expect(refusedBy["quote-signature", default: 0] > 0 && refusedBy["ak-trusted", default: 0] > 0, "\(refusedBy)")
+    }
+
     @Test func refusesReplayedEvidenceForANewNonce() throws {
         var fresh = try Self.nonce("serving-nonce.hex")
         fresh[0] ^= 0xFF

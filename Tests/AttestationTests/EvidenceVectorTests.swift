@@ -93,9 +93,9 @@ import Testing
 
     /// Seeded mutations of the quote's signed bytes, its signature and the AK's TPM2B_PUBLIC, as a
     /// malicious node or a man in the middle could send them: bit flips, truncations, insertions,
-    /// appended bytes, and size fields set to 0 or 0xFFFF. The TPM structures are parsed before
-    /// anything vouches for them, so each must be refused by a named check, never crash the verifier,
-    /// and never pass.
+    /// appended bytes, and size fields set to 0 or 0xFFFF. These bytes come from the node being
+    /// appraised (or from whoever sits between it and the verifier), so each mutation must be refused
+    /// by a named check, never crash the verifier, and never pass.
     @Test func refusesEveryMutationOfQuoteSignatureAndAKPublic() throws {
         let verifier = try Self.verifier(), nonce = try Self.nonce("serving-nonce.hex"), serving = try Self.serving()
         var state: UInt64 = 0x5EC0_DE19

@@ -238,7 +238,9 @@ public struct JSONSchemaGrammar {
         guard let v = s[key] else { return nil }
         guard case let .number(n) = v, n >= 0, n == n.rounded() else { throw invalid(path, "'\(key)' must be a non-negative integer") }
         guard n <= Double(limits.repetition) else {
-            throw Refusal(code: "schema_too_complex", reason: "\(path): '\(key)' is \(Int(n)), more than \(limits.repetition) (limit: repetition)")
+            // Named as the client wrote it: a count past Int.max (7.7e43) has no Int to print.
+            let shown = n < 1e15 ? String(Int(n)) : "\(n)"
+            throw Refusal(code: "schema_too_complex", reason: "\(path): '\(key)' is \(shown), more than \(limits.repetition) (limit: repetition)")
         }
         return Int(n)
     }

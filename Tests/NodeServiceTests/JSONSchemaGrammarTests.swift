@@ -126,6 +126,17 @@ struct JSONSchemaGrammarTests {
         #expect(long.code == "schema_too_complex" && long.reason.contains("literal bytes"), "\(long.reason)")
     }
 
+    /// Counts past Int.max (the schema fuzzer's first crash: `"maxItems": 7.7e43` trapped while the
+    /// refusal was being worded, taking the whole node down) are refused like any count over the limit.
+    @Test func refusesRepetitionCountPastIntMax() throws {
+        for (key, value) in [("maxItems", "77777777777777777777777777777777777777777744"), ("minItems", "1e300"), ("maxLength", "9.3e18"),
+                             ("minLength", "18446744073709551616")] {
+            let type = key.hasSuffix("Items") ? "array" : "string"
+            let r = try Self.refusal(#"{"type": "\#(type)", "\#(key)": \#(value)}"#)
+            #expect(r.code == "schema_too_complex" && r.reason.contains("'\(key)'") && r.reason.contains("limit: repetition"), "\(r.reason)")
+        }
+    }
+
     @Test func survivesHostileSchemaRecursion() throws {
         // A reference to itself that consumes nothing: expanding it would never end.
         for schema in [##"{"$ref": "#"}"##, ##"{"anyOf": [{"$ref": "#"}, {"type": "null"}]}"##,

@@ -25,6 +25,15 @@ import Testing
         #expect([.stepLimit, .outputLimit].contains(kind(doubling)))
     }
 
+    /// A range whose span passes Int.min: empty, as in Python, not a trap converting the span
+    /// (found by the schema fuzzer's sibling audit of Double-to-Int conversions).
+    @Test func survivesRangeSpanningEveryInteger() throws {
+        let empty = try JinjaTemplate("{% for i in range(9223372036854775807, -9223372036854775807) %}x{% endfor %}done", limits: Self.small).render([:])
+        #expect(empty.string == "done")
+        #expect(kind("{% for i in range(-9223372036854775807, 9223372036854775807) %}x{% endfor %}") == .stepLimit)
+        #expect(kind("{% for i in range(9223372036854775807, -9223372036854775807, -1) %}x{% endfor %}") == .stepLimit)
+    }
+
     @Test func refusesRunawayRecursionTemplate() {
         #expect(kind("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}") == .depthLimit)
         // Mutual recursion through two macros.

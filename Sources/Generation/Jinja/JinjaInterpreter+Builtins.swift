@@ -155,7 +155,8 @@ extension JinjaInterpreter {
             if span > Double(limits.steps - steps) {
                 throw error(.stepLimit, "range() of \(span) elements exceeds the \(limits.steps) steps allowed (limit: steps)")
             }
-            let count = max(0, Int(span))
+            // A negative span can pass Int.min (range(2**62, -2**62)): no Int conversion for it.
+            let count = span > 0 ? Int(span) : 0
             steps += count
             return .array((0 ..< count).map { .int(start + $0 * stride) })
         case "namespace", "dict":

@@ -304,6 +304,22 @@ def test_schema_features_and_tools_refused_by_name():
         assert e.body["param"] == "tools" and e.body["code"] == "tools_unsupported" and "chat template" in e.body["message"], e.body
 
 
+def test_survives_schema_count_past_int_max():
+    # The schema fuzzer's first crash (fuzz/README.md): a count past Int.max trapped while the refusal
+    # was worded, ending the node and every client's request. Now a 400 like any count over the limit.
+    for schema in [{"type": "array", "maxItems": 7.7e43}, {"type": "string", "minLength": 1e300}]:
+        try:
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=4,
+                                           response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+            raise AssertionError(f"{schema} was accepted")
+        except openai.BadRequestError as e:
+            assert e.body["code"] == "schema_too_complex" and "limit: repetition" in e.body["message"], e.body
+    status, _, _ = http("GET", "/healthz", key=False)
+    assert status == 200
+    answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi"}], max_tokens=2)
+    assert answer.choices[0].message.content is not None
+
+
 # Tools: scripts/e2e-service.sh runs the test_tool_* tests against a second node serving SmolLM2 with
 # Qwen2.5's chat template (model.chat_template), which renders tools (NODE_TOOLS=1).
 TOOLS = os.environ.get("NODE_TOOLS") == "1"

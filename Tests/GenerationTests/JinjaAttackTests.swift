@@ -32,6 +32,11 @@ import Testing
         #expect(empty.string == "done")
         #expect(kind("{% for i in range(-9223372036854775807, 9223372036854775807) %}x{% endfor %}") == .stepLimit)
         #expect(kind("{% for i in range(9223372036854775807, -9223372036854775807, -1) %}x{% endfor %}") == .stepLimit)
+        // Spans that Double rounds up past the last element, whose next element would overflow Int.
+        let edges = try JinjaTemplate("{{ range(-6768245064544890310, -9223372036854775807, -2455126972309885611) | list }}"
+                                      + "{{ range(-8496528306341921140, -9223372036854775807, -29073749220514188) | length }}",
+                                      limits: Self.small).render([:])
+        #expect(edges.string == "[-6768245064544890310]25")
     }
 
     @Test func refusesRunawayRecursionTemplate() {

@@ -155,10 +155,19 @@ extension JinjaInterpreter {
             if span > Double(limits.steps - steps) {
                 throw error(.stepLimit, "range() of \(span) elements exceeds the \(limits.steps) steps allowed (limit: steps)")
             }
-            // A negative span can pass Int.min (range(2**62, -2**62)): no Int conversion for it.
-            let count = span > 0 ? Int(span) : 0
-            steps += count
-            return .array((0 ..< count).map { .int(start + $0 * stride) })
+            // The span is only an estimate in Double (range(0, 2**63 - 1, 2**63 // 3) rounds it up
+            // past the last element, which would overflow): the elements are counted exactly, and a
+            // step past Int's range ends them.
+            var elements: [JinjaValue] = []
+            var value = start
+            while stride > 0 ? value < stop : value > stop {
+                elements.append(.int(value))
+                let (next, overflow) = value.addingReportingOverflow(stride)
+                if overflow { break }
+                value = next
+            }
+            steps += elements.count
+            return .array(elements)
         case "namespace", "dict":
             var o = JinjaObject()
             for a in args {

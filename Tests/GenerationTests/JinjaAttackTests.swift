@@ -39,6 +39,20 @@ import Testing
         #expect(edges.string == "[-6768245064544890310]25")
     }
 
+    /// Repetition, indent and tojson's indent sized past Int or past the output limit: refused by
+    /// the limit before anything is made, never a trap; negative widths as in Python.
+    @Test func survivesHugeRepetitionAndIndentTemplate() throws {
+        #expect(kind("{{ 'ab' * 9223372036854775807 }}") == .outputLimit)
+        #expect(kind("{{ [1, 2] * 9223372036854775807 }}") == .outputLimit)
+        #expect(kind("{{ 'a\nb' | indent(9223372036854775807) }}") == .outputLimit)
+        #expect(kind("{{ ('\n' * 60000) | indent(100) }}") == .outputLimit)
+        #expect(kind("{{ [[1]] | tojson(indent=9223372036854775807) }}") == .outputLimit)
+        #expect(kind("{{ [1] | tojson(indent=1000000000000) }}") == .outputLimit)
+        let python = try JinjaTemplate("{{ [1, {'a': 2}] | tojson(indent=-1) }}|{{ 'a\nb' | indent(-2) }}|{{ 'ab' * -3 }}|{{ [1] * -1 }}|{{ 7 | tojson(indent=1000000000000) }}",
+                                       limits: Self.small).render([:])
+        #expect(python.string == "[\n1,\n{\n\"a\": 2\n}\n]|a\nb||[]|7")
+    }
+
     @Test func refusesRunawayRecursionTemplate() {
         #expect(kind("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}") == .depthLimit)
         // Mutual recursion through two macros.

@@ -65,11 +65,14 @@ extension JinjaInterpreter {
             }
         case "*":
             switch (a, b) {
+            // Sizes multiplied without overflow ("ab" * 2**62 is over the limit, not a trap).
             case let (.string(s), .int(n)), let (.int(n), .string(s)):
-                try checkSize(s.string.utf8.count * max(n, 0))
+                let (size, overflow) = s.string.utf8.count.multipliedReportingOverflow(by: max(n, 0))
+                try checkSize(overflow ? .max : size)
                 return .string(s.mapped { String(repeating: $0, count: max(n, 0)) })
             case let (.array(x), .int(n)), let (.int(n), .array(x)):
-                try checkSize(x.count * max(n, 0))
+                let (size, overflow) = x.count.multipliedReportingOverflow(by: max(n, 0))
+                try checkSize(overflow ? .max : size)
                 return .array(Array(repeating: x, count: max(n, 0)).flatMap { $0 })
             default: break
             }
@@ -473,6 +476,13 @@ extension JinjaInterpreter {
         case "indent":
             var width = 4
             if case let .int(w)? = arg(0, "width") { width = w }
+            // The pad goes on every line: the result's size is checked before any of it is made.
+            let text = stringValue(v)
+            let lines = text.string.utf8.count(where: { $0 == 0x0A }) + 1
+            if case .string = arg(0, "width") {} else {
+                let (padded, overflow) = max(0, width).multipliedReportingOverflow(by: lines)
+                try checkSize(overflow ? .max : padded + text.string.utf8.count)
+            }
             let pad: String = if case let .string(p)? = arg(0, "width") { p.string } else { String(repeating: " ", count: max(0, width)) }
             let first = arg(1, "first")?.truthy ?? false, blank = arg(2, "blank")?.truthy ?? false
             return .string(stringValue(v).mapped { text in

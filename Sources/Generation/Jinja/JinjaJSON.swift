@@ -154,6 +154,16 @@ public enum JinjaJSON {
                              limit: Int = .max) throws(JinjaError) -> String {
         let (item, key) = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
         var out = ""
+        /// A newline and the indentation of `level` (Python: a negative indent is none; one past the
+        /// limit is refused before it is made).
+        func newline(_ level: Int) throws(JinjaError) {
+            guard let indent else { return }
+            let (width, overflow) = max(0, indent).multipliedReportingOverflow(by: level)
+            guard !overflow, width < limit - out.utf8.count else {
+                throw JinjaError(.outputLimit, "tojson output is larger than \(limit) bytes (limit: output bytes)")
+            }
+            out += "\n" + String(repeating: " ", count: width)
+        }
         func write(_ v: JinjaValue, _ level: Int) throws(JinjaError) {
             guard out.utf8.count <= limit else { throw JinjaError(.outputLimit, "tojson output is larger than \(limit) bytes (limit: output bytes)") }
             switch v {
@@ -167,10 +177,10 @@ public enum JinjaJSON {
                 out += "["
                 for (n, x) in items.enumerated() {
                     if n > 0 { out += item }
-                    if let indent { out += "\n" + String(repeating: " ", count: indent * (level + 1)) }
+                    try newline(level + 1)
                     try write(x, level + 1)
                 }
-                if let indent { out += "\n" + String(repeating: " ", count: indent * level) }
+                try newline(level)
                 out += "]"
             case let .object(o):
                 try writeObject(o, level)
@@ -188,12 +198,12 @@ public enum JinjaJSON {
             let keys = sortKeys ? o.keys.sorted { Array($0.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) } : o.keys
             for (n, k) in keys.enumerated() {
                 if n > 0 { out += item }
-                if let indent { out += "\n" + String(repeating: " ", count: indent * (level + 1)) }
+                try newline(level + 1)
                 quote(k, into: &out)
                 out += key
                 try write(o[k]!, level + 1)
             }
-            if let indent { out += "\n" + String(repeating: " ", count: indent * level) }
+            try newline(level)
             out += "}"
         }
         try write(v, 0)

@@ -40,11 +40,12 @@ public struct Appraisal: Sendable, Codable, Equatable {
 /// The checks, in this order (the first failure ends the appraisal; later checks are "skipped"):
 /// 0. `evidence-format`: the evidence is JSON of the documented shape (``appraise(json:nonce:)``).
 /// 1. `ak-trusted`: the evidence's AK is a restricted signing key whose TPM name is enrolled
-///    (``EnrollmentRecord``) or listed in the profile's `trustedAKs`.
+///    (``EnrollmentRecord``) or listed in the profile's `trustedAKs`; the document's `ak.name` is that
+///    name and its `ak.pem` that key.
 /// 2. `quote-signature`: TPMS_ATTEST is a TPM-generated quote, and the TPMT_SIGNATURE over it verifies
 ///    under that AK.
 /// 3. `nonce`: the quote's qualifying data equals the verifier's nonce (freshness: a replayed quote
-///    carries an old nonce).
+///    carries an old nonce), and so does the document's `nonce`.
 /// 4. `pcr-digest`: the quoted selection is the SHA-256 bank and exactly the PCRs in the evidence,
 ///    every profile-quoted PCR is present, and the quote's PCR digest equals SHA-256 of their values.
 /// 5. `event-log-replay`: every event's digest is SHA-256 of its bytes, every event extends a quoted
@@ -52,11 +53,13 @@ public struct Appraisal: Sendable, Codable, Equatable {
 ///    replaying the log from zeros gives the quoted value of every PCR it touches, and the
 ///    measurement PCR and the receipt-key PCR replay exactly (a PCR the log leaves unexplained,
 ///    e.g. because an event was dropped, fails naming the PCR).
-/// 6. `reference-values`: each PCR the profile pins has one of its allowed values.
+/// 6. `reference-values`: the evidence names this profile, and each PCR the profile pins has one of
+///    its allowed values.
 /// 7. `model-allowed`: every model event in the log (the whole history since the PCRs were
 ///    reset, not only the last) names this profile, a signer the profile allows, and (when the
 ///    profile lists models) an allowed manifest root; the failure names the first disallowed event.
-/// 8. `model-bound`: the evidence's `model` is the model its process loaded. With
+/// 8. `model-bound`: the evidence's `model` (manifest root, signer and name) is the model its process
+///    loaded; the appraisal's signer description comes from this verifier's profile. With
 ///    `receiptKeySHA256` (a serving node's evidence), the log holds that receipt key's event and
 ///    `model` is the last model event before it; without (`securenode quote`), `model`, if
 ///    present, is the log's last model event. The receipt key's event also says which chat template
@@ -152,6 +155,14 @@ public struct EvidenceVerifier: Sendable {
             guard trusted.contains(where: { constantTimeEquals(Array($0.utf8), Array(name.utf8)) }) else {
                 throw AttestationError(.malformed, "AK \(name) is neither enrolled nor listed in profile \(profile.id)")
             }
+            // The document's other names for the AK must be this key too: a client that checks the
+            // quote with `ak.pem` (tpm2_checkquote) or shows `ak.name` must meet the key checked here.
+            guard evidence.ak.name.lowercased() == name else {
+                throw AttestationError(.malformed, "the evidence names AK \(evidence.ak.name.prefix(80)), but its TPM2B_PUBLIC's name is \(name)")
+            }
+            guard let pem = Self.pemDER(evidence.ak.pem), pem == Self.pemDER(key.pem) else {
+                throw AttestationError(.malformed, "ak.pem is not the key of ak.public")
+            }
             ak = key
             return "AK \(name) is \(enrolled.contains { $0.akName.lowercased() == name } ? "enrolled" : "listed in the profile")"
         }
@@ -170,6 +181,9 @@ public struct EvidenceVerifier: Sendable {
             guard let attestation else { throw AttestationError(.malformed, "no quote") }
             guard constantTimeEquals(attestation.extraData, expectedNonce) else {
                 throw AttestationError(.malformed, "the quote was made for nonce \(hexString(attestation.extraData)), not \(hexString(expectedNonce)): stale or replayed")
+            }
+            guard evidence.nonce.lowercased() == hexString(expectedNonce) else {
+                throw AttestationError(.malformed, "the evidence's nonce field is \(evidence.nonce.prefix(80)), not the quoted \(hexString(expectedNonce))")
             }
             return "qualifying data equals the nonce"
         }
@@ -216,6 +230,9 @@ public struct EvidenceVerifier: Sendable {
             return "\(evidence.eventLog.count) event(s) replay to the quoted PCRs; PCRs \(profile.nodePCRs) replay exactly"
         }
         run("reference-values") { () throws(AttestationError) -> String in
+            guard evidence.profile == profile.id else {
+                throw AttestationError(.malformed, "the evidence was made under profile \(evidence.profile.prefix(80)), not \(profile.id)")
+            }
             for (key, allowed) in profile.referenceValues.sorted(by: { $0.key < $1.key }) {
                 guard let pcr = Int(key), let value = quotedValues[pcr] else {
                     throw AttestationError(.malformed, "PCR \(key) is pinned by the profile but not quoted")
@@ -255,7 +272,7 @@ public struct EvidenceVerifier: Sendable {
                 guard let last = log.last(where: { $0.type == ModelMeasurement.eventType }) else { throw AttestationError(.malformed, "no model was measured") }
                 let measured = try ModelMeasurement(canonical: Array(last.event.utf8))
                 if let claimed = evidence.model, !Self.same(claimed, measured) {
-                    throw AttestationError(.malformed, "the evidence names model \(claimed.manifestRoot), but the last model measured is \(measured.manifestRoot)")
+                    throw AttestationError(.malformed, "the evidence names model \(claimed.name.prefix(80)) (\(claimed.manifestRoot.prefix(80))), but the last model measured is \(measured.modelName) (\(measured.manifestRoot))")
                 }
                 return "not bound to a serving process (no receiptKeySHA256): the last model measured is \(measured.modelName) (\(measured.manifestRoot))"
             }
@@ -275,8 +292,8 @@ public struct EvidenceVerifier: Sendable {
                 throw AttestationError(.malformed, "the evidence names receipt key \(key) but no model")
             }
             guard Self.same(claimed, measured) else {
-                throw AttestationError(.malformed, "the evidence names model \(claimed.manifestRoot), but the process with receipt key \(key) "
-                                       + "(eventLog[\(k)]) loaded \(measured.manifestRoot) (eventLog[\(m)])")
+                throw AttestationError(.malformed, "the evidence names model \(claimed.name.prefix(80)) (\(claimed.manifestRoot.prefix(80))), but the process with receipt key \(key) "
+                                       + "(eventLog[\(k)]) loaded \(measured.modelName) (\(measured.manifestRoot), eventLog[\(m)])")
             }
             chatTemplate = keyEvent.chatTemplateSHA256
             try checkChatTemplate(keyEvent, at: k)
@@ -289,8 +306,16 @@ public struct EvidenceVerifier: Sendable {
             appraiseDevices(evidence, nonce: expectedNonce, certificates: deviceCertificates, run)
         }
 
+        // What the appraisal reports comes from what was checked: the signer's description from this
+        // verifier's profile, not from the node's.
+        let model = evidence.model.map { m in
+            var m = m
+            m.signerDescription = profile.modelSigners.first { $0.publicKeyFingerprint.lowercased() == m.signer.lowercased() }?.name
+                ?? "a signer profile \(profile.id) does not name"
+            return m
+        }
         return Appraisal(result: ordered.failed ? .fail : .pass, profile: profile.id, nonce: hexString(expectedNonce),
-                         model: evidence.model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(),
+                         model: model, receiptKeySHA256: evidence.receiptKeySHA256?.lowercased(),
                          tlsKeySHA256: evidence.tlsKeySHA256?.lowercased(), chatTemplateSHA256: chatTemplate, checks: ordered.checks)
     }
 
@@ -343,6 +368,14 @@ public struct EvidenceVerifier: Sendable {
     static func same(_ claimed: Evidence.ModelPart, _ measured: ModelMeasurement) -> Bool {
         constantTimeEquals(Array(claimed.manifestRoot.lowercased().utf8), Array(measured.manifestRoot.utf8))
             && constantTimeEquals(Array(claimed.signer.lowercased().utf8), Array(measured.signer.utf8))
+            && claimed.name == measured.modelName
+    }
+
+    /// The DER bytes of a PEM document (armor and whitespace dropped), nil if it is not one.
+    static func pemDER(_ pem: String) -> [UInt8]? {
+        let body = pem.split(whereSeparator: \.isNewline).filter { !$0.hasPrefix("-----") }.joined()
+        guard pem.hasPrefix("-----BEGIN "), let der = Data(base64Encoded: body.filter { !$0.isWhitespace }), !der.isEmpty else { return nil }
+        return Array(der)
     }
 
     /// The evidence's PCR values, checked against the quote: the SHA-256 bank, exactly the quoted PCRs

@@ -138,6 +138,45 @@ import Testing
         #expect(refusedBy["quote-signature", default: 0] > 0 && refusedBy["ak-trusted", default: 0] > 0, "\(refusedBy)")
     }
 
+    /// Every field of the captured evidence document replaced by hostile JSON values (numbers past
+    /// Int.max, 1e300, -0.0, wrong types, huge strings, deep or empty containers), as a malicious node
+    /// could send them to a client's `securenode verify` or to the attested proxy: never a trap, and
+    /// never a pass unless the field is one the appraisal does not rest on (listed here).
+    @Test func survivesHostileValueInEveryEvidenceField() throws {
+        let verifier = try Self.verifier(), nonce = try Self.nonce("serving-nonce.hex")
+        let document = try #require(try JSONSerialization.jsonObject(with: try Self.data("serving-evidence.json")) as? [String: Any])
+        let hostile: [Any] = [7.7e43, -7.7e43, 1e300, 9.3e18, -1, 0, -0.0, 0.5, 4_294_967_296, true, NSNull(), "", "00",
+                              String(repeating: "ff", count: 50_000), [Any](), [String: Any](), [[[[[[1]]]]]], ["a": ["b": 1]]]
+        var passed: Set<String> = [], refused = 0
+        let receiptKeyPath = "receiptKeySHA256"
+        let baseline = verifier.appraise(json: Array(try Self.data("serving-evidence.json")), nonce: nonce)
+        #expect(baseline.result == .pass)
+        for path in RequestFieldMutationPaths.paths(document) {
+            for value in hostile {
+                let mutated = RequestFieldMutationPaths.replacing(document, at: path[...], with: value)
+                let bytes = try JSONSerialization.data(withJSONObject: mutated)
+                let appraisal = verifier.appraise(json: Array(bytes), nonce: nonce)
+                let name = path.map { "\($0)" }.joined(separator: ".")
+                if appraisal.result == .pass {
+                    // Without a receipt key the evidence is `securenode quote`'s, a legitimate kind.
+                    if name == receiptKeyPath && value is NSNull { #expect(appraisal.receiptKeySHA256 == nil); continue }
+                    #expect(appraisal.model?.name == baseline.model?.name && appraisal.model?.signerDescription == baseline.model?.signerDescription,
+                            "\(name): the appraisal reports \(String(describing: appraisal.model))")
+                    passed.insert(name)
+                } else {
+                    #expect(appraisal.failedCheck != nil)
+                    refused += 1
+                }
+            }
+        }
+        // Fields the appraisal does not rest on: the EK certificate (checked at enrollment, not per
+        // quote) and the node's description of the signer (the appraisal reports its own profile's).
+        // Found by this test and fixed: the AK's name and PEM, the nonce, the profile and the model's
+        // name were taken as sent.
+        #expect(passed.isSubset(of: ["ekCertificate", "model.signerDescription"]), "passed with a hostile value: \(passed.sorted())")
+        #expect(refused > 500, "\(refused)")
+    }
+
     @Test func refusesReplayedEvidenceForANewNonce() throws {
         var fresh = try Self.nonce("serving-nonce.hex")
         fresh[0] ^= 0xFF
@@ -157,5 +196,31 @@ import Testing
         let captured = Array(try Self.data("serving-evidence.json"))
         #expect(try Self.verifier().appraise(json: Array(captured.prefix(captured.count / 2)), nonce: try Self.nonce("serving-nonce.hex")).failedCheck
                 == "evidence-format")
+    }
+}
+
+/// Paths into a JSON document (keys and indexes) and replacing the value at one.
+enum RequestFieldMutationPaths {
+    static func paths(_ value: Any, _ prefix: [Any] = []) -> [[Any]] {
+        var out: [[Any]] = []
+        if let o = value as? [String: Any] {
+            for (k, v) in o { out.append(prefix + [k]); out += paths(v, prefix + [k]) }
+        } else if let a = value as? [Any] {
+            for (i, v) in a.enumerated() { out.append(prefix + [i]); out += paths(v, prefix + [i]) }
+        }
+        return out
+    }
+
+    static func replacing(_ value: Any, at path: ArraySlice<Any>, with new: Any) -> Any {
+        guard let head = path.first else { return new }
+        if var o = value as? [String: Any], let k = head as? String {
+            o[k] = replacing(o[k] as Any, at: path.dropFirst(), with: new)
+            return o
+        }
+        if var a = value as? [Any], let i = head as? Int {
+            a[i] = replacing(a[i], at: path.dropFirst(), with: new)
+            return a
+        }
+        return value
     }
 }

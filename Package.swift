@@ -237,9 +237,12 @@ let package = Package(
         .target(name: "TPMTestSupport", dependencies: ["TPM", "SoftwareTPM"], path: "Tests/Support/TPMTestSupport", swiftSettings: strict),
         // Test-only: writes GGUF files (valid, or broken on purpose) for the ModelFormat, Generation and Inference tests.
         .target(name: "GGUFTestSupport", dependencies: ["ModelFormat"], path: "Tests/Support/GGUFTestSupport", swiftSettings: strict),
+        // Test-only: the walk of the field mutation tests (every path of a JSON document, one value replaced).
+        .target(name: "JSONMutationSupport", path: "Tests/Support/JSONMutationSupport", swiftSettings: strict),
         .testTarget(name: "ModelFormatTests", dependencies: ["ModelFormat", "GGUFTestSupport"], swiftSettings: strict),
         .testTarget(name: "NodeServiceTests",
                     dependencies: ["NodeService", "NodeHTTP", "Attestation", "Generation", "Inference", "ModelFormat", "ModelSigning", "ServerHardening",
+                                   "JSONMutationSupport",
                                    .product(name: "Crypto", package: "swift-crypto"),
                                    .product(name: "Hummingbird", package: "hummingbird"),
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -300,7 +303,7 @@ let package = Package(
         // Pure verifier tests: profile rules, and captured swtpm evidence (Vectors/) appraised without a TPM.
         .testTarget(
             name: "AttestationTests",
-            dependencies: ["Attestation", "ModelSigning", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Attestation", "ModelSigning", "JSONMutationSupport", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["Vectors"],
             swiftSettings: strict
         ),

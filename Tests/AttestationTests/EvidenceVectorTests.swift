@@ -1,6 +1,7 @@
 import Attestation
 import Crypto
 import Foundation
+import JSONMutationSupport
 import ModelSigning
 import Testing
 
@@ -151,12 +152,12 @@ import Testing
         let receiptKeyPath = "receiptKeySHA256"
         let baseline = verifier.appraise(json: Array(try Self.data("serving-evidence.json")), nonce: nonce)
         #expect(baseline.result == .pass)
-        for path in RequestFieldMutationPaths.paths(document) {
+        for path in JSONMutation.paths(document) {
             for value in hostile {
-                let mutated = RequestFieldMutationPaths.replacing(document, at: path[...], with: value)
+                let mutated = JSONMutation.replacing(document, at: path[...], with: value)
                 let bytes = try JSONSerialization.data(withJSONObject: mutated)
                 let appraisal = verifier.appraise(json: Array(bytes), nonce: nonce)
-                let name = path.map { "\($0)" }.joined(separator: ".")
+                let name = JSONMutation.name(path)
                 if appraisal.result == .pass {
                     // Without a receipt key the evidence is `securenode quote`'s, a legitimate kind.
                     if name == receiptKeyPath && value is NSNull { #expect(appraisal.receiptKeySHA256 == nil); continue }
@@ -199,28 +200,3 @@ import Testing
     }
 }
 
-/// Paths into a JSON document (keys and indexes) and replacing the value at one.
-enum RequestFieldMutationPaths {
-    static func paths(_ value: Any, _ prefix: [Any] = []) -> [[Any]] {
-        var out: [[Any]] = []
-        if let o = value as? [String: Any] {
-            for (k, v) in o { out.append(prefix + [k]); out += paths(v, prefix + [k]) }
-        } else if let a = value as? [Any] {
-            for (i, v) in a.enumerated() { out.append(prefix + [i]); out += paths(v, prefix + [i]) }
-        }
-        return out
-    }
-
-    static func replacing(_ value: Any, at path: ArraySlice<Any>, with new: Any) -> Any {
-        guard let head = path.first else { return new }
-        if var o = value as? [String: Any], let k = head as? String {
-            o[k] = replacing(o[k] as Any, at: path.dropFirst(), with: new)
-            return o
-        }
-        if var a = value as? [Any], let i = head as? Int {
-            a[i] = replacing(a[i], at: path.dropFirst(), with: new)
-            return a
-        }
-        return value
-    }
-}

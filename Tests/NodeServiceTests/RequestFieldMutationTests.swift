@@ -1,5 +1,6 @@
 import Foundation
 import Generation
+import JSONMutationSupport
 import Testing
 @testable import NodeService
 
@@ -56,30 +57,6 @@ import Testing
         }
     }
 
-    /// Every path to a value in `value` (keys and indexes), the root excluded.
-    static func paths(_ value: Any, _ prefix: [Any] = []) -> [[Any]] {
-        var out: [[Any]] = []
-        if let o = value as? [String: Any] {
-            for (k, v) in o { out.append(prefix + [k]); out += paths(v, prefix + [k]) }
-        } else if let a = value as? [Any] {
-            for (i, v) in a.enumerated() { out.append(prefix + [i]); out += paths(v, prefix + [i]) }
-        }
-        return out
-    }
-
-    static func replacing(_ value: Any, at path: ArraySlice<Any>, with new: Any) -> Any {
-        guard let head = path.first else { return new }
-        if var o = value as? [String: Any], let k = head as? String {
-            o[k] = replacing(o[k] as Any, at: path.dropFirst(), with: new)
-            return o
-        }
-        if var a = value as? [Any], let i = head as? Int {
-            a[i] = replacing(a[i], at: path.dropFirst(), with: new)
-            return a
-        }
-        return value
-    }
-
     @Test(.enabled(if: ServiceRouteTests.runModelTests)) func survivesHostileValueInEveryField() throws {
         let (_, _, tokenizer) = try #require(ServiceRouteTests.loaded, "model not found: set SECURENODE_TEST_MODEL").get()
         let template = try ChatTemplate.forModel(source: try #require(ServiceRouteTests.qwenTemplate), tokenizer: tokenizer)
@@ -93,9 +70,9 @@ import Testing
             #expect(throws: Never.self, "\(route): \(String(decoding: original, as: UTF8.self))") {
                 try Self.parse(parser, route, original)
             }
-            for path in Self.paths(body) {
+            for path in JSONMutation.paths(body) {
                 for value in Self.hostile {
-                    let mutated = Self.replacing(body, at: path[...], with: value)
+                    let mutated = JSONMutation.replacing(body, at: path[...], with: value)
                     let bytes = try JSONSerialization.data(withJSONObject: mutated)
                     do {
                         try Self.parse(parser, route, bytes)

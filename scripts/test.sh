@@ -21,28 +21,17 @@ log "Swift test suites"
 swift test --skip-build
 
 if [[ "${FUZZ_SECONDS:-30}" != 0 ]]; then
-  log "libFuzzer: GGUF reader for ${FUZZ_SECONDS:-30} s"
-  fuzz_log="$REPO/.build/fuzz/last-run.log"
-  mkdir -p "$(dirname "$fuzz_log")"
-  if "$REPO/fuzz/run-fuzzer.sh" gguf "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
-    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
-  else
-    tail -60 "$fuzz_log"; die "the GGUF fuzzer found a crash (artifacts in .build/fuzz/artifacts/gguf-*)"
-  fi
-  log "libFuzzer: chat-template interpreter for ${FUZZ_SECONDS:-30} s"
-  fuzz_log="$REPO/.build/fuzz/last-jinja-run.log"
-  if "$REPO/fuzz/run-fuzzer.sh" jinja "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
-    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
-  else
-    tail -60 "$fuzz_log"; die "the chat-template fuzzer found a crash (artifacts in .build/fuzz/artifacts/jinja-*)"
-  fi
-  log "libFuzzer: response_format schema compiler and grammar matcher for ${FUZZ_SECONDS:-30} s"
-  fuzz_log="$REPO/.build/fuzz/last-schema-run.log"
-  if "$REPO/fuzz/run-fuzzer.sh" schema "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
-    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
-  else
-    tail -60 "$fuzz_log"; die "the schema fuzzer found a failure (artifacts in .build/fuzz/artifacts/schema-*)"
-  fi
+  mkdir -p "$REPO/.build/fuzz"
+  for target in "gguf:GGUF reader" "jinja:chat-template interpreter" "schema:response_format schema compiler and grammar matcher"; do
+    name="${target%%:*}" what="${target#*:}"
+    log "libFuzzer: $what for ${FUZZ_SECONDS:-30} s"
+    fuzz_log="$REPO/.build/fuzz/last-$name-run.log"
+    if "$REPO/fuzz/run-fuzzer.sh" "$name" "${FUZZ_SECONDS:-30}" > "$fuzz_log" 2>&1; then
+      grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$fuzz_log" || true
+    else
+      tail -60 "$fuzz_log"; die "the $what fuzzer found a failure (artifacts in .build/fuzz/artifacts/$name-*)"
+    fi
+  done
 fi
 
 log "CLI end-to-end"

@@ -92,11 +92,12 @@ import Testing
         #expect(appraisal.failedCheck == tampering.check, "\(tampering.name): \(appraisal.checks.filter { $0.result == .fail })")
     }
 
-    /// Seeded mutations of the quote's signed bytes, its signature and the AK's TPM2B_PUBLIC, as a
+    /// 6,000 seeded mutations of the quote's signed bytes, its signature and the AK's TPM2B_PUBLIC, as a
     /// malicious node or a man in the middle could send them: bit flips, truncations, insertions,
-    /// appended bytes, and size fields set to 0 or 0xFFFF. These bytes come from the node being
-    /// appraised (or from whoever sits between it and the verifier), so each mutation must be refused
-    /// by a named check, never crash the verifier, and never pass.
+    /// appended bytes, random runs of bytes, and size fields set to 0 or 0xFFFF. These bytes come from
+    /// the node being appraised (or from whoever sits between it and the verifier; the quote is parsed
+    /// before its signature is checked), so each mutation must be refused by a named check, never
+    /// crash the verifier, and never pass.
     @Test func refusesEveryMutationOfQuoteSignatureAndAKPublic() throws {
         let verifier = try Self.verifier(), nonce = try Self.nonce("serving-nonce.hex"), serving = try Self.serving()
         var state: UInt64 = 0x5EC0_DE19
@@ -115,13 +116,16 @@ import Testing
         var refusedBy: [String: Int] = [:]
         for field in fields {
             let original = Array(try #require(Data(base64Encoded: field.get(serving))))
-            for round in 0 ..< 400 {
+            for round in 0 ..< 2000 {
                 var bytes = original
-                switch round % 5 {
+                switch round % 6 {
                 case 0: bytes[next(bytes.count)] ^= UInt8(1 << next(8))
                 case 1: bytes = Array(bytes.prefix(next(bytes.count)))
                 case 2: bytes.insert(UInt8(next(256)), at: next(bytes.count + 1))
                 case 3: bytes += (0 ..< 1 + next(8)).map { _ in UInt8(next(256)) }
+                case 4:
+                    let at = next(bytes.count)
+                    for i in at ..< min(bytes.count, at + 1 + next(16)) { bytes[i] = UInt8(next(256)) }
                 default:
                     let i = next(bytes.count - 1), v: UInt8 = next(2) == 0 ? 0 : 0xFF
                     bytes[i] = v

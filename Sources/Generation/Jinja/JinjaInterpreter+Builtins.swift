@@ -476,15 +476,18 @@ extension JinjaInterpreter {
         case "indent":
             var width = 4
             if case let .int(w)? = arg(0, "width") { width = w }
-            // The pad goes on every line: the result's size is checked before any of it is made.
-            let text = stringValue(v)
-            let lines = text.string.utf8.count(where: { $0 == 0x0A }) + 1
-            if case .string = arg(0, "width") {} else {
-                let (padded, overflow) = max(0, width).multipliedReportingOverflow(by: lines)
-                try checkSize(overflow ? .max : padded + text.string.utf8.count)
-            }
-            let pad: String = if case let .string(p)? = arg(0, "width") { p.string } else { String(repeating: " ", count: max(0, width)) }
             let first = arg(1, "first")?.truthy ?? false, blank = arg(2, "blank")?.truthy ?? false
+            // The pad goes on every line it indents: the result's size is checked before any of it
+            // is made. (A string width is the pad itself: Jinja's indent(width="> ").)
+            let text = stringValue(v).string
+            var indented = 0
+            for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where (i > 0 || first) && (blank || !line.isEmpty) { indented += 1 }
+            let padBytes = if case let .string(p)? = arg(0, "width") { p.string.utf8.count } else { max(0, width) }
+            let (padded, overflow) = padBytes.multipliedReportingOverflow(by: indented)
+            let (total, past) = padded.addingReportingOverflow(text.utf8.count)
+            try checkSize(overflow || past ? .max : total)
+            let pad: String = if case let .string(p)? = arg(0, "width") { p.string } else { String(repeating: " ", count: max(0, width)) }
             return .string(stringValue(v).mapped { text in
                 var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 for i in lines.indices where (i > 0 || first) && (blank || !lines[i].isEmpty) { lines[i] = pad + lines[i] }

@@ -134,7 +134,7 @@ import Testing
                 guard bytes != original else { continue }
                 var evidence = serving
                 field.set(&evidence, Data(bytes).base64EncodedString())
-                let appraisal = try verifier.appraise(evidence, nonce: nonce)
+                let appraisal = verifier.appraise(evidence, nonce: nonce)
                 #expect(appraisal.result != .pass && appraisal.failedCheck != nil, "\(field.name), round \(round): \(appraisal.checks)")
                 refusedBy[appraisal.failedCheck ?? "none", default: 0] += 1
             }

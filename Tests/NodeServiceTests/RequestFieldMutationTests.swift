@@ -59,7 +59,8 @@ import Testing
 
     @Test(.enabled(if: ServiceRouteTests.runModelTests)) func survivesHostileValueInEveryField() throws {
         let (_, _, tokenizer) = try #require(ServiceRouteTests.loaded, "model not found: set SECURENODE_TEST_MODEL").get()
-        let template = try ChatTemplate.forModel(source: try #require(ServiceRouteTests.qwenTemplate), tokenizer: tokenizer)
+        let qwen: String = try #require(ServiceRouteTests.qwenTemplate, "Qwen2.5's chat template fixture is missing")
+        let template = try ChatTemplate.forModel(source: qwen, tokenizer: tokenizer)
         var settings = ServiceSettings(modelID: "m")
         settings.contextLength = 2048
         let parser = CompletionRequestParser(settings: settings, tokenizer: tokenizer, chatTemplate: template)

@@ -5,8 +5,9 @@ import Testing
 
 /// Which path a BLAS prompt pass (`PrefillMode.blas`) gives K-quant projections: with the exact
 /// AVX512-VNNI Q4_K/Q6_K GEMM (`FastKernels.hasExactPromptGEMM`) they stay exact, so the
-/// projection's results are the exact kernels' bits; without it (a CPU without VNNI, or
-/// `CPUBackend.keepsExactPromptGEMMs` false) they go to BLAS.
+/// projection's results are the exact kernels' bits, except that Q4_K takes the faster grouped
+/// integer products where they exist (`Q4KGroups`, the same machines), which sends its projection
+/// to `projectInFloat`; without VNNI (or with `CPUBackend.keepsExactPromptGEMMs` false) they go to BLAS.
 @Suite(.serialized) struct KQuantPrefillTests {
     @Test func blasPassKeepsQ4KAndQ6KProjectionsExactWhereTheGEMMExists() throws {
         let columns = 512, rows = 12, tokens = 20
@@ -26,7 +27,8 @@ import Testing
         let backend = CPUBackend(threads: 2)
         for keepsExact in [false, true] {
             backend.keepsExactPromptGEMMs = keepsExact
-            let gemm = keepsExact && FastKernels.hasExactPromptGEMM(.q4_K)
+            // With VNNI the Q4_K matrix takes the groups (Q4KGroups) in a BLAS pass: the projection goes there.
+            let gemm = keepsExact && FastKernels.hasExactPromptGEMM(.q4_K) && !Q4KGroups.available
             for o in outputs { o.initialize(repeating: .nan, count: rows * tokens) }
             let tookBLAS = backend.projectInFloat(projection, input: input, count: tokens)
             #expect(tookBLAS == !gemm, "keepsExactPromptGEMMs \(keepsExact)")

@@ -6,10 +6,10 @@ import Kernels
 /// with the F32 activations by single-threaded `cblas_sgemm` (`BLAS.multiply`). OpenBLAS itself
 /// never starts threads, so it cannot oversubscribe the cores the pool already uses.
 ///
-/// Q4_K matrices instead take `Q4KGroups` where the machine has them (`groupsQ4K`): the input is
-/// quantized to Q8_K once per call, and each tile is repacked sixteen rows at a time into the member's
-/// group buffer and multiplied with every activation, in integers scaled in F32 (the same tolerance
-/// as sgemm's, twice the exact GEMM's speed at a prompt batch).
+/// Q4_K and Q6_K matrices instead take `KQuantGroups` where the machine has them (`kQuantGroups`):
+/// the input is quantized to Q8_K once per call, and each tile is repacked sixteen rows at a time
+/// into the member's group buffer and multiplied with every activation, in integers scaled in F32
+/// (the same tolerance as sgemm's; Q4_K at twice the exact GEMM's speed at a prompt batch).
 ///
 /// Holds one tile buffer per pool member (at most `tileFloats` floats each: 4 MiB, or 128 rows of
 /// the widest matrix), one group buffer per member, and the quantized input, allocated on first use
@@ -23,11 +23,12 @@ final class BLASProjector {
     /// sgemm's packing of the activations is amortized).
     static let tileTarget = 1 << 20
 
-    /// Whether Q4_K products take `Q4KGroups` rather than dequantize + sgemm (the backend's choice;
-    /// false where the machine has no such kernels).
-    var groupsQ4K = Q4KGroups.available
+    /// Whether Q4_K and Q6_K products take `KQuantGroups` rather than dequantize + sgemm (the
+    /// backend's choice; false where the machine has no such kernels).
+    var kQuantGroups = KQuantGroups.available
     private var groups: UnsafeMutableRawPointer?
     private var groupBytes = 0
+    /// The input as Q8_K rows, then (Q6_K) as unsigned bytes.
     private var quantized: UnsafeMutableRawPointer?
     private var quantizedBytes = 0
     private var sums: UnsafeMutablePointer<Float>?
@@ -43,30 +44,39 @@ final class BLASProjector {
     }
 
     private func takesGroups(_ m: WeightMatrix) -> Bool {
-        groupsQ4K && m.type == .q4_K && !m.isPacked && m.columns % 256 == 0
+        kQuantGroups && KQuantGroups.supports(m.type) && !m.isPacked && m.columns % 256 == 0
     }
 
-    /// Quantizes `count` rows of `columns` floats to Q8_K with their sub-block sums, spread over the pool.
-    private func quantizeForGroups(_ input: UnsafePointer<Float>, columns: Int, count: Int)
-        -> (activations: UnsafeMutableRawPointer, stride: Int, sums: UnsafeMutablePointer<Float>) {
+    /// The input for the groups: `count` rows of `columns` floats quantized to Q8_K (`q8K`), with
+    /// Q4_K's sums and (`unsigned`) Q6_K's unsigned rows (`q6K`), spread over the pool.
+    private struct GroupInput {
+        let q8K: UnsafeMutableRawPointer
+        let q6K: UnsafeMutableRawPointer
+        let stride: Int
+        let sums: UnsafeMutablePointer<Float>
+    }
+
+    private func quantizeForGroups(_ input: UnsafePointer<Float>, columns: Int, count: Int, unsigned: Bool) -> GroupInput {
         let stride = BlockType.q8_K.rowBytes(columns)!
-        let perRow = Q4KGroups.sumsPerActivation(columns: columns)
-        if stride * count > quantizedBytes {
+        let perRow = KQuantGroups.sumsPerActivation(columns: columns)
+        if 2 * stride * count > quantizedBytes {
             quantized?.deallocate()
-            quantized = .allocate(byteCount: stride * count, alignment: 64)
-            quantizedBytes = stride * count
+            quantized = .allocate(byteCount: 2 * stride * count, alignment: 64)
+            quantizedBytes = 2 * stride * count
         }
         if perRow * count > sumsCount {
             sums?.deallocate()
             sums = .allocate(capacity: perRow * count)
             sumsCount = perRow * count
         }
-        let activations = quantized!, sums = sums!
+        let groupInput = GroupInput(q8K: quantized!, q6K: quantized! + stride * count, stride: stride, sums: sums!)
         pool.forEach(count) { t, _ in
-            FastKernels.quantize(input + t * columns, columns: columns, count: 1, to: .q8_K, into: activations + t * stride)
-            Q4KGroups.activationSums(activations + t * stride, columns: columns, into: sums + t * perRow)
+            let row = groupInput.q8K + t * stride
+            FastKernels.quantize(input + t * columns, columns: columns, count: 1, to: .q8_K, into: row)
+            KQuantGroups.prepareQ4_K(row, columns: columns, into: groupInput.sums + t * perRow)
+            if unsigned { KQuantGroups.prepareQ6_K(row, columns: columns, into: groupInput.q6K + t * stride) }
         }
-        return (activations, stride, sums)
+        return groupInput
     }
 
     /// Rows per tile for a matrix of `rows` x `columns`: about `tileTarget` floats, 64-512 rows, and
@@ -88,7 +98,7 @@ final class BLASProjector {
         for (j, m) in p.matrices.enumerated() {
             let step = Self.tileRows(rows: m.rows, columns: m.columns, members: members)
             if takesGroups(m) {
-                neededGroup = max(neededGroup, Q4KGroups.groupBytes(columns: m.columns))
+                neededGroup = max(neededGroup, KQuantGroups.groupBytes(m.type, columns: m.columns))
             } else if m.type != .f32 {
                 needed = max(needed, step * m.columns)
             }
@@ -109,7 +119,8 @@ final class BLASProjector {
             groupBytes = neededGroup
         }
         let grouped = p.matrices.map(takesGroups)
-        let q8 = grouped.contains(true) ? quantizeForGroups(input, columns: p.columns, count: count) : nil
+        let unsigned = zip(p.matrices, grouped).contains { $1 && $0.type == .q6_K }
+        let q8 = grouped.contains(true) ? quantizeForGroups(input, columns: p.columns, count: count, unsigned: unsigned) : nil
         let tiles = tiles, tileFloats = tileFloats, groups = groups, groupBytes = groupBytes
         let matrices = p.matrices, outputs = p.outputs
         pool.forEach(items.count) { i, member in
@@ -120,11 +131,11 @@ final class BLASProjector {
                 let group = groups! + member * groupBytes
                 var first = 0
                 while first < item.rows {
-                    let rowCount = min(Q4KGroups.rows, item.rows - first)
-                    Q4KGroups.repack(m, first: item.first + first, count: rowCount, into: group)
-                    Q4KGroups.multiply(group, columns: m.columns, rowCount: rowCount, activations: q8.activations,
-                                       activationStride: q8.stride, sums: q8.sums, count: count,
-                                       into: out + first, outStride: m.rows)
+                    let rowCount = min(KQuantGroups.rows, item.rows - first)
+                    KQuantGroups.repack(m, first: item.first + first, count: rowCount, into: group)
+                    KQuantGroups.multiply(m.type, group, columns: m.columns, rowCount: rowCount,
+                                          activations: m.type == .q6_K ? q8.q6K : q8.q8K, activationStride: q8.stride,
+                                          sums: q8.sums, count: count, into: out + first, outStride: m.rows)
                     first += rowCount
                 }
                 return

@@ -154,10 +154,10 @@ public final class CPUBackend: ComputeBackend {
     public static let parallelRowsMinimum = 4
     /// Whether BLAS passes leave the products of types with a faster exact prompt GEMM on it
     /// (`PrefillMode.keepsExactKernels`; default true). False sends every product of a BLAS pass
-    /// through F32 and OpenBLAS, as on a CPU without AVX512-VNNI (Q4_K included: no `Q4KGroups`
-    /// either): for tests and benchmarks of that path.
+    /// through F32 and OpenBLAS, as on a CPU without AVX512-VNNI (Q4_K and Q6_K included: no
+    /// `KQuantGroups` either): for tests and benchmarks of that path.
     public var keepsExactPromptGEMMs = true {
-        didSet { blas.groupsQ4K = keepsExactPromptGEMMs && Q4KGroups.available }
+        didSet { blas.kQuantGroups = keepsExactPromptGEMMs && KQuantGroups.available }
     }
 
     public init(threads: Int) {

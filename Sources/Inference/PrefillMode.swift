@@ -26,11 +26,11 @@ public enum PrefillMode: Sendable, Equatable, CustomStringConvertible {
     /// `gemmAttentionMinimumPositions`.
     /// On a CPU without AVX512-VNNI, also Q4_1 in passes of fewer than `avx2Q4_1ExactBelowRows`
     /// rows: its AVX2 multi-row kernels beat dequantize + sgemm there (below).
-    /// Not Q4_K where `Q4KGroups` exist (AVX512-VNNI): those grouped integer products, within the
-    /// BLAS path's tolerance, run 1.5x the exact GEMM at 64 rows and 2x at 320
-    /// (bench/results/q4k-groups.md), so a BLAS pass takes them.
+    /// Not Q4_K or Q6_K where `KQuantGroups` exist (AVX512-VNNI): those grouped integer products,
+    /// within the BLAS path's tolerance, run 1.5x (Q4_K) and 1.3-1.5x (Q6_K) the exact GEMM at 64
+    /// rows, 1.8-2x at 320 (bench/results/kquant-groups.md), so a BLAS pass takes them.
     public static func keepsExactKernels(_ type: BlockType, rows: Int) -> Bool {
-        if type == .q4_K && Q4KGroups.available { return false }
+        if KQuantGroups.supports(type) { return false }
         if FastKernels.hasExactPromptGEMM(type) { return true }
         return type == .q4_1 && rows < avx2Q4_1ExactBelowRows && FastKernels.machineInstructionSet == .avx2
     }

@@ -215,9 +215,9 @@ struct BLASPrefillTests {
         let limit = PrefillMode.avx2Q4_1ExactBelowRows
         #expect(PrefillMode.keepsExactKernels(.q4_1, rows: limit - 1) == (vnni || avx2))
         #expect(PrefillMode.keepsExactKernels(.q4_1, rows: limit) == vnni)
-        // Q4_K with VNNI takes the grouped integer products (Q4KGroups), faster than its exact GEMM.
+        // Q4_K and Q6_K with VNNI take the grouped integer products (KQuantGroups), faster than their exact GEMM.
         #expect(!PrefillMode.keepsExactKernels(.q4_K, rows: 64))
-        #expect(PrefillMode.keepsExactKernels(.q6_K, rows: 64) == vnni)
+        #expect(!PrefillMode.keepsExactKernels(.q6_K, rows: 64))
         #expect(PrefillMode.keepsExactKernels(.q4_0, rows: 64) == (vnni || avx2))
         #expect(PrefillMode.keepsExactKernels(.q4_0, rows: 512) == (vnni || avx2))
         for type in [BlockType.q5_0, .q5_1, .q8_0, .f16, .f32] {

@@ -136,19 +136,22 @@ void sn_kquant_rows(const sn_matmul_job *job, int first, int last, const uint8_t
 /// the same bits, register-blocked for prompt batches (4 rows x 4 activations per tile).
 /// `sn_matmul_rows` calls it for SN_KQ_GEMM_MIN_TOKENS or more activations when `sn_use_vnni()`.
 void sn_kquant_gemm_vnni(const sn_matmul_job *job, int first, int last, const uint8_t *a, size_t a_stride, int tokens);
-/// Q4_K prompt products in groups of sixteen rows (q4k_groups.c, AVX512-VNNI only: callers check
-/// `sn_machine_isa()`): within a tolerance of `sn_kquant_rows`, not its bits. Bytes of one group of
-/// `blocks` 256-element blocks.
-size_t sn_q4k_group_bytes(int blocks);
-/// Rows `0 ..< rows` (at most 16; the rest of the group is zeros) of a Q4_K matrix whose rows are
-/// `row_bytes` apart, `blocks` blocks each, repacked into `out` (`sn_q4k_group_bytes(blocks)`).
-void sn_q4k_repack_group(const uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *out);
-/// Each 32-element sub-block sum of a Q8_K row (`blocks` blocks) as floats: `8 * blocks` of them.
+/// Q4_K and Q6_K prompt products in groups of sixteen rows (kquant_groups.c, AVX512-VNNI only:
+/// callers check `sn_machine_isa()`): within a tolerance of `sn_kquant_rows`, not its bits. Bytes of
+/// one group of `blocks` 256-element blocks of `type` (SN_Q4_K or SN_Q6_K; 0 for others).
+size_t sn_kquant_group_bytes(int type, int blocks);
+/// Rows `0 ..< rows` (at most 16; the rest of the group is zeros) of a `type` matrix whose rows are
+/// `row_bytes` apart, `blocks` blocks each, repacked into `out` (`sn_kquant_group_bytes`).
+void sn_kquant_repack_group(int type, const uint8_t *w, size_t row_bytes, int rows, int blocks, uint8_t *out);
+/// Q4_K's side data of a Q8_K row (`blocks` blocks): each 32-element sub-block sum as a float.
 void sn_q4k_activation_sums(const uint8_t *a, int blocks, float *sums);
-/// `out[t * out_stride + r] = dot(row r of the group, activation t)` for `r < rows`, `t < tokens`:
-/// Q8_K activations `a_stride` bytes apart, their `sn_q4k_activation_sums` `sums_stride` floats apart.
-void sn_q4k_group_gemm(const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,
-                       const float *sums, size_t sums_stride, int tokens, float *out, size_t out_stride);
+/// Q6_K's form of a Q8_K row (`blocks` blocks, the same layout): every quant + 128, as unsigned bytes.
+void sn_q6k_activations(const uint8_t *a, int blocks, uint8_t *out);
+/// `out[t * out_stride + r] = dot(row r of the group, activation t)` for `r < rows`, `t < tokens`,
+/// activations `a_stride` bytes apart: Q4_K, Q8_K rows with their `sn_q4k_activation_sums` (`sums`,
+/// `sums_stride` floats apart); Q6_K, `sn_q6k_activations` rows (`sums` unused).
+void sn_kquant_group_gemm(int type, const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,
+                          const float *sums, size_t sums_stride, int tokens, float *out, size_t out_stride);
 /// Fewest activations for which `sn_matmul_rows` takes `sn_kquant_gemm_vnni`: below 16 its per-block
 /// unpacking is not paid back on every shape (bench/kernels/kquant_gemm.sh, bench/results/kquant-gemm.md).
 #define SN_KQ_GEMM_MIN_TOKENS 16

@@ -17,7 +17,10 @@ struct BenchEngineCommand: AsyncParsableCommand {
             one JSON object: engine, threads, modelBytes, kvCacheBytes, coldStartSeconds, verifySeconds, \
             prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds, after}, peakRSSBytes, prefillMode \
             (exact, or blas with its threshold), promptBatch, blasCore (OpenBLAS's kernel family), attention \
-            (gemm: BLAS batches attend as matrix products; exact: the per-head kernels, with --exact or --exact-attention).
+            (gemm: BLAS batches attend as matrix products; exact: the per-head kernels, with --exact or --exact-attention). \
+            With --perplexity-tokens FILE (a JSON object with n_ctx and token_ids, as llama.cpp's perplexity \
+            fixture in Tests/InferenceTests/Fixtures/perplexity.json), also perplexity {nCtx, chunks, scored, value} \
+            (Inference's `Perplexity`, computed as that fixture's llama.cpp value is; used by bench/perplexity.sh).
             """
     )
 
@@ -42,6 +45,14 @@ struct BenchEngineCommand: AsyncParsableCommand {
     var blasMinimumRows: Int?
     @Flag(name: .customLong("exact-attention"), help: "BLAS prompt batches keep the exact per-head attention kernels (to measure GEMM attention against them).")
     var exactAttention = false
+    @Option(name: .customLong("perplexity-tokens"), help: "A JSON file {n_ctx, token_ids}: also report the perplexity of those tokens.")
+    var perplexityTokens: String?
+
+    /// `--perplexity-tokens`' file.
+    struct PerplexityTokens: Decodable {
+        let n_ctx: Int
+        let token_ids: [Int]
+    }
 
     func run() async throws {
         if !exact { OpenBLASCoreType.reexecIfMisdetected() }
@@ -57,6 +68,18 @@ struct BenchEngineCommand: AsyncParsableCommand {
             }
             guard (lengths + [128, decodeTokens + decodeAfter]).allSatisfy({ $0 <= context }) else {
                 throw CLIFailure("every prompt (and --decode-after + --decode-tokens) must fit in --context \(context)")
+            }
+            let tokens = try perplexityTokens.map { path -> PerplexityTokens in
+                let decoded: PerplexityTokens
+                do {
+                    decoded = try JSONDecoder().decode(PerplexityTokens.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+                } catch {
+                    throw CLIFailure("--perplexity-tokens \(path): not a JSON object with n_ctx and token_ids (\(error.localizedDescription))")
+                }
+                guard decoded.n_ctx >= 2, decoded.n_ctx <= context, decoded.token_ids.count >= decoded.n_ctx else {
+                    throw CLIFailure("--perplexity-tokens \(path): n_ctx must be 2...\(context) (--context) and at most the number of token_ids")
+                }
+                return decoded
             }
             let clock = ContinuousClock()
             let start = clock.now
@@ -93,9 +116,18 @@ struct BenchEngineCommand: AsyncParsableCommand {
             }
             let decodeSeconds = seconds(clock.now - t1)
 
+            var perplexity: [String: Any]?
+            if let tokens {
+                guard tokens.token_ids.allSatisfy({ (0 ..< vocab).contains($0) }) else {
+                    throw CLIFailure("--perplexity-tokens: a token id is outside the model's vocabulary (0..<\(vocab))")
+                }
+                let measured = try Perplexity(session: session, tokens: tokens.token_ids, chunkLength: tokens.n_ctx)
+                perplexity = ["nCtx": measured.chunkLength, "chunks": measured.chunks, "scored": measured.scored, "value": measured.value]
+            }
+
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
-            let result: [String: Any] = [
+            var result: [String: Any] = [
                 "engine": "securenode",
                 "prefillMode": mode.description,
                 "promptBatch": session.engine.batchCapacity,
@@ -111,6 +143,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
                 "decode": ["tokens": decodeTokens, "seconds": decodeSeconds, "after": decodeAfter],
                 "peakRSSBytes": Int(usage.ru_maxrss) * 1024,
             ]
+            if let perplexity { result["perplexity"] = perplexity }
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }

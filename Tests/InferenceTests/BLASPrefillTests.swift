@@ -73,23 +73,10 @@ struct BLASPrefillTests {
     @Test func blasPerplexityWithinHalfAPercentOfLlamaCpp() throws {
         let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
         let model = try RealModel.model()
-        let vocab = model.config.vocabularySize
-        let tokens = fixture.token_ids
-        var nll: Double = 0
-        var scored = 0
-        for c in 0 ..< tokens.count / fixture.n_ctx {
-            let chunk = Array(tokens[c * fixture.n_ctx ..< (c + 1) * fixture.n_ctx])
-            let session = try Self.f32Session(model, contextLength: fixture.n_ctx, prefill: .blas(minimumRows: 2))
-            let logits = try session.evaluate(chunk, logits: .all)
-            for i in 1 ..< chunk.count {
-                let row = logits[(i - 1) * vocab ..< i * vocab]
-                let top = Double(row.max()!)
-                let lse = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
-                nll += lse - Double(row[row.startIndex + chunk[i]])
-                scored += 1
-            }
-        }
-        let perplexity = exp(nll / Double(scored))
+        let session = try Self.f32Session(model, contextLength: fixture.n_ctx, prefill: .blas(minimumRows: 2))
+        let measured = try Perplexity(session: session, tokens: fixture.token_ids, chunkLength: fixture.n_ctx)
+        #expect(measured.scored == fixture.scored)
+        let perplexity = measured.value
         print("BLAS perplexity: ours \(perplexity), llama.cpp \(fixture.perplexity)")
         #expect(abs(perplexity - fixture.perplexity) / fixture.perplexity < Self.blasPerplexityTolerance)
     }

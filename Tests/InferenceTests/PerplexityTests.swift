@@ -24,23 +24,9 @@ struct PerplexityTests {
         #expect(tokens == fixture.token_ids)
 
         let model = try RealModel.model()
-        let vocab = model.config.vocabularySize
-        var nll: Double = 0
-        var scored = 0
-        for c in 0 ..< tokens.count / fixture.n_ctx {
-            let chunk = Array(tokens[c * fixture.n_ctx ..< (c + 1) * fixture.n_ctx])
-            let session = try model.makeSession(contextLength: fixture.n_ctx)
-            let logits = try session.evaluate(chunk, logits: .all)
-            for i in 1 ..< chunk.count {
-                let row = logits[(i - 1) * vocab ..< i * vocab]
-                let top = Double(row.max()!)
-                let lse = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
-                nll += lse - Double(row[row.startIndex + chunk[i]])
-                scored += 1
-            }
-        }
+        let measured = try Perplexity(session: model.makeSession(contextLength: fixture.n_ctx), tokens: tokens, chunkLength: fixture.n_ctx)
+        let scored = measured.scored, perplexity = measured.value
         #expect(scored == fixture.scored)
-        let perplexity = exp(nll / Double(scored))
         print("perplexity: ours \(perplexity), llama.cpp \(fixture.perplexity) (\(scored) tokens, n_ctx \(fixture.n_ctx))")
         #expect(abs(perplexity - fixture.perplexity) / fixture.perplexity < 0.01)
     }

@@ -5,9 +5,11 @@
                                         Tests/InferenceTests/Fixtures/make_fixtures.py computes it
   perplexity.py types MODEL             the file's tensor types and their counts (needs `gguf`)
 """
-import json, math, sys
-import numpy as np
+import json, os, sys
 import llama_cpp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "InferenceTests", "Fixtures"))
+from make_fixtures import perplexity  # noqa: E402  (the fixture's own computation)
 
 FTYPES = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "Q4_K_S": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_S,
           "Q6_K": llama_cpp.LLAMA_FTYPE_MOSTLY_Q6_K, "Q5_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M}
@@ -27,20 +29,9 @@ def measure(model, tokens_file):
     fixture = json.load(open(tokens_file))
     n_ctx, tokens = fixture["n_ctx"], fixture["token_ids"]
     llm = llama_cpp.Llama(model, n_ctx=n_ctx, n_batch=n_ctx, n_threads=2, logits_all=True, flash_attn=False, verbose=False)
-    chunks = len(tokens) // n_ctx
-    nll, count = 0.0, 0
-    for c in range(chunks):
-        chunk = tokens[c * n_ctx:(c + 1) * n_ctx]
-        llm.reset()
-        llm.eval(chunk)
-        logits = np.array(llm.scores[:n_ctx], dtype=np.float64)
-        for i in range(1, n_ctx):
-            row = logits[i - 1]
-            m = row.max()
-            nll += m + math.log(np.exp(row - m).sum()) - row[chunk[i]]
-            count += 1
+    value, chunks, count = perplexity(llm, tokens, n_ctx)
     print(json.dumps({"engine": "llama-cpp-python " + llama_cpp.__version__, "nCtx": n_ctx, "chunks": chunks,
-                      "scored": count, "value": math.exp(nll / count)}))
+                      "scored": count, "value": value}))
 
 
 def types(model):

@@ -2,7 +2,7 @@
 // checks that `sn_kquant_gemm_vnni` equals `sn_kquant_rows` bit for bit, then times, median of N,
 // the row kernel, the GEMM, and what the BLAS prompt path does for the same product (dequantize
 // the rows to F32 with `sn_dequantize_kquant`, then single-threaded OpenBLAS `cblas_sgemm`).
-#include "sn_kernels.h"
+#include "kquant_bench.h"
 #include <cblas.h>
 #include <immintrin.h>
 #include <stdio.h>
@@ -11,23 +11,6 @@
 #include <time.h>
 
 void openblas_set_num_threads(int);
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static unsigned long long rng = 88172645463325252ull;
-static unsigned next(void) {
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (unsigned)rng;
-}
 
 int main(int argc, char **argv) {
     const int runs = argc > 1 ? atoi(argv[1]) : 5;
@@ -45,15 +28,8 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int type = shapes[s].type, rows = shapes[s].rows, cols = shapes[s].columns, nb = cols / 256;
-        const size_t bb = type == SN_Q4_K ? 144 : 210, row_bytes = nb * bb;
-        uint8_t *w = malloc(rows * row_bytes);
-        for (size_t i = 0; i < rows * row_bytes; i++) w[i] = (uint8_t)next();
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < nb; b++) {
-                uint8_t *x = w + r * row_bytes + b * bb;
-                const uint16_t d = _cvtss_sh((next() % 1000 + 1) * 1e-5f, 0), m = _cvtss_sh((next() % 1000) * 1e-5f, 0);
-                if (type == SN_Q4_K) { memcpy(x, &d, 2); memcpy(x + 2, &m, 2); } else memcpy(x + 208, &d, 2);
-            }
+        size_t row_bytes;
+        uint8_t *w = kquant_random_matrix(type, rows, cols, &row_bytes);
         float *wf = malloc(sizeof(float) * (size_t)rows * cols);
         for (size_t tc = 0; tc < sizeof token_counts / sizeof token_counts[0]; tc++) {
             const int tokens = token_counts[tc];

@@ -3,7 +3,7 @@
 // repacking timed with it) against the exact GEMM (`sn_kquant_gemm_vnni`) and against dequantize +
 // OpenBLAS sgemm, median of N alternating runs; prints the groups' largest difference from the
 // exact GEMM relative to the largest output.
-#include "sn_kernels.h"
+#include "kquant_bench.h"
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
@@ -13,23 +13,6 @@
 #include <time.h>
 
 void openblas_set_num_threads(int);
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static unsigned long long rng = 88172645463325252ull;
-static unsigned next(void) {
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (unsigned)rng;
-}
 
 int main(int argc, char **argv) {
     const int runs = argc > 1 && atoi(argv[1]) > 0 ? (atoi(argv[1]) < 32 ? atoi(argv[1]) : 32) : 5;
@@ -43,20 +26,8 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int type = shapes[s].type, rows = shapes[s].rows, cols = shapes[s].columns, nb = cols / 256;
-        const size_t bb = type == SN_Q4_K ? 144 : 210, row_bytes = (size_t)nb * bb;
-        uint8_t *w = malloc(rows * row_bytes);
-        for (size_t i = 0; i < rows * row_bytes; i++) w[i] = (uint8_t)next();
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < nb; b++) {
-                uint8_t *x = w + r * row_bytes + b * bb;
-                const uint16_t d = _cvtss_sh((next() % 1000 + 1) * 1e-5f, 0), m = _cvtss_sh((next() % 1000) * 1e-5f, 0);
-                if (type == SN_Q4_K) {
-                    memcpy(x, &d, 2);
-                    memcpy(x + 2, &m, 2);
-                } else {
-                    memcpy(x + 208, &d, 2);
-                }
-            }
+        size_t row_bytes;
+        uint8_t *w = kquant_random_matrix(type, rows, cols, &row_bytes);
         float *wf = malloc(sizeof(float) * (size_t)rows * cols);
         uint8_t *group = malloc(sn_kquant_group_bytes(type, nb));
         for (size_t tc = 0; tc < sizeof token_counts / sizeof token_counts[0]; tc++) {

@@ -22,7 +22,6 @@ import numpy as np
 import llama_cpp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODEL = sys.argv[1]
 N_CTX = 256
 
 CORPUS = [
@@ -74,23 +73,32 @@ def main():
     llm = llama_cpp.Llama(MODEL, n_ctx=N_CTX, n_batch=N_CTX, n_threads=2, logits_all=True,
                           flash_attn=False, verbose=False)
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-    chunks = len(tokens) // N_CTX
-    nll, count = 0.0, 0
-    for c in range(chunks):
-        chunk = tokens[c * N_CTX:(c + 1) * N_CTX]
-        llm.reset()
-        llm.eval(chunk)
-        logits = np.array(llm.scores[:N_CTX], dtype=np.float64)
-        for i in range(1, N_CTX):
-            row = logits[i - 1]
-            m = row.max()
-            lse = m + math.log(np.exp(row - m).sum())
-            nll += lse - row[chunk[i]]
-            count += 1
-    ppl = math.exp(nll / count)
+    ppl, chunks, count = perplexity(llm, tokens, N_CTX)
     with open(os.path.join(HERE, "perplexity.json"), "w") as f:
         json.dump({"engine": "llama-cpp-python " + llama_cpp.__version__, "n_ctx": N_CTX, "tokens": len(tokens),
                    "chunks": chunks, "scored": count, "perplexity": ppl, "token_ids": tokens}, f)
     print(f"tokens {len(tokens)}, chunks {chunks}, scored {count}, perplexity {ppl:.6f}")
 
-main()
+
+def perplexity(llm, tokens, n_ctx):
+    """(perplexity, chunks, scored) of `tokens` on `llm` (a Llama with logits_all, n_ctx >= `n_ctx`).
+    Also bench/perplexity.py's."""
+    chunks = len(tokens) // n_ctx
+    nll, count = 0.0, 0
+    for c in range(chunks):
+        chunk = tokens[c * n_ctx:(c + 1) * n_ctx]
+        llm.reset()
+        llm.eval(chunk)
+        logits = np.array(llm.scores[:n_ctx], dtype=np.float64)
+        for i in range(1, n_ctx):
+            row = logits[i - 1]
+            m = row.max()
+            lse = m + math.log(np.exp(row - m).sum())
+            nll += lse - row[chunk[i]]
+            count += 1
+    return math.exp(nll / count), chunks, count
+
+
+if __name__ == "__main__":
+    MODEL = sys.argv[1]
+    main()

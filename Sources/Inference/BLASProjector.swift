@@ -48,7 +48,8 @@ final class BLASProjector {
     }
 
     /// The input for the groups: `count` rows of `columns` floats quantized to Q8_K (`q8K`), with
-    /// Q4_K's sums and (`unsigned`) Q6_K's unsigned rows (`q6K`), spread over the pool.
+    /// (`sums`) Q4_K's sub-block sums and (`unsigned`) Q6_K's unsigned rows (`q6K`), spread over the
+    /// pool: each only when a grouped matrix of that type needs it.
     private struct GroupInput {
         let q8K: UnsafeMutableRawPointer
         let q6K: UnsafeMutableRawPointer
@@ -56,7 +57,8 @@ final class BLASProjector {
         let sums: UnsafeMutablePointer<Float>
     }
 
-    private func quantizeForGroups(_ input: UnsafePointer<Float>, columns: Int, count: Int, unsigned: Bool) -> GroupInput {
+    private func quantizeForGroups(_ input: UnsafePointer<Float>, columns: Int, count: Int, sums withSums: Bool,
+                                   unsigned: Bool) -> GroupInput {
         let stride = BlockType.q8_K.rowBytes(columns)!
         let perRow = KQuantGroups.sumsPerActivation(columns: columns)
         if 2 * stride * count > quantizedBytes {
@@ -73,7 +75,7 @@ final class BLASProjector {
         pool.forEach(count) { t, _ in
             let row = groupInput.q8K + t * stride
             FastKernels.quantize(input + t * columns, columns: columns, count: 1, to: .q8_K, into: row)
-            KQuantGroups.prepareQ4_K(row, columns: columns, into: groupInput.sums + t * perRow)
+            if withSums { KQuantGroups.prepareQ4_K(row, columns: columns, into: groupInput.sums + t * perRow) }
             if unsigned { KQuantGroups.prepareQ6_K(row, columns: columns, into: groupInput.q6K + t * stride) }
         }
         return groupInput
@@ -119,8 +121,10 @@ final class BLASProjector {
             groupBytes = neededGroup
         }
         let grouped = p.matrices.map(takesGroups)
+        let withSums = zip(p.matrices, grouped).contains { $1 && $0.type == .q4_K }
         let unsigned = zip(p.matrices, grouped).contains { $1 && $0.type == .q6_K }
-        let q8 = grouped.contains(true) ? quantizeForGroups(input, columns: p.columns, count: count, unsigned: unsigned) : nil
+        let q8 = withSums || unsigned
+            ? quantizeForGroups(input, columns: p.columns, count: count, sums: withSums, unsigned: unsigned) : nil
         let tiles = tiles, tileFloats = tileFloats, groups = groups, groupBytes = groupBytes
         let matrices = p.matrices, outputs = p.outputs
         pool.forEach(items.count) { i, member in

@@ -79,6 +79,20 @@ public final class ModeledBackend: ComputeBackend {
     }
 
     public func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, scratch: UnsafeMutableRawPointer) {
+        host.project(p, input: input, count: count, scratch: scratch)
+        charge(p, count: count)
+    }
+
+    /// The host's prompt-row products where it has them (so that outputs stay the CPU's), charged
+    /// as `project`'s.
+    public func projectPromptRows(_ p: Projection, input: UnsafePointer<Float>, first: Int, count: Int) -> Bool {
+        guard host.projectPromptRows(p, input: input, first: first, count: count) else { return false }
+        charge(p, count: count)
+        return true
+    }
+
+    /// The modeled time of `count` rows through `p`.
+    private func charge(_ p: Projection, count: Int) {
         let first = p.matrices[0]
         if first.base == passStart { charge(accounting.passInput(rows: count, width: p.columns)) }
         for m in p.matrices { makeResident(m) }
@@ -86,7 +100,6 @@ public final class ModeledBackend: ComputeBackend {
         charge(accounting.projection(columns: p.columns, outputs: outputs, weightBytes: p.weightBytes,
                                      activationRowBytes: p.activationFormat.rowBytes(p.columns) ?? 0,
                                      weightType: first.type, count: count))
-        host.project(p, input: input, count: count, scratch: scratch)
         if first.base == logitsMatrix { charge(accounting.passOutput(floats: count * outputs)) }
     }
 

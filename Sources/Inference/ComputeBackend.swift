@@ -96,6 +96,13 @@ public protocol ComputeBackend: AnyObject {
     /// backend has no such path (the default); the engine then calls `project`.
     func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool
 
+    /// `project` for rows `first ..< first + count` of a pass, all of them prompt rows (`PrefillMode.blas`
+    /// only, never decoding rows): `input` is row `first`'s, the outputs go to those rows. Where the
+    /// backend has faster products within the tolerance of `project`'s that still compute every row
+    /// independently of the others (the CPU's `Q4_1Groups`), it runs them and returns true; otherwise
+    /// false, having done nothing (the default), and the engine calls `project`.
+    func projectPromptRows(_ projection: Projection, input: UnsafePointer<Float>, first: Int, count: Int) -> Bool
+
     /// Whether `projectInFloat` leaves products with `matrix` on the exact kernels in a pass of
     /// `rows` rows because those are faster there (`PrefillMode.keepsExactKernels`). A BLAS pass
     /// whose products all stay exact keeps its attention exact too below
@@ -129,6 +136,9 @@ extension ComputeBackend {
     /// No single-precision path: the engine stays on `project`.
     public func projectInFloat(_ projection: Projection, input: UnsafePointer<Float>, count: Int) -> Bool { false }
 
+    /// No prompt-row products: the engine stays on `project`.
+    public func projectPromptRows(_ projection: Projection, input: UnsafePointer<Float>, first: Int, count: Int) -> Bool { false }
+
     /// No single-precision path, so nothing kept exact in its place.
     public func keepsExact(_ matrix: WeightMatrix, rows: Int) -> Bool { false }
 
@@ -148,6 +158,7 @@ public final class CPUBackend: ComputeBackend {
     public let pool: ThreadPool
     public let capabilities: BackendCapabilities
     private let blas: BLASProjector
+    private let promptRows: PromptRowProjector
     private let gemmAttention: GEMMAttention
     /// Batches of at least this many rows quantize their activations and gate their feed-forward
     /// rows on every member of the pool; smaller ones on the caller (a pool job costs about a row).
@@ -160,9 +171,15 @@ public final class CPUBackend: ComputeBackend {
         didSet { blas.kQuantGroups = keepsExactPromptGEMMs && KQuantGroups.available }
     }
 
+    /// Whether prompt rows of Q4_1 projections take `Q4_1Groups` (`projectPromptRows`; default: where
+    /// the machine has them, `Q4_1Groups.enabledByDefault`). False keeps them on the exact kernels, for
+    /// tests and benchmarks.
+    public var groupsPromptRows = Q4_1Groups.enabledByDefault
+
     public init(threads: Int) {
         pool = ThreadPool(threads: threads)
         blas = BLASProjector(pool: pool)
+        promptRows = PromptRowProjector(pool: pool)
         gemmAttention = GEMMAttention(pool: pool)
         capabilities = BackendCapabilities(
             operations: Set(BackendOperation.allCases),
@@ -197,6 +214,12 @@ public final class CPUBackend: ComputeBackend {
         // Exact prompt GEMMs that beat BLAS (PrefillMode.keepsExactKernels): the engine calls `project`.
         if p.plan != nil && p.matrices.allSatisfy({ keepsExact($0, rows: count) }) { return false }
         blas.project(p, input: input, count: count)
+        return true
+    }
+
+    public func projectPromptRows(_ p: Projection, input: UnsafePointer<Float>, first: Int, count: Int) -> Bool {
+        guard groupsPromptRows && PromptRowProjector.supports(p) else { return false }
+        promptRows.project(p, input: input, first: first, count: count)
         return true
     }
 

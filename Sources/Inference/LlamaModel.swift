@@ -328,7 +328,9 @@ public final class LlamaEngine {
     /// One forward pass over several sessions' tokens (decoding steps and prompt chunks mixed, at
     /// most `batchCapacity` tokens in all); each session advances by its tokens. Returns, per item,
     /// the logits after its last token (nil where not wanted), equal to what the session alone would
-    /// compute with the exact kernels. An item with `inFloat` runs in F32 and must be alone.
+    /// compute (`LlamaSession.evaluate`: decoding rows and, in an exact engine, prompt rows on the
+    /// exact kernels; otherwise prompt rows on the backend's prompt-row products, each row the same
+    /// whatever its batch). An item with `inFloat` runs in F32 and must be alone.
     /// Nothing is evaluated if any item is refused.
     public func step(_ items: [StepItem]) throws(InferenceError) -> [[Float]?] {
         let c = model.config
@@ -357,9 +359,12 @@ public final class LlamaEngine {
         guard wanted <= logitRows else {
             throw InferenceError(.invalidArgument, "a step may want logits for at most \(logitRows) sessions, not \(wanted)")
         }
+        // Decoding items first, prompt items last (`forward` computes a pass's prompt rows apart).
+        let isPrompt = items.map { ($0.promptLength ?? $0.tokens.count) > 1 }
+        let evaluation = items.indices.filter { !isPrompt[$0] } + items.indices.filter { isPrompt[$0] }
         var rows: [Row] = []
         rows.reserveCapacity(total)
-        for item in items {
+        for item in evaluation.map({ items[$0] }) {
             let order: Attention.DotOrder = (item.promptLength ?? item.tokens.count) > 1 ? .tinyBLAS : .vecDotF16
             for (i, token) in item.tokens.enumerated() {
                 rows.append(Row(token: token, cache: item.session.cache, position: item.session.position + i, order: order,
@@ -372,14 +377,13 @@ public final class LlamaEngine {
         let logits = forward(rows, inFloat: inFloat)  // valid until the next forward pass: copied once, below
         let v = c.vocabularySize
         var next = 0
-        var result: [[Float]?] = []
-        for item in items {
+        var result: [[Float]?] = Array(repeating: nil, count: items.count)
+        for index in evaluation {
+            let item = items[index]
             item.session.position += item.tokens.count
             if item.wantsLogits {
-                result.append(Array(UnsafeBufferPointer(rebasing: logits[next * v ..< (next + 1) * v])))
+                result[index] = Array(UnsafeBufferPointer(rebasing: logits[next * v ..< (next + 1) * v]))
                 next += 1
-            } else {
-                result.append(nil)
             }
         }
         return result
@@ -395,6 +399,11 @@ public final class LlamaEngine {
         let n = rows.count, dim = c.embeddingLength, qw = c.queryWidth, kvw = c.keyValueWidth, ff = c.feedForwardLength
         let hd = c.headDimension, group = c.headCount / c.headCountKV
         precondition(n >= 1 && n <= batchCapacity)
+        // Prompt rows (of a call with several tokens: `Row.order`) may take the backend's prompt-row
+        // products (`ComputeBackend.projectPromptRows`) unless the engine is exact; they come last in
+        // a pass (`step` orders its items so), after any decoding rows.
+        let promptFrom = prefill.isExact ? n : (rows.firstIndex(where: { $0.order == .tinyBLAS }) ?? n)
+        precondition(rows[promptFrom...].allSatisfy { $0.order == .tinyBLAS }, "a pass's prompt rows come after its decoding rows")
 
         // 1. Embedding: x[t] = token_embd[token t] (times the architecture's scale); RoPE angles for
         // each row's position (and the sliding-window layers' own, where their base differs).
@@ -425,7 +434,7 @@ public final class LlamaEngine {
             eachRow(n) { t in
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.attentionNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            for p in plans.qkv { project(p, input: s.xb, count: n, inFloat: inFloat) }
+            for p in plans.qkv { project(p, input: s.xb, count: n, inFloat: inFloat, promptFrom: promptFrom) }
             // Biases and per-head norms (where the architecture has them), RoPE on q and k, the
             // queries' own scale; then k and v go into each row's cache at its position.
             eachRow(n) { t in
@@ -471,7 +480,7 @@ public final class LlamaEngine {
                             scratch: attentionScratch, scratchPerMember: scratchPerMember)
             }
             // x += Wo attention (normalized first where the architecture has post-norms).
-            project(plans.output, input: s.attention, count: n, inFloat: inFloat)
+            project(plans.output, input: s.attention, count: n, inFloat: inFloat, promptFrom: promptFrom)
             if let norm = layer.attentionPostNorm {
                 for t in 0 ..< n {
                     VectorOps.rmsNorm(s.xb2 + t * dim, weight: norm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb2 + t * dim)
@@ -483,12 +492,12 @@ public final class LlamaEngine {
             eachRow(n) { t in
                 VectorOps.rmsNorm(s.x + t * dim, weight: layer.feedForwardNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + t * dim)
             }
-            for p in plans.gateUp { project(p, input: s.xb, count: n, inFloat: inFloat) }
+            for p in plans.gateUp { project(p, input: s.xb, count: n, inFloat: inFloat, promptFrom: promptFrom) }
             switch traits.activation {
             case .silu: b.swiglu(s.hb, s.hb2, rows: n, width: ff, profile: profile)
             case .geluTanh: VectorOps.geglu(s.hb, s.hb2, count: n * ff)
             }
-            project(plans.down, input: s.hb, count: n, inFloat: inFloat)
+            project(plans.down, input: s.hb, count: n, inFloat: inFloat, promptFrom: promptFrom)
             if let norm = layer.feedForwardPostNorm {
                 for t in 0 ..< n {
                     VectorOps.rmsNorm(s.xb2 + t * dim, weight: norm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb2 + t * dim)
@@ -505,7 +514,7 @@ public final class LlamaEngine {
             VectorOps.rmsNorm(s.x + t * dim, weight: w.outputNorm, count: dim, epsilon: c.rmsNormEpsilon, into: s.xb + i * dim)
         }
         project(outputProjection, input: s.xb, count: wanted.count,
-                inFloat: inFloat && prefill.usesBLAS(rows: wanted.count))
+                inFloat: inFloat && prefill.usesBLAS(rows: wanted.count), promptFrom: wanted.count)
         b.synchronize()
         if let cap = traits.finalSoftCap { VectorOps.softCap(s.logits, cap: cap, count: wanted.count * c.vocabularySize) }
         return UnsafeBufferPointer(start: s.logits, count: wanted.count * c.vocabularySize)
@@ -559,9 +568,16 @@ public final class LlamaEngine {
         return true
     }
 
-    /// One projection: in F32 through BLAS when `inFloat` and the backend can, else exactly.
-    private func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, inFloat: Bool) {
+    /// One projection: in F32 through BLAS when `inFloat` and the backend can; else rows from
+    /// `promptFrom` on (prompt rows) through the backend's prompt-row products where it has them, and
+    /// the rest exactly.
+    private func project(_ p: Projection, input: UnsafePointer<Float>, count: Int, inFloat: Bool, promptFrom: Int) {
         if inFloat && backend.projectInFloat(p, input: input, count: count) { return }
+        if promptFrom < count
+            && backend.projectPromptRows(p, input: input + promptFrom * p.columns, first: promptFrom, count: count - promptFrom) {
+            if promptFrom > 0 { backend.project(p, input: input, count: promptFrom, scratch: state.quantized) }
+            return
+        }
         backend.project(p, input: input, count: count, scratch: state.quantized)
     }
 }

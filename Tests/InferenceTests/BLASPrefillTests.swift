@@ -29,6 +29,18 @@ struct BLASPrefillTests {
         return try engine.makeSession(contextLength: contextLength)
     }
 
+    /// A session whose prompt rows stay on the exact kernels (`CPUBackend.groupsPromptRows` false):
+    /// the path of a CPU without AVX512-VNNI's `Q4_1Groups`. A BLAS pass then keeps this model's Q4_1
+    /// products exact where they are faster (`PrefillMode.keepsExactKernels`).
+    static func exactProductsSession(_ model: LlamaModel, contextLength: Int, prefill: PrefillMode) throws -> LlamaSession {
+        let backend = CPUBackend(threads: 2)
+        backend.groupsPromptRows = false
+        let batch = prefill.isExact ? 64 : LlamaEngine.promptBatchRows(model.config)
+        let engine = LlamaEngine(model: model, backend: backend, contextCapacity: contextLength, batchCapacity: batch,
+                                 prefill: prefill, logitRows: min(batch, 64))
+        return try engine.makeSession(contextLength: contextLength)
+    }
+
     /// Every forward pass through BLAS (minimum 1 row, the decoding steps included): final logits
     /// within `blasPrefillTolerance` of llama.cpp's top 10 and the same top token.
     @Test func blasPrefillStaysWithinToleranceOfLlamaCpp() throws {
@@ -136,18 +148,21 @@ struct BLASPrefillTests {
     }
 
     /// A BLAS engine still decodes bit for bit exactly: decoding rows batched together (each item
-    /// one token, below the threshold) give the logits each gives alone on the exact path, so no
-    /// one's answer depends on who shares the step.
-    @Test func blasEngineNeverChangesBatchedDecoding() throws {
+    /// one token, below the threshold) give the logits each gives alone, so no one's answer depends on
+    /// who shares the step; and (prompt rows kept exact too) the logits of the exact path.
+    @Test(arguments: [false, true]) func blasEngineNeverChangesBatchedDecoding(promptRowGroups: Bool) throws {
         let model = try RealModel.model()
         let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3]]
         var alone: [[Float]] = []
         for prompt in prompts {
-            let session = try model.makeSession(contextLength: 64)
+            let session = promptRowGroups ? try model.makeSession(contextLength: 64, prefill: .blas(minimumRows: 8))
+                : try model.makeSession(contextLength: 64)
             let logits = try session.evaluate(prompt)
             alone.append(try session.evaluate([Sampler.argmax(logits)]))
         }
-        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 8,
+        let backend = CPUBackend(threads: 2)
+        backend.groupsPromptRows = promptRowGroups
+        let engine = LlamaEngine(model: model, backend: backend, contextCapacity: 64, batchCapacity: 8,
                                  prefill: .blas(minimumRows: 8))
         let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
         let first = try zip(sessions, prompts).map { session, prompt in try session.evaluate(prompt) }
@@ -212,7 +227,8 @@ struct BLASPrefillTests {
         }
     }
 
-    /// The default BLAS session on this model (Q4_1, whose exact multi-row kernel beats dequantizing
+    /// A BLAS session on this model with its prompt rows kept exact (`exactProductsSession`: the
+    /// default where the CPU has no `Q4_1Groups`; Q4_1's exact multi-row kernel beats dequantizing
     /// for sgemm where the CPU has AVX512-VNNI, and on AVX2 below `PrefillMode.avx2Q4_1ExactBelowRows`
     /// rows): a 200-token prompt (one pass, under `PrefillMode.gemmAttentionMinimumPositions`) gives
     /// the exact session's logits bit for bit, and greedy decoding after each reference prompt is
@@ -223,7 +239,7 @@ struct BLASPrefillTests {
         #expect(exactProducts == (FastKernels.machineInstructionSet != nil))
         let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
         let tokens = Array(fixture.token_ids.prefix(200))
-        let blas = try model.makeSession(contextLength: 256, prefill: .default).evaluate(tokens)
+        let blas = try Self.exactProductsSession(model, contextLength: 256, prefill: .default).evaluate(tokens)
         let exact = try model.makeSession(contextLength: 256, prefill: .exact).evaluate(tokens)
         if exactProducts {
             #expect(blas.map(\.bitPattern) == exact.map(\.bitPattern))
@@ -232,7 +248,8 @@ struct BLASPrefillTests {
         }
         let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
         for result in reference.results {
-            let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
+            let session = try Self.exactProductsSession(model, contextLength: result.prompt_ids.count + reference.n_gen,
+                                                        prefill: .blas(minimumRows: 2))
             var logits = try session.evaluate(result.prompt_ids)
             var output: [Int] = []
             for _ in 0 ..< reference.n_gen {
@@ -240,13 +257,13 @@ struct BLASPrefillTests {
                 logits = try session.evaluate([output.last!])
             }
             let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
-            print("default BLAS session, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's (exact products: \(exactProducts))")
+            print("BLAS session with exact prompt rows, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's (exact products: \(exactProducts))")
             #expect(agreeing >= (exactProducts ? reference.n_gen : 1), "prompt \(result.prompt.debugDescription)")
         }
     }
 
     /// From `PrefillMode.gemmAttentionMinimumPositions` on, a pass with exact products attends as
-    /// matrix products: in the default session a 400-token prompt (positions under 512) is still
+    /// matrix products: in a BLAS session with exact prompt rows a 400-token prompt (positions under 512) is still
     /// bit-exact, and the 200 tokens after it (a pass reaching position 599) differ from the exact
     /// session's but keep its top token.
     @Test(.enabled(if: FastKernels.hasExactPromptGEMM(.q4_1))) func gemmAttentionTakesOverFromTheMeasuredPositions() throws {
@@ -256,7 +273,7 @@ struct BLASPrefillTests {
         #expect(PrefillMode.gemmAttentionMinimumPositions > 400 && PrefillMode.gemmAttentionMinimumPositions <= 600)
         var results: [[[Float]]] = []
         for prefill in [PrefillMode.default, .exact] {
-            let session = try model.makeSession(contextLength: 600, prefill: prefill)
+            let session = try Self.exactProductsSession(model, contextLength: 600, prefill: prefill)
             let short = try session.evaluate(Array(tokens[..<400]))
             let long = try session.evaluate(Array(tokens[400...]))
             results.append([short, long])
@@ -268,7 +285,7 @@ struct BLASPrefillTests {
         print("exact products, GEMM attention from \(PrefillMode.gemmAttentionMinimumPositions) positions: max |default - exact| over every logit = \(worst)")
     }
 
-    /// Below the threshold a BLAS session is the exact path, attention included: a 63-token prompt
+    /// Below the threshold a BLAS session with exact prompt rows is the exact path, attention included: a 63-token prompt
     /// and a decoding step after it give the exact session's logits bit for bit.
     @Test func batchesBelowTheThresholdKeepExactAttention() throws {
         let model = try RealModel.model()
@@ -276,7 +293,7 @@ struct BLASPrefillTests {
         let tokens = Array(fixture.token_ids.prefix(63))
         var results: [[Float]] = []
         for mode in [PrefillMode.default, .exact] {
-            let session = try model.makeSession(contextLength: 64, prefill: mode)
+            let session = try Self.exactProductsSession(model, contextLength: 64, prefill: mode)
             let logits = try session.evaluate(tokens)
             results.append(logits + (try session.evaluate([Sampler.argmax(logits)])))
         }

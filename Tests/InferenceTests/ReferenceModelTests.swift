@@ -50,9 +50,9 @@ struct ReferenceModelTests {
 
     /// Each prompt in its own session: the logits after the prompt, then after each of `steps`
     /// greedy tokens decoded one at a time.
-    static func decodedAlone(_ model: LlamaModel, _ prompts: [[Int]], steps: Int) throws -> [[[Float]]] {
+    static func decodedAlone(_ model: LlamaModel, _ prompts: [[Int]], steps: Int, prefill: PrefillMode = .exact) throws -> [[[Float]]] {
         try prompts.map { prompt in
-            let session = try model.makeSession(contextLength: 64)
+            let session = try model.makeSession(contextLength: 64, prefill: prefill)
             var logits = try session.evaluate(prompt)
             var trace = [logits]
             for _ in 0 ..< steps {
@@ -93,14 +93,17 @@ struct ReferenceModelTests {
     /// the per-row work (norms, RoPE, cache stores, activation quantization, SwiGLU) is spread over
     /// the pool: every sequence's logits still equal, bit for bit, those it gives alone. Four prompts
     /// are evaluated in one step, then decode together while a fifth prompt arrives in chunks of
-    /// three tokens mixed into their steps, and then decodes with them.
-    @Test func aMixedPromptAndDecodeStepEqualsSeparateSteps() throws {
+    /// three tokens mixed into their steps, and then decodes with them. Also in a BLAS engine (the
+    /// CLI's and the service's), whose prompt rows take `Q4_1Groups` where the CPU has them: a step
+    /// computes its prompt rows apart from its decoding rows, whatever order the items come in (the
+    /// prompt chunk is listed first on odd steps), and each row is still the one it gives alone.
+    @Test(arguments: [PrefillMode.exact, .default]) func aMixedPromptAndDecodeStepEqualsSeparateSteps(prefill: PrefillMode) throws {
         let model = try RealModel.model()
         let prompts = [[504, 3458, 282, 4649, 314], [1, 2, 3], [28, 905, 7, 42, 42, 42, 11], [9, 8, 7, 6],
                        [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100]]
         let steps = 10
-        let alone = try Self.decodedAlone(model, prompts, steps: steps)
-        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 32)
+        let alone = try Self.decodedAlone(model, prompts, steps: steps, prefill: prefill)
+        let engine = LlamaEngine(model: model, backend: CPUBackend(threads: 2), contextCapacity: 64, batchCapacity: 32, prefill: prefill)
         let sessions = try prompts.map { _ in try engine.makeSession(contextLength: 64) }
         // Sessions 0-3: their whole prompts in one step (19 rows).
         var last: [[Float]?] = try engine.step((0 ..< 4).map { i in
@@ -130,6 +133,10 @@ struct ReferenceModelTests {
                 items.append(.init(session: sessions[4], tokens: [Sampler.argmax(logits[4])]))
             }
             members.append(4)
+            if step % 2 == 1 {
+                items.insert(items.removeLast(), at: 0)
+                members.insert(members.removeLast(), at: 0)
+            }
             last = try engine.step(items)
             for (k, i) in members.enumerated() {
                 guard let row = last[k] else { continue }

@@ -152,6 +152,21 @@ void sn_q6k_activations(const uint8_t *a, int blocks, uint8_t *out);
 /// `sums_stride` floats apart); Q6_K, `sn_q6k_activations` rows (`sums` unused).
 void sn_kquant_group_gemm(int type, const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,
                           const float *sums, size_t sums_stride, int tokens, float *out, size_t out_stride);
+/// Q4_1 prompt rows in groups of sixteen rows (q4_1_groups.c, AVX512-VNNI only: callers check
+/// `sn_machine_isa()`): within a tolerance of `sn_matmul_rows`, not its bits; each output the same
+/// whatever the number of activations or the row's group. Bytes of one group of `blocks` blocks.
+size_t sn_q4_1_group_bytes(int blocks);
+/// Rows `first ..< first + count` (count at most 16; the rest of the group is zeros) of a Q4_1 matrix
+/// of `rows` rows, `row_bytes` apart, `blocks` blocks each, repacked into `out`. `packed`: the matrix
+/// is in the exact kernels' packed layout (`sn_pack_rows`), else ggml's.
+void sn_q4_1_repack_group(const uint8_t *w, size_t row_bytes, int rows, int packed, int first, int count, int blocks,
+                          uint8_t *out);
+/// A Q8_1 row's `blocks` scales as floats: `d`, `s` per block.
+void sn_q4_1_activation_scales(const uint8_t *a, int blocks, float *ds);
+/// `out[t * out_stride + r] = dot(row r of the group, activation t)` for `r < rows`, `t < tokens`: Q8_1
+/// activations `a_stride` bytes apart with their `sn_q4_1_activation_scales` (`ds_stride` floats apart).
+void sn_q4_1_group_gemm(const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,
+                        const float *ds, size_t ds_stride, int tokens, float *out, size_t out_stride);
 /// Fewest activations for which `sn_matmul_rows` takes `sn_kquant_gemm_vnni`: below 16 its per-block
 /// unpacking is not paid back on every shape (bench/kernels/kquant_gemm.sh, bench/results/kquant-gemm.md).
 #define SN_KQ_GEMM_MIN_TOKENS 16

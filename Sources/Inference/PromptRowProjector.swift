@@ -4,7 +4,8 @@ import Kernels
 /// (`Q4_1Groups`; `ComputeBackend.projectPromptRows`): the input is quantized to Q8_1 as the exact
 /// kernels quantize it, each matrix is cut into tiles of rows, and each member of the engine's thread
 /// pool takes the next tile, repacks it sixteen rows at a time into its own group buffer and
-/// multiplies it with every prompt row. Within the tolerance of the exact kernels (about 1e-7 of the
+/// multiplies it with every prompt row (a single row: straight from the matrix, the same bits,
+/// `Q4_1Groups.multiplyDirect`). Within the tolerance of the exact kernels (about 1e-7 of the
 /// largest output), 1.5-3x their speed from two rows on (`bench/kernels/q4_1_groups.sh`,
 /// `bench/results/q4_1-groups.md`); each row's result independent of the others, so prompt rows
 /// batch freely.
@@ -66,14 +67,24 @@ final class PromptRowProjector {
         } else {
             for t in 0 ..< count { quantize(t) }
         }
+        let direct = count < Q4_1Groups.directBelow
         var items: [(matrix: Int, first: Int, rows: Int)] = []
         for (j, m) in p.matrices.enumerated() {
-            for start in stride(from: 0, to: m.rows, by: Self.tileRows) { items.append((j, start, min(Self.tileRows, m.rows - start))) }
+            // A single row's tiles are a few microseconds each: two per member and matrix, so that
+            // the pool's per-tile cost does not outweigh them.
+            let step = direct ? max(Self.tileRows, (m.rows + 2 * pool.size - 1) / (2 * pool.size) + 7) / 8 * 8 : Self.tileRows
+            for start in stride(from: 0, to: m.rows, by: step) { items.append((j, start, min(step, m.rows - start))) }
         }
         let matrices = p.matrices, outputs = p.outputs
         pool.forEach(items.count) { i, member in
             let item = items[i]
             let m = matrices[item.matrix]
+            if direct {
+                Q4_1Groups.multiplyDirect(m, first: item.first, rowCount: item.rows, activations: quantized, activationStride: rowStride,
+                                          scales: scales, count: count, into: outputs[item.matrix] + first * m.rows + item.first,
+                                          outStride: m.rows)
+                return
+            }
             let group = groups + member * groupBytes
             var row = item.first
             while row < item.first + item.rows {

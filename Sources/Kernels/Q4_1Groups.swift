@@ -51,6 +51,25 @@ public enum Q4_1Groups {
         sn_q4_1_activation_scales(activation.assumingMemoryBound(to: UInt8.self), Int32(columns / 32), scales)
     }
 
+    /// Fewer activations than this take `multiplyDirect` (a repacking is not paid back by one:
+    /// direct 0.78-0.97x the exact kernels, the groups 0.52-0.77x; from two the groups win on
+    /// SmolLM2's shapes; `bench/results/q4_1-groups.md`).
+    public static let directBelow = 2
+
+    /// Rows `first ..< first + count` of the Q4_1 `matrix` against `count` activations without
+    /// repacking, `out[t * outStride + r - first]`: the same bits as `repack` and `multiply` (the
+    /// integer dots are exact in any order; the float operations are the same, in the same order).
+    public static func multiplyDirect(_ matrix: WeightMatrix, first: Int, rowCount: Int, activations: UnsafeRawPointer,
+                                      activationStride: Int, scales: UnsafePointer<Float>, count: Int,
+                                      into out: UnsafeMutablePointer<Float>, outStride: Int) {
+        precondition(matrix.type == .q4_1 && matrix.columns % 32 == 0)
+        precondition(rowCount > 0 && first >= 0 && first + rowCount <= matrix.rows)
+        sn_q4_1_rows_direct(matrix.base.assumingMemoryBound(to: UInt8.self), matrix.rowBytes, Int32(matrix.rows),
+                            matrix.isPacked ? 1 : 0, Int32(first), Int32(rowCount), Int32(matrix.columns / 32),
+                            activations.assumingMemoryBound(to: UInt8.self), activationStride, scales,
+                            scalesPerActivation(columns: matrix.columns), Int32(count), out, outStride)
+    }
+
     /// `out[t * outStride + r] = dot(row r of group, activation t)` for `r < rowCount`, `t < count`:
     /// Q8_1 activations `activationStride` bytes apart with their `prepare`d scales
     /// (`scalesPerActivation` apart).

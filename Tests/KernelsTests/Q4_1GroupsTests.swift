@@ -73,6 +73,18 @@ struct Q4_1GroupsTests {
         return out
     }
 
+    /// `Q4_1Groups.multiplyDirect` over rows `first ..< first + count`: `[t * count + r]`.
+    static func runDirect(_ matrix: WeightMatrix, first: Int, count: Int, _ a: UnsafeRawPointer, tokens: Int) -> [Float] {
+        let columns = matrix.columns, stride = BlockType.q8_1.rowBytes(columns)!
+        let per = Q4_1Groups.scalesPerActivation(columns: columns)
+        var scales = [Float](repeating: 0, count: per * tokens)
+        for t in 0 ..< tokens { Q4_1Groups.prepare(a + t * stride, columns: columns, into: &scales[t * per]) }
+        var out = [Float](repeating: .nan, count: count * tokens)
+        Q4_1Groups.multiplyDirect(matrix, first: first, rowCount: count, activations: a, activationStride: stride, scales: scales,
+                                  count: tokens, into: &out, outStride: count)
+        return out
+    }
+
     /// `bytes` packed as the exact kernels keep a model's Q4_1 matrices.
     static func packed(_ bytes: [UInt8], rows: Int, columns: Int) -> [UInt8] {
         var copy = bytes
@@ -153,6 +165,21 @@ struct Q4_1GroupsTests {
                                 #expect(alone[r].bitPattern == all[t * 16 + r].bitPattern, "row \(first + r) token \(t) alone and in a batch")
                             }
                         }
+                        // The direct form (no repacking), from packed and ggml rows, any row range and
+                        // activation count: the same bits.
+                        for (matrix, name) in [(packed, "packed"), (plain, "ggml")] {
+                            for (from, n) in [(first, count), (first + 3, count - 3), (first + 1, 9)] where n > 0 && from + n <= rows {
+                                for tokens in [1, 2, 5] {
+                                    let direct = Self.runDirect(matrix, first: from, count: n, ab.baseAddress!, tokens: tokens)
+                                    for t in 0 ..< tokens {
+                                        for r in 0 ..< n {
+                                            #expect(direct[t * n + r].bitPattern == all[t * 16 + from - first + r].bitPattern,
+                                                    "\(name) rows from \(from), row \(from + r), token \(t) of \(tokens): direct and grouped")
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -160,7 +187,8 @@ struct Q4_1GroupsTests {
     }
 
     /// A matrix whose last row ends where the process may not read (a read past it would crash the
-    /// test): a group of its last rows is repacked and multiplied from exactly those rows.
+    /// test): a group of its last rows is repacked and multiplied, and multiplied directly, from
+    /// exactly those rows.
     @Test func groupOfTheLastRowsReadsNoBytePastTheMatrix() throws {
         var random = TestRandom(state: 0x41_33)
         let rows = 21, columns = 256
@@ -177,10 +205,12 @@ struct Q4_1GroupsTests {
         let matrix = try #require(WeightMatrix(type: .q4_1, rows: rows, columns: columns, base: UnsafeRawPointer(start)))
         a.withUnsafeBytes { ab in
             let out = Self.run(matrix, first: 16, count: 5, ab.baseAddress!, tokens: 3)
+            let direct = Self.runDirect(matrix, first: 16, count: 5, ab.baseAddress!, tokens: 3)
             for t in 0 ..< 3 {
                 for r in 0 ..< 5 {
                     let ref = Self.reference(start, rowBytes: matrix.rowBytes, ab.baseAddress!, columns: columns, row: 16 + r, token: t)
                     #expect(abs(Double(out[t * Q4_1Groups.rows + r]) - ref.dot) <= 1e-5 * ref.magnitude)
+                    #expect(direct[t * 5 + r].bitPattern == out[t * Q4_1Groups.rows + r].bitPattern)
                 }
             }
         }

@@ -163,6 +163,13 @@ void sn_q4_1_repack_group(const uint8_t *w, size_t row_bytes, int rows, int pack
                           uint8_t *out);
 /// A Q8_1 row's `blocks` scales as floats: `d`, `s` per block.
 void sn_q4_1_activation_scales(const uint8_t *a, int blocks, float *ds);
+/// Rows `first ..< first + count` of the Q4_1 matrix (as `sn_q4_1_repack_group` reads it) against
+/// `tokens` activations without repacking, `out[t * out_stride + r - first]`: the same bits as repacking
+/// and `sn_q4_1_group_gemm` (integer dots, exact in any order, then the same float operations in the
+/// same order), faster for one or two activations, where a repacking is not paid back.
+void sn_q4_1_rows_direct(const uint8_t *w, size_t row_bytes, int rows, int packed, int first, int count, int blocks,
+                         const uint8_t *a, size_t a_stride, const float *ds, size_t ds_stride, int tokens, float *out,
+                         size_t out_stride);
 /// `out[t * out_stride + r] = dot(row r of the group, activation t)` for `r < rows`, `t < tokens`: Q8_1
 /// activations `a_stride` bytes apart with their `sn_q4_1_activation_scales` (`ds_stride` floats apart).
 void sn_q4_1_group_gemm(const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,

@@ -209,18 +209,6 @@ QG_INLINE void qg_tile_q6k(int T, const uint8_t *group, int blocks, const uint8_
     }
 }
 
-#define QG_CASES(CALL)                   \
-    switch (T) {                         \
-    case 8: CALL(8); break;              \
-    case 7: CALL(7); break;              \
-    case 6: CALL(6); break;              \
-    case 5: CALL(5); break;              \
-    case 4: CALL(4); break;              \
-    case 3: CALL(3); break;              \
-    case 2: CALL(2); break;              \
-    default: CALL(1); break;             \
-    }
-
 QG_TARGET void sn_kquant_group_gemm(int type, const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,
                                     const float *sums, size_t sums_stride, int tokens, float *out, size_t out_stride) {
     const __mmask16 mask = (__mmask16)((1u << rows) - 1);
@@ -230,11 +218,11 @@ QG_TARGET void sn_kquant_group_gemm(int type, const uint8_t *group, int blocks, 
         const uint8_t *at = a + (size_t)t0 * a_stride;
         if (type == SN_Q6_K) {
 #define QG_Q6K(N) qg_tile_q6k(N, group, blocks, at, a_stride, acc)
-            QG_CASES(QG_Q6K)
+            SN_TILE_CASES(QG_Q6K)
         } else {
             const float *st = sums + (size_t)t0 * sums_stride;
 #define QG_Q4K(N) qg_tile_q4k(N, group, blocks, at, a_stride, st, sums_stride, acc)
-            QG_CASES(QG_Q4K)
+            SN_TILE_CASES(QG_Q4K)
         }
         for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(out + (size_t)(t0 + t) * out_stride, mask, acc[t]);
     }

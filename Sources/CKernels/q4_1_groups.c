@@ -241,18 +241,6 @@ G_TARGET void sn_q4_1_rows_direct(const uint8_t *w, size_t row_bytes, int rows, 
         g_direct_row(g_row(w, row_bytes, rows, packed, r), blocks, a, a_stride, ds, ds_stride, tokens, out + (r - first), out_stride);
 }
 
-#define G_CASES(CALL)                    \
-    switch (T) {                         \
-    case 8: CALL(8); break;              \
-    case 7: CALL(7); break;              \
-    case 6: CALL(6); break;              \
-    case 5: CALL(5); break;              \
-    case 4: CALL(4); break;              \
-    case 3: CALL(3); break;              \
-    case 2: CALL(2); break;              \
-    default: CALL(1); break;             \
-    }
-
 G_TARGET void sn_q4_1_group_gemm(const uint8_t *group, int blocks, int rows, const uint8_t *a, size_t a_stride,
                                  const float *ds, size_t ds_stride, int tokens, float *out, size_t out_stride) {
     const __mmask16 mask = (__mmask16)((1u << rows) - 1);
@@ -262,7 +250,7 @@ G_TARGET void sn_q4_1_group_gemm(const uint8_t *group, int blocks, int rows, con
         const uint8_t *at = a + (size_t)t0 * a_stride;
         const float *st = ds + (size_t)t0 * ds_stride;
 #define G_TILE(N) g_tile(N, group, blocks, at, a_stride, st, ds_stride, acc)
-        G_CASES(G_TILE)
+        SN_TILE_CASES(G_TILE)
         for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(out + (size_t)(t0 + t) * out_stride, mask, acc[t]);
     }
 }

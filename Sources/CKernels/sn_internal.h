@@ -182,4 +182,18 @@ void sn_unpack_q4_0(const uint8_t *w, size_t row_bytes, int rows, int blocks, in
 void sn_group_q4_1_vnni(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out);
 void sn_group_q8_0_vnni(const uint8_t *g, int blocks, const float *das, const uint8_t *a, float *out);
 
+/// `CALL(N)` with N the constant 1..8 equal to `T` (1 for anything else), so that a tile's loops over
+/// its activations unroll into registers (the sixteen-row groups, kquant_groups.c and q4_1_groups.c).
+#define SN_TILE_CASES(CALL)              \
+    switch (T) {                         \
+    case 8: CALL(8); break;              \
+    case 7: CALL(7); break;              \
+    case 6: CALL(6); break;              \
+    case 5: CALL(5); break;              \
+    case 4: CALL(4); break;              \
+    case 3: CALL(3); break;              \
+    case 2: CALL(2); break;              \
+    default: CALL(1); break;             \
+    }
+
 #endif

@@ -245,6 +245,12 @@ public final class AttentionBatch: @unchecked Sendable {
     }
 }
 
+/// `ThreadPool.forEach`'s closure, for the members to borrow.
+private final class ForEachBody {
+    let body: (Int, Int) -> Void
+    init(_ body: @escaping (Int, Int) -> Void) { self.body = body }
+}
+
 /// A fixed team of `size` threads (the caller's included) for the transformer's data-parallel
 /// operations. Idle members spin for at most 0.2 ms, then sleep: an idle pool takes no CPU.
 /// One caller at a time (the engine that owns it).
@@ -271,13 +277,16 @@ public final class ThreadPool: @unchecked Sendable {
     /// Calls `body(index, member)` once for every `index < count`, spread over the members (each
     /// takes the next index when it is free); `member` (below `size`) names the calling member, for
     /// its own scratch. Returns when every call has returned.
+    /// The closure reaches the members in a box they borrow: called through a pointer to the closure
+    /// itself, every call retained and released its context, an atomic on a line both cores write
+    /// (2.7% of `serve`'s time at 16 streams, `perf`).
     public func forEach(_ count: Int, _ body: (_ index: Int, _ member: Int) -> Void) {
         withoutActuallyEscaping(body) { body in
-            var closure = body
-            withUnsafeMutablePointer(to: &closure) { context in
+            let box = ForEachBody(body)
+            withExtendedLifetime(box) {
                 sn_pool_for(pool, Int32(count), { context, index, member in
-                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(index), Int(member))
-                }, context)
+                    Unmanaged<ForEachBody>.fromOpaque(context!)._withUnsafeGuaranteedRef { $0.body(Int(index), Int(member)) }
+                }, Unmanaged.passUnretained(box).toOpaque())
             }
         }
     }

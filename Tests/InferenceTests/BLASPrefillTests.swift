@@ -29,6 +29,17 @@ struct BLASPrefillTests {
         return try engine.makeSession(contextLength: contextLength)
     }
 
+    /// `count` greedy tokens after `prompt` in `session`.
+    static func greedy(_ session: LlamaSession, after prompt: [Int], count: Int) throws -> [Int] {
+        var logits = try session.evaluate(prompt)
+        var output: [Int] = []
+        for _ in 0 ..< count {
+            output.append(Sampler.argmax(logits))
+            logits = try session.evaluate([output.last!])
+        }
+        return output
+    }
+
     /// A session whose prompt rows stay on the exact kernels (`CPUBackend.groupsPromptRows` false):
     /// the path of a CPU without AVX512-VNNI's `Q4_1Groups`. A BLAS pass then keeps this model's Q4_1
     /// products exact where they are faster (`PrefillMode.keepsExactKernels`).
@@ -68,13 +79,7 @@ struct BLASPrefillTests {
         #expect(!reference.results.isEmpty)
         for result in reference.results {
             let session = try Self.f32Session(model, contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
-            var logits = try session.evaluate(result.prompt_ids)
-            var output: [Int] = []
-            for _ in 0 ..< reference.n_gen {
-                let next = Sampler.argmax(logits)
-                output.append(next)
-                logits = try session.evaluate([next])
-            }
+            let output = try Self.greedy(session, after: result.prompt_ids, count: reference.n_gen)
             let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
             print("BLAS greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
             #expect(agreeing >= 1, "prompt \(result.prompt.debugDescription): the first token after a BLAS prompt is not llama.cpp's")
@@ -250,12 +255,7 @@ struct BLASPrefillTests {
         for result in reference.results {
             let session = try Self.exactProductsSession(model, contextLength: result.prompt_ids.count + reference.n_gen,
                                                         prefill: .blas(minimumRows: 2))
-            var logits = try session.evaluate(result.prompt_ids)
-            var output: [Int] = []
-            for _ in 0 ..< reference.n_gen {
-                output.append(Sampler.argmax(logits))
-                logits = try session.evaluate([output.last!])
-            }
+            let output = try Self.greedy(session, after: result.prompt_ids, count: reference.n_gen)
             let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
             print("BLAS session with exact prompt rows, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's (exact products: \(exactProducts))")
             #expect(agreeing >= (exactProducts ? reference.n_gen : 1), "prompt \(result.prompt.debugDescription)")

@@ -57,12 +57,7 @@ struct PromptRowGroupsTests {
         #expect(!reference.results.isEmpty)
         for result in reference.results {
             let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen, prefill: .default)
-            var logits = try session.evaluate(result.prompt_ids)
-            var output: [Int] = []
-            for _ in 0 ..< reference.n_gen {
-                output.append(Sampler.argmax(logits))
-                logits = try session.evaluate([output.last!])
-            }
+            let output = try BLASPrefillTests.greedy(session, after: result.prompt_ids, count: reference.n_gen)
             let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
             print("prompt-row groups, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
             #expect(agreeing >= 1, "prompt \(result.prompt.debugDescription): the first token is not llama.cpp's")

@@ -5,8 +5,8 @@ import Kernels
 /// kernels quantize it, each matrix is cut into tiles of rows, and each member of the engine's thread
 /// pool takes the next tile, repacks it sixteen rows at a time into its own group buffer and
 /// multiplies it with every prompt row (a single row: straight from the matrix, the same bits,
-/// `Q4_1Groups.multiplyDirect`). Within the tolerance of the exact kernels (about 1e-7 of the
-/// largest output), 1.5-3x their speed from two rows on (`bench/kernels/q4_1_groups.sh`,
+/// `Q4_1Groups.multiplyDirect`). Within the tolerance of the exact kernels (2-8e-7 of the
+/// largest output), 1.2-2.2x their speed from two rows on (`bench/kernels/q4_1_groups.sh`,
 /// `bench/results/q4_1-groups.md`); each row's result independent of the others, so prompt rows
 /// batch freely.
 ///

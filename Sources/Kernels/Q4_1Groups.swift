@@ -3,7 +3,7 @@ import Foundation
 
 /// Q4_1 prompt rows in groups of sixteen rows (`q4_1_groups.c`): the exact kernels' integer products
 /// against the same Q8_1 activations, each block's dot scaled once in F32 instead of in ggml's eight
-/// float lanes, so within a tolerance of `RowKernels.dot` (about 1e-7 of the largest output), not its
+/// float lanes, so within a tolerance of `RowKernels.dot` (2-8e-7 of the largest output), not its
 /// bits. Each output is the same whatever the number of activations and wherever its row sits, so a
 /// prompt row's result depends only on its own input, as with the exact kernels. Only the tolerance
 /// prompt path uses them (the engine's prompt rows under `Inference.PrefillMode.blas`, never decoding
@@ -52,7 +52,7 @@ public enum Q4_1Groups {
     }
 
     /// Fewer activations than this take `multiplyDirect` (a repacking is not paid back by one:
-    /// direct 0.78-0.97x the exact kernels, the groups 0.52-0.77x; from two the groups win on
+    /// direct 0.72-0.98x the exact kernels, the groups 0.47-0.77x; from two the groups win on
     /// SmolLM2's shapes; `bench/results/q4_1-groups.md`).
     public static let directBelow = 2
 

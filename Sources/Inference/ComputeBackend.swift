@@ -152,7 +152,8 @@ extension ComputeBackend {
 /// The host CPU: the C kernels (AVX2/FMA/F16C) on a thread pool where the CPU has them, the Swift
 /// reference kernels otherwise. Bit-identical either way. Prompt batches may instead run in F32
 /// through OpenBLAS on the same pool (`projectInFloat`, `BLASProjector`; attention as matrix
-/// products, `attentionInFloat`, `GEMMAttention`) when the engine's `PrefillMode` asks for it.
+/// products, `attentionInFloat`, `GEMMAttention`), and Q4_1 prompt rows in integer groups
+/// (`projectPromptRows`, `PromptRowProjector`), when the engine's `PrefillMode` asks for it.
 public final class CPUBackend: ComputeBackend {
     public let name = "cpu"
     public let pool: ThreadPool

@@ -70,10 +70,7 @@ final class PromptRowProjector {
         let direct = count < Q4_1Groups.directBelow
         var items: [(matrix: Int, first: Int, rows: Int)] = []
         for (j, m) in p.matrices.enumerated() {
-            // A single row's tiles are a few microseconds each: two per member and matrix, so that
-            // the pool's per-tile cost does not outweigh them.
-            let step = direct ? max(Self.tileRows, (m.rows + 2 * pool.size - 1) / (2 * pool.size) + 7) / 8 * 8 : Self.tileRows
-            for start in stride(from: 0, to: m.rows, by: step) { items.append((j, start, min(step, m.rows - start))) }
+            for start in stride(from: 0, to: m.rows, by: Self.tileRows) { items.append((j, start, min(Self.tileRows, m.rows - start))) }
         }
         let matrices = p.matrices, outputs = p.outputs
         pool.forEach(items.count) { i, member in

@@ -29,15 +29,25 @@ struct BLASPrefillTests {
         return try engine.makeSession(contextLength: contextLength)
     }
 
-    /// `count` greedy tokens after `prompt` in `session`.
-    static func greedy(_ session: LlamaSession, after prompt: [Int], count: Int) throws -> [Int] {
-        var logits = try session.evaluate(prompt)
-        var output: [Int] = []
-        for _ in 0 ..< count {
-            output.append(Sampler.argmax(logits))
-            logits = try session.evaluate([output.last!])
+    /// For each of llama.cpp's reference greedy runs: how many of its tokens a session made by
+    /// `makeSession(contextLength)` reproduces before the first difference (printed under `label`),
+    /// and of how many.
+    static func greedyAgreement(label: String, _ makeSession: (Int) throws -> LlamaSession) throws
+        -> [(prompt: String, agreeing: Int, of: Int)] {
+        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
+        #expect(!reference.results.isEmpty)
+        return try reference.results.map { result in
+            let session = try makeSession(result.prompt_ids.count + reference.n_gen)
+            var logits = try session.evaluate(result.prompt_ids)
+            var output: [Int] = []
+            for _ in 0 ..< reference.n_gen {
+                output.append(Sampler.argmax(logits))
+                logits = try session.evaluate([output.last!])
+            }
+            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
+            print("\(label), greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
+            return (result.prompt, agreeing, reference.n_gen)
         }
-        return output
     }
 
     /// A session whose prompt rows stay on the exact kernels (`CPUBackend.groupsPromptRows` false):
@@ -75,14 +85,8 @@ struct BLASPrefillTests {
     /// path at the first near-tie (measured: 5, 13 and 29 of 64 tokens agree; exact path: 64 of 64).
     @Test func blasPrefillKeepsLlamaCppsFirstToken() throws {
         let model = try RealModel.model()
-        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
-        #expect(!reference.results.isEmpty)
-        for result in reference.results {
-            let session = try Self.f32Session(model, contextLength: result.prompt_ids.count + reference.n_gen, prefill: .blas(minimumRows: 2))
-            let output = try Self.greedy(session, after: result.prompt_ids, count: reference.n_gen)
-            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
-            print("BLAS greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
-            #expect(agreeing >= 1, "prompt \(result.prompt.debugDescription): the first token after a BLAS prompt is not llama.cpp's")
+        for run in try Self.greedyAgreement(label: "BLAS", { try Self.f32Session(model, contextLength: $0, prefill: .blas(minimumRows: 2)) }) {
+            #expect(run.agreeing >= 1, "prompt \(run.prompt.debugDescription): the first token after a BLAS prompt is not llama.cpp's")
         }
     }
 
@@ -251,14 +255,11 @@ struct BLASPrefillTests {
         } else {
             #expect(Sampler.argmax(blas) == Sampler.argmax(exact))
         }
-        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
-        for result in reference.results {
-            let session = try Self.exactProductsSession(model, contextLength: result.prompt_ids.count + reference.n_gen,
-                                                        prefill: .blas(minimumRows: 2))
-            let output = try Self.greedy(session, after: result.prompt_ids, count: reference.n_gen)
-            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
-            print("BLAS session with exact prompt rows, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's (exact products: \(exactProducts))")
-            #expect(agreeing >= (exactProducts ? reference.n_gen : 1), "prompt \(result.prompt.debugDescription)")
+        let runs = try Self.greedyAgreement(label: "BLAS session with exact prompt rows (exact products: \(exactProducts))") {
+            try Self.exactProductsSession(model, contextLength: $0, prefill: .blas(minimumRows: 2))
+        }
+        for run in runs {
+            #expect(run.agreeing >= (exactProducts ? run.of : 1), "prompt \(run.prompt.debugDescription)")
         }
     }
 

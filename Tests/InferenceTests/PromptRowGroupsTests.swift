@@ -53,14 +53,8 @@ struct PromptRowGroupsTests {
     /// in the last bits leaves llama.cpp's greedy path at its first near-tie).
     @Test func promptRowGroupsKeepLlamaCppsFirstToken() throws {
         let model = try RealModel.model()
-        let reference: GreedyReference = try loadJSON(TestPaths.referenceFile("smollm2-135m-q4_1-greedy.json"))
-        #expect(!reference.results.isEmpty)
-        for result in reference.results {
-            let session = try model.makeSession(contextLength: result.prompt_ids.count + reference.n_gen, prefill: .default)
-            let output = try BLASPrefillTests.greedy(session, after: result.prompt_ids, count: reference.n_gen)
-            let agreeing = zip(output, result.output_ids).prefix { $0 == $1 }.count
-            print("prompt-row groups, greedy \(result.prompt.debugDescription): \(agreeing) of \(reference.n_gen) tokens equal llama.cpp's")
-            #expect(agreeing >= 1, "prompt \(result.prompt.debugDescription): the first token is not llama.cpp's")
+        for run in try BLASPrefillTests.greedyAgreement(label: "prompt-row groups", { try model.makeSession(contextLength: $0, prefill: .default) }) {
+            #expect(run.agreeing >= 1, "prompt \(run.prompt.debugDescription): the first token is not llama.cpp's")
         }
     }
 

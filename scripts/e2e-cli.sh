@@ -88,6 +88,8 @@ if grep -qw avx512f /proc/cpuinfo; then coretype_note='^'; else coretype_note='O
 expect "generate survives OPENBLAS_CORETYPE=SkylakeX on any CPU (BLAS prompt pass)" 0 "$coretype_note" -- \
   env OPENBLAS_CORETYPE=SkylakeX "$bin" generate --model "$DEFAULT_MODEL_DIR" --signature "$sig" --public-key "$pub" \
   --prompt "$long_prompt" --max-tokens 4
+expect "generate refuses an unknown --decoding by name" 64 "The value 'fast' is invalid for '--decoding" -- \
+  "$bin" generate --model "$DEFAULT_MODEL_DIR" --signature "$sig" --public-key "$pub" --prompt hi --decoding fast
 
 "$bin" dev-tpm > "$work/tcti" 2> "$work/dev-tpm.log" &
 dev_tpm=$!

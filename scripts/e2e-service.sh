@@ -80,12 +80,13 @@ serve=""
 # Tools: the same model served with Qwen2.5's chat template (model.chat_template), which renders
 # tools; the openai client's tool calls (required, named, streamed, with history) against it.
 # A copy, because a test rewrites it while the node runs (the node must keep serving what it measured).
-# This node also keeps answers in its prompt cache (limits.prompt_cache_answers).
+# This node decodes one token at a time (limits.decoding: one-token; the first node decodes as prompt
+# rows and keeps answers, the default with several slots), so it warms answers while idle instead.
 template="$work/chat-template.jinja"
 cp "$REPO/Tests/GenerationTests/Fixtures/ChatTemplates/Qwen-Qwen2.5-7B-Instruct.jinja" "$template"
-sed -e "s|^  public_key: .*|&\n  chat_template: $template|" -e "s|^  threads: 2$|&\n  prompt_cache_answers: true|" \
+sed -e "s|^  public_key: .*|&\n  chat_template: $template|" -e "s|^  threads: 2$|&\n  decoding: one-token|" \
   "$work/securenode.yaml" > "$work/tools.yaml"
-grep -q '^  prompt_cache_answers: true' "$work/tools.yaml" || die "could not write the kept-answers setting"
+grep -q '^  decoding: one-token' "$work/tools.yaml" || die "could not write the decoding setting"
 grep -q '^  chat_template: ' "$work/tools.yaml" || die "could not write the tools configuration"
 "$bin" serve --config "$work/tools.yaml" --tcti "$tcti" > "$work/serve-tools.log" 2>&1 &
 serve=$!
@@ -94,16 +95,17 @@ for _ in $(seq 1 600); do
   kill -0 "$serve" 2>/dev/null || { cat "$work/serve-tools.log"; die "serve (tools) exited"; }
   sleep 0.1
 done
-export NODE_PID="$serve" NODE_LOG="$work/serve-tools.log" NODE_TOOLS=1 NODE_CHAT_TEMPLATE="$template" NODE_KEPT_ANSWERS=1
+export NODE_PID="$serve" NODE_LOG="$work/serve-tools.log" NODE_TOOLS=1 NODE_CHAT_TEMPLATE="$template" NODE_DECODING=one-token
 if ! "$SECURENODE_VENV/bin/python" "$REPO/Tests/service/test_openai_api.py" test_schema_features_and_tools_refused_by_name \
     test_tool_choice_required_gives_calls_that_validate test_tool_choice_named_calls_that_function \
     test_tool_calls_streamed_as_deltas_equal_the_whole_answer test_tool_history_renders_and_auto_answers \
     test_tool_receipt_verifies_with_verify_receipt test_chat_next_turn_reuses_the_kept_answer \
+    test_chat_next_turn_reuses_the_warmed_answer test_completion_greedy_equals_the_engine_alone \
     test_serves_the_measured_template_after_the_file_changes; then
   rc=1
   echo "---- serve (tools) log (tail) ----"; tail -40 "$work/serve-tools.log"
 fi
-unset NODE_TOOLS NODE_CHAT_TEMPLATE NODE_KEPT_ANSWERS
+unset NODE_TOOLS NODE_CHAT_TEMPLATE NODE_DECODING
 kill "$serve" 2>/dev/null || true
 wait "$serve" 2>/dev/null || true
 serve=""

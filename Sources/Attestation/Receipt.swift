@@ -13,9 +13,9 @@ import ModelSigning
 /// own template is covered by the signed manifest, an operator's file is not. A quote then proves
 /// which template the process renders chats with; without the field, it renders the model's own.
 ///
-/// When the process computes decoding rows as prompt rows (`limits.prompt_cache_answers`, which
-/// changes the numbers it generates), the event carries `"decoding":"prompt-rows"`; without the
-/// field, it decodes with llama.cpp's one-token kernels.
+/// When the process computes decoding rows as prompt rows (`limits.decoding: prompt-rows`, the
+/// default of a node with several slots; it changes the numbers the node generates), the event
+/// carries `"decoding":"prompt-rows"`; without the field, it decodes with llama.cpp's one-token kernels.
 ///
 /// Canonical bytes (keys sorted): `{"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`,
 /// with `"chatTemplateSHA256":HEX,` and then `"decoding":"prompt-rows",` before `"event"` when present.
@@ -27,7 +27,7 @@ public struct ReceiptKeyMeasurement: Sendable, Equatable {
     public var profile: String
     /// SHA-256 (hex) of the operator's chat template file; nil: the model's own template (or none).
     public var chatTemplateSHA256: String?
-    /// Decoding rows computed as prompt rows (`limits.prompt_cache_answers`).
+    /// Decoding rows computed as prompt rows (`limits.decoding`).
     public var decodesAsPromptRows: Bool
 
     public init(keySHA256: String, profile: String, chatTemplateSHA256: String? = nil, decodesAsPromptRows: Bool = false) {
@@ -65,7 +65,7 @@ public struct ReceiptKeyMeasurement: Sendable, Equatable {
 
     /// How the process computes decoding rows, for check details.
     public var decodingDescription: String {
-        decodesAsPromptRows ? "decodes as prompt rows (limits.prompt_cache_answers)" : "decodes with llama.cpp's one-token kernels"
+        decodesAsPromptRows ? "decodes as prompt rows (limits.decoding: prompt-rows)" : "decodes with llama.cpp's one-token kernels"
     }
 }
 

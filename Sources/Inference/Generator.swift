@@ -6,11 +6,13 @@ import Generation
 public struct Generator {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
-    /// Whether the prompt may run in F32 through BLAS (`PrefillMode`; decoding is always exact).
+    /// Whether the prompt may run in F32 through BLAS or the backend's prompt-row products (`PrefillMode`).
     public let prefill: PrefillMode
+    /// How decoding rows are computed (`LlamaSession.decodesAsPromptRows`).
+    public let decoding: Decoding
 
     /// Checks that the tokenizer fits the model (same vocabulary size).
-    public init(model: LlamaModel, tokenizer: Tokenizer, prefill: PrefillMode = .exact) throws(InferenceError) {
+    public init(model: LlamaModel, tokenizer: Tokenizer, prefill: PrefillMode = .exact, decoding: Decoding = .oneToken) throws(InferenceError) {
         guard tokenizer.count == model.config.vocabularySize else {
             throw InferenceError(.invalidVocabulary,
                                  "vocabulary size mismatch: the tokenizer has \(tokenizer.count) tokens, the model \(model.config.vocabularySize)")
@@ -18,6 +20,7 @@ public struct Generator {
         self.model = model
         self.tokenizer = tokenizer
         self.prefill = prefill
+        self.decoding = decoding
     }
 
     /// Generates from `promptIDs` in a fresh session sized `promptIDs.count + maxTokens` (refused if
@@ -36,6 +39,7 @@ public struct Generator {
                                  "the prompt (\(promptIDs.count) tokens) plus \(options.maxTokens) new tokens is longer than the model's context of \(model.config.contextLength)")
         }
         let session = try model.makeSession(contextLength: max(needed, 1), prefill: prefill)
+        session.decodesAsPromptRows = decoding == .promptRows
         var state = try GenerationState(promptIDs: promptIDs, options: options, tokenizer: tokenizer)
         var logits = try session.evaluate(promptIDs)
         while true {

@@ -73,6 +73,20 @@ public final class LlamaSession {
     public var profile: SIMDProfile { engine.profile }
     /// Bytes of its KV cache.
     public var cacheBytes: Int { cache.byteCount }
+    /// Decoding as prompt rows: every call (and every step item without a `promptLength`) is
+    /// computed as the last rows of a prompt holding everything evaluated so far, with the prompt
+    /// rows' kernels (the attention's `.tinyBLAS` order; under `PrefillMode.blas`, the backend's
+    /// prompt-row products), as a later recomputation of the whole text as one prompt computes
+    /// them. A token's rows then depend only on the text before it, not on how it was cut into
+    /// calls, and a batch of decoding rows takes the prompt rows' faster products. False (the
+    /// default): a one-token call uses llama.cpp's one-token kernels, bit for bit.
+    public var decodesAsPromptRows = false
+
+    /// The prompt length that decides the attention kernels of `count` tokens evaluated next, as
+    /// a call names it (`partOfPrompt`) or as `decodesAsPromptRows` implies.
+    func effectivePromptLength(_ promptLength: Int?, count: Int) -> Int {
+        promptLength ?? (decodesAsPromptRows ? position + count : count)
+    }
 
     init(model: LlamaModel, contextLength: Int, threads: Int, profile: SIMDProfile, prefill: PrefillMode) {
         self.model = model
@@ -138,7 +152,7 @@ public final class LlamaSession {
         var result: [Float] = []
         if logits == .all { result.reserveCapacity(tokens.count * c.vocabularySize) }
         // llama.cpp picks its attention kernels by whether the whole call has more than one token.
-        let order: Attention.DotOrder = (promptLength ?? tokens.count) > 1 ? .tinyBLAS : .vecDotF16
+        let order: Attention.DotOrder = effectivePromptLength(promptLength, count: tokens.count) > 1 ? .tinyBLAS : .vecDotF16
         var start = 0
         // With every row's logits wanted, a batch is at most `logitRows` rows.
         let batch = logits == .all ? engine.logitRows : engine.batchCapacity
@@ -360,12 +374,13 @@ public final class LlamaEngine {
             throw InferenceError(.invalidArgument, "a step may want logits for at most \(logitRows) sessions, not \(wanted)")
         }
         // Decoding items first, prompt items last (`forward` computes a pass's prompt rows apart).
-        let isPrompt = items.map { ($0.promptLength ?? $0.tokens.count) > 1 }
+        let isPrompt = items.map { $0.session.effectivePromptLength($0.promptLength, count: $0.tokens.count) > 1 }
         let evaluation = items.indices.filter { !isPrompt[$0] } + items.indices.filter { isPrompt[$0] }
         var rows: [Row] = []
         rows.reserveCapacity(total)
         for item in evaluation.map({ items[$0] }) {
-            let order: Attention.DotOrder = (item.promptLength ?? item.tokens.count) > 1 ? .tinyBLAS : .vecDotF16
+            let order: Attention.DotOrder = item.session.effectivePromptLength(item.promptLength, count: item.tokens.count) > 1
+                ? .tinyBLAS : .vecDotF16
             for (i, token) in item.tokens.enumerated() {
                 rows.append(Row(token: token, cache: item.session.cache, position: item.session.position + i, order: order,
                                 wantsLogits: item.wantsLogits && i == item.tokens.count - 1))

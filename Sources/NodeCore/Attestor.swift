@@ -85,7 +85,7 @@ public struct Attestor: Sendable {
     /// profile's receipt-key PCR and records it, after the model: receipts signed by that key are then bound
     /// to this TPM and this model by any quote over the PCR (see `ReceiptVerifier`). With
     /// `chatTemplateSHA256` (an operator's chat template file replaces the model's own), the event
-    /// names that template too; with `decodesAsPromptRows` (`limits.prompt_cache_answers`), the
+    /// names that template too; with `decodesAsPromptRows` (`limits.decoding: prompt-rows`), the
     /// event says so, since it changes the numbers the process generates.
     @discardableResult
     public func measureReceiptKey(sha256 keyDigest: String, chatTemplateSHA256: String? = nil,

@@ -125,7 +125,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         self.tokenizer = tokenizer
         self.limits = SchedulerState.Limits(parallel: limits.parallel, queueDepth: limits.queueDepth, perKeyLimit: limits.perKeyLimit,
                                             batchTokens: min(limits.batchTokens, engine.batchCapacity), promptCache: limits.promptCache,
-                                            keepsAnswers: limits.keepsAnswers)
+                                            keepsAnswers: limits.keepsAnswers, decodesAsPromptRows: limits.decodesAsPromptRows)
         self.drainTimeout = drainTimeout
         self.observer = observer
         // Per chunk size, the first last-position from which a chunk runs in F32 (the engine's
@@ -140,7 +140,11 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         }
         state = SchedulerState(limits: self.limits) { rows, last in rows < floatFrom.count && last >= floatFrom[rows] }
         var sessions: [LlamaSession] = []
-        for _ in 0 ..< self.limits.parallel { sessions.append(try engine.makeSession(contextLength: contextLength)) }
+        for _ in 0 ..< self.limits.parallel {
+            let session = try engine.makeSession(contextLength: contextLength)
+            session.decodesAsPromptRows = self.limits.decodesAsPromptRows
+            sessions.append(session)
+        }
         self.sessions = sessions
     }
 
@@ -436,10 +440,9 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         let session = sessions[entry.item.slot]
         switch entry.item.work {
         case .decode:
-            // Kept answers: the row is computed as the last row of a prompt holding everything so
-            // far (the prompt attention kernels), as a later turn's recomputation would compute it.
-            return limits.keepsAnswers ? .init(session: session, tokens: [entry.job.next!], promptLength: session.position + 1)
-                                       : .init(session: session, tokens: [entry.job.next!])
+            // With `limits.decodesAsPromptRows`, the session computes the row as the last row of a
+            // prompt holding everything so far, as a later turn's recomputation would compute it.
+            return .init(session: session, tokens: [entry.job.next!])
         case let .prompt(range, last):
             let prompt = entry.job.generation.promptIDs
             return .init(session: session, tokens: Array(prompt[range]), promptLength: prompt.count, wantsLogits: last,

@@ -45,19 +45,23 @@ public struct SchedulerState: Sendable {
         public var batchTokens: Int
         /// Reuse the KV rows of a shared prompt prefix kept in a free slot.
         public var promptCache: Bool
-        /// Decoding rows are computed as prompt rows (the prompt attention kernels), so a free slot
-        /// keeps its last answer's rows after its prompt's, and a chat's next turn reuses them.
-        /// Only with `promptCache`.
+        /// A free slot keeps its last answer's rows after its prompt's, and a chat's next turn
+        /// reuses them. Only with `promptCache` and `decodesAsPromptRows`.
         public var keepsAnswers: Bool
+        /// Decoding rows are computed as prompt rows (`LlamaSession.decodesAsPromptRows`: the
+        /// prompt rows' kernels), as a later recomputation of the text as one prompt computes them.
+        public var decodesAsPromptRows: Bool
 
+        /// `decodesAsPromptRows` nil: as `keepsAnswers` asks.
         public init(parallel: Int, queueDepth: Int, perKeyLimit: Int? = nil, batchTokens: Int, promptCache: Bool = true,
-                    keepsAnswers: Bool = false) {
+                    keepsAnswers: Bool = false, decodesAsPromptRows: Bool? = nil) {
             self.parallel = max(1, parallel)
             self.queueDepth = max(0, queueDepth)
             self.perKeyLimit = perKeyLimit.map { max(1, $0) }
             self.batchTokens = max(1, batchTokens)
             self.promptCache = promptCache
-            self.keepsAnswers = promptCache && keepsAnswers
+            self.decodesAsPromptRows = decodesAsPromptRows ?? keepsAnswers
+            self.keepsAnswers = promptCache && keepsAnswers && self.decodesAsPromptRows
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Generation
+import Inference
 import ModelSigning
 import ServerHardening
 import Yams
@@ -95,13 +96,14 @@ public struct ServiceConfig: Sendable, Equatable, Decodable {
         public var maxWordBytes: Int?
         public var promptCache: Bool?
         public var promptCacheAnswers: Bool?
+        public var decoding: String?
         public var maxN: Int?
         public var exact: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxBodyBytes = "max_body_bytes", maxPromptTokens = "max_prompt_tokens", maxTokens = "max_tokens"
             case contextLength = "context_length", parallel, queueDepth = "queue_depth", drainSeconds = "drain_seconds", threads
             case perKeyConcurrency = "per_key_concurrency", maxWordBytes = "max_word_bytes", promptCache = "prompt_cache"
-            case promptCacheAnswers = "prompt_cache_answers", maxN = "max_n", exact
+            case promptCacheAnswers = "prompt_cache_answers", decoding, maxN = "max_n", exact
         }
     }
 
@@ -240,10 +242,13 @@ public struct ServiceSettings: Sendable {
     public var maxWordBytes = Tokenizer.defaultMaxWordBytes
     /// Reuse a shared prompt prefix's KV rows kept in idle sequence slots (same API key only).
     public var promptCache = true
-    /// Decoding rows computed as prompt rows, so that the prompt cache keeps a slot's last answer
-    /// too and a chat's next turn reuses it (needs `promptCache`). Default false: decoding rows use
-    /// llama.cpp's one-token attention kernels, so `serve` decodes the same bits as llama.cpp.
-    public var promptCacheAnswers = false
+    /// Kept answers: the prompt cache keeps a slot's last answer after its prompt, so a chat's next
+    /// turn reuses it (needs `promptCache` and decoding as prompt rows). nil (the default): kept
+    /// whenever the node decodes as prompt rows (`resolvedDecoding`); false also makes the default
+    /// decoding one-token (the setting's meaning before `limits.decoding`).
+    public var promptCacheAnswers: Bool?
+    /// How decoding rows are computed (`limits.decoding`); nil: `resolvedDecoding`'s default.
+    public var decoding: Decoding?
     /// Most choices (`n`) one completion request may ask for; each runs as its own sequence.
     public var maxN = 4
     /// Prompts through the bit-exact kernels too, never BLAS (`PrefillMode.exact`); default false:
@@ -251,6 +256,22 @@ public struct ServiceSettings: Sendable {
     public var exact = false
 
     public init(modelID: String) { self.modelID = modelID }
+
+    /// How the node computes decoding rows: `limits.decoding` when given; else prompt rows
+    /// (`Decoding.promptRows`: concurrent decoding rows take the prompt rows' faster products, a
+    /// slot keeps its answer for the chat's next turn, an answer depends only on its text) on a node
+    /// that batches (`parallel` > 1), and llama.cpp's one-token kernels on a single-slot node (where
+    /// decoding rows are never batched, and the one-token kernels are faster alone) or an exact one
+    /// (`exact`), or with `prompt_cache_answers: false`.
+    public var resolvedDecoding: Decoding {
+        if let decoding { return decoding }
+        if let answers = promptCacheAnswers { return answers ? .promptRows : .oneToken }
+        return exact || parallel == 1 ? .oneToken : .promptRows
+    }
+
+    /// Whether a free slot keeps its last answer's rows (`promptCacheAnswers`): with the prompt
+    /// cache, when the node decodes as prompt rows, unless `prompt_cache_answers: false`.
+    public var keepsAnswers: Bool { promptCache && resolvedDecoding == .promptRows && promptCacheAnswers != false }
 
     /// Applies the file's values over the defaults and checks every limit.
     public mutating func apply(_ config: ServiceConfig) throws(ServiceError) {
@@ -292,6 +313,12 @@ public struct ServiceSettings: Sendable {
             if let v = l.maxWordBytes { maxWordBytes = v }
             if let v = l.promptCache { promptCache = v }
             if let v = l.promptCacheAnswers { promptCacheAnswers = v }
+            if let v = l.decoding {
+                guard let d = Decoding(rawValue: v) else {
+                    throw ServiceError("limits.decoding must be \(Decoding.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: " or ")), not \(String(reflecting: String(v.prefix(64))))")
+                }
+                decoding = d
+            }
             if let v = l.maxN { maxN = v }
             if let v = l.exact { exact = v }
         }
@@ -320,8 +347,11 @@ public struct ServiceSettings: Sendable {
         guard (1 ... 256).contains(threads) else { throw ServiceError("limits.threads must be 1...256") }
         guard (16 ... (1 << 20)).contains(maxWordBytes) else { throw ServiceError("limits.max_word_bytes must be 16...1048576, not \(maxWordBytes)") }
         guard (1 ... 16).contains(maxN) else { throw ServiceError("limits.max_n must be 1...16, not \(maxN)") }
-        guard promptCache || !promptCacheAnswers else {
+        guard promptCache || promptCacheAnswers != true else {
             throw ServiceError("limits.prompt_cache_answers needs limits.prompt_cache: true (it keeps answers in the prompt cache)")
+        }
+        guard decoding != .oneToken || promptCacheAnswers != true else {
+            throw ServiceError("limits.prompt_cache_answers needs limits.decoding: \"prompt-rows\" (an answer decoded one token at a time is not a prompt's rows)")
         }
         if let n = perKeyConcurrency, n < 1 { throw ServiceError("limits.per_key_concurrency must be >= 1, not \(n)") }
     }

@@ -16,7 +16,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
             tokens are ids (1 + 7919 i) mod vocabulary, as the llama.cpp side of the benchmark uses. Prints \
             one JSON object: engine, threads, modelBytes, kvCacheBytes, coldStartSeconds, verifySeconds, \
             prefill [{tokens, seconds}], ttft128Seconds, decode {tokens, seconds, after}, peakRSSBytes, prefillMode \
-            (exact, or blas with its threshold), promptBatch, blasCore (OpenBLAS's kernel family), attention \
+            (exact, or blas with its threshold), decoding (--decoding), promptBatch, blasCore (OpenBLAS's kernel family), attention \
             (gemm: BLAS batches attend as matrix products; exact: the per-head kernels, with --exact or --exact-attention). \
             With --perplexity-tokens FILE (a JSON object with n_ctx and token_ids, as llama.cpp's perplexity \
             fixture in Tests/InferenceTests/Fixtures/perplexity.json), also perplexity {nCtx, chunks, scored, value} \
@@ -45,6 +45,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
     var blasMinimumRows: Int?
     @Flag(name: .customLong("exact-attention"), help: "BLAS prompt batches keep the exact per-head attention kernels (to measure GEMM attention against them).")
     var exactAttention = false
+    @Option(help: "How the timed decoding steps are evaluated: one-token (llama.cpp's one-token kernels) or prompt-rows (each as the last row of a prompt holding the text so far).")
+    var decoding: Decoding = .oneToken
     @Option(name: .customLong("perplexity-tokens"), help: "A JSON file {n_ctx, token_ids}: also report the perplexity of those tokens.")
     var perplexityTokens: String?
 
@@ -89,6 +91,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
             let mode: PrefillMode = exact ? .exact : .blas(minimumRows: blasMinimumRows ?? PrefillMode.measuredMinimumRows)
             let session = try llama.makeSession(contextLength: context, threads: threads, prefill: mode)
             session.engine.attentionInFloat = !exactAttention
+            session.decodesAsPromptRows = decoding == .promptRows
             let ready = clock.now
             let vocab = llama.config.vocabularySize
             func ids(_ n: Int) -> [Int] { (0 ..< n).map { (1 + $0 * 7919) % vocab } }
@@ -130,6 +133,7 @@ struct BenchEngineCommand: AsyncParsableCommand {
             var result: [String: Any] = [
                 "engine": "securenode",
                 "prefillMode": mode.description,
+                "decoding": decoding.rawValue,
                 "promptBatch": session.engine.batchCapacity,
                 "blasCore": BLAS.coreName,
                 "attention": mode.isExact || exactAttention ? "exact" : "gemm",

@@ -68,6 +68,9 @@ struct GenerateCommand: AsyncParsableCommand {
     @Flag(help: "Bit-exact kernels for the prompt too (llama.cpp's CPU arithmetic), never BLAS (slower prefill).")
     var exact = false
 
+    @Option(help: "How generated tokens are evaluated: one-token (llama.cpp's one-token kernels, bit for bit) or prompt-rows (each as the last row of a prompt holding the text so far, as `serve` does by default with several slots).")
+    var decoding: Decoding = .oneToken
+
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be >= 0") }
         if systemMessage != nil && !chat { throw ValidationError("--system needs --chat") }
@@ -80,7 +83,8 @@ struct GenerateCommand: AsyncParsableCommand {
             let loaded = try await LoadedModel.open(model: model, signature: signature, trust: try trust.anchor())
             let llama = try LlamaModel(file: loaded.gguf)
             let tokenizer = try Tokenizer(file: loaded.gguf)
-            let generator = try Generator(model: llama, tokenizer: tokenizer, prefill: exact ? .exact : .default)
+            let generator = try Generator(model: llama, tokenizer: tokenizer, prefill: exact ? .exact : .default,
+                                          decoding: decoding)
             let promptIDs: [Int]
             if chat {
                 let source = try chatTemplateFile.map { try FileText.read($0, what: "chat template") } ?? loaded.gguf.string("tokenizer.chat_template")
@@ -114,3 +118,5 @@ struct GenerateCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension Decoding: ExpressibleByArgument {}

@@ -214,14 +214,14 @@ struct ServeCommand: AsyncParsableCommand {
                 engine: engine, tokenizer: tokenizer,
                 limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth, perKeyLimit: settings.perKeyConcurrency,
                               batchTokens: engine.batchCapacity, promptCache: settings.promptCache,
-                              keepsAnswers: settings.promptCacheAnswers),
+                              keepsAnswers: settings.keepsAnswers, decodesAsPromptRows: settings.resolvedDecoding == .promptRows),
                 contextLength: settings.contextLength, drainTimeout: .seconds(settings.drainSeconds), observer: metrics)
 
             // The per-boot receipt key: its digest goes into the TPM after the model's measurement.
             let receiptKey = P256.Signing.PrivateKey()
             let keyDigest = Receipt.keyDigest(receiptKey.publicKey)
             try await unboundAttestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256,
-                                                        decodesAsPromptRows: settings.promptCacheAnswers)
+                                                        decodesAsPromptRows: settings.resolvedDecoding == .promptRows)
             // The key of the certificate the API serves is bound to this process too (after the receipt key), so that a
             // client (`securenode proxy`, `enroll`) accepts that certificate only from the node its evidence attests.
             // Whichever path serves TLS (the node's sealed api-tls key, or the operator's files), this is its certificate.
@@ -266,7 +266,7 @@ struct ServeCommand: AsyncParsableCommand {
             let health = TPMHealth(attestor: attestor, remeasure: {
                 try await attestor.measure(verified, localSigners: [verified.signer.fingerprint])
                 try await attestor.measureReceiptKey(sha256: keyDigest, chatTemplateSHA256: chatTemplateSHA256,
-                                                     decodesAsPromptRows: final.promptCacheAnswers)
+                                                     decodesAsPromptRows: final.resolvedDecoding == .promptRows)
                 try await measureTLSKey(attestor)
             }, onChange: { healthy in
                 Task {

@@ -90,4 +90,42 @@ struct PromptRowGroupsTests {
             #expect(results[i + 1].map(\.bitPattern) == results[0].map(\.bitPattern), "chunks of \(chunk)")
         }
     }
+
+    /// Decoding as prompt rows (`LlamaSession.decodesAsPromptRows`, `--decoding prompt-rows`): each
+    /// decoded token's logits are the bits of that token's row when the whole text is evaluated again
+    /// as one prompt with every row's logits, so an answer depends only on its text. A one-token
+    /// session's differ (llama.cpp's one-token kernels ran), and a session that decodes as prompt rows
+    /// still evaluates a first, lone token (a one-token prompt) with the one-token kernels, as a
+    /// recomputation of that one-token text does.
+    @Test func decodingAsPromptRowsEqualsTheTextsOnePromptRows() throws {
+        let model = try RealModel.model()
+        let fixture: PerplexityFixture = try loadJSON(TestPaths.fixtures.appendingPathComponent("perplexity.json"))
+        let prompt = Array(fixture.token_ids.prefix(20))
+        let v = model.config.vocabularySize
+        let decoding = try model.makeSession(contextLength: 64, prefill: .default)
+        decoding.decodesAsPromptRows = true
+        let oneToken = try model.makeSession(contextLength: 64, prefill: .default)
+        var text = prompt
+        var logits = try decoding.evaluate(prompt)
+        _ = try oneToken.evaluate(prompt)
+        var decoded: [[Float]] = [], oneTokenDecoded: [[Float]] = []
+        for _ in 0 ..< 12 {
+            let next = Sampler.argmax(logits)
+            text.append(next)
+            logits = try decoding.evaluate([next])
+            decoded.append(logits)
+            oneTokenDecoded.append(try oneToken.evaluate([next]))
+        }
+        let again = try model.makeSession(contextLength: 64, prefill: .default).evaluate(text, logits: .all)
+        for (i, row) in decoded.enumerated() {
+            let start = (prompt.count + i) * v
+            #expect(row.map(\.bitPattern) == again[start ..< start + v].map(\.bitPattern), "decoded token \(i)")
+        }
+        #expect(decoded.map { $0.map(\.bitPattern) } != oneTokenDecoded.map { $0.map(\.bitPattern) }, "one-token decoding gave prompt rows' bits")
+        let lone = try model.makeSession(contextLength: 8, prefill: .default)
+        lone.decodesAsPromptRows = true
+        let first = try lone.evaluate([prompt[0]])
+        let plain = try model.makeSession(contextLength: 8, prefill: .default).evaluate([prompt[0]])
+        #expect(first.map(\.bitPattern) == plain.map(\.bitPattern))
+    }
 }

@@ -1,6 +1,7 @@
 import Attestation
 import Crypto
 import Foundation
+import Inference
 import ServerHardening
 import Testing
 @testable import NodeService
@@ -114,17 +115,48 @@ import Testing
         }
     }
 
-    /// Kept answers are off by default (decoding stays llama.cpp's), on by the key, and refused by
-    /// name without the prompt cache that would keep them.
+    /// A node with several slots decodes as prompt rows and keeps answers by default; a single-slot
+    /// or exact node decodes one token at a time (llama.cpp's kernels); `limits.decoding` and
+    /// `prompt_cache_answers` override; kept answers are refused by name without the prompt cache
+    /// or with one-token decoding.
     @Test func promptCacheAnswersNeedThePromptCache() throws {
-        var settings = ServiceSettings(modelID: "m")
-        #expect(settings.promptCache && !settings.promptCacheAnswers)
-        try settings.apply(try ServiceConfig(yaml: "limits:\n  prompt_cache_answers: true\n"))
-        #expect(settings.promptCacheAnswers)
-        var off = ServiceSettings(modelID: "m")
+        func settings(_ yaml: String) throws -> ServiceSettings {
+            var s = ServiceSettings(modelID: "m")
+            if !yaml.isEmpty { try s.apply(try ServiceConfig(yaml: "limits:\n" + yaml)) }
+            return s
+        }
+        let defaults = try settings("")
+        #expect(defaults.parallel > 1 && defaults.resolvedDecoding == .promptRows && defaults.keepsAnswers)
+        #expect(try settings("  parallel: 1\n").resolvedDecoding == .oneToken)
+        #expect(try settings("  exact: true\n").resolvedDecoding == .oneToken)
+        #expect(try settings("  exact: true\n  decoding: prompt-rows\n").resolvedDecoding == .promptRows)
+        let legacy = try settings("  prompt_cache_answers: false\n")
+        #expect(legacy.resolvedDecoding == .oneToken && !legacy.keepsAnswers)
+        let noCache = try settings("  prompt_cache: false\n")
+        #expect(noCache.resolvedDecoding == .promptRows && !noCache.keepsAnswers)
+        let decodingOnly = try settings("  decoding: prompt-rows\n  prompt_cache_answers: false\n")
+        #expect(decodingOnly.resolvedDecoding == .promptRows && !decodingOnly.keepsAnswers)
+        let single = try settings("  parallel: 1\n  prompt_cache_answers: true\n")
+        #expect(single.resolvedDecoding == .promptRows && single.keepsAnswers)
         #expect {
-            try off.apply(try ServiceConfig(yaml: "limits:\n  prompt_cache: false\n  prompt_cache_answers: true\n"))
+            _ = try settings("  prompt_cache: false\n  prompt_cache_answers: true\n")
         } throws: { ($0 as? ServiceError)?.reason.contains("limits.prompt_cache_answers needs limits.prompt_cache") == true }
+        #expect {
+            _ = try settings("  decoding: one-token\n  prompt_cache_answers: true\n")
+        } throws: { ($0 as? ServiceError)?.reason.contains("limits.prompt_cache_answers needs limits.decoding") == true }
+    }
+
+    /// An unknown decoding is refused by name, the value quoted and cut short.
+    @Test func refusesUnknownDecoding() throws {
+        for bad in ["fast", "", "PROMPT-ROWS", String(repeating: "x", count: 10_000)] {
+            var s = ServiceSettings(modelID: "m")
+            #expect {
+                try s.apply(try ServiceConfig(yaml: "limits:\n  decoding: \"\(bad)\"\n"))
+            } throws: { error in
+                guard let reason = (error as? ServiceError)?.reason else { return false }
+                return reason.contains("limits.decoding must be \"one-token\" or \"prompt-rows\"") && reason.count < 200
+            }
+        }
     }
 
     @Test func connectionLimitsParseWithDefaultsForTheRest() throws {

@@ -51,7 +51,8 @@ import Testing
             scheduler = try InferenceScheduler(engine: engine, tokenizer: tokenizer,
                                                limits: .init(parallel: settings.parallel, queueDepth: settings.queueDepth,
                                                              perKeyLimit: settings.perKeyConcurrency, batchTokens: 64, promptCache: promptCache,
-                                                             keepsAnswers: settings.promptCacheAnswers),
+                                                             keepsAnswers: promptCache && settings.keepsAnswers,
+                                                             decodesAsPromptRows: settings.resolvedDecoding == .promptRows),
                                                contextLength: settings.contextLength, drainTimeout: .seconds(2), observer: metrics)
             scheduler.start()
             key = P256.Signing.PrivateKey()

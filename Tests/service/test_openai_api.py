@@ -50,9 +50,12 @@ def http(method, path, body=None, headers=None, key=True):
 
 
 def generate_cli(prompt, max_tokens, chat):
-    """The same greedy generation through `securenode generate` (no server, no batching)."""
+    """The same greedy generation through `securenode generate` (no server, no batching), decoding as
+    the node does: NODE_DECODING, as scripts/e2e-service.sh configured it (default prompt-rows, the
+    default of a node with several slots)."""
     args = [BIN, "generate", "--model", os.environ.get("DEFAULT_MODEL_DIR"), "--signature", os.environ.get("DEFAULT_MODEL_SIGNATURE"),
-            "--public-key", os.environ.get("DEFAULT_MODEL_PUBLISHER_KEY"), "--prompt", prompt, "--max-tokens", str(max_tokens), "--json"]
+            "--public-key", os.environ.get("DEFAULT_MODEL_PUBLISHER_KEY"), "--prompt", prompt, "--max-tokens", str(max_tokens), "--json",
+            "--decoding", os.environ.get("NODE_DECODING", "prompt-rows")]
     if chat:
         args.append("--chat")
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -680,8 +683,11 @@ def test_metrics_expose_requests_latency_tokens_queue_and_attestation():
 
 
 def test_chat_next_turn_reuses_the_warmed_answer():
-    """While idle, the node evaluates the last answer again as prompt rows; the next turn, which
-    carries that answer in its history, reuses them (README, "Prompt cache")."""
+    """While idle, a node that decodes one token at a time (limits.decoding: one-token, the node
+    scripts/e2e-service.sh starts second) evaluates the last answer again as prompt rows; the next
+    turn, which carries that answer in its history, reuses them (README, "Prompt cache")."""
+    if os.environ.get("NODE_DECODING") != "one-token":
+        return
     messages = [{"role": "system", "content": "You answer in one short paragraph."},
                 {"role": "user", "content": "Why does the sea have tides?"}]
     warmed = metric("securenode_prompt_cache_warmed_tokens_total")
@@ -710,13 +716,14 @@ def serving_receipt_key_event(evidence):
 
 
 def test_chat_next_turn_reuses_the_kept_answer():
-    """With limits.prompt_cache_answers (the node scripts/e2e-service.sh starts second), a slot keeps
-    its answer's rows while it decodes: the next turn, sent at once, reuses the first turn's prompt
-    and answer with no idle time to warm in (README, "Kept answers"). The node measured that it
-    decodes as prompt rows; the first node, which does not, did not say so."""
+    """A node with several slots decodes as prompt rows and keeps answers by default (the node
+    scripts/e2e-service.sh starts first): a slot keeps its answer's rows while it decodes, and the
+    next turn, sent at once, reuses the first turn's prompt and answer with no idle time to warm in
+    (README, "Kept answers"). The node measured that it decodes as prompt rows; the second node
+    (limits.decoding: one-token) did not say so."""
     _, _, evidence = http("GET", "/v1/attestation?nonce=" + secrets.token_hex(16), key=False)
     event = serving_receipt_key_event(evidence)
-    if os.environ.get("NODE_KEPT_ANSWERS") != "1":
+    if os.environ.get("NODE_DECODING") == "one-token":
         assert "decoding" not in event, event
         return
     assert event.get("decoding") == "prompt-rows", event

@@ -15,7 +15,8 @@
 #                                                 concurrency levels, engine threads for both
 #     WORKLOADS=fixed,chat TURNS=4                workloads, turns per chat conversation
 #     THINK=0                     chat: seconds a client waits between an answer and its follow-up
-#     ANSWERS=0                   chat: 1 sets the node's limits.prompt_cache_answers (answers kept for the next turn)
+#     DECODING=                   the node's limits.decoding: one-token or prompt-rows (default: the node's own,
+#                                 prompt-rows; see README "Decoding")
 #     OUT=bench/results/serve     where the results go (OUT.json, OUT.md and the plots)
 #     SECURENODE_BIN=path         use this binary instead of building release (scripts/setup.sh --release)
 #     LLAMA_SERVER=path           a llama-server binary; by default bench/.venv-peer/llama-server-0.3.36,
@@ -37,9 +38,9 @@ THREADS="${THREADS:-2}"
 WORKLOADS="${WORKLOADS:-fixed,chat}"
 TURNS="${TURNS:-4}"
 THINK="${THINK:-0}"
-ANSWERS="${ANSWERS:-0}"
-answers=()
-[[ "$ANSWERS" == 1 ]] && answers=(--prompt-cache-answers)
+DECODING="${DECODING:-}"
+decoding=()
+[[ -n "$DECODING" ]] && decoding=(--decoding "$DECODING")
 OUT="${OUT:-$REPO/bench/results/serve}"
 
 if [[ -n "${SECURENODE_BIN:-}" ]]; then
@@ -55,7 +56,7 @@ peer_llama_server
 
 log "serving benchmark: $RUNS runs, ${DURATION} s per workload, level and engine, workloads $WORKLOADS, levels $LEVELS, $THREADS threads (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 PEER_VERSION="$PEER_VERSION" python3 "$REPO/bench/serve_bench.py" --runs "$RUNS" --duration "$DURATION" \
-  --levels "$LEVELS" --workloads "$WORKLOADS" --turns "$TURNS" --think "$THINK" "${answers[@]}" --threads "$THREADS" --securenode "$bin" --peer-server "$peer_server" \
+  --levels "$LEVELS" --workloads "$WORKLOADS" --turns "$TURNS" --think "$THINK" "${decoding[@]}" --threads "$THREADS" --securenode "$bin" --peer-server "$peer_server" \
   --model-dir "$DEFAULT_MODEL_DIR" --model-file "$DEFAULT_MODEL_FILE" \
   --signature "$DEFAULT_MODEL_SIGNATURE" --public-key "$DEFAULT_MODEL_PUBLISHER_KEY" \
   --profile "$REPO/firmware-profiles/swtpm-dev.json" --out "$OUT"

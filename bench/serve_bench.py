@@ -449,7 +449,7 @@ def node_config(path, a, parallel, port, state_dir, tcti, prompt_cache):
         "  queue_depth: 64",
         "  drain_seconds: 5",
         f"  prompt_cache: {'true' if prompt_cache else 'false'}",
-        f"  prompt_cache_answers: {'true' if prompt_cache and a.prompt_cache_answers else 'false'}",
+        *([f"  decoding: {a.decoding}"] if a.decoding else []),
         "",
     ])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -573,10 +573,12 @@ def markdown(res):
         "(a list of 24), then follow-ups (\"Can you explain that more simply?\", ...); each request carries the whole history, "
         "the server's own earlier answers included, so each turn's prompt extends the previous turn's. Prompt caches on on both "
         "sides: the node's `limits.prompt_cache: true` "
-        + ("with `limits.prompt_cache_answers: true` (decoding rows are computed as prompt rows, and a slot keeps its prompt's "
-           "and its answer's rows), " if res.get("promptCacheAnswers") else
-           "(an idle slot keeps the prompt rows it evaluated; generated rows are not "
-           "kept, but an idle node evaluates the last answer again as prompt rows), ")
+        + ("with `limits.decoding: one-token` (an idle slot keeps the prompt rows it evaluated; generated rows are not "
+           "kept, but an idle node evaluates the last answer again as prompt rows), " if res.get("decoding") == "one-token" else
+           "with the node's default decoding (`limits.decoding: prompt-rows`: decoding rows are computed as prompt rows, and "
+           "a slot keeps its prompt's and its answer's rows), " if res.get("decoding", "default") == "default" else
+           "with `limits.decoding: prompt-rows` (decoding rows are computed as prompt rows, and a slot keeps its prompt's "
+           "and its answer's rows), ")
         + "llama-server's `--cache-prompt` with its default `--cache-ram` "
         "(a slot keeps prompt and generated rows, plus a host-memory cache). Answers may end before max_tokens (end of turn). "
         + (f"Each client waits {res['thinkSeconds']:g} s between an answer and its follow-up (a user reading); the wall time "
@@ -784,8 +786,9 @@ def main():
     p.add_argument("--workloads", default="fixed,chat", help="fixed, chat, or both")
     p.add_argument("--turns", type=int, default=4, help="chat: turns per conversation")
     p.add_argument("--think", type=float, default=0.0, help="chat: seconds between an answer and the follow-up")
-    p.add_argument("--prompt-cache-answers", action="store_true",
-                   help="chat: the node's limits.prompt_cache_answers (decoding rows kept for the next turn)")
+    p.add_argument("--decoding", choices=("one-token", "prompt-rows"),
+                   help="the node's limits.decoding (default: the node's own, prompt-rows; with the prompt cache, "
+                        "prompt rows keep answers for the next turn)")
     p.add_argument("--duration", type=float, default=40, help="seconds of load per workload, level and engine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=2048, help="context per sequence (slot)")
@@ -885,7 +888,7 @@ def main():
         "workloads": workloads,
         "turns": a.turns,
         "thinkSeconds": a.think,
-        "promptCacheAnswers": a.prompt_cache_answers,
+        "decoding": a.decoding or "default",
         "durationSeconds": a.duration,
         "threads": a.threads,
         "ctx": a.ctx,

@@ -115,10 +115,9 @@ import Testing
         }
     }
 
-    /// A node with several slots decodes as prompt rows and keeps answers by default; a single-slot
-    /// or exact node decodes one token at a time (llama.cpp's kernels); `limits.decoding` and
-    /// `prompt_cache_answers` override; kept answers are refused by name without the prompt cache
-    /// or with one-token decoding.
+    /// A node decodes as prompt rows and keeps answers by default; an exact node decodes one token
+    /// at a time (llama.cpp's kernels); `limits.decoding` and `prompt_cache_answers` override; kept
+    /// answers are refused by name without the prompt cache or with one-token decoding.
     @Test func promptCacheAnswersNeedThePromptCache() throws {
         func settings(_ yaml: String) throws -> ServiceSettings {
             var s = ServiceSettings(modelID: "m")
@@ -126,8 +125,8 @@ import Testing
             return s
         }
         let defaults = try settings("")
-        #expect(defaults.parallel > 1 && defaults.resolvedDecoding == .promptRows && defaults.keepsAnswers)
-        #expect(try settings("  parallel: 1\n").resolvedDecoding == .oneToken)
+        #expect(defaults.resolvedDecoding == .promptRows && defaults.keepsAnswers)
+        #expect(try settings("  parallel: 1\n").keepsAnswers)
         #expect(try settings("  exact: true\n").resolvedDecoding == .oneToken)
         #expect(try settings("  exact: true\n  decoding: prompt-rows\n").resolvedDecoding == .promptRows)
         let legacy = try settings("  prompt_cache_answers: false\n")
@@ -136,8 +135,8 @@ import Testing
         #expect(noCache.resolvedDecoding == .promptRows && !noCache.keepsAnswers)
         let decodingOnly = try settings("  decoding: prompt-rows\n  prompt_cache_answers: false\n")
         #expect(decodingOnly.resolvedDecoding == .promptRows && !decodingOnly.keepsAnswers)
-        let single = try settings("  parallel: 1\n  prompt_cache_answers: true\n")
-        #expect(single.resolvedDecoding == .promptRows && single.keepsAnswers)
+        let exactAnswers = try settings("  exact: true\n  prompt_cache_answers: true\n")
+        #expect(exactAnswers.resolvedDecoding == .promptRows && exactAnswers.keepsAnswers)
         #expect {
             _ = try settings("  prompt_cache: false\n  prompt_cache_answers: true\n")
         } throws: { ($0 as? ServiceError)?.reason.contains("limits.prompt_cache_answers needs limits.prompt_cache") == true }

@@ -395,8 +395,9 @@ import Testing
         #expect(!reused.isEmpty && reused == recomputed)
     }
 
-    /// A chat's next turn carries the previous answer: the idle slot evaluated it again as prompt
-    /// rows meanwhile, the next turn reuses them, and its answer still equals recomputation bit for bit.
+    /// On a node that decodes one token at a time (`limits.decoding: one-token`), a chat's next turn
+    /// carries the previous answer: the idle slot evaluated it again as prompt rows meanwhile, the
+    /// next turn reuses them, and its answer still equals recomputation bit for bit.
     @Test(.enabled(if: runModelTests)) func warmedAnswerOutputsEqualRecomputation() async throws {
         let tokenizer = try #require(Self.loaded).get().2
         let history = try tokenizer.encode("Notes on the sea. The sea rises and falls twice a day because", maxWordBytes: 8192)
@@ -413,8 +414,8 @@ import Testing
             let line = String(decoding: node.metrics.exposition(), as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(name + " ") }
             return line.flatMap { Int($0.split(separator: " ").last!) } ?? 0
         }
-        let cached = try await Node(promptCache: true) { $0.parallel = 1 }
-        let fresh = try await Node(promptCache: false) { $0.parallel = 1 }
+        let cached = try await Node(promptCache: true) { $0.parallel = 1; $0.decoding = .oneToken }
+        let fresh = try await Node(promptCache: false) { $0.parallel = 1; $0.decoding = .oneToken }
         defer { Task { await cached.stop(); await fresh.stop() } }
         let first = try await run(cached, history)
         let answerIDs = first.logprobs.map(\.id)

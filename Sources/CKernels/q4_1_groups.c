@@ -192,10 +192,37 @@ G_INLINE void g_direct_row(sn_row row, int blocks, const uint8_t *a, size_t a_st
     }
 }
 
+/// One packed four-row group `g` against T activations (T a constant 1..4 where inlined), every block,
+/// block after block: the matrix read as one sequential stream, which the hardware prefetcher follows
+/// (one thread, from memory: 1.06x the exact decode kernel, whose stream it is too; eight rows in two
+/// streams with software prefetches read 0.72x, and more streams or prefetches here measured slower
+/// in the engine).
+G_INLINE void g_direct_group(int T, const uint8_t *g, int blocks, const uint8_t *a, size_t a_stride, const float *ds,
+                             size_t ds_stride, float *out, size_t out_stride) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m128 acc[4];
+    for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *x = g + (size_t)b * 80;
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)(x + 16)), v1 = _mm256_loadu_si256((const __m256i *)(x + 48));
+        // d, m of the four rows (interleaved as F16: d0 m0 d1 m1 ...).
+        const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
+        const __m128 f0 = _mm256_castps256_ps128(f), f1 = _mm256_extractf128_ps(f, 1);
+        const __m128 d = _mm_shuffle_ps(f0, f1, _MM_SHUFFLE(2, 0, 2, 0)), m = _mm_shuffle_ps(f0, f1, _MM_SHUFFLE(3, 1, 3, 1));
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ab = a + (size_t)t * a_stride + (size_t)b * G_A_BYTES + 4;
+            const __m128i dots = g_direct_dots(v0, v1, low, _mm256_loadu_si256((const __m256i *)ab));
+            const float *s = ds + (size_t)t * ds_stride + 2 * b;
+            acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(dots), _mm_mul_ps(d, _mm_set1_ps(s[0])), acc[t]);
+            acc[t] = _mm_fmadd_ps(m, _mm_set1_ps(s[1]), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
 G_TARGET void sn_q4_1_rows_direct(const uint8_t *w, size_t row_bytes, int rows, int packed, int first, int count, int blocks,
                                   const uint8_t *a, size_t a_stride, const float *ds, size_t ds_stride, int tokens,
                                   float *out, size_t out_stride) {
-    const __m256i low = _mm256_set1_epi8(0x0F);
     const int grouped = packed ? rows / 4 * 4 : 0;
     for (int r = first; r < first + count;) {
         if (r % 4 != 0 || r + 4 > first + count || r + 4 > grouped) {
@@ -203,31 +230,18 @@ G_TARGET void sn_q4_1_rows_direct(const uint8_t *w, size_t row_bytes, int rows, 
             r++;
             continue;
         }
-        // One four-row group at a time, block after block: the matrix read as one sequential stream,
-        // which the hardware prefetcher follows (one thread, from memory: 1.03x the exact decode
-        // kernel, whose stream it is too; eight rows in two streams with software prefetches read
-        // 0.72x, more streams or prefetches here measured slower in the engine).
         const uint8_t *g = w + (size_t)r * row_bytes;
         for (int t0 = 0; t0 < tokens; t0 += 4) {
             const int T = tokens - t0 < 4 ? tokens - t0 : 4;
-            __m128 acc[4];
-            for (int t = 0; t < T; t++) acc[t] = _mm_setzero_ps();
-            for (int b = 0; b < blocks; b++) {
-                const uint8_t *x = g + (size_t)b * 80;
-                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(x + 16)), v1 = _mm256_loadu_si256((const __m256i *)(x + 48));
-                // d, m of the four rows (interleaved as F16: d0 m0 d1 m1 ...).
-                const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
-                const __m128 f0 = _mm256_castps256_ps128(f), f1 = _mm256_extractf128_ps(f, 1);
-                const __m128 d = _mm_shuffle_ps(f0, f1, _MM_SHUFFLE(2, 0, 2, 0)), m = _mm_shuffle_ps(f0, f1, _MM_SHUFFLE(3, 1, 3, 1));
-                for (int t = 0; t < T; t++) {
-                    const uint8_t *ab = a + (size_t)(t0 + t) * a_stride + (size_t)b * G_A_BYTES + 4;
-                    const __m128i dots = g_direct_dots(v0, v1, low, _mm256_loadu_si256((const __m256i *)ab));
-                    const float *s = ds + (size_t)(t0 + t) * ds_stride + 2 * b;
-                    acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(dots), _mm_mul_ps(d, _mm_set1_ps(s[0])), acc[t]);
-                    acc[t] = _mm_fmadd_ps(m, _mm_set1_ps(s[1]), acc[t]);
-                }
+            const uint8_t *at = a + (size_t)t0 * a_stride;
+            const float *st = ds + (size_t)t0 * ds_stride;
+            float *ot = out + (size_t)t0 * out_stride + (r - first);
+            switch (T) {
+            case 4: g_direct_group(4, g, blocks, at, a_stride, st, ds_stride, ot, out_stride); break;
+            case 3: g_direct_group(3, g, blocks, at, a_stride, st, ds_stride, ot, out_stride); break;
+            case 2: g_direct_group(2, g, blocks, at, a_stride, st, ds_stride, ot, out_stride); break;
+            default: g_direct_group(1, g, blocks, at, a_stride, st, ds_stride, ot, out_stride); break;
             }
-            for (int t = 0; t < T; t++) _mm_storeu_ps(out + (size_t)(t0 + t) * out_stride + (r - first), acc[t]);
         }
         r += 4;
     }

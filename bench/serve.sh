@@ -16,7 +16,7 @@
 #     WORKLOADS=fixed,chat TURNS=4                workloads, turns per chat conversation
 #     THINK=0                     chat: seconds a client waits between an answer and its follow-up
 #     DECODING=                   the node's limits.decoding: one-token or prompt-rows (default: the node's own,
-#                                 prompt-rows; see README "Decoding")
+#                                 prompt rows with several slots, one-token with one; see README "Decoding")
 #     OUT=bench/results/serve     where the results go (OUT.json, OUT.md and the plots)
 #     SECURENODE_BIN=path         use this binary instead of building release (scripts/setup.sh --release)
 #     LLAMA_SERVER=path           a llama-server binary; by default bench/.venv-peer/llama-server-0.3.36,

@@ -575,8 +575,9 @@ def markdown(res):
         "sides: the node's `limits.prompt_cache: true` "
         + ("with `limits.decoding: one-token` (an idle slot keeps the prompt rows it evaluated; generated rows are not "
            "kept, but an idle node evaluates the last answer again as prompt rows), " if res.get("decoding") == "one-token" else
-           "with the node's default decoding (`limits.decoding: prompt-rows`: decoding rows are computed as prompt rows, and "
-           "a slot keeps its prompt's and its answer's rows), " if res.get("decoding", "default") == "default" else
+           "with the node's default decoding (`limits.decoding`: prompt rows with several slots, so a slot keeps its prompt's "
+           "and its answer's rows; one-token with one slot, where an idle node evaluates the last answer again as prompt "
+           "rows), " if res.get("decoding", "default") == "default" else
            "with `limits.decoding: prompt-rows` (decoding rows are computed as prompt rows, and a slot keeps its prompt's "
            "and its answer's rows), ")
         + "llama-server's `--cache-prompt` with its default `--cache-ram` "
@@ -787,8 +788,8 @@ def main():
     p.add_argument("--turns", type=int, default=4, help="chat: turns per conversation")
     p.add_argument("--think", type=float, default=0.0, help="chat: seconds between an answer and the follow-up")
     p.add_argument("--decoding", choices=("one-token", "prompt-rows"),
-                   help="the node's limits.decoding (default: the node's own, prompt-rows; with the prompt cache, "
-                        "prompt rows keep answers for the next turn)")
+                   help="the node's limits.decoding (default: the node's own: prompt rows with several slots, "
+                        "one-token with one; with the prompt cache, prompt rows keep answers for the next turn)")
     p.add_argument("--duration", type=float, default=40, help="seconds of load per workload, level and engine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=2048, help="context per sequence (slot)")

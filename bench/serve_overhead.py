@@ -48,7 +48,7 @@ def run_engine(a, prompt_tokens):
     for after in (1, prompt_tokens):
         cmd = [a.securenode, "bench-engine", "--model", a.model_dir, *trust_args(a), "--threads", str(a.threads),
                "--prompt-lengths", ",".join([str(prompt_tokens)] * 3), "--decode-tokens", str(a.max_tokens - 1),
-               "--decode-after", str(after)]
+               "--decode-after", str(after), *decoding_args(a)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if p.returncode != 0:
             raise SystemExit(f"error: bench-engine exited {p.returncode}:\n{p.stderr[-2000:]}")
@@ -64,9 +64,14 @@ def run_engine(a, prompt_tokens):
     return out
 
 
+def decoding_args(a):
+    """`--decoding` for bench-engine and generate when asked for (else each one's default, the node's)."""
+    return ["--decoding", a.decoding] if a.decoding else []
+
+
 def generate_cmd(a, extra=()):
     return [a.securenode, "generate", "--model", a.model_dir, *trust_args(a), "--prompt", PROMPT,
-            "--max-tokens", str(a.max_tokens), *extra]
+            "--max-tokens", str(a.max_tokens), *decoding_args(a), *extra]
 
 
 def generate_tokens(a):
@@ -128,6 +133,7 @@ def node_config(path, a, port, state_dir, tcti):
         f"  threads: {a.threads}",
         f"  max_tokens: {max(a.max_tokens, 64)}",
         "  prompt_cache: false",
+        *([f"  decoding: {a.decoding}"] if a.decoding else []),
         "",
     ])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -245,7 +251,8 @@ def markdown(res):
         "# One stream: engine, `generate`, `serve`",
         "",
         f"{res['model']['file']}, {res['threads']} engine threads, {res['promptTokens']}-token prompt, {res['maxTokens']} generated "
-        f"tokens (greedy), median of {res['runs']} runs (min–max in parentheses), the three alternating in each run, each a fresh process.",
+        f"tokens (greedy), median of {res['runs']} runs (min–max in parentheses), the three alternating in each run, each a fresh process; "
+        f"decoding: {res.get('decoding', 'default')} (`--decoding`, `limits.decoding`; default: one-token, a single slot's).",
         "",
         f"- date: {res['date']}",
         f"- CPU: {mach['cpuModel']}, {mach['logicalCpus']} logical CPUs; Linux {mach['kernel']}",
@@ -305,6 +312,9 @@ def main():
     p.add_argument("--requests", type=int, default=3, help="measured serve requests per run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--decoding", choices=("one-token", "prompt-rows"),
+                   help="all three sides' decoding (--decoding, limits.decoding); default: their default, one-token "
+                        "(one slot)")
     a = p.parse_args()
     for k in ("securenode", "model_dir", "model_file", "signature", "public_key", "profile"):
         setattr(a, k, os.path.abspath(getattr(a, k)))
@@ -354,6 +364,7 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "runs": a.runs, "requestsPerRun": a.requests, "threads": a.threads, "maxTokens": a.max_tokens,
         "promptTokens": prompt_tokens, "generatedTokens": gen_tokens, "prompt": PROMPT, "prefillMode": prefill_mode,
+        "decoding": a.decoding or "default",
         "model": {"file": os.path.basename(a.model_file), "bytes": os.path.getsize(a.model_file)},
         "machine": machine,
         "versions": {"securenodeCommit": git["commit"], "uncommittedSourceChanges": git["uncommittedSourceChanges"],

@@ -59,7 +59,7 @@ expect "keylime-policy --key-release also accepts the unextended PCR" 0 '^\{"15"
 
 # 2. The reference: the plaintext model's greedy output.
 prompt="The capital of France is"
-# The node below decodes as prompt rows (limits.decoding's default), as generate does by default: said here.
+# The node below runs with the default limits (four slots), so it decodes as prompt rows (limits.decoding).
 reference=$("$bin" generate --model "$DEFAULT_MODEL_DIR" --signature "$sig" --public-key "$pub" --prompt "$prompt" --max-tokens 24 --json \
   --decoding prompt-rows)
 reference_text=$("$python" -c 'import json,sys; print(json.loads(sys.argv[1])["text"])' "$reference")

@@ -81,7 +81,7 @@ serve=""
 # tools; the openai client's tool calls (required, named, streamed, with history) against it.
 # A copy, because a test rewrites it while the node runs (the node must keep serving what it measured).
 # This node decodes one token at a time (limits.decoding: one-token; the first node decodes as prompt
-# rows and keeps answers, the default), so it warms answers while idle instead.
+# rows and keeps answers, the default with several slots), so it warms answers while idle instead.
 template="$work/chat-template.jinja"
 cp "$REPO/Tests/GenerationTests/Fixtures/ChatTemplates/Qwen-Qwen2.5-7B-Instruct.jinja" "$template"
 sed -e "s|^  public_key: .*|&\n  chat_template: $template|" -e "s|^  threads: 2$|&\n  decoding: one-token|" \

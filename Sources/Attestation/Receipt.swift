@@ -14,7 +14,7 @@ import ModelSigning
 /// which template the process renders chats with; without the field, it renders the model's own.
 ///
 /// When the process computes decoding rows as prompt rows (`limits.decoding: prompt-rows`, the
-/// default unless `limits.exact`; it changes the numbers the node generates), the event
+/// default with several slots; it changes the numbers the node generates), the event
 /// carries `"decoding":"prompt-rows"`; without the field, it decodes with llama.cpp's one-token kernels.
 ///
 /// Canonical bytes (keys sorted): `{"event":"securenode.receipt-key.v1","keySHA256":HEX,"profile":ID}`,

@@ -7,9 +7,4 @@ public enum Decoding: String, Sendable, CaseIterable {
     /// the answer depends only on its text, and concurrent decoding rows take the prompt rows'
     /// faster products.
     case promptRows = "prompt-rows"
-
-    /// The CLI's and the service's default: prompt rows, except on an exact engine (`--exact`,
-    /// `limits.exact`), whose decoding stays llama.cpp's. (The library's own default, a session's
-    /// `decodesAsPromptRows` false, is one-token.)
-    public static func `default`(exact: Bool) -> Decoding { exact ? .oneToken : .promptRows }
 }

@@ -23,12 +23,6 @@ final class PromptRowProjector {
 
     /// Rows per tile a member takes (four groups).
     static let tileRows = 4 * Q4_1Groups.rows
-    /// Rows per tile for a single activation (`Q4_1Groups.multiplyDirect`), which reads each row once
-    /// from memory: one stream per tile, and a member keeps its stream longer. Measured (`bench-engine
-    /// --decoding prompt-rows` against `one-token` on SmolLM2, two threads, medians of three pairs):
-    /// 64-row tiles 0.82-0.85x the one-token kernels' decoding, 128 0.995x, 192 1.04-1.06x, 256 1.05x,
-    /// 384 1.04x.
-    static let directTileRows = 256
 
     init(pool: ThreadPool) { self.pool = pool }
 
@@ -74,10 +68,17 @@ final class PromptRowProjector {
             for t in 0 ..< count { quantize(t) }
         }
         let direct = count < Q4_1Groups.directBelow
+        if direct, let plan = p.plan {
+            // Straight from the packed matrices, in the C pool's chunks of 64-256 rows (`sn_pool_q4_1_direct`):
+            // no per-chunk Swift work (64-row tiles through `forEach` decoded at 0.82-0.86x the one-token
+            // kernels' speed, 256-row ones 1.05x; the C pool's 1.10x: `bench/decoding.sh`).
+            pool.multiplyQ4_1Direct(plan, firstActivation: first, activations: quantized, activationStride: rowStride,
+                                    scales: scales, scalesStride: per, count: count)
+            return
+        }
         var items: [(matrix: Int, first: Int, rows: Int)] = []
         for (j, m) in p.matrices.enumerated() {
-            let tile = direct ? Self.directTileRows : Self.tileRows
-            for start in stride(from: 0, to: m.rows, by: tile) { items.append((j, start, min(tile, m.rows - start))) }
+            for start in stride(from: 0, to: m.rows, by: Self.tileRows) { items.append((j, start, min(Self.tileRows, m.rows - start))) }
         }
         let matrices = p.matrices, outputs = p.outputs
         pool.forEach(items.count) { i, member in

@@ -274,6 +274,16 @@ public final class ThreadPool: @unchecked Sendable {
                        activations.assumingMemoryBound(to: UInt8.self), activationStride, Int32(count))
     }
 
+    /// `Q4_1Groups.multiplyDirect` for every row of `plan` (packed Q4_1 matrices only): activation
+    /// `t < count`'s outputs go to row `firstActivation + t` of each job's output; rows are split
+    /// among the members in chunks, as `multiply` splits them.
+    public func multiplyQ4_1Direct(_ plan: MatMulPlan, firstActivation: Int, activations: UnsafeRawPointer, activationStride: Int,
+                                   scales: UnsafePointer<Float>, scalesStride: Int, count: Int) {
+        precondition(plan.jobs.allSatisfy { $0.type == Int32(SN_Q4_1) })
+        sn_pool_q4_1_direct(pool, plan.jobs.baseAddress, Int32(plan.jobs.count), Int32(firstActivation),
+                            activations.assumingMemoryBound(to: UInt8.self), activationStride, scales, scalesStride, Int32(count))
+    }
+
     /// Calls `body(index, member)` once for every `index < count`, spread over the members (each
     /// takes the next index when it is free); `member` (below `size`) names the calling member, for
     /// its own scratch. Returns when every call has returned.

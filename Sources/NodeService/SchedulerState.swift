@@ -26,9 +26,10 @@
 ///   that prefix (always leaving at least one token to evaluate), cut back to the first chunk whose
 ///   kept rows were not computed as the new prompt computes it: an F32 chunk of the new prompt only
 ///   if the slot evaluated that very chunk in F32, an exact one only if none of its shared rows ran
-///   in F32. Only prompt rows are kept, never decoding rows (they use other attention kernels than
-///   prompt rows), so the outputs equal recomputation bit for bit — except with `limits.keepsAnswers`,
-///   where decoding rows are computed as prompt rows and a finished job's slot keeps the rows of
+///   in F32. Only prompt rows are kept, never one-token decoding rows (they use other attention
+///   kernels than prompt rows), so the outputs equal recomputation bit for bit — and with
+///   `limits.keepsAnswers` (decoding rows computed as prompt rows, `limits.decodesAsPromptRows`:
+///   the service's default) a finished job's slot also keeps the rows of
 ///   exactly the tokens its decoding steps evaluated (counted here, `Job.decodedRows`) after its
 ///   prompt's. Memory is the slots' own: nothing extra is allocated;
 /// - answer warming: a job that finished normally leaves its generated tokens with its slot; while

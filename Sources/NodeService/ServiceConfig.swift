@@ -259,13 +259,14 @@ public struct ServiceSettings: Sendable {
 
     /// How the node computes decoding rows: `limits.decoding` when given; else prompt rows
     /// (`Decoding.promptRows`: concurrent decoding rows take the prompt rows' faster products, a
-    /// slot keeps its answer for the chat's next turn, an answer depends only on its text, as
-    /// `generate` computes it by default), and llama.cpp's one-token kernels on an exact node
-    /// (`exact`) or with `prompt_cache_answers: false`.
+    /// slot keeps its answer for the chat's next turn, an answer depends only on its text) on a node
+    /// that batches (`parallel` > 1), and llama.cpp's one-token kernels, as `generate` by default, on
+    /// a single-slot node (one stream: nothing to batch, and `serve` keeps `generate`'s speed and
+    /// bits), on an exact one (`exact`), or with `prompt_cache_answers: false`.
     public var resolvedDecoding: Decoding {
         if let decoding { return decoding }
         if let answers = promptCacheAnswers { return answers ? .promptRows : .oneToken }
-        return .default(exact: exact)
+        return exact || parallel == 1 ? .oneToken : .promptRows
     }
 
     /// Whether a free slot keeps its last answer's rows (`promptCacheAnswers`): with the prompt

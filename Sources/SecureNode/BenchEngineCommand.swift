@@ -45,8 +45,8 @@ struct BenchEngineCommand: AsyncParsableCommand {
     var blasMinimumRows: Int?
     @Flag(name: .customLong("exact-attention"), help: "BLAS prompt batches keep the exact per-head attention kernels (to measure GEMM attention against them).")
     var exactAttention = false
-    @Option(help: "How the timed decoding steps are evaluated: prompt-rows (the default; one-token with --exact), each as the last row of a prompt holding the text so far, or one-token (llama.cpp's one-token kernels).")
-    var decoding: Decoding?
+    @Option(help: "How the timed decoding steps are evaluated: one-token (the default: llama.cpp's one-token kernels) or prompt-rows (each as the last row of a prompt holding the text so far).")
+    var decoding: Decoding = .oneToken
     @Option(name: .customLong("perplexity-tokens"), help: "A JSON file {n_ctx, token_ids}: also report the perplexity of those tokens.")
     var perplexityTokens: String?
 
@@ -91,7 +91,6 @@ struct BenchEngineCommand: AsyncParsableCommand {
             let mode: PrefillMode = exact ? .exact : .blas(minimumRows: blasMinimumRows ?? PrefillMode.measuredMinimumRows)
             let session = try llama.makeSession(contextLength: context, threads: threads, prefill: mode)
             session.engine.attentionInFloat = !exactAttention
-            let decoding = decoding ?? .default(exact: exact)
             session.decodesAsPromptRows = decoding == .promptRows
             let ready = clock.now
             let vocab = llama.config.vocabularySize

@@ -68,8 +68,8 @@ struct GenerateCommand: AsyncParsableCommand {
     @Flag(help: "Bit-exact kernels for the prompt too (llama.cpp's CPU arithmetic), never BLAS (slower prefill).")
     var exact = false
 
-    @Option(help: "How generated tokens are evaluated: prompt-rows (the default; one-token with --exact), each as the last row of a prompt holding the text so far, as `serve` does, or one-token (llama.cpp's one-token kernels, bit for bit).")
-    var decoding: Decoding?
+    @Option(help: "How generated tokens are evaluated: one-token (the default: llama.cpp's one-token kernels, bit for bit) or prompt-rows (each as the last row of a prompt holding the text so far, as `serve` does by default with several slots).")
+    var decoding: Decoding = .oneToken
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be >= 0") }
@@ -84,7 +84,7 @@ struct GenerateCommand: AsyncParsableCommand {
             let llama = try LlamaModel(file: loaded.gguf)
             let tokenizer = try Tokenizer(file: loaded.gguf)
             let generator = try Generator(model: llama, tokenizer: tokenizer, prefill: exact ? .exact : .default,
-                                          decoding: decoding ?? .default(exact: exact))
+                                          decoding: decoding)
             let promptIDs: [Int]
             if chat {
                 let source = try chatTemplateFile.map { try FileText.read($0, what: "chat template") } ?? loaded.gguf.string("tokenizer.chat_template")

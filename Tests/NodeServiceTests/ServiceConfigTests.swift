@@ -115,9 +115,10 @@ import Testing
         }
     }
 
-    /// A node decodes as prompt rows and keeps answers by default; an exact node decodes one token
-    /// at a time (llama.cpp's kernels); `limits.decoding` and `prompt_cache_answers` override; kept
-    /// answers are refused by name without the prompt cache or with one-token decoding.
+    /// A node with several slots decodes as prompt rows and keeps answers by default; a single-slot
+    /// or exact node decodes one token at a time (llama.cpp's kernels); `limits.decoding` and
+    /// `prompt_cache_answers` override; kept answers are refused by name without the prompt cache
+    /// or with one-token decoding.
     @Test func promptCacheAnswersNeedThePromptCache() throws {
         func settings(_ yaml: String) throws -> ServiceSettings {
             var s = ServiceSettings(modelID: "m")
@@ -125,8 +126,10 @@ import Testing
             return s
         }
         let defaults = try settings("")
-        #expect(defaults.resolvedDecoding == .promptRows && defaults.keepsAnswers)
-        #expect(try settings("  parallel: 1\n").keepsAnswers)
+        #expect(defaults.parallel > 1 && defaults.resolvedDecoding == .promptRows && defaults.keepsAnswers)
+        let single = try settings("  parallel: 1\n")
+        #expect(single.resolvedDecoding == .oneToken && !single.keepsAnswers)
+        #expect(try settings("  parallel: 1\n  decoding: prompt-rows\n").keepsAnswers)
         #expect(try settings("  exact: true\n").resolvedDecoding == .oneToken)
         #expect(try settings("  exact: true\n  decoding: prompt-rows\n").resolvedDecoding == .promptRows)
         let legacy = try settings("  prompt_cache_answers: false\n")

@@ -52,7 +52,7 @@ def http(method, path, body=None, headers=None, key=True):
 def generate_cli(prompt, max_tokens, chat):
     """The same greedy generation through `securenode generate` (no server, no batching), decoding as
     the node does: NODE_DECODING, as scripts/e2e-service.sh configured it (default prompt-rows, the
-    default of both)."""
+    default of a node with several slots, as both have; generate's own default is one-token)."""
     args = [BIN, "generate", "--model", os.environ.get("DEFAULT_MODEL_DIR"), "--signature", os.environ.get("DEFAULT_MODEL_SIGNATURE"),
             "--public-key", os.environ.get("DEFAULT_MODEL_PUBLISHER_KEY"), "--prompt", prompt, "--max-tokens", str(max_tokens), "--json",
             "--decoding", os.environ.get("NODE_DECODING", "prompt-rows")]
@@ -716,7 +716,7 @@ def serving_receipt_key_event(evidence):
 
 
 def test_chat_next_turn_reuses_the_kept_answer():
-    """A node decodes as prompt rows and keeps answers by default (the node
+    """A node with several slots decodes as prompt rows and keeps answers by default (the node
     scripts/e2e-service.sh starts first): a slot keeps its answer's rows while it decodes, and the
     next turn, sent at once, reuses the first turn's prompt and answer with no idle time to warm in
     (README, "Kept answers"). The node measured that it decodes as prompt rows; the second node

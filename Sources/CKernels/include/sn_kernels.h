@@ -235,6 +235,13 @@ void sn_pool_for(sn_pool *pool, int count, void (*fn)(void *ctx, int index, int 
 void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
                     const uint8_t *a, size_t a_stride, int tokens);
 
+/// `sn_q4_1_rows_direct` for every row of `count` packed Q4_1 jobs (a `sn_pool_matmul` plan's) on the
+/// pool, in chunks as `sn_pool_matmul` takes them: activation t's outputs go to row `first_token + t`
+/// of each job's output (`out[(first_token + t) * out_stride + r]`). Q8_1 activations `a_stride` bytes
+/// apart, their `sn_q4_1_activation_scales` `ds_stride` floats apart.
+void sn_pool_q4_1_direct(sn_pool *pool, const sn_matmul_job *jobs, int count, int first_token, const uint8_t *a,
+                         size_t a_stride, const float *ds, size_t ds_stride, int tokens);
+
 /// One attention task of `sn_pool_attention`.
 typedef struct {
     const float *query;

@@ -125,7 +125,7 @@ void sn_pool_destroy(sn_pool *pool) {
 
 int sn_pool_size(const sn_pool *pool) { return pool ? pool->size : 1; }
 
-/// Every caller's fn takes its work from a shared counter (for_member, matmul_member,
+/// Every caller's fn takes its work from a shared counter (for_member, chunked_member,
 /// attention_member), so "every member" of sn_kernels.h's contract is met as "every member that
 /// joined before the caller's own fn returned": the others had nothing left to do.
 void sn_pool_run(sn_pool *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx) {
@@ -182,25 +182,23 @@ void sn_pool_for(sn_pool *pool, int count, void (*fn)(void *ctx, int index, int 
     sn_pool_run(pool, for_member, &c);
 }
 
-struct matmul_ctx {
+/// The rows of jobs laid end to end, split into chunks of `chunk` rows (a multiple of 8, so that
+/// tiles and Q4_0's packed groups of eight rows stay whole where the jobs' rows are multiples of 8)
+/// that members take from a shared counter: a member that was descheduled for a while does less, not
+/// late. `rows(ctx, job, first, last)` runs a chunk's part of one job.
+struct chunked_rows {
     const sn_matmul_job *jobs;
     int count;
-    const uint8_t *a;
-    size_t a_stride;
-    int tokens;
     int total_rows;
     int chunk;
-    /// `sn_vnni_activation_tables` of `a`, made once for every member (NULL: none).
-    const float *tables;
+    void (*rows)(const void *ctx, const sn_matmul_job *job, int first, int last);
+    const void *ctx;
     _Atomic int next;
 };
 
-/// Members take chunks of `chunk` rows (a multiple of 8, so that tiles and Q4_0's packed groups of
-/// eight rows stay whole where the jobs' rows are multiples of 8) of the jobs laid end
-/// to end, from a shared counter: a member that was descheduled for a while does less, not late.
-static void matmul_member(void *arg, int ith, int nth) {
+static void chunked_member(void *arg, int ith, int nth) {
     (void)ith; (void)nth;
-    struct matmul_ctx *c = arg;
+    struct chunked_rows *c = arg;
     for (;;) {
         const long long begin = (long long)atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->chunk;
         if (begin >= c->total_rows) return;
@@ -210,21 +208,47 @@ static void matmul_member(void *arg, int ith, int nth) {
             const sn_matmul_job *job = &c->jobs[j];
             const long long first = begin > offset ? begin - offset : 0;
             const long long last = end - offset < job->rows ? end - offset : job->rows;
-            if (first >= last) {
-            } else if (c->tables) {
-                sn_matmul_rows_vnni_tables(job, (int)first, (int)last, c->a, c->a_stride, c->tokens, c->tables);
-            } else {
-                sn_matmul_rows(job, (int)first, (int)last, c->a, c->a_stride, c->tokens);
-            }
+            if (first < last) c->rows(c->ctx, job, (int)first, (int)last);
             offset += job->rows;
         }
     }
 }
 
+/// Runs `c` on the pool in chunks of about an eighth of a member's share, at least `minimum` and at
+/// most 256 rows (a chunk's weights stay in the core's L2 cache while a kernel passes over them once
+/// per eight activations: the 49152-row output projection made 3072-row chunks, read again from L3
+/// for every eight rows); alone on the caller when `alone`.
+static void run_chunked(sn_pool *pool, struct chunked_rows *c, int minimum, int alone) {
+    c->total_rows = 0;
+    for (int j = 0; j < c->count; j++) c->total_rows += c->jobs[j].rows;
+    const int members = sn_pool_size(pool);
+    const int chunk = c->total_rows / (8 * members);
+    c->chunk = chunk < minimum ? minimum : chunk > 256 ? 256 : chunk / 8 * 8;
+    if (alone || members == 1) {
+        c->chunk = c->total_rows;
+        chunked_member(c, 0, 1);
+        return;
+    }
+    sn_pool_run(pool, chunked_member, c);
+}
+
+struct matmul_ctx {
+    const uint8_t *a;
+    size_t a_stride;
+    int tokens;
+    /// `sn_vnni_activation_tables` of `a`, made once for every member (NULL: none).
+    const float *tables;
+};
+
+static void matmul_rows(const void *ctx, const sn_matmul_job *job, int first, int last) {
+    const struct matmul_ctx *c = ctx;
+    if (c->tables) sn_matmul_rows_vnni_tables(job, first, last, c->a, c->a_stride, c->tokens, c->tables);
+    else sn_matmul_rows(job, first, last, c->a, c->a_stride, c->tokens);
+}
+
 void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
                     const uint8_t *a, size_t a_stride, int tokens) {
-    struct matmul_ctx c = {jobs, count, a, a_stride, tokens, 0, 0, NULL, 0};
-    for (int j = 0; j < count; j++) c.total_rows += jobs[j].rows;
+    struct matmul_ctx m = {a, a_stride, tokens, NULL};
     // Q4_1 with several activations and AVX512-VNNI: the activations' scale tables once here, not
     // once in every chunk of rows a member takes (chunks of 32-56 rows spent about 5% of the
     // products' time making them again, in a perf profile of serve at 16 streams).
@@ -234,74 +258,36 @@ void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
     for (int j = 0; j < count && q4; j++) q4 = jobs[j].type == SN_Q4_1 && jobs[j].blocks == jobs[0].blocks;
     if (q4 && sn_use_vnni()) {
         sn_vnni_activation_tables(SN_Q4_1, a, a_stride, tokens, jobs[0].blocks, tables);
-        c.tables = tables;
+        m.tables = tables;
     }
-    // About eight chunks per member, at least 16 rows each, and at most 256: a chunk's weights stay
-    // in the core's L2 cache while a kernel passes over them once per eight activations (all but
-    // the VNNI Q4_1/Q8_0 kernels, which pass once per 64, see `sn_matmul_rows_vnni_tables`) (the
-    // 49152-row output projection made 3072-row chunks, read again from L3 for every eight rows).
-    const int members = sn_pool_size(pool);
-    int chunk = c.total_rows / (8 * members);
-    chunk = chunk < 16 ? 16 : chunk > 256 ? 256 : chunk / 8 * 8;
-    c.chunk = chunk;
+    struct chunked_rows c = {jobs, count, 0, 0, matmul_rows, &m, 0};
     // Small products are not worth waking anyone for.
-    const long long work = (long long)c.total_rows * (jobs[0].blocks) * tokens;
-    if (work < 2048 || members == 1) {
-        c.chunk = c.total_rows;
-        matmul_member(&c, 0, 1);
-        return;
-    }
-    sn_pool_run(pool, matmul_member, &c);
+    long long rows = 0;
+    for (int j = 0; j < count; j++) rows += jobs[j].rows;
+    run_chunked(pool, &c, 16, rows * jobs[0].blocks * tokens < 2048);
 }
 
 struct direct_ctx {
-    const sn_matmul_job *jobs;
-    int count, first_token, tokens, total_rows, chunk;
+    int first_token, tokens;
     const uint8_t *a;
     size_t a_stride, ds_stride;
     const float *ds;
-    _Atomic int next;
 };
 
-/// `matmul_member` for `sn_pool_q4_1_direct`.
-static void direct_member(void *arg, int ith, int nth) {
-    (void)ith; (void)nth;
-    struct direct_ctx *c = arg;
-    for (;;) {
-        const long long begin = (long long)atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->chunk;
-        if (begin >= c->total_rows) return;
-        const long long end = begin + c->chunk < c->total_rows ? begin + c->chunk : c->total_rows;
-        long long offset = 0;
-        for (int j = 0; j < c->count && offset < end; j++) {
-            const sn_matmul_job *job = &c->jobs[j];
-            const long long first = begin > offset ? begin - offset : 0;
-            const long long last = end - offset < job->rows ? end - offset : job->rows;
-            if (first < last)
-                sn_q4_1_rows_direct(job->w, job->row_bytes, job->rows, 1, (int)first, (int)(last - first), job->blocks, c->a,
-                                    c->a_stride, c->ds, c->ds_stride, c->tokens,
-                                    job->out + (size_t)c->first_token * job->out_stride + first, job->out_stride);
-            offset += job->rows;
-        }
-    }
+static void direct_rows(const void *ctx, const sn_matmul_job *job, int first, int last) {
+    const struct direct_ctx *c = ctx;
+    sn_q4_1_rows_direct(job->w, job->row_bytes, job->rows, 1, first, last - first, job->blocks, c->a, c->a_stride, c->ds,
+                        c->ds_stride, c->tokens, job->out + (size_t)c->first_token * job->out_stride + first, job->out_stride);
 }
 
 void sn_pool_q4_1_direct(sn_pool *pool, const sn_matmul_job *jobs, int count, int first_token, const uint8_t *a,
                          size_t a_stride, const float *ds, size_t ds_stride, int tokens) {
-    struct direct_ctx c = {jobs, count, first_token, tokens, 0, 0, a, a_stride, ds_stride, ds, 0};
-    for (int j = 0; j < count; j++) c.total_rows += jobs[j].rows;
-    // As `sn_pool_matmul`, about eight chunks per member (a member descheduled by another process
-    // does less, not late), at most 256 rows, whole eight-row sets, but at least 64 rows: each chunk
-    // starts a new stream from memory (`bench/decoding.sh`, SmolLM2, two threads: 16-row minimum
-    // 1.01x the one-token decoding, 64 1.10x, 128 1.13x, 256 1.10x; medians of three pairs).
-    const int members = sn_pool_size(pool);
-    int chunk = c.total_rows / (8 * members);
-    c.chunk = chunk < 64 ? 64 : chunk > 256 ? 256 : chunk / 8 * 8;
-    if (members == 1) {
-        c.chunk = c.total_rows;
-        direct_member(&c, 0, 1);
-        return;
-    }
-    sn_pool_run(pool, direct_member, &c);
+    const struct direct_ctx d = {first_token, tokens, a, a_stride, ds_stride, ds};
+    struct chunked_rows c = {jobs, count, 0, 0, direct_rows, &d, 0};
+    // As `sn_pool_matmul`, but chunks of at least 64 rows: each starts a new stream from memory
+    // (`bench/decoding.sh`, SmolLM2, two threads: a 16-row minimum 1.01x the one-token decoding, 64
+    // 1.10x, 128 1.13x, 256 1.10x; medians of three pairs).
+    run_chunked(pool, &c, 64, 0);
 }
 
 struct attention_ctx {

@@ -52,7 +52,7 @@ public enum Q4_1Groups {
     }
 
     /// Fewer activations than this take `multiplyDirect` (a repacking is not paid back by one:
-    /// direct 0.91-1.11x the exact kernels, the groups 0.50-0.78x; from two the groups win on
+    /// direct 0.91-0.97x the exact kernels, the groups 0.47-0.77x; from two the groups win on
     /// SmolLM2's shapes; `bench/results/q4_1-groups.md`).
     public static let directBelow = 2
 

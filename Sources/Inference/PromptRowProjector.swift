@@ -4,8 +4,9 @@ import Kernels
 /// (`Q4_1Groups`; `ComputeBackend.projectPromptRows`): the input is quantized to Q8_1 as the exact
 /// kernels quantize it, each matrix is cut into tiles of rows, and each member of the engine's thread
 /// pool takes the next tile, repacks it sixteen rows at a time into its own group buffer and
-/// multiplies it with every prompt row (a single row: straight from the matrix, the same bits,
-/// `Q4_1Groups.multiplyDirect`). Within the tolerance of the exact kernels (2-8e-7 of the
+/// multiplies it with every prompt row (a single row, as a decoding step under `Decoding.promptRows`
+/// is: straight from the packed matrices in the C pool's chunks, the same bits,
+/// `ThreadPool.multiplyQ4_1Direct`). Within the tolerance of the exact kernels (2-8e-7 of the
 /// largest output), 1.2-2.2x their speed from two rows on (`bench/kernels/q4_1_groups.sh`,
 /// `bench/results/q4_1-groups.md`); each row's result independent of the others, so prompt rows
 /// batch freely.

@@ -283,7 +283,7 @@ limits:
   queue_depth: 64
   drain_seconds: 30
   prompt_cache: true                  # reuse a shared prompt prefix kept in an idle slot (same API key only)
-  prompt_cache_answers: false         # true: decode as prompt rows so a chat's next turn reuses the answer too (README)
+  decoding: prompt-rows               # the default with parallel > 1; one-token: llama.cpp's kernels (README "Decoding")
   max_word_bytes: 8192
   max_n: 4
   exact: false                        # true: prompts bit-exact too, never OpenBLAS

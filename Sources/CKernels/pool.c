@@ -217,14 +217,15 @@ static void chunked_member(void *arg, int ith, int nth) {
 /// Runs `c` on the pool in chunks of about an eighth of a member's share, at least `minimum` and at
 /// most 256 rows (a chunk's weights stay in the core's L2 cache while a kernel passes over them once
 /// per eight activations: the 49152-row output projection made 3072-row chunks, read again from L3
-/// for every eight rows); alone on the caller when `alone`.
-static void run_chunked(sn_pool *pool, struct chunked_rows *c, int minimum, int alone) {
+/// for every eight rows); alone on the caller when the product is small (rows * blocks * tokens
+/// under 2048: not worth waking anyone for).
+static void run_chunked(sn_pool *pool, struct chunked_rows *c, int minimum, int tokens) {
     c->total_rows = 0;
     for (int j = 0; j < c->count; j++) c->total_rows += c->jobs[j].rows;
     const int members = sn_pool_size(pool);
     const int chunk = c->total_rows / (8 * members);
     c->chunk = chunk < minimum ? minimum : chunk > 256 ? 256 : chunk / 8 * 8;
-    if (alone || members == 1) {
+    if ((long long)c->total_rows * c->jobs[0].blocks * tokens < 2048 || members == 1) {
         c->chunk = c->total_rows;
         chunked_member(c, 0, 1);
         return;
@@ -261,10 +262,7 @@ void sn_pool_matmul(sn_pool *pool, const sn_matmul_job *jobs, int count,
         m.tables = tables;
     }
     struct chunked_rows c = {jobs, count, 0, 0, matmul_rows, &m, 0};
-    // Small products are not worth waking anyone for.
-    long long rows = 0;
-    for (int j = 0; j < count; j++) rows += jobs[j].rows;
-    run_chunked(pool, &c, 16, rows * jobs[0].blocks * tokens < 2048);
+    run_chunked(pool, &c, 16, tokens);
 }
 
 struct direct_ctx {
@@ -287,7 +285,7 @@ void sn_pool_q4_1_direct(sn_pool *pool, const sn_matmul_job *jobs, int count, in
     // As `sn_pool_matmul`, but chunks of at least 64 rows: each starts a new stream from memory
     // (`bench/decoding.sh`, SmolLM2, two threads: a 16-row minimum 1.01x the one-token decoding, 64
     // 1.10x, 128 1.13x, 256 1.10x; medians of three pairs).
-    run_chunked(pool, &c, 64, 0);
+    run_chunked(pool, &c, 64, tokens);
 }
 
 struct attention_ctx {

@@ -68,11 +68,12 @@ final class PromptRowProjector {
         } else {
             for t in 0 ..< count { quantize(t) }
         }
-        let direct = count < Q4_1Groups.directBelow
-        if direct, let plan = p.plan {
-            // Straight from the packed matrices, in the C pool's chunks of 64-256 rows (`sn_pool_q4_1_direct`):
-            // no per-chunk Swift work (64-row tiles through `forEach` decoded at 0.82-0.86x the one-token
-            // kernels' speed, 256-row ones 1.05x; the C pool's 1.10x: `bench/decoding.sh`).
+        if count < Q4_1Groups.directBelow {
+            // Straight from the packed matrices (the plan's: C kernels exist wherever the groups do),
+            // in the C pool's chunks of 64-256 rows (`sn_pool_q4_1_direct`): no per-chunk Swift work
+            // (64-row tiles through `forEach` decoded at 0.82-0.86x the one-token kernels' speed,
+            // 256-row ones 1.05x; the C pool's 1.10x: `bench/decoding.sh`).
+            guard let plan = p.plan else { preconditionFailure("Q4_1 groups without the C kernels' plan") }
             pool.multiplyQ4_1Direct(plan, firstActivation: first, activations: quantized, activationStride: rowStride,
                                     scales: scales, scalesStride: per, count: count)
             return
@@ -85,12 +86,6 @@ final class PromptRowProjector {
         pool.forEach(items.count) { i, member in
             let item = items[i]
             let m = matrices[item.matrix]
-            if direct {
-                Q4_1Groups.multiplyDirect(m, first: item.first, rowCount: item.rows, activations: quantized, activationStride: rowStride,
-                                          scales: scales, count: count, into: outputs[item.matrix] + first * m.rows + item.first,
-                                          outStride: m.rows)
-                return
-            }
             let group = groups + member * groupBytes
             var row = item.first
             while row < item.first + item.rows {

@@ -189,6 +189,53 @@ struct Q4_1GroupsTests {
     /// A matrix whose last row ends where the process may not read (a read past it would crash the
     /// test): a group of its last rows is repacked and multiplied, and multiplied directly, from
     /// exactly those rows.
+    /// The engine's single-row path (`ThreadPool.multiplyQ4_1Direct`, `sn_pool_q4_1_direct`): two
+    /// matrices of awkward row counts in one plan (chunks that cross from one matrix into the next,
+    /// a last group of fewer than four rows), given in ggml rows (the plan packs its own copies), on
+    /// two threads, one activation written to output row 2 of 3: each output the same bits as
+    /// `multiplyDirect` on the packed rows, and nothing else written.
+    @Test func poolDirectPathEqualsDirectRowsAcrossMatricesAndOffsets() throws {
+        var random = TestRandom(state: 0x41_34)
+        let columns = 576, shapes = [203, 90]
+        let raw = shapes.map { Self.weights(rows: $0, columns: columns, &random) }
+        let a = Self.activations(columns: columns, tokens: 1, &random)
+        let weights = raw.map { bytes -> UnsafeMutableRawPointer in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+            bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            return p
+        }
+        let outputs = shapes.map { rows -> UnsafeMutablePointer<Float> in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: 3 * rows)
+            p.initialize(repeating: .nan, count: 3 * rows)
+            return p
+        }
+        defer { weights.forEach { $0.deallocate() }; outputs.forEach { $0.deallocate() } }
+        let jobs = try zip(shapes, zip(weights, outputs)).map { rows, pair in
+            MatMulJob(try #require(WeightMatrix(type: .q4_1, rows: rows, columns: columns, base: pair.0)), out: pair.1)
+        }
+        let plan = try #require(MatMulPlan(jobs))
+        let per = Q4_1Groups.scalesPerActivation(columns: columns)
+        var scales = [Float](repeating: 0, count: per)
+        a.withUnsafeBytes { Q4_1Groups.prepare($0.baseAddress!, columns: columns, into: &scales) }
+        a.withUnsafeBytes {
+            ThreadPool(threads: 2).multiplyQ4_1Direct(plan, firstActivation: 2, activations: $0.baseAddress!,
+                                                      activationStride: BlockType.q8_1.rowBytes(columns)!, scales: scales,
+                                                      scalesStride: per, count: 1)
+        }
+        for (j, rows) in shapes.enumerated() {
+            var packedBytes = Self.packed(raw[j], rows: rows, columns: columns)
+            let expected = try packedBytes.withUnsafeMutableBytes { w in
+                var m = try #require(WeightMatrix(type: .q4_1, rows: rows, columns: columns, base: w.baseAddress!))
+                m.isPacked = true
+                return a.withUnsafeBytes { Self.runDirect(m, first: 0, count: rows, $0.baseAddress!, tokens: 1) }
+            }
+            let written = (2 * rows ..< 3 * rows).map { outputs[j][$0].bitPattern }
+            let untouched = (0 ..< 2 * rows).allSatisfy { outputs[j][$0].isNaN }
+            #expect(written == expected.map(\.bitPattern), "matrix \(j)")
+            #expect(untouched, "matrix \(j): rows of other activations written")
+        }
+    }
+
     @Test func groupOfTheLastRowsReadsNoBytePastTheMatrix() throws {
         var random = TestRandom(state: 0x41_33)
         let rows = 21, columns = 256

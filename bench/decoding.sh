@@ -16,14 +16,7 @@ DECODE="${DECODE:-256}"
 THREADS="${THREADS:-2}"
 OUT="${OUT:-$REPO/bench/results/decoding}"
 
-if [[ -n "${SECURENODE_BIN:-}" ]]; then
-  bin="$SECURENODE_BIN"
-  [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
-else
-  "$REPO/scripts/setup.sh" --release >&2
-  bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
-fi
-[[ -x "$bin" ]] || die "no securenode binary at $bin"
+bench_binary
 
 rate() {
   "$bin" bench-engine --model "$DEFAULT_MODEL_DIR" --signature "$DEFAULT_MODEL_SIGNATURE" \

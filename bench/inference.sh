@@ -20,14 +20,7 @@ source "$REPO/bench/peer.sh"
 
 # Our engine: a release build (setup.sh also fetches and checks the model; every step is skipped
 # when already done, and the build is incremental).
-if [[ -n "${SECURENODE_BIN:-}" ]]; then
-  bin="$SECURENODE_BIN"
-  [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
-else
-  "$REPO/scripts/setup.sh" --release >&2
-  bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
-fi
-[[ -x "$bin" ]] || die "no securenode binary at $bin"
+bench_binary
 
 # The peer: llama-cpp-python compiles llama.cpp from source with this CPU's flags (-march=native);
 # bench/peer.sh installs it into bench/.venv-peer on first use (or takes PEER_PYTHON).

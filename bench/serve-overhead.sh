@@ -26,14 +26,7 @@ OUT="${OUT:-$REPO/bench/results/serve-overhead}"
 decoding=()
 [[ -n "$DECODING" ]] && decoding=(--decoding "$DECODING")
 
-if [[ -n "${SECURENODE_BIN:-}" ]]; then
-  bin="$SECURENODE_BIN"
-  [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
-else
-  "$REPO/scripts/setup.sh" --release >&2
-  bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
-fi
-[[ -x "$bin" ]] || die "no securenode binary at $bin"
+bench_binary
 
 log "serve overhead: $RUNS runs, $REQUESTS serve requests each, $MAX_TOKENS tokens, $THREADS threads (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 "$REPO/bench/serve_overhead.py" --runs "$RUNS" --requests "$REQUESTS" --threads "$THREADS" --max-tokens "$MAX_TOKENS" "${decoding[@]}" \

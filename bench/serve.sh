@@ -43,14 +43,7 @@ decoding=()
 [[ -n "$DECODING" ]] && decoding=(--decoding "$DECODING")
 OUT="${OUT:-$REPO/bench/results/serve}"
 
-if [[ -n "${SECURENODE_BIN:-}" ]]; then
-  bin="$SECURENODE_BIN"
-  [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
-else
-  "$REPO/scripts/setup.sh" --release >&2
-  bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
-fi
-[[ -x "$bin" ]] || die "no securenode binary at $bin"
+bench_binary
 
 peer_llama_server
 

@@ -30,6 +30,20 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # For the benchmarks that start the node: $bin is $SECURENODE_BIN, or the release build (built
 # here, under the build lock); $python is the checkers' venv interpreter.
+# The benchmarks against peers: sets $bin to $SECURENODE_BIN (the default model must be set up
+# already), or to a release build made by scripts/setup.sh --release (which also fetches and checks
+# the default model; every step is skipped when already done).
+bench_binary() {
+  if [[ -n "${SECURENODE_BIN:-}" ]]; then
+    bin="$SECURENODE_BIN"
+    [[ -f "$DEFAULT_MODEL_FILE" ]] || die "default model missing: run scripts/setup.sh first"
+  else
+    "$REPO/scripts/setup.sh" --release >&2
+    bin="$(cd "$REPO" && swift build -c release --show-bin-path)/securenode"
+  fi
+  [[ -x "$bin" ]] || die "no securenode binary at $bin"
+}
+
 bench_tools() {
   if [[ -n "${SECURENODE_BIN:-}" ]]; then
     bin="$SECURENODE_BIN"

@@ -49,10 +49,14 @@ let package = Package(
     targets: [
         // GGUF reader: validates every field of untrusted model files before it allocates or slices.
         .target(name: "ModelFormat", swiftSettings: strict),
+        // Anonymous memory for what every token reads whole (verified model bytes, the KV cache): on
+        // huge pages where the kernel allows, unmapped when released.
+        .target(name: "SystemMemory", swiftSettings: strict),
         // OpenSSF model-signing bundles (sigstore bundle v0.3 + DSSE + in-toto), key and X.509 methods.
         .target(
             name: "ModelSigning",
             dependencies: [
+                "SystemMemory",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -105,7 +109,7 @@ let package = Package(
         // forward pass and the generation loop (`Generator`) that drives a `GenerationState`.
         .target(
             name: "Inference",
-            dependencies: ["Generation", "Kernels", "ModelFormat"],
+            dependencies: ["Generation", "Kernels", "ModelFormat", "SystemMemory"],
             swiftSettings: strict + numeric
         ),
         // The node's composition of TPM, attestation and signed models: measure, event log, evidence.
@@ -287,6 +291,7 @@ let package = Package(
             name: "ModelSigningTests",
             dependencies: [
                 "ModelSigning",
+                "SystemMemory",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -1,4 +1,5 @@
 import Kernels
+import SystemMemory
 
 /// The attention keys and values of every position seen so far, for every layer, stored as F16
 /// (llama.cpp's default cache type, so attention reads the same rounded values it does).
@@ -15,21 +16,25 @@ public final class KVCache: @unchecked Sendable {
     let keys: UnsafeMutablePointer<UInt16>
     /// `[layers][capacity][kvWidth]` F16 bits.
     let values: UnsafeMutablePointer<UInt16>
+    /// Where `keys` and `values` live: zeroed anonymous memory, on huge pages where the kernel allows
+    /// (every decoded token reads the keys and values of every position so far).
+    private let keyMemory: AnonymousMemory
+    private let valueMemory: AnonymousMemory
 
     public init(layers: Int, capacity: Int, kvWidth: Int) {
         self.layers = layers
         self.capacity = capacity
         self.kvWidth = kvWidth
         let count = layers * capacity * kvWidth
-        keys = .allocate(capacity: count)
-        keys.initialize(repeating: 0, count: count)
-        values = .allocate(capacity: count)
-        values.initialize(repeating: 0, count: count)
-    }
-
-    deinit {
-        keys.deallocate()
-        values.deallocate()
+        // Out of memory traps, as an allocation does (the context length is the operator's, bounded).
+        guard let keyMemory = AnonymousMemory(byteCount: count * MemoryLayout<UInt16>.stride),
+              let valueMemory = AnonymousMemory(byteCount: count * MemoryLayout<UInt16>.stride) else {
+            fatalError("out of memory for a KV cache of \(layers) layers x \(capacity) positions")
+        }
+        self.keyMemory = keyMemory
+        self.valueMemory = valueMemory
+        keys = keyMemory.base.bindMemory(to: UInt16.self, capacity: count)
+        values = valueMemory.base.bindMemory(to: UInt16.self, capacity: count)
     }
 
     /// Bytes held.

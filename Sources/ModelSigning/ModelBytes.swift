@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import SystemMemory
 
 /// A model file's bytes in private, page-aligned anonymous memory, filled while the file was hashed
 /// (or decrypted and hashed, for an encrypted model).
@@ -13,35 +9,26 @@ import Darwin
 /// kernels' layout (`GGUFBuffer.rearrangeOnce`, `LlamaWeights`), a fixed permutation of the
 /// verified bytes that avoids holding the weights twice.
 ///
-/// The memory is an anonymous private mapping (`mmap(MAP_PRIVATE | MAP_ANONYMOUS)`), never backed by
-/// a file, and left out of core dumps (`madvise(MADV_DONTDUMP)`). For a confidential (decrypted)
-/// model the advice is required and the bytes are overwritten with zeros before the mapping is
-/// released.
+/// The memory is `AnonymousMemory` (a private anonymous mapping, never backed by a file, on huge
+/// pages where the kernel allows), left out of core dumps (`madvise(MADV_DONTDUMP)`). For a
+/// confidential (decrypted) model the advice is required and the bytes are overwritten with zeros
+/// before the mapping is released.
 public final class ModelBytes: @unchecked Sendable {
     public let count: Int
-    private let base: UnsafeMutableRawPointer
-    private let length: Int
+    private let memory: AnonymousMemory
+    private var base: UnsafeMutableRawPointer { memory.base }
     private let confidential: Bool
 
     init?(count: Int, confidential: Bool = false) {
-        let length = max(count, 1)
-        let pointer = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let pointer, pointer != MAP_FAILED else { return nil }
-        #if os(Linux)
-        if madvise(pointer, length, MADV_DONTDUMP) != 0 && confidential {
-            munmap(pointer, length)
-            return nil
-        }
-        #endif
-        self.base = pointer
-        self.length = length
+        guard let memory = AnonymousMemory(byteCount: count) else { return nil }
+        if !memory.excludeFromCoreDumps() && confidential { return nil }
+        self.memory = memory
         self.count = count
         self.confidential = confidential
     }
 
     deinit {
         if confidential { DataKey.wipe(UnsafeMutableRawBufferPointer(start: base, count: count)) }
-        munmap(base, length)
     }
 
     var mutableBuffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }

@@ -148,7 +148,8 @@ public struct OpenAIRoutes: Sendable {
             for i in 0 ..< parsed.n {
                 var options = parsed.options
                 options.sampling.seed = parsed.options.sampling.seed &+ UInt64(i)
-                submissions.append(try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: options, key: key, sharesPrompt: parsed.n > 1 && i == 0),
+                submissions.append(try scheduler.submit(.init(promptIDs: parsed.promptIDs, options: options, key: key, sharesPrompt: parsed.n > 1 && i == 0,
+                                                              streams: parsed.stream),
                                                         sharingPromptOf: i == 0 ? nil : submissions.first))
             }
         } catch {
@@ -185,6 +186,7 @@ public struct OpenAIRoutes: Sendable {
         var results: [InferenceScheduler.Completion] = []
         for submission in submissions {
             var result: InferenceScheduler.Completion?
+            // Not streamed (`Request.streams` false): only the end comes.
             events: for await event in submission.events {
                 switch event {
                 case .text, .logprobs:

@@ -25,11 +25,16 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         /// (`submit(_:sharingPromptOf:)`: the other choices of a request with n > 1) copy its
         /// evaluation instead of repeating it.
         public var sharesPrompt: Bool
-        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil, sharesPrompt: Bool = false) {
+        /// Send `.text` and `.logprobs` events as the tokens come (a streamed response). Without, only
+        /// the end (`.finished` or `.failed`): its consumer is not woken for every token, which on a
+        /// small machine takes a core from the engine while it generates.
+        public var streams: Bool
+        public init(promptIDs: [Int], options: GenerationOptions, key: String? = nil, sharesPrompt: Bool = false, streams: Bool = true) {
             self.promptIDs = promptIDs
             self.options = options
             self.key = key
             self.sharesPrompt = sharesPrompt
+            self.streams = streams
         }
     }
 
@@ -93,11 +98,14 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
         /// `Request.sharesPrompt`; then the logits after the prompt, once evaluated.
         let sharesPrompt: Bool
         var promptLogits: [Float]?
+        /// `Request.streams`.
+        let streams: Bool
 
-        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation, sharesPrompt: Bool = false) {
+        init(generation: GenerationState, continuation: AsyncStream<Event>.Continuation, sharesPrompt: Bool = false, streams: Bool = true) {
             self.generation = generation
             self.continuation = continuation
             self.sharesPrompt = sharesPrompt
+            self.streams = streams
         }
     }
 
@@ -258,7 +266,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
             }
         }
         nextID += 1
-        jobs[id] = Job(generation: generation, continuation: continuation, sharesPrompt: request.sharesPrompt)
+        jobs[id] = Job(generation: generation, continuation: continuation, sharesPrompt: request.sharesPrompt, streams: request.streams)
         condition.signal()
         condition.unlock()
         continuation.onTermination = { [weak self] _ in self?.cancel(id) }
@@ -398,7 +406,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                 let now = ContinuousClock.now
                 if job.firstTokenAt == nil { job.firstTokenAt = now }
                 job.lastTokenAt = now
-                if job.generation.options.logprobs != nil, job.generation.logprobs.count > job.sentLogprobs {
+                if job.streams, job.generation.options.logprobs != nil, job.generation.logprobs.count > job.sentLogprobs {
                     job.continuation.yield(.logprobs(Array(job.generation.logprobs[job.sentLogprobs...])))
                     job.sentLogprobs = job.generation.logprobs.count
                 }
@@ -407,7 +415,7 @@ public final class InferenceScheduler: @unchecked Sendable, Service {
                         job.firstText = ContinuousClock.now - job.submitted
                         observer?.firstToken(after: job.firstText!)
                     }
-                    job.continuation.yield(.text(step.text))
+                    if job.streams { job.continuation.yield(.text(step.text)) }
                 }
                 let session = sessions[item.slot]
                 if let next = step.next, session.position < session.contextLength {

@@ -306,6 +306,35 @@ import Testing
         #expect(reason.contains("outside the vocabulary"))
     }
 
+    /// A request that is not streamed (`Request.streams` false, as the non-streaming API submits)
+    /// gets one event, its end, with the text and log-probabilities a streamed request gets piece by
+    /// piece: its consumer is not woken for every token.
+    @Test(.enabled(if: runModelTests)) func unstreamedRequestGetsOnlyItsEnd() async throws {
+        let node = try await Node()
+        defer { Task { await node.stop() } }
+        var options = GenerationOptions(maxTokens: 12, sampling: SamplingParameters(temperature: 0))
+        options.logprobs = 2
+        let prompt = [1, 504, 3458, 314, 260, 4219, 28]
+        var streamed = (text: "", pieces: 0, entries: 0, end: InferenceScheduler.Completion?.none)
+        for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options)).events {
+            switch event {
+            case let .text(piece): streamed.text += piece; streamed.pieces += 1
+            case let .logprobs(entries): streamed.entries += entries.count
+            case let .finished(done): streamed.end = done
+            case let .failed(reason): Issue.record("the streamed request failed: \(reason)")
+            }
+        }
+        var events: [InferenceScheduler.Event] = []
+        for await event in try node.scheduler.submit(.init(promptIDs: prompt, options: options, streams: false)).events { events.append(event) }
+        let end = try #require(streamed.end)
+        #expect(streamed.pieces > 1 && streamed.entries == end.completionTokens && streamed.text == end.text)
+        guard events.count == 1, case let .finished(done) = events[0] else {
+            Issue.record("the unstreamed request got \(events.count) events: \(events)")
+            return
+        }
+        #expect(done.text == end.text && done.logprobs == end.logprobs && done.completionTokens == end.completionTokens)
+    }
+
     /// A chat's second turn reuses the first turn's prompt rows; its answer equals the one computed
     /// from scratch, bit for bit (greedy and seeded sampling).
     @Test(.enabled(if: runModelTests)) func promptCacheOutputsEqualRecomputation() async throws {

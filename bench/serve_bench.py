@@ -35,7 +35,7 @@ per request, chunked or length-delimited bodies, SSE events split on blank lines
 Writes OUT.json, OUT.md and OUT-throughput.svg (see serve.sh for the file names); `--render OUT.json
 [--note TEXT ...]` only rewrites the three from an earlier OUT.json (adding notes, e.g. about the machine).
 """
-import argparse, asyncio, datetime, json, math, os, platform, signal, socket, subprocess, sys, tempfile, time
+import argparse, asyncio, bisect, datetime, itertools, json, math, os, platform, signal, socket, subprocess, sys, tempfile, time
 import urllib.error, urllib.request
 from xml.sax.saxutils import escape
 
@@ -152,13 +152,51 @@ async def read_body(reader, headers):
             yield data
 
 
+def read_events(arrivals, rec):
+    """Fills a stream's record from its body's pieces and their arrival times (seconds since the
+    request was sent): the first and last text events, the text, the tokens (from `usage`, else the
+    text events), the finish reason, `data: [DONE]`, and an error event or a missing end as `error`."""
+    pieces = []
+    sse = SSEParser()
+    for now, chunk in arrivals:
+        for data in sse.feed(chunk):
+            if data.strip() == "[DONE]":
+                rec["done"] = True
+                continue
+            obj = json.loads(data)
+            if "error" in obj:
+                rec["error"] = f"error event: {json.dumps(obj['error'])[:200]}"
+                continue
+            for choice in obj.get("choices") or []:
+                text = choice.get("text")
+                if text is None:
+                    text = (choice.get("delta") or {}).get("content")
+                if text:
+                    rec["textEvents"] += 1
+                    pieces.append(text)
+                    rec["lastText"] = now
+                    if rec["ttft"] is None:
+                        rec["ttft"] = now
+                if choice.get("finish_reason"):
+                    rec["finishReason"] = choice["finish_reason"]
+            usage = obj.get("usage")
+            if usage:
+                rec["completionTokens"] = usage.get("completion_tokens")
+                rec["promptTokens"] = usage.get("prompt_tokens")
+    rec["text"] = "".join(pieces)
+    if rec["error"] is None and not rec["done"]:
+        rec["error"] = "the stream ended without data: [DONE]"
+    if rec["error"] is None and rec["completionTokens"] is None:
+        rec["completionTokens"] = rec["textEvents"]  # no usage: count text events
+        rec["tokensCountedFromEvents"] = True
+
+
 async def stream_completion(port, payload, timeout, path="/v1/completions"):
     """One streaming request. Returns a record: times relative to the send (first and last text event,
     end of stream), tokens, the text received, errors."""
     body = json.dumps(payload).encode()
     rec = {"status": None, "ttft": None, "lastText": None, "seconds": None, "completionTokens": None, "promptTokens": None,
            "textEvents": 0, "finishReason": None, "done": False, "error": None, "text": ""}
-    pieces = []
     t0 = time.perf_counter()
     writer = None
     try:
@@ -184,40 +222,13 @@ async def stream_completion(port, payload, timeout, path="/v1/completions"):
                 text = b"".join([c async for c in read_body(reader, headers)]).decode(errors="replace")
                 rec["error"] = f"HTTP {rec['status']}: {text[:200]}"
                 return rec
-            sse = SSEParser()
+            # The body's pieces with their arrival times, parsed after the stream: the client shares the
+            # server's cores, and parsing each event as it comes would take them while it generates.
+            arrivals = []
             async for chunk in read_body(reader, headers):
-                now = time.perf_counter() - t0
-                for data in sse.feed(chunk):
-                    if data.strip() == "[DONE]":
-                        rec["done"] = True
-                        continue
-                    obj = json.loads(data)
-                    if "error" in obj:
-                        rec["error"] = f"error event: {json.dumps(obj['error'])[:200]}"
-                        continue
-                    for choice in obj.get("choices") or []:
-                        text = choice.get("text")
-                        if text is None:
-                            text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            rec["textEvents"] += 1
-                            pieces.append(text)
-                            rec["lastText"] = now
-                            if rec["ttft"] is None:
-                                rec["ttft"] = now
-                        if choice.get("finish_reason"):
-                            rec["finishReason"] = choice["finish_reason"]
-                    usage = obj.get("usage")
-                    if usage:
-                        rec["completionTokens"] = usage.get("completion_tokens")
-                        rec["promptTokens"] = usage.get("prompt_tokens")
+                arrivals.append((time.perf_counter() - t0, chunk))
             rec["seconds"] = time.perf_counter() - t0
-            rec["text"] = "".join(pieces)
-            if rec["error"] is None and not rec["done"]:
-                rec["error"] = "the stream ended without data: [DONE]"
-            if rec["error"] is None and rec["completionTokens"] is None:
-                rec["completionTokens"] = rec["textEvents"]  # no usage: count text events
-                rec["tokensCountedFromEvents"] = True
+            read_events(arrivals, rec)
     except TimeoutError:
         rec["error"] = f"timed out after {timeout} s"
     except (OSError, ConnectionError, ValueError, asyncio.IncompleteReadError) as e:
@@ -225,6 +236,79 @@ async def stream_completion(port, payload, timeout, path="/v1/completions"):
     finally:
         if writer is not None:
             writer.close()
+    return rec
+
+
+def stream_completion_blocking(port, payload, timeout, path="/v1/completions"):
+    """One streaming request read with a blocking socket, for a single stream: each `recv`'s time and
+    bytes, parsed after the end (status, headers, chunked or plain body, SSE events) into
+    stream_completion's record. A piece's time is that of the `recv` holding its last byte. Lighter
+    on the cores the server shares than the asyncio reader (which costs about 0.23 ms of Python CPU
+    per streamed token on this kind of machine: bench/README.md)."""
+    body = json.dumps(payload).encode()
+    rec = {"status": None, "ttft": None, "lastText": None, "seconds": None, "completionTokens": None, "promptTokens": None,
+           "textEvents": 0, "finishReason": None, "done": False, "error": None, "text": ""}
+    t0 = time.perf_counter()
+    deadline = t0 + timeout
+    recvs = []
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                          f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
+            while True:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise TimeoutError
+                sock.settimeout(left)
+                data = sock.recv(65536)
+                if not data:
+                    break
+                recvs.append((time.perf_counter() - t0, data))
+        rec["seconds"] = time.perf_counter() - t0
+        raw = b"".join(d for _, d in recvs)
+        ends = list(itertools.accumulate(len(d) for _, d in recvs))
+
+        def arrived(offset):
+            return recvs[bisect.bisect_right(ends, offset)][0]
+
+        head_end = raw.find(b"\r\n\r\n")
+        if head_end < 0:
+            raise ConnectionError("the connection closed inside the response head")
+        lines = raw[:head_end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise ConnectionError(f"bad status line {lines[0][:80]!r}")
+        rec["status"] = int(parts[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        pos = head_end + 4
+        arrivals = []
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            while True:
+                eol = raw.find(b"\r\n", pos)
+                if eol < 0:
+                    raise ConnectionError("connection closed inside a chunked body")
+                size = int(raw[pos:eol].split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    break
+                start, end = eol + 2, eol + 2 + size
+                if end + 2 > len(raw):
+                    raise ConnectionError("connection closed inside a chunked body")
+                arrivals.append((arrived(end - 1), raw[start:end]))
+                pos = end + 2
+        else:
+            for (t, _), end in zip(recvs, ends):
+                if end > pos:
+                    arrivals.append((t, raw[pos:end]))
+                    pos = end
+        if rec["status"] != 200:
+            rec["error"] = f"HTTP {rec['status']}: {b''.join(c for _, c in arrivals).decode(errors='replace')[:200]}"
+            return rec
+        read_events(arrivals, rec)
+    except TimeoutError:
+        rec["error"] = f"timed out after {timeout} s"
+    except (OSError, ConnectionError, ValueError) as e:
+        rec["error"] = f"{type(e).__name__}: {e}"
     return rec
 
 

@@ -250,7 +250,8 @@ let package = Package(
                                    .product(name: "Crypto", package: "swift-crypto"),
                                    .product(name: "Hummingbird", package: "hummingbird"),
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
-                                   .product(name: "NIOCore", package: "swift-nio")],
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(
             name: "ServerHardeningTests",

@@ -2,6 +2,7 @@ import Attestation
 import Crypto
 import Foundation
 import Hummingbird
+import NIOCore
 import Generation
 import Inference
 import Logging
@@ -176,7 +177,7 @@ public struct OpenAIRoutes: Sendable {
         let answer = Answer(id: id, created: created, chat: chat, parsed: parsed, body: body, fingerprint: fingerprint, receipts: receipts,
                             tokenizer: scheduler.tokenizer)
         if parsed.stream {
-            return stream(submissions, answer: answer, logger: context.logger)
+            return stream(submissions, answer: answer, on: context.channel.eventLoop, logger: context.logger)
         }
         let token = watcher?.onDisconnect { [logger = context.logger] in
             logger.info("client disconnected; generation cancelled", metadata: ["id": .string(id)])
@@ -293,8 +294,14 @@ public struct OpenAIRoutes: Sendable {
     /// each ending with its `finish_reason`; the last choice's final chunk carries the receipt
     /// (over every choice) and the usage. With logprobs, a chunk carries the entries of the tokens
     /// generated since the previous chunk, and every choice's final chunk a (possibly empty) list.
-    func stream(_ submissions: [InferenceScheduler.Submission], answer: Answer, logger: Logger) -> Response {
+    ///
+    /// A choice's text is written from the connection's event loop (`loop`, `EventLoopExecutor`): each
+    /// token wakes one thread, which encodes and writes it, instead of a cooperative-pool thread that
+    /// then hands the write to the event loop. What follows a choice's end (tool calls parsed from the
+    /// whole answer, the receipt's hashing and signing, the log) runs back on the cooperative pool.
+    func stream(_ submissions: [InferenceScheduler.Submission], answer: Answer, on loop: any EventLoop, logger: Logger) -> Response {
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        let onLoop = EventLoopExecutor(loop)
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -321,53 +328,61 @@ public struct OpenAIRoutes: Sendable {
                     let textChunks = answer.wantsLogprobs ? nil : TextChunkEncoder { text in
                         try encoder.encode(answer.chunk([answer.piece(text, index: index)]))
                     }
+                    // The text as it comes, on the event loop; then how the choice ended (nil: cancelled).
                     var iterator = submission.events.makeAsyncIterator()
-                    loop: while let event = await iterator.next() {
-                        switch event {
-                        case let .logprobs(entries):
-                            pending += entries
-                        case let .text(text):
-                            // With tools the answer is parsed whole: its content or calls go in one delta at the end.
-                            guard answer.parsed.tools == nil else { continue loop }
-                            if let textChunks {
-                                try await writer.write(textChunks.event(text))
-                            } else {
-                                try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                    let end = try await withTaskExecutorPreference(onLoop) { () async throws -> InferenceScheduler.Event? in
+                        while let event = await iterator.next() {
+                            switch event {
+                            case let .logprobs(entries):
+                                pending += entries
+                            case let .text(text):
+                                // With tools the answer is parsed whole: its content or calls go in one delta at the end.
+                                guard answer.parsed.tools == nil else { continue }
+                                if let textChunks {
+                                    try await writer.write(textChunks.event(text))
+                                } else {
+                                    try await send(answer.chunk([answer.piece(text, index: index, logprobs: takeLogprobs())]))
+                                }
+                            case .failed, .finished:
+                                return event
                             }
-                        case let .failed(reason):
-                            try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
-                            break choices
-                        case let .finished(done):
-                            results.append(done)
-                            var finish = Self.finishReason(done.stopReason)
-                            if answer.parsed.tools != nil {
-                                let (content, calls) = answer.split(done, index: index)
-                                finish = answer.finishReason(done, calls: calls)
-                                try await send(answer.chunk([answer.piece(calls.isEmpty ? done.text : content, index: index, logprobs: takeLogprobs(), calls: calls)]))
-                            }
-                            guard results.count == submissions.count else {
-                                try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())]))
-                                break loop
-                            }
-                            let receipt: Receipt
-                            do {
-                                receipt = try answer.receipt(for: results)
-                            } catch {
-                                try await send(APIErrorEnvelope(error: .init(message: (error as? ResponseFailure)?.reason ?? "\(error)", type: "server_error")))
-                                break choices
-                            }
-                            let usage = answer.usage(results)
-                            // The last choice chunk carries finish_reason and the receipt (and usage, unless the
-                            // client asked for OpenAI's separate usage chunk with no choices).
-                            try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())],
-                                                        usage: answer.parsed.includeUsage ? nil : usage, receipt: receipt))
-                            if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
-                            logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(usage.completion_tokens),
-                                                                          "finish_reason": .string(finish), "decode_seconds": .string(Self.seconds(results[0].decodeTime))])
-                            break loop
                         }
+                        return nil
                     }
-                    if results.count <= index { break choices }
+                    switch end {
+                    case nil, .text?, .logprobs?:
+                        break choices
+                    case let .failed(reason)?:
+                        try await send(APIErrorEnvelope(error: .init(message: "generation failed: \(reason)", type: "service_unavailable")))
+                        break choices
+                    case let .finished(done)?:
+                        results.append(done)
+                        var finish = Self.finishReason(done.stopReason)
+                        if answer.parsed.tools != nil {
+                            let (content, calls) = answer.split(done, index: index)
+                            finish = answer.finishReason(done, calls: calls)
+                            try await send(answer.chunk([answer.piece(calls.isEmpty ? done.text : content, index: index, logprobs: takeLogprobs(), calls: calls)]))
+                        }
+                        guard results.count == submissions.count else {
+                            try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())]))
+                            continue choices
+                        }
+                        let receipt: Receipt
+                        do {
+                            receipt = try answer.receipt(for: results)
+                        } catch {
+                            try await send(APIErrorEnvelope(error: .init(message: (error as? ResponseFailure)?.reason ?? "\(error)", type: "server_error")))
+                            break choices
+                        }
+                        let usage = answer.usage(results)
+                        // The last choice chunk carries finish_reason and the receipt (and usage, unless the
+                        // client asked for OpenAI's separate usage chunk with no choices).
+                        try await send(answer.chunk([answer.piece(nil, index: index, finish: finish, logprobs: takeLogprobs())],
+                                                    usage: answer.parsed.includeUsage ? nil : usage, receipt: receipt))
+                        if answer.parsed.includeUsage { try await send(answer.chunk([], usage: usage)) }
+                        logger.info("completion finished", metadata: ["id": .string(answer.id), "completion_tokens": .stringConvertible(usage.completion_tokens),
+                                                                      "finish_reason": .string(finish), "decode_seconds": .string(Self.seconds(results[0].decodeTime))])
+                    }
                 }
                 for s in submissions { s.cancel() }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))

@@ -7,7 +7,9 @@
 # script: this is a measurement).
 #
 #   bench/serve-overhead.sh
-#     RUNS=5 REQUESTS=3 THREADS=2 MAX_TOKENS=128   runs, measured serve requests per run, engine
+#     RUNS=9 REQUESTS=3 THREADS=2 MAX_TOKENS=128   runs (this VM changes speed by 10-20% from one second
+#                                                  to the next: nine per-run ratios give a steadier median),
+#                                                  measured serve requests per run, engine
 #                                                  threads, tokens generated per measurement
 #     DECODING=                   one-token or prompt-rows for all three (default: their default, one-token)
 #     OUT=bench/results/serve-overhead   where the results go (OUT.json, OUT.md)
@@ -17,7 +19,7 @@
 # Writes OUT.json and OUT.md.
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
-RUNS="${RUNS:-5}"
+RUNS="${RUNS:-9}"
 REQUESTS="${REQUESTS:-3}"
 THREADS="${THREADS:-2}"
 MAX_TOKENS="${MAX_TOKENS:-128}"

@@ -311,7 +311,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag in ("--securenode", "--model-dir", "--model-file", "--signature", "--public-key", "--profile", "--out"):
         p.add_argument(flag, required=True)
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=9)
     p.add_argument("--requests", type=int, default=3, help="measured serve requests per run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=128)

@@ -1,5 +1,8 @@
 // The two physical bounds bench/scale.sh puts next to its numbers, measured on this machine:
 //   read GB/s  - THREADS threads summing disjoint halves of a 1 GiB buffer (DRAM, not cache), best of 5;
+//                the buffer on transparent huge pages where the kernel allows (MADV_HUGEPAGE), as the
+//                node's weights are since session 20 (SystemMemory): with 4 KiB pages this VM's TLB
+//                misses, not DRAM, bounded the reads;
 //   sgemm GFLOP/s - THREADS threads, each a single-threaded cblas_sgemm (M=512, N=512, K=2048, the
 //                   engine's BLAS path: one tile per member), best of 5.
 // Prints one JSON object. Built by scale.sh: cc -O2 -mavx2 roofline.c $(pkg-config --cflags --libs openblas) -lpthread
@@ -9,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
@@ -38,7 +42,9 @@ int main(int argc, char **argv) {
     threads = argc > 1 ? atoi(argv[1]) : 2;
     if (threads < 1 || threads > 64) return 2;
     openblas_set_num_threads(1);
-    buffer = aligned_alloc(64, BYTES);
+    buffer = aligned_alloc(2 << 20, BYTES);
+    if (!buffer) return 3;
+    madvise(buffer, BYTES, MADV_HUGEPAGE);  // advice: 4 KiB pages where the kernel declines
     memset(buffer, 1, BYTES);
     pthread_t t[64];
     double best = 1e9;

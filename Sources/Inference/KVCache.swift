@@ -35,6 +35,10 @@ public final class KVCache: @unchecked Sendable {
         self.valueMemory = valueMemory
         keys = keyMemory.base.bindMemory(to: UInt16.self, capacity: count)
         values = valueMemory.base.bindMemory(to: UInt16.self, capacity: count)
+        // Touched now, not as positions are first written: a node whose caches do not fit its memory
+        // limit fails when it starts, not under load.
+        keys.initialize(repeating: 0, count: count)
+        values.initialize(repeating: 0, count: count)
     }
 
     /// Bytes held.

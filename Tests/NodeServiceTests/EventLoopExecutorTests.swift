@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 @testable import NodeService
@@ -7,15 +8,18 @@ import Testing
 /// under the preference runs there, also after it suspended, and leaves it when asked.
 struct EventLoopExecutorTests {
     @Test func runsTheTaskOnItsEventLoopAcrossSuspensions() async throws {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
         let (stream, continuation) = AsyncStream<Int>.makeStream()
-        let producer = Task.detached {
+        // A thread of its own, as the scheduler's loop is (the cooperative pool may be busy with other tests).
+        let producer = Thread {
             for i in 0 ..< 50 {
                 continuation.yield(i)
-                try? await Task.sleep(for: .milliseconds(1))
+                usleep(1000)
             }
             continuation.finish()
         }
+        producer.start()
         let (received, everyOnLoop, offLoopAfter) = await withTaskExecutorPreference(EventLoopExecutor(loop)) {
             var received: [Int] = []
             var everyOnLoop = loop.inEventLoop
@@ -26,9 +30,9 @@ struct EventLoopExecutorTests {
             let offLoopAfter = await withTaskExecutorPreference(globalConcurrentExecutor) { !loop.inEventLoop }
             return (received, everyOnLoop, offLoopAfter)
         }
-        await producer.value
         #expect(received == Array(0 ..< 50))
         #expect(everyOnLoop)
         #expect(offLoopAfter)
+        try await group.shutdownGracefully()
     }
 }

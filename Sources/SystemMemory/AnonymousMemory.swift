@@ -11,8 +11,8 @@ import Darwin
 /// A region of 2 MiB or more starts on a 2 MiB boundary, spans whole 2 MiB units and asks for
 /// transparent huge pages (`madvise(MADV_HUGEPAGE)`: used where the kernel's `transparent_hugepage`
 /// setting is `madvise`, Debian's default, or `always`; advice the kernel may decline, never an error).
-/// With 4 KiB pages the TLB misses cost the default model about a sixth of its decode speed on the
-/// machines we measured (`bench/hugepages.sh`). `SECURENODE_HUGEPAGES=0` in the environment keeps
+/// With 4 KiB pages the TLB misses cost the default model up to about a sixth of its decode speed on
+/// the VM we measured, and as little as 3% in its fast state (`bench/hugepages.sh`). `SECURENODE_HUGEPAGES=0` in the environment keeps
 /// 4 KiB pages, for A/B benchmarks of one binary.
 public final class AnonymousMemory: @unchecked Sendable {
     /// Usable bytes from `base` (the mapping may be longer: whole huge pages).

@@ -41,6 +41,12 @@ public final class RequestWorker: @unchecked Sendable {
         return workerThreads
     }
     private var workerThreads: Set<UInt> = []
+    /// Jobs queued and not yet started, for the tests.
+    var waiting: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count - head
+    }
 
     public init(threads: Int = 2, queueDepth: Int = 64, deadline: Duration = .seconds(10)) {
         self.threads = max(1, threads)

@@ -81,10 +81,17 @@ import Testing
     @Test func workerDoesNotStartJobsThatWaitedPastTheDeadline() async throws {
         let worker = RequestWorker(threads: 1, queueDepth: 4, deadline: .milliseconds(50))
         defer { worker.stop() }
-        async let blocker: Int = worker.run { () -> Int in Thread.sleep(forTimeInterval: 0.3); return 1 }
-        try await Task.sleep(for: .milliseconds(20))
+        // The only thread is held until the second job has waited 100 ms in the queue, however late
+        // the test's own tasks get a cooperative thread (the suite keeps the pool busy).
+        let begun = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        async let blocker: Int = worker.run { () -> Int in begun.signal(); _ = release.wait(timeout: .now() + 10); return 1 }
+        while begun.wait(timeout: .now()) == .timedOut { try await Task.sleep(for: .milliseconds(2)) }
+        async let second: Int = worker.run { () -> Int in 2 }
+        while worker.waiting == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        try await Task.sleep(for: .milliseconds(100))
+        release.signal()
         do {
-            _ = try await worker.run { () -> Int in 2 }
+            _ = try await second
             Issue.record("a job that waited past the deadline ran")
         } catch let refusal as RequestWorker.Refusal {
             #expect(refusal == .timedOut(.milliseconds(50)))
